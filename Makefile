@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := espeak-ng fluidsynth fluid-soundfont-gm libsndfile1 sox
+
+.PHONY: demo test test-slow system venv bench clean
+
+system:
+	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v fluidsynth >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+$(BIN)/soundlm: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,eval,plot]'
+	touch $@
+
+venv: $(BIN)/soundlm
+
+demo: system venv
+	$(BIN)/soundlm demo --out demo_out
+
+test: system venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: system venv
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,5 @@
+"""`soundlm data ...`: synthetic corpora."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
