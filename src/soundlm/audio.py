@@ -102,8 +102,13 @@ def chunk(audio: np.ndarray, chunk_len: int, hop: int | None = None, pad_last: b
     """Split [C, S] audio into chunks of `chunk_len` samples every `hop` samples."""
     if chunk_len <= 0:
         raise ValueError(f"chunk_len must be positive, got {chunk_len}")
+    if hop is not None and hop <= 0:
+        raise ValueError(f"hop must be positive (or None for hop = chunk_len), got {hop}")
     hop = hop or chunk_len
     total = audio.shape[1]
+    if total < chunk_len:
+        # range() below would yield one window shorter than chunk_len; pad it instead.
+        return [crop_or_pad(audio, chunk_len)] if pad_last and total > 0 else []
     starts = range(0, max(total - chunk_len, 0) + 1, hop)
     chunks = [audio[:, s: s + chunk_len] for s in starts]
     last_end = (starts[-1] + chunk_len) if len(starts) else 0
