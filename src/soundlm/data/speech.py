@@ -1,0 +1,238 @@
+"""Multi-speaker synthetic speech: espeak-ng (and flite for English) reading parallel sentences.
+
+A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed.
+Held-out speakers use voice variants that no training speaker uses, so a model evaluated
+on them has never heard their timbre. Each sentence of `soundlm.data.text` is read once
+per language by a random speaker of that language, so the corpus holds parallel speech
+sharing a `text_id`.
+
+Layout of the output folder:
+    corpus.json      the settings (a resumed run must use the same ones)
+    speakers.json    every speaker and its synthesis parameters
+    manifest.jsonl   one row per utterance (docs/ARCHITECTURE.md), written last
+    wavs/SPEAKER/ID.wav
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from soundlm.audio import info, load_audio, normalize_peak, save_audio
+from soundlm.data import MissingToolError, write_manifest
+from soundlm.data.jobs import pin_config, run_parallel, valid_wav
+from soundlm.data.text import LANGUAGES, random_sentence
+from soundlm.fileio import write_json_atomic
+
+# espeak-ng voices per language; a speaker picks one (accent) and adds a variant (timbre).
+ESPEAK_LANGUAGE_VOICES = {
+    "en": ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+           "en-gb-x-gbcwmd"),
+    "fr": ("fr-fr", "fr-be", "fr-ch"),
+    "de": ("de",),
+    "es": ("es", "es-419"),
+}
+# Whispered variants have no pitch: useless for speaker identity and unlike real speech.
+EXCLUDED_VARIANTS = frozenset({"whisper", "whisperf"})
+# 16 kHz flite voices (kal is 8 kHz; awb_time only speaks clock times).
+FLITE_VOICES = ("awb", "kal16", "rms", "slt")
+PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
+RATE_RANGE = (135, 185)  # espeak-ng -s, words per minute
+
+
+@dataclass(frozen=True)
+class Speaker:
+    id: str
+    engine: str  # "espeak-ng" or "flite"
+    language: str
+    voice: str  # espeak-ng language voice ("en-gb") or flite voice ("slt")
+    variant: str | None  # espeak-ng variant ("m3"); None for flite
+    pitch: int
+    rate: int
+    split: str
+
+
+@dataclass(frozen=True)
+class SpeechTask:
+    """Everything a worker process needs to render one utterance."""
+
+    path: str
+    text: str
+    speaker: Speaker
+    sample_rate: int
+
+
+def _require_espeak() -> None:
+    if shutil.which("espeak-ng") is None:
+        raise MissingToolError("espeak-ng not found: install it with `sudo apt-get install espeak-ng`")
+
+
+def espeak_variants() -> list[str]:
+    """Installed espeak-ng voice variants (the `+NAME` suffixes), sorted."""
+    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    names = set()
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5 and fields[4].startswith("!v/"):
+            names.add(fields[4][3:])
+    return sorted(names - EXCLUDED_VARIANTS)
+
+
+def flite_voices() -> list[str]:
+    if shutil.which("flite") is None:
+        return []
+    out = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout
+    listed = out.split(":", 1)[-1].split()
+    return [v for v in FLITE_VOICES if v in listed]
+
+
+def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: int,
+                  variants: list[str], flite: list[str]) -> list[Speaker]:
+    """Draw `voices` training and `heldout_voices` held-out speakers per language.
+
+    Held-out speakers get variants reserved for them; training speakers never use those.
+    """
+    if not variants:
+        raise MissingToolError("espeak-ng lists no voice variants; reinstall it with `sudo apt-get install espeak-ng`")
+    rng = random.Random(f"speakers-{seed}")
+    pool = list(variants)
+    rng.shuffle(pool)
+    n_heldout = heldout_voices * len(languages)
+    # Keep at least as many variants for training as held-out ones, so neither set is starved.
+    reserve = min(n_heldout, len(pool) // 2)
+    if n_heldout and reserve == 0:
+        raise ValueError(f"only {len(pool)} espeak-ng variants installed, too few to hold speakers out; "
+                         "pass --heldout-voices 0")
+    heldout_pool, train_pool = pool[:reserve], pool[reserve:]
+    speakers: list[Speaker] = []
+    taken: set[tuple] = set()
+
+    def draw(lang: str, idx: int, split: str, identities: list[tuple[str, str | None]], offset: int = 0) -> Speaker:
+        for attempt in range(1000):
+            engine, variant = identities[(offset + idx + attempt) % len(identities)]
+            voice = variant if engine == "flite" else rng.choice(ESPEAK_LANGUAGE_VOICES[lang])
+            pitch, rate = rng.randint(*PITCH_RANGE), rng.randint(*RATE_RANGE)
+            key = (engine, voice, None if engine == "flite" else variant, pitch, rate)
+            if key not in taken:
+                taken.add(key)
+                tag = "s" if split == "train" else "h"
+                return Speaker(f"{lang}-{tag}{idx:02d}", engine, lang, voice, key[2], pitch, rate, split)
+        raise ValueError("could not draw distinct speakers; lower --voices")
+
+    for li, lang in enumerate(languages):
+        train_ids: list[tuple[str, str | None]] = [("espeak-ng", v) for v in train_pool]
+        rng.shuffle(train_ids)
+        if lang == "en":
+            # Every 4th English speaker is a flite voice: a second engine, not just espeak timbres.
+            for k, v in enumerate(flite):
+                train_ids.insert(min(1 + 4 * k, len(train_ids)), ("flite", v))
+        for i in range(voices):
+            speakers.append(draw(lang, i, "train", train_ids))
+        held = [("espeak-ng", v) for v in heldout_pool]
+        for i in range(heldout_voices):
+            # Offset by language so languages spread over the reserved variants.
+            speakers.append(draw(lang, i, "heldout", held, offset=li * heldout_voices))
+    return speakers
+
+
+def _estimate_seconds(text: str, speaker: Speaker) -> float:
+    # Fitted on rendered, trimmed utterances: about half the nominal words-per-minute time
+    # (the rate counts short words) plus a fixed onset/final pause.
+    return 0.5 * len(text.split()) * 60.0 / speaker.rate + 0.55
+
+
+def _synth_command(text: str, speaker: Speaker, wav: Path) -> list[str]:
+    if speaker.engine == "flite":
+        # flite has no wpm/pitch flags: map the espeak-scale pitch and rate onto its parameters.
+        f0 = 80 + 1.6 * speaker.pitch
+        stretch = 165.0 / speaker.rate
+        return ["flite", "-voice", speaker.voice, "--setf", f"int_f0_target_mean={f0:.1f}",
+                "--setf", f"duration_stretch={stretch:.3f}", "-t", text, "-o", str(wav)]
+    return ["espeak-ng", "-v", f"{speaker.voice}+{speaker.variant}", "-p", str(speaker.pitch),
+            "-s", str(speaker.rate), "-w", str(wav), text]
+
+
+def trim_silence(audio: np.ndarray, sample_rate: int, threshold_db: float = -45.0, keep_s: float = 0.05) -> np.ndarray:
+    """Cut leading/trailing audio quieter than `threshold_db` below the peak, keeping a margin."""
+    level = np.abs(audio).max(axis=0)  # [S]
+    loud = np.flatnonzero(level > level.max() * 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return audio
+    keep = int(keep_s * sample_rate)
+    return audio[:, max(0, loud[0] - keep): loud[-1] + 1 + keep]
+
+
+def render_utterance(task: SpeechTask) -> None:
+    """Synthesize one sentence to a peak-normalised mono wav at the task's sample rate."""
+    with tempfile.TemporaryDirectory(prefix="soundlm-tts-") as tmp:
+        raw = Path(tmp) / "raw.wav"
+        cmd = _synth_command(task.text, task.speaker, raw)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not raw.exists():
+            raise RuntimeError(f"{task.speaker.engine} failed for {task.path} (exit {proc.returncode}): "
+                               f"{proc.stderr.strip()[:300]}; command: {' '.join(cmd)}")
+        audio = load_audio(raw, sample_rate=task.sample_rate, mono=True)  # [1, S]
+    audio = normalize_peak(trim_silence(audio, task.sample_rate))
+    save_audio(task.path, audio, task.sample_rate)
+
+
+def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: list[str] | None = None,
+                       voices: int = 8, heldout_voices: int = 2, sample_rate: int = 16_000,
+                       workers: int | None = None) -> Path:
+    """Build (or resume) a synthetic parallel speech corpus in `out`; returns the manifest path.
+
+    `voices` and `heldout_voices` count speakers per language. The same arguments always
+    give the same files, byte for byte; an interrupted run continues where it stopped.
+    """
+    _require_espeak()
+    languages = list(languages or LANGUAGES)
+    unknown = [lang for lang in languages if lang not in LANGUAGES]
+    if unknown or not languages or len(set(languages)) != len(languages):
+        raise ValueError(f"--languages must be distinct codes from {','.join(LANGUAGES)}, got {','.join(languages)}")
+    if hours <= 0:
+        raise ValueError(f"--hours must be positive, got {hours}")
+    if voices < 1 or heldout_voices < 0:
+        raise ValueError(f"need --voices >= 1 and --heldout-voices >= 0, got {voices} and {heldout_voices}")
+    if not 8_000 <= sample_rate <= 48_000:
+        raise ValueError(f"--sample-rate {sample_rate} is outside 8000..48000 Hz")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants, flite = espeak_variants(), flite_voices()
+    # Hours are left out: a larger --hours extends the same utterance plan, so it resumes too.
+    pin_config(out, {"kind": "speech", "seed": seed, "languages": languages, "voices": voices,
+                     "heldout_voices": heldout_voices, "sample_rate": sample_rate,
+                     "espeak_variants": variants, "flite_voices": flite})
+    speakers = make_speakers(seed, languages, voices, heldout_voices, variants, flite)
+    write_json_atomic(out / "speakers.json", {"speakers": [asdict(s) for s in speakers]})
+
+    by_lang = {lang: [s for s in speakers if s.language == lang] for lang in languages}
+    rng = random.Random(f"utterances-{seed}")
+    rows, tasks, total = [], [], 0.0
+    # Whole sentence groups (every language) until the time budget is reached.
+    while total < hours * 3600:
+        sentence = random_sentence(rng)
+        group = len(rows) // len(languages)
+        for lang in languages:
+            speaker = rng.choice(by_lang[lang])
+            text = sentence.text[lang]
+            uid = f"{group:06d}-{lang}"
+            rel = f"wavs/{speaker.id}/{uid}.wav"
+            total += _estimate_seconds(text, speaker)
+            rows.append({"id": uid, "path": rel, "duration": 0.0, "sample_rate": sample_rate,
+                         "speaker": speaker.id, "language": lang, "transcript": text,
+                         "text_id": sentence.text_id, "split": speaker.split})
+            tasks.append(SpeechTask(str(out / rel), text, speaker, sample_rate))
+
+    todo = [t for t in tasks if not valid_wav(Path(t.path), sample_rate)]
+    if len(todo) < len(tasks):
+        print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} utterances already rendered")
+    run_parallel(render_utterance, todo, workers, desc="speech")
+    for row in rows:
+        row["duration"] = round(info(out / row["path"]).duration, 6)
+    return write_manifest(out / "manifest.jsonl", rows)
