@@ -74,3 +74,13 @@ def pin_config(out: Path, config: dict) -> None:
         return
     write_json_atomic(path, config)
 
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete `.tmp-*` files a killed run left behind (atomic writes in flight); returns the count.
+
+    They end in `.wav` like real outputs, so a folder scan would otherwise pick them up.
+    """
+    stale = [p for p in folder.rglob(".tmp-*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)

@@ -26,7 +26,7 @@ import numpy as np
 
 from soundlm.audio import info, load_audio, normalize_peak, save_audio
 from soundlm.data import MissingToolError, write_manifest
-from soundlm.data.jobs import pin_config, run_parallel, valid_wav
+from soundlm.data.jobs import pin_config, remove_stale_temporaries, run_parallel, valid_wav
 from soundlm.data.text import LANGUAGES, random_sentence
 from soundlm.fileio import write_json_atomic
 
@@ -229,6 +229,7 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
                          "text_id": sentence.text_id, "split": speaker.split})
             tasks.append(SpeechTask(str(out / rel), text, speaker, sample_rate))
 
+    remove_stale_temporaries(out)
     todo = [t for t in tasks if not valid_wav(Path(t.path), sample_rate)]
     if len(todo) < len(tasks):
         print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} utterances already rendered")

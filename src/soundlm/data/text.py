@@ -110,7 +110,9 @@ PLACES: tuple[Noun, ...] = (
 )
 
 ADJECTIVES: tuple[Adjective, ...] = (
-    Adjective("red", ("rouge", "rouge", "rouges", "rouges"), "rot", ("rojo", "roja", "rojos", "rojas"), (A, T)),
+    Adjective("red", ("rouge", "rouge", "rouges", "rouges"), "rot", ("rojo", "roja", "rojos", "rojas"), (T,)),
+    Adjective("brown", ("brun", "brune", "bruns", "brunes"), "braun", ("marrón", "marrón", "marrones", "marrones"),
+              (A, T)),
     Adjective("black", ("noir", "noire", "noirs", "noires"), "schwarz", ("negro", "negra", "negros", "negras"),
               (A, T)),
     Adjective("white", ("blanc", "blanche", "blancs", "blanches"), "weiß", ("blanco", "blanca", "blancos", "blancas"),
@@ -118,7 +120,7 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("green", ("vert", "verte", "verts", "vertes"), "grün", ("verde", "verde", "verdes", "verdes"), (T,)),
     Adjective("blue", ("bleu", "bleue", "bleus", "bleues"), "blau", ("azul", "azul", "azules", "azules"), (T,)),
     Adjective("yellow", ("jaune", "jaune", "jaunes", "jaunes"), "gelb",
-              ("amarillo", "amarilla", "amarillos", "amarillas"), (A, T)),
+              ("amarillo", "amarilla", "amarillos", "amarillas"), (T,)),
     Adjective("small", ("petit", "petite", "petits", "petites"), "klein",
               ("pequeño", "pequeña", "pequeños", "pequeñas"), (P, A, T), fr_before=True),
     Adjective("big", ("grand", "grande", "grands", "grandes"), "groß", ("grande", "grande", "grandes", "grandes"),
