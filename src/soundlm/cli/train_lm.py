@@ -1,0 +1,55 @@
+"""`soundlm train lm`: train one AudioLM stage on a token store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from soundlm.cli.train import app
+
+
+@app.command("lm")
+def train_lm_command(
+    store: Path = typer.Argument(..., help="Token store folder written by `soundlm tokenize`."),
+    stage: str = typer.Option(..., help="Which AudioLM stage: semantic, coarse or fine."),
+    out: Path = typer.Option(..., help="Run folder; rerunning the same command resumes from its latest checkpoint."),
+    preset: str = typer.Option("tiny", help="Model size preset: tiny, small or base."),
+    init: Path | None = typer.Option(None, help="Start from a local Hugging Face causal LM folder "
+                                                "(its embeddings are resized to the audio vocabulary)."),
+    steps: int = typer.Option(20_000, help="Total optimizer steps."),
+    batch_size: int = typer.Option(16, help="Sequences per micro-batch per process."),
+    grad_accum: int = typer.Option(1, help="Micro-batches accumulated per optimizer step."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate (AdamW)."),
+    warmup: int = typer.Option(500, help="Linear warmup steps before the cosine decay."),
+    window_seconds: float | None = typer.Option(
+        None, help="Training crop length; default: the preset's window for the stage "
+                   "(AudioLM used 30 s semantic, 10 s coarse, 3 s fine)."),
+    coarse_codebooks: int | None = typer.Option(
+        None, help="Codebooks in the coarse stage (Q_c); the fine stage models the rest. "
+                   "Default: half of the store's codebooks (AudioLM: 4 of 12)."),
+    pattern: str = typer.Option("flatten", help="Codebook interleaving: flatten (AudioLM) or delay."),
+    mixed_precision: str = typer.Option("no", help="no, bf16 or fp16 (GPU)."),
+    ckpt_every: int = typer.Option(1000, help="Save a checkpoint every N steps (and at the end)."),
+    eval_every: int = typer.Option(500, help="Held-out loss every N steps."),
+    heldout_fraction: float = typer.Option(0.05, help="Fraction of records (by id hash) held out."),
+    seed: int = typer.Option(0, help="Seed for weights, crops and order."),
+    num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train the semantic, coarse or fine AudioLM stage (CPU, GPU or `accelerate launch`)."""
+    from soundlm.train.lm import LMTrainConfig, train_lm
+
+    cfg = LMTrainConfig(store=str(store), out=str(out), stage=stage, preset=preset,
+                        init=None if init is None else str(init), steps=steps, batch_size=batch_size,
+                        grad_accum=grad_accum, lr=lr, warmup=warmup, window_seconds=window_seconds,
+                        coarse_codebooks=coarse_codebooks, pattern=pattern, mixed_precision=mixed_precision,
+                        ckpt_every=ckpt_every, eval_every=eval_every, heldout_fraction=heldout_fraction,
+                        seed=seed, num_workers=num_workers, progress=progress)
+    try:
+        result = train_lm(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    loss = "" if result.heldout_loss is None else f", held-out loss {result.heldout_loss:.4f}"
+    typer.echo(f"trained {stage} stage to step {result.step}{loss}; inference folder: {result.final_dir}")

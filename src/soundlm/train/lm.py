@@ -1,0 +1,323 @@
+"""Training one AudioLM stage (semantic, coarse or fine) on a token store with Accelerate.
+
+The same loop runs on CPU, one GPU, or many (`accelerate launch`, DDP or FSDP), with
+bf16/fp16 mixed precision and gradient accumulation. A run folder holds:
+
+    RUN/train_config.json        the arguments of the run (checked on resume)
+    RUN/checkpoints/step_*/      config.json + model.safetensors + train_state.pt
+    RUN/metrics.jsonl            one JSON line per logged step (train and held-out loss)
+    RUN/tb/                      TensorBoard event files
+    RUN/final/                   the inference folder (config.json + model.safetensors)
+
+Resume is exact: batches are a pure function of (seed, step) (see `lm_data`), and the
+checkpoint restores weights, optimizer, scheduler and every RNG, so `k` steps + resume to
+`N` gives the same losses and weights as `N` steps straight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from soundlm.checkpoint import latest_checkpoint, save_step_checkpoint
+from soundlm.fileio import atomic_path, read_json, write_json_atomic
+from soundlm.train import lm_data
+from soundlm.train.lm_data import IGNORE_INDEX, STAGES
+
+# Arguments that define what is trained; resuming with different values would silently mix runs.
+_RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
+                      "batch_size", "grad_accum", "seed", "heldout_fraction")
+
+
+@dataclass
+class LMTrainConfig:
+    """Arguments of `soundlm train lm` (see the CLI help for each)."""
+
+    store: str
+    out: str
+    stage: str
+    preset: str = "tiny"
+    init: str | None = None
+    steps: int = 20_000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup: int = 500
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    window_seconds: float | None = None
+    coarse_codebooks: int | None = None
+    pattern: str = "flatten"
+    mixed_precision: str = "no"
+    ckpt_every: int = 1000
+    eval_every: int = 500
+    eval_batches: int = 8
+    heldout_fraction: float = 0.05
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 10
+    stop_at: int | None = None
+    keep_checkpoints: int = 3
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.pattern not in ("flatten", "delay"):
+            raise ValueError(f"--pattern must be 'flatten' or 'delay', got {self.pattern!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"--mixed-precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "eval_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.warmup < 0 or self.lr <= 0:
+            raise ValueError(f"need --lr > 0 and --warmup >= 0, got lr={self.lr}, warmup={self.warmup}")
+        if self.stop_at is not None and self.stop_at <= 0:
+            raise ValueError(f"--stop-at must be a positive step, got {self.stop_at}")
+        if self.window_seconds is not None and self.window_seconds <= 0:
+            raise ValueError(f"--window-seconds must be positive, got {self.window_seconds}")
+
+
+@dataclass
+class LMTrainResult:
+    run_dir: Path
+    final_dir: Path
+    step: int
+    train_losses: dict[int, float] = field(default_factory=dict)  # step -> loss, this invocation
+    heldout_loss: float | None = None
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup to 1, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_resume_config(run_dir: Path, cfg: LMTrainConfig) -> None:
+    path = run_dir / "train_config.json"
+    if not path.exists():
+        return
+    old = read_json(path)
+    new = asdict(cfg)
+    diffs = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in _RESUME_MUST_MATCH if old.get(k) != new[k]]
+    if diffs:
+        raise ValueError(f"{path}: this run was started with other settings ({'; '.join(diffs)}); "
+                         "rerun with the original arguments to resume, or pass a new --out")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:  # a line cut by kill -9
+            continue
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep))
+
+
+def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy over positions with a target. logits [B, L, V], targets [B, L]."""
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                             targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """Full weights of an FSDP-sharded model (every process must call this); None otherwise."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return None
+    return accelerator.get_state_dict(model)
+
+
+def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
+    """Train (or resume) one stage; returns where the final inference folder is."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    from soundlm.train.lm_stage import build_stage
+
+    cfg.validate()
+    run_dir = Path(cfg.out)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    is_main = accelerator.is_main_process
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        _check_resume_config(run_dir, cfg)
+
+    set_seed(cfg.seed)
+    stage = build_stage(cfg, init_weights_from=ckpt)
+    model = stage.model
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
+
+    start_step = 0
+    if ckpt is not None:
+        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_step = int(state["step"])
+        rng = state["rng"][accelerator.process_index] if accelerator.process_index < len(state["rng"]) \
+            else state["rng"][0]
+        _set_rng_state(rng)
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "train_config.json", asdict(cfg))
+        _truncate_metrics(run_dir / "metrics.jsonl", start_step)
+
+    train_set = stage.dataset(stage.split.train, stream=lm_data._TRAIN_STREAM)
+    sampler = lm_data.StepSampler(start_step, cfg.steps, cfg.batch_size, cfg.grad_accum,
+                                  accelerator.num_processes, accelerator.process_index)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        collate_fn=partial(lm_data.collate, pad_id=stage.pad_id), pin_memory=torch.cuda.is_available())
+    batches = iter(loader)
+
+    def save_checkpoint(step: int) -> None:
+        accelerator.wait_for_everyone()
+        rng_states = accelerator.gather_for_metrics([_rng_state()]) if accelerator.num_processes > 1 \
+            else [_rng_state()]
+        weights = _gathered_weights(accelerator, model)
+        if is_main:
+            def write(folder: Path) -> None:
+                stage.save(folder, accelerator.unwrap_model(model), weights)
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "step": step, "rng": rng_states, "data": {"seed": cfg.seed, "next_step": step}},
+                           folder / "train_state.pt")
+            save_step_checkpoint(run_dir, step, write, keep=cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step) if is_main else None
+    metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else None
+
+    def log(step: int, values: dict[str, float]) -> None:
+        if not is_main:
+            return
+        for k, v in values.items():
+            writer.add_scalar(k, v, step)
+        metrics_file.write(json.dumps({"step": step, **values}) + "\n")
+        metrics_file.flush()
+
+    result = LMTrainResult(run_dir=run_dir, final_dir=run_dir / "final", step=start_step)
+    bar = tqdm(total=cfg.steps, initial=start_step, disable=not (is_main and cfg.progress),
+               desc=f"train lm {cfg.stage}", dynamic_ncols=True)
+    tokens_seen, t0 = 0, time.perf_counter()
+    # --stop-at ends this invocation early (a time-sliced job); the schedule still spans --steps.
+    end_step = cfg.steps if cfg.stop_at is None else min(cfg.stop_at, cfg.steps)
+    for step in range(start_step, end_step):
+        model.train()
+        micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
+        # Normalise by the target count of the whole step, so accumulation equals one big batch.
+        n_targets = sum(int((mb["targets"] != IGNORE_INDEX).sum()) for mb in micro_batches)
+        step_loss = 0.0
+        for micro, mb in enumerate(micro_batches):
+            sync = micro == cfg.grad_accum - 1
+            ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+            with ctx:
+                with accelerator.autocast():
+                    logits = model(mb["input_ids"].to(accelerator.device)).logits  # [B, L, V]
+                loss = _token_loss(logits, mb["targets"].to(accelerator.device)) / max(n_targets, 1)
+                accelerator.backward(loss)
+            step_loss += loss.item()
+            tokens_seen += mb["input_ids"].numel()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        result.train_losses[done] = step_loss
+        result.step = done
+        elapsed = time.perf_counter() - t0
+        tok_s = tokens_seen * accelerator.num_processes / max(elapsed, 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tok_s:,.0f}")
+        if done % cfg.log_every == 0 or done == cfg.steps or done == start_step + 1:
+            log(done, {"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0],
+                       "train/grad_norm": float(grad_norm), "train/tokens_per_s": tok_s})
+        if stage.split.heldout and (done % cfg.eval_every == 0 or done == cfg.steps):
+            result.heldout_loss = evaluate(model, stage, cfg, accelerator)
+            log(done, {"heldout/loss": result.heldout_loss})
+            bar.write(f"step {done}: held-out loss {result.heldout_loss:.4f}")
+        if done % cfg.ckpt_every == 0 or done == end_step:
+            save_checkpoint(done)
+    bar.close()
+    if end_step < cfg.steps:
+        if is_main:
+            writer.close()
+            metrics_file.close()
+        return result
+
+    if start_step >= cfg.steps and is_main:
+        print(f"{run_dir}: already trained to step {start_step} (--steps {cfg.steps}); exporting final")
+    accelerator.wait_for_everyone()
+    weights = _gathered_weights(accelerator, model)
+    if is_main:
+        stage.export_final(result.final_dir, accelerator.unwrap_model(model), weights)
+        writer.close()
+        metrics_file.close()
+    accelerator.wait_for_everyone()
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, stage: Any, cfg: LMTrainConfig, accelerator: Any) -> float:
+    """Mean token loss on a fixed set of held-out crops (the same crops at every evaluation)."""
+    model.eval()
+    data = stage.dataset(stage.split.heldout, stream=lm_data._EVAL_STREAM)
+    total, count = 0.0, 0
+    for b in range(cfg.eval_batches):
+        idx = range((b * accelerator.num_processes + accelerator.process_index) * cfg.batch_size,
+                    (b * accelerator.num_processes + accelerator.process_index + 1) * cfg.batch_size)
+        batch = lm_data.collate([data[i] for i in idx], stage.pad_id)
+        with accelerator.autocast():
+            logits = model(batch["input_ids"].to(accelerator.device)).logits
+        targets = batch["targets"].to(accelerator.device)
+        sums = accelerator.reduce(torch.stack([_token_loss(logits, targets),
+                                               (targets != IGNORE_INDEX).sum().float()]), "sum")
+        total += float(sums[0])
+        count += int(sums[1])
+    model.train()
+    return total / max(count, 1)

@@ -1,0 +1,234 @@
+"""What makes the three AudioLM stages different: vocabulary, sequence format, window, model.
+
+    semantic:  [BOS] s_1 ... s_T                        targets: semantic tokens
+    coarse:    [BOS] s_1 ... s_T [SEP] flat(coarse)     targets: coarse acoustic tokens
+    fine:      [BOS] flat(coarse) [SEP] flat(fine)      targets: fine acoustic tokens
+
+`flat` is the codebook interleaving pattern (`soundlm.patterns`): AudioLM's flattening
+(frame by frame, coarsest level first) or the delay pattern. The training loop in
+`soundlm.train.lm` only sees `StageSetup`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from soundlm.fileio import atomic_dir
+from soundlm.train import lm_data
+from soundlm.train.lm_data import AUDIOLM_WINDOW_SECONDS, Example, HeldoutSplit, TokenArrays, Window
+
+if TYPE_CHECKING:
+    from soundlm.patterns import StageSequence
+    from soundlm.train.lm import LMTrainConfig
+    from soundlm.vocab import VocabLayout
+
+@dataclass
+class StoreTokens:
+    """A token store loaded into memory, with the rates and sizes the stages need."""
+
+    records: list[TokenArrays]
+    manifest: dict
+    semantic_rate: float
+    acoustic_rate: float
+    semantic_size: int
+    codebook_size: int
+    num_codebooks: int
+
+
+def _manifest_value(manifest: dict, flat_key: str, stream: str, keys: tuple[str, ...], store: str) -> Any:
+    """A rate or size from store.json: the flat key `soundlm tokenize` writes, else the description."""
+    if manifest.get(flat_key) is not None:
+        return manifest[flat_key]
+    desc = manifest.get(stream) or {}
+    for k in keys:
+        if desc.get(k) is not None:
+            return desc[k]
+    raise ValueError(f"{store}/store.json has no {flat_key!r} (nor {list(keys)} in its {stream!r} description); "
+                     "re-tokenize the corpus with `soundlm tokenize`")
+
+
+def load_store_tokens(store_path: str | Path, need_acoustic: bool = True) -> StoreTokens:
+    """Read every record's tokens; rates and sizes come from the store manifest."""
+    from soundlm.store import TokenStore
+
+    store = TokenStore(store_path)
+    m, name = store.manifest, str(store_path)
+    semantic_rate = float(_manifest_value(m, "semantic_frame_rate", "semantic", ("frame_rate",), name))
+    semantic_size = int(_manifest_value(m, "semantic_vocab_size", "semantic", ("vocab_size", "num_clusters"), name))
+    acoustic_rate, codebook_size = 1.0, 0
+    if need_acoustic:
+        acoustic_rate = float(_manifest_value(m, "acoustic_frame_rate", "acoustic", ("frame_rate",), name))
+        codebook_size = int(_manifest_value(m, "acoustic_codebook_size", "acoustic", ("codebook_size",), name))
+    records: list[TokenArrays] = []
+    num_codebooks = None
+    columns = ["semantic", "acoustic"] if need_acoustic else ["semantic"]
+    for r in store.records(columns=columns):
+        acoustic = r.acoustic if need_acoustic else np.zeros((0, 0), dtype=np.int64)
+        if need_acoustic:
+            if num_codebooks is None:
+                num_codebooks = int(acoustic.shape[0])
+            elif acoustic.shape[0] != num_codebooks:
+                raise ValueError(f"{name}: record {r.id!r} has {acoustic.shape[0]} codebooks, others "
+                                 f"{num_codebooks}; a store must be tokenized with one codec setting")
+        records.append(TokenArrays(id=r.id, semantic=r.semantic.astype(np.int64), acoustic=acoustic.astype(np.int64)))
+    if not records:
+        raise ValueError(f"{name}: the token store has no records; run `soundlm tokenize` to fill it")
+    return StoreTokens(records=records, manifest=store.manifest, semantic_rate=semantic_rate,
+                       acoustic_rate=acoustic_rate, semantic_size=semantic_size, codebook_size=codebook_size,
+                       num_codebooks=num_codebooks or 0)
+
+
+def default_coarse_codebooks(num_codebooks: int) -> int:
+    """AudioLM modelled 4 of 12 SoundStream levels in the coarse stage: a third, at least one."""
+    return max(1, round(num_codebooks / 3))
+
+
+def stage_layout(stage: str, semantic_size: int, codebook_size: int, num_codebooks: int,
+                 coarse_codebooks: int) -> VocabLayout:
+    """The smallest vocabulary each stage needs (a stage never sees the streams it does not model)."""
+    from soundlm.vocab import VocabLayout
+
+    if stage == "semantic":
+        return VocabLayout(semantic_size=semantic_size)
+    if stage == "coarse":
+        return VocabLayout(semantic_size=semantic_size, codebook_size=codebook_size, num_codebooks=coarse_codebooks)
+    return VocabLayout(semantic_size=0, codebook_size=codebook_size, num_codebooks=num_codebooks)
+
+
+def tokens_per_second(stage: str, semantic_rate: float, acoustic_rate: float, num_codebooks: int,
+                      coarse_codebooks: int) -> float:
+    """Sequence tokens per second of audio in a stage (what a context length buys)."""
+    if stage == "semantic":
+        return semantic_rate
+    if stage == "coarse":
+        return semantic_rate + acoustic_rate * coarse_codebooks
+    return acoustic_rate * num_codebooks
+
+
+def stage_tokens(stage: str, semantic: torch.Tensor, acoustic: torch.Tensor, layout: VocabLayout,
+                 coarse_codebooks: int) -> StageSequence:
+    """One stage's sequence (no EOS: training windows are crops, not whole recordings).
+
+    semantic [B, T_s], acoustic [B, K, T_a] -> StageSequence with tokens [B, L].
+    """
+    from soundlm import patterns
+
+    if stage == "semantic":
+        return patterns.semantic_sequence(semantic, layout, eos=False)
+    if stage == "coarse":
+        return patterns.coarse_sequence(semantic, acoustic[:, :coarse_codebooks], layout, eos=False)
+    return patterns.fine_sequence(acoustic[:, :coarse_codebooks], acoustic[:, coarse_codebooks:], layout, eos=False)
+
+
+def window_example(window: Window, stage: str, layout: VocabLayout, coarse_codebooks: int) -> Example:
+    """A crop -> (inputs, targets) with targets only on the tokens the stage generates."""
+    seq = stage_tokens(stage, torch.from_numpy(window.semantic)[None], torch.from_numpy(window.acoustic)[None],
+                       layout, coarse_codebooks)
+    tokens = seq.tokens[0].numpy()  # [L]
+    trained = np.arange(tokens.shape[0]) >= seq.prefix_len
+    return lm_data.sequence_to_example(tokens, trained)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+@dataclass
+class StageSetup:
+    """Everything the training loop needs for one stage."""
+
+    model: torch.nn.Module  # TokenLM
+    layout: VocabLayout
+    meta: dict  # stage metadata stored in config.json ("meta")
+    split: HeldoutSplit
+    tokens: StoreTokens
+    window_seconds: float
+    coarse_codebooks: int
+    seed: int
+
+    @property
+    def pad_id(self) -> int:
+        return self.layout.pad_id
+
+    def dataset(self, indices: list[int], stream: int) -> lm_data.StageDataset:
+        build = partial(window_example, stage=self.meta["stage"], layout=self.layout,
+                        coarse_codebooks=self.coarse_codebooks)
+        return lm_data.StageDataset([self.tokens.records[i] for i in indices], self.window_seconds,
+                                    self.tokens.semantic_rate, self.tokens.acoustic_rate, build, self.seed, stream)
+
+    def save(self, folder: Path, model: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write config.json + model.safetensors of `model` into an existing folder.
+
+        state_dict: full weights gathered from a sharded (FSDP) model; None = the model's own.
+        """
+        from soundlm.lm.model import TokenLM, write_lm_files
+
+        if state_dict is not None:
+            # The unwrapped module of a sharded (FSDP) model holds flat shards: write a full copy instead.
+            if model.lm_config is None:
+                raise ValueError("saving a sharded model started from --init is not supported; train it with DDP")
+            model = TokenLM.from_config(model.lm_config, layout=model.layout, meta=model.meta)
+            model.load_state_dict(state_dict)
+        write_lm_files(model, folder)
+
+    def export_final(self, folder: Path, model: torch.nn.Module,
+                     state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        with atomic_dir(folder) as tmp:
+            self.save(tmp, model, state_dict)
+
+
+def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> StageSetup:
+    """Read the store, pick layout/window/model for `cfg.stage`, optionally load checkpoint weights."""
+    from soundlm.lm.model import TokenLM, lm_base, lm_small, lm_tiny
+
+    presets: dict[str, Callable[..., Any]] = {"tiny": lm_tiny, "small": lm_small, "base": lm_base}
+    if cfg.preset not in presets:
+        raise ValueError(f"--preset must be one of {', '.join(presets)}, got {cfg.preset!r}")
+    if cfg.pattern != "flatten":
+        raise ValueError(f"--pattern {cfg.pattern!r} is not supported by `soundlm train lm` yet; use flatten")
+    tokens = load_store_tokens(cfg.store, need_acoustic=cfg.stage != "semantic")
+    k = tokens.num_codebooks
+    qc = cfg.coarse_codebooks if cfg.coarse_codebooks is not None else (default_coarse_codebooks(k) if k else 0)
+    if cfg.stage == "coarse" and not 1 <= qc <= k:
+        raise ValueError(f"--coarse-codebooks must be in [1, {k}] for this store's {k} codebooks, got {qc}")
+    if cfg.stage == "fine" and not 1 <= qc < k:
+        raise ValueError(f"the fine stage needs codebooks beyond the coarse ones: --coarse-codebooks must be in "
+                         f"[1, {k - 1}] for this store's {k} codebooks, got {qc}")
+    layout = stage_layout(cfg.stage, tokens.semantic_size, tokens.codebook_size, k, qc)
+    rate = tokens_per_second(cfg.stage, tokens.semantic_rate, tokens.acoustic_rate, k, qc)
+
+    default_positions = presets[cfg.preset](layout.vocab_size).max_positions
+    if cfg.window_seconds is not None:
+        window = cfg.window_seconds
+    else:
+        # AudioLM's window, shortened to what the preset's context holds (2 specials: BOS, SEP).
+        window = min(AUDIOLM_WINDOW_SECONDS[cfg.stage], (default_positions - 2) / rate)
+        window = math.floor(window * 100) / 100
+    needed = int(math.ceil(window * rate)) + 2
+    meta = {"stage": cfg.stage, "pattern": cfg.pattern, "window_seconds": window, "coarse_codebooks": qc,
+            "num_codebooks": k, "semantic_rate": tokens.semantic_rate, "acoustic_rate": tokens.acoustic_rate,
+            # The store's tokenizer manifest, so a pipeline can find the tokenizers the model was trained on.
+            "tokenizers": {k: v for k, v in tokens.manifest.items() if k != "shards"},
+            "store": str(cfg.store)}
+    if cfg.init is not None:
+        model = TokenLM.from_hf_pretrained(cfg.init, layout=layout, meta=meta)
+        if model.max_positions < needed:
+            raise ValueError(f"{cfg.init}: the model holds {model.max_positions} positions but a "
+                             f"{window:.2f} s {cfg.stage} window needs {needed}; lower --window-seconds")
+    else:
+        model_cfg = presets[cfg.preset](layout.vocab_size, max_positions=max(default_positions, _round_up(needed, 64)))
+        model = TokenLM.from_config(model_cfg, layout=layout, meta=meta)
+    if init_weights_from is not None:
+        from safetensors.torch import load_model
+
+        load_model(model, str(Path(init_weights_from) / "model.safetensors"))
+    split = lm_data.split_heldout([r.id for r in tokens.records], cfg.heldout_fraction)
+    return StageSetup(model=model, layout=layout, meta=meta, split=split, tokens=tokens, window_seconds=window,
+                      coarse_codebooks=qc, seed=cfg.seed)
