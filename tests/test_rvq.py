@@ -58,7 +58,7 @@ def test_kmeans_init_finds_clusters():
 
 
 def test_dead_code_restart_moves_unused_codes_to_data():
-    cb = EuclideanCodebook(2, 8, kmeans_init=False, dead_code_threshold=1.0)
+    cb = EuclideanCodebook(2, 8, kmeans_init=False, dead_code_threshold=0.5)
     cb.embed.fill_(100.0)  # every code far away from the data
     cb.embed[0] = 0.0
     cb.cluster_size.zero_()
@@ -70,6 +70,9 @@ def test_dead_code_restart_moves_unused_codes_to_data():
     # every restarted code is now one of the batch vectors
     d = torch.cdist(cb.embed[1:], x).min(dim=1).values
     assert torch.all(d < 1e-6)
+    # restarted codes get the mean usage, so they are not restarted again on the next step
+    assert torch.allclose(cb.cluster_size[1:], torch.full((7,), 10.0 / 8))
+    assert cb.restart_dead_codes(x) == 0
 
 
 def test_ema_update_moves_codes_towards_assigned_vectors():

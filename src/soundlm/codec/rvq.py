@@ -51,7 +51,7 @@ class EuclideanCodebook(nn.Module):
     """One codebook [codebook_size, dim] with k-means init, EMA updates and dead-code restart."""
 
     def __init__(self, dim: int, codebook_size: int, decay: float = 0.99, epsilon: float = 1e-5,
-                 kmeans_init: bool = True, kmeans_iters: int = 10, dead_code_threshold: float = 2.0):
+                 kmeans_init: bool = True, kmeans_iters: int = 10, dead_code_threshold: float = 0.02):
         super().__init__()
         self.codebook_size = codebook_size
         self.decay = decay
@@ -82,19 +82,25 @@ class EuclideanCodebook(nn.Module):
         return F.embedding(codes, self.embed)
 
     def restart_dead_codes(self, x: torch.Tensor) -> int:
-        """Replace codes whose EMA usage fell below the threshold by random batch vectors."""
+        """Replace codes whose EMA usage fell below `dead_code_threshold` x the mean usage.
+
+        The threshold is relative because absolute usage scales with the batch: with 400
+        vectors per step and 1024 codes, an absolute threshold of 2 would call every code dead.
+        """
         if self.dead_code_threshold <= 0:
             return 0
-        dead = self.cluster_size < self.dead_code_threshold  # [codebook_size]
+        mean_usage = self.cluster_size.mean()
+        dead = self.cluster_size < self.dead_code_threshold * mean_usage  # [codebook_size]
         n_dead = int(dead.sum())
         if n_dead == 0:
             return 0
         fresh = _sample_vectors(x, self.codebook_size)
+        # Restarted codes get the mean usage: they have ~log(threshold)/log(decay) steps to be
+        # picked before counting as dead again.
+        usage = torch.where(dead, mean_usage.expand_as(self.cluster_size), self.cluster_size)
         self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
-        # Give restarted codes a full unit of usage so they are not restarted again at once.
-        self.embed_avg.copy_(torch.where(dead[:, None], fresh * self.dead_code_threshold, self.embed_avg))
-        self.cluster_size.copy_(torch.where(dead, torch.full_like(self.cluster_size, self.dead_code_threshold),
-                                            self.cluster_size))
+        self.embed_avg.copy_(torch.where(dead[:, None], fresh * usage[:, None], self.embed_avg))
+        self.cluster_size.copy_(usage)
         return n_dead
 
     def ema_update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
@@ -111,7 +117,7 @@ class VectorQuantizer(nn.Module):
     """One RVQ stage: [B, D, T] -> quantized [B, D, T] and codes [B, T]."""
 
     def __init__(self, dim: int, codebook_size: int, decay: float = 0.99, kmeans_init: bool = True,
-                 kmeans_iters: int = 10, dead_code_threshold: float = 2.0):
+                 kmeans_iters: int = 10, dead_code_threshold: float = 0.02):
         super().__init__()
         self.codebook = EuclideanCodebook(dim, codebook_size, decay=decay, kmeans_init=kmeans_init,
                                           kmeans_iters=kmeans_iters, dead_code_threshold=dead_code_threshold)
@@ -141,7 +147,7 @@ class ResidualVectorQuantizer(nn.Module):
     """n_q stages of residual quantization, with quantizer dropout for variable bitrate."""
 
     def __init__(self, dim: int, n_q: int = 8, codebook_size: int = 1024, decay: float = 0.99,
-                 kmeans_init: bool = True, kmeans_iters: int = 10, dead_code_threshold: float = 2.0,
+                 kmeans_init: bool = True, kmeans_iters: int = 10, dead_code_threshold: float = 0.02,
                  quantizer_dropout: bool = True):
         super().__init__()
         self.n_q = n_q

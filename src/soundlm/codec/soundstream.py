@@ -43,7 +43,7 @@ class CodecConfig:
     codebook_size: int = 1024
     ema_decay: float = 0.99
     kmeans_iters: int = 10
-    dead_code_threshold: float = 2.0
+    dead_code_threshold: float = 0.02  # dead below this fraction of the mean code usage (EMA)
     quantizer_dropout: bool = True
 
     @property

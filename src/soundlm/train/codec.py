@@ -1,0 +1,449 @@
+"""Training loop for our codec (`soundlm train codec`).
+
+Data: every usable file of an audio folder or a `manifest.jsonl`, resampled to the codec
+rate and mixed to mono; unusable files are skipped and listed in RUN/errors.jsonl. The
+batch of step s is a pure function of (seed, s) (random files weighted by length, random
+crops), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+
+Losses: multi-scale mel + multi-resolution STFT + small waveform L1 + RVQ commitment;
+optionally, after `adv_start_step`, MS-STFT discriminator hinge/LSGAN loss and feature
+matching (EnCodec recipe without the loss balancer).
+
+Run folder:
+    RUN/checkpoints/step_XXXXXXXX/  config.json, model.safetensors (loadable codec), train_state.pt
+    RUN/metrics.jsonl               {"step", "kind": "train"|"eval", ...} one object per line
+    RUN/samples/step_XXXXXXXX/      original and reconstructed held-out clips (wav)
+    RUN/errors.jsonl                {"path", "reason"} per skipped file
+    RUN/train_config.json, RUN/tb/  options of the run; TensorBoard events
+    RUN/final/                      the exported codec (config.json + model.safetensors)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from soundlm.audio import AudioError, crop_or_pad, list_audio_files, load_audio, save_audio
+from soundlm.checkpoint import latest_checkpoint, save_step_checkpoint, step_dir_name
+from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
+                                         generator_adversarial_loss)
+from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
+from soundlm.codec.soundstream import CodecConfig, SoundStreamCodec, codec_preset
+from soundlm.fileio import atomic_dir, read_json, write_json_atomic, write_text_atomic
+
+# Options that must not change when a run is resumed (they change what the run computes).
+RESUME_LOCKED = ("preset", "batch_size", "segment_seconds", "seed", "adversarial", "adv_start_step", "adv_kind",
+                 "heldout_fraction", "lr", "disc_lr", "disc_filters")
+
+
+@dataclass
+class CodecTrainConfig:
+    data: str  # an audio folder/file or a manifest.jsonl (or the corpus folder holding one)
+    out: str  # run folder
+    preset: str = "small"  # tiny | small | base (soundlm.codec.soundstream presets)
+    steps: int = 20_000
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    grad_clip: float = 100.0
+    adversarial: bool = True
+    adv_start_step: int = 2_000
+    adv_kind: str = "hinge"
+    disc_lr: float = 3e-4
+    disc_filters: int = 32
+    mel_weight: float = 5.0
+    stft_weight: float = 1.0
+    l1_weight: float = 0.1
+    commit_weight: float = 1.0
+    adv_weight: float = 1.0
+    feat_weight: float = 2.0
+    ckpt_every: int = 1_000
+    keep_checkpoints: int = 3
+    eval_every: int = 500
+    sample_every: int = 1_000
+    log_every: int = 10
+    heldout_fraction: float = 0.05
+    eval_clips: int = 8
+    eval_seconds: float = 2.0
+    num_samples: int = 2
+    seed: int = 0
+    num_workers: int = 0
+    max_cache_seconds: float = 4 * 3600.0  # decoded audio kept in memory; beyond it, files are re-read
+    tensorboard: bool = True
+    device: str | None = None
+
+    def check(self) -> None:
+        for name in ("steps", "batch_size", "ckpt_every", "eval_every", "sample_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.segment_seconds <= 0:
+            raise ValueError(f"segment_seconds must be positive, got {self.segment_seconds}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        if self.adv_kind not in ("hinge", "lsgan"):
+            raise ValueError(f"adv_kind must be 'hinge' or 'lsgan', got {self.adv_kind!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class CodecTrainResult:
+    run_dir: Path
+    final_dir: Path
+    step: int
+    resumed_from: int  # 0 for a fresh run
+    last_eval: dict | None
+
+
+# --- data ------------------------------------------------------------------------------------
+
+@dataclass
+class AudioItem:
+    id: str
+    path: str
+    num_samples: int
+    split: str  # "train" | "heldout"
+
+
+def _list_sources(data: str | Path) -> list[tuple[str, str, str | None]]:
+    """(id, path, split or None) for every input file of an audio folder or a manifest."""
+    from soundlm.data import MANIFEST_NAME, audio_path, read_manifest
+
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file or folder (pass an audio folder or a manifest.jsonl)")
+    if data.suffix == ".jsonl" or (data.is_dir() and (data / MANIFEST_NAME).is_file()):
+        rows = read_manifest(data)
+        return [(str(r["id"]), str(audio_path(data, r)), r.get("split")) for r in rows]
+    root = data if data.is_dir() else data.parent
+    return [(str(p.relative_to(root)), str(p), None) for p in list_audio_files(data)]
+
+
+def scan_corpus(data: str | Path, sample_rate: int, heldout_fraction: float, max_cache_seconds: float,
+                errors_path: Path) -> tuple[list[AudioItem], dict[str, np.ndarray]]:
+    """Load every file once: keep the usable ones, log the rest to `errors_path`.
+
+    Returns the items and a cache {path: [S] float32} of decoded audio (up to the budget).
+    """
+    sources = _list_sources(data)
+    if not sources:
+        raise ValueError(f"{data}: no audio files found (expected {', '.join(('.wav', '.flac', '.ogg', '.mp3'))})")
+    items: list[AudioItem] = []
+    cache: dict[str, np.ndarray] = {}
+    errors: list[dict] = []
+    cached = 0
+    for id_, path, split in tqdm(sources, desc="scan audio", unit="file", leave=False):
+        try:
+            audio = load_audio(path, sample_rate=sample_rate, mono=True, min_seconds=0.05)[0]  # [S]
+        except (AudioError, OSError, RuntimeError) as e:
+            errors.append({"path": path, "reason": str(e)})
+            continue
+        items.append(AudioItem(id=id_, path=path, num_samples=int(audio.shape[0]), split=split or ""))
+        if cached + audio.shape[0] <= max_cache_seconds * sample_rate:
+            cache[path] = audio
+            cached += audio.shape[0]
+    write_text_atomic(errors_path, "".join(json.dumps(e) + "\n" for e in errors))
+    if errors:
+        tqdm.write(f"skipped {len(errors)} unusable file(s); see {errors_path}")
+    if not items:
+        raise ValueError(f"{data}: none of the {len(sources)} files is usable audio; reasons in {errors_path}")
+    _assign_splits(items, heldout_fraction)
+    return items, cache
+
+
+def _assign_splits(items: list[AudioItem], heldout_fraction: float) -> None:
+    """Keep manifest splits; otherwise hold out a stable, hash-chosen fraction of the files."""
+    if any(it.split for it in items):
+        for it in items:
+            it.split = it.split or "train"
+        return
+    for it in items:
+        it.split = "train"
+    n_held = math.ceil(heldout_fraction * len(items)) if heldout_fraction > 0 and len(items) >= 2 else 0
+    n_held = min(n_held, len(items) - 1)
+    # Hashing the id (not the listing order) keeps the split stable when files are added.
+    for it in sorted(items, key=lambda it: zlib.crc32(it.id.encode()))[:n_held]:
+        it.split = "heldout"
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """Map-style dataset over step numbers: item s is the [B, 1, S] batch of step s."""
+
+    def __init__(self, items: list[AudioItem], cache: dict[str, np.ndarray], sample_rate: int, segment: int,
+                 batch_size: int, seed: int):
+        self.items = items
+        self.cache = cache
+        self.sample_rate = sample_rate
+        self.segment = segment
+        self.batch_size = batch_size
+        self.seed = seed
+        lengths = np.array([it.num_samples for it in items], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+
+    def __len__(self) -> int:
+        return 2 ** 62
+
+    def audio(self, item: AudioItem) -> np.ndarray:
+        if item.path in self.cache:
+            return self.cache[item.path]
+        return load_audio(item.path, sample_rate=self.sample_rate, mono=True)[0]
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, step])
+        picks = rng.choice(len(self.items), size=self.batch_size, p=self.weights)
+        crops = []
+        for i in picks:
+            audio = self.audio(self.items[i])[None]  # [1, S]
+            offset = int(rng.integers(0, max(audio.shape[1] - self.segment, 0) + 1))
+            crops.append(crop_or_pad(audio, self.segment, offset))
+        return torch.from_numpy(np.stack(crops))  # [B, 1, S]
+
+
+def _eval_clips(items: list[AudioItem], dataset: CropBatches, cfg: CodecTrainConfig,
+                sample_rate: int) -> tuple[list[str], torch.Tensor]:
+    held = [it for it in items if it.split == "heldout"]
+    if not held:
+        tqdm.write("no held-out files: evaluating on training files (raise --heldout-fraction)")
+        held = items
+    held = held[: cfg.eval_clips]
+    length = int(cfg.eval_seconds * sample_rate)
+    clips = [crop_or_pad(dataset.audio(it)[None], length) for it in held]
+    return [it.id for it in held], torch.from_numpy(np.stack(clips))  # [N, 1, S]
+
+
+# --- state -----------------------------------------------------------------------------------
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after `step` (by a run that died before its next checkpoint)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    write_text_atomic(path, "".join(line + "\n" for line in keep))
+
+
+class _Logger:
+    def __init__(self, run: Path, use_tb: bool, purge_step: int):
+        self.path = run / "metrics.jsonl"
+        self.tb = None
+        if use_tb:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run / "tb"), purge_step=purge_step)
+            except ImportError:
+                tqdm.write("tensorboard is not installed: metrics go to metrics.jsonl only")
+
+    def log(self, step: int, kind: str, values: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def _check_resume(run: Path, cfg: CodecTrainConfig, saved: dict) -> None:
+    changed = [k for k in RESUME_LOCKED if k in saved and saved[k] != getattr(cfg, k)
+               and not (isinstance(saved[k], list) and tuple(saved[k]) == getattr(cfg, k))]
+    if changed:
+        diffs = ", ".join(f"{k}: {saved[k]!r} -> {getattr(cfg, k)!r}" for k in changed)
+        raise ValueError(f"{run} was started with other options ({diffs}); rerun with the original options "
+                         "to resume, or pass a new --out to start a new run")
+
+
+@torch.no_grad()
+def evaluate(model: SoundStreamCodec, clips: torch.Tensor, mel_loss: MultiScaleMelLoss,
+             n_qs: tuple[int, ...]) -> dict:
+    """Mel distance and SI-SDR of decode(encode(clip)) at each number of codebooks."""
+    was_training = model.training
+    model.eval()
+    keep = model.num_codebooks
+    out = {}
+    for n in n_qs:
+        model.set_num_codebooks(n)
+        recon = model.decode(model.encode(clips))[..., : clips.shape[-1]]
+        out[f"mel_distance@{n}"] = float(mel_loss(recon, clips))
+        out[f"si_sdr@{n}"] = float(si_sdr(recon, clips).mean())
+    model.set_num_codebooks(keep)
+    model.train(was_training)
+    return out
+
+
+def _write_samples(run: Path, step: int, model: SoundStreamCodec, ids: list[str], clips: torch.Tensor,
+                   count: int) -> None:
+    model.eval()
+    folder = run / "samples" / step_dir_name(step)
+    with torch.no_grad():
+        recon = model.decode(model.encode(clips[:count]))[..., : clips.shape[-1]].cpu().numpy()
+    for i, (id_, clip) in enumerate(zip(ids[:count], clips[:count].cpu().numpy())):
+        name = f"{i:02d}_" + "".join(c if c.isalnum() or c in "-_" else "_" for c in id_)[:60]
+        save_audio(folder / f"{name}_orig.wav", clip, model.sample_rate)
+        save_audio(folder / f"{name}_recon.wav", recon[i], model.sample_rate)
+    model.train()
+
+
+def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) -> CodecTrainResult:
+    """Train (or resume) a codec run in `cfg.out`; export RUN/final at the end.
+
+    `codec_config` overrides the preset (for experiments and tests).
+    """
+    cfg.check()
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    ckpt = latest_checkpoint(run)
+    saved_train = read_json(run / "train_config.json") if (run / "train_config.json").exists() else None
+    if ckpt is not None and saved_train is not None:
+        _check_resume(run, cfg, saved_train)
+    if ckpt is not None:
+        codec_config = CodecConfig.from_dict(read_json(ckpt / "config.json"))
+    elif codec_config is None:
+        codec_config = codec_preset(cfg.preset)
+    write_json_atomic(run / "train_config.json", {**dataclasses.asdict(cfg), "codec": codec_config.to_dict()})
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    sr = codec_config.sample_rate
+    items, cache = scan_corpus(cfg.data, sr, cfg.heldout_fraction, cfg.max_cache_seconds, run / "errors.jsonl")
+    train_items = [it for it in items if it.split == "train"] or items
+    segment = int(round(cfg.segment_seconds * sr))
+    dataset = CropBatches(train_items, cache, sr, segment, cfg.batch_size, cfg.seed)
+    eval_ids, eval_clips = _eval_clips(items, dataset, cfg, sr)
+    eval_clips = eval_clips.to(device)
+
+    model = SoundStreamCodec(codec_config).to(device)
+    model.source = str(run)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    disc = disc_opt = None
+    if cfg.adversarial:
+        disc = MultiScaleSTFTDiscriminator(channels=codec_config.channels, filters=cfg.disc_filters,
+                                           n_ffts=default_fft_sizes(sr)).to(device)
+        disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
+    mel_loss = MultiScaleMelLoss(sr).to(device)
+    stft_loss = MultiResolutionSTFTLoss(default_fft_sizes(sr)).to(device)
+
+    start = 0
+    if ckpt is not None:
+        from safetensors.torch import load_file
+
+        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        opt.load_state_dict(state["optimizer"])
+        if disc is not None:
+            if state.get("discriminator") is None:
+                raise ValueError(f"{ckpt} has no discriminator state; resume with --no-adversarial")
+            disc.load_state_dict(state["discriminator"])
+            disc_opt.load_state_dict(state["disc_optimizer"])
+        _set_rng_state(state["rng"])
+        start = int(state["step"])
+        tqdm.write(f"resuming {run} from step {start}")
+    _truncate_metrics(run / "metrics.jsonl", start)
+    logger = _Logger(run, cfg.tensorboard, purge_step=start + 1)
+
+    def write_checkpoint(folder: Path, step: int) -> None:
+        model.save_pretrained(folder)
+        torch.save({
+            "step": step,
+            "optimizer": opt.state_dict(),
+            "discriminator": None if disc is None else disc.state_dict(),
+            "disc_optimizer": None if disc_opt is None else disc_opt.state_dict(),
+            "rng": _rng_state(),
+            # Batches are a function of (seed, step): the next batch is that of step + 1.
+            "data": {"seed": cfg.seed, "next_step": step + 1, "train_files": len(train_items)},
+            "train_config": dataclasses.asdict(cfg),
+        }, folder / "train_state.pt")
+
+    # A private generator: creating the loader must not draw from the global RNG we restore.
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start + 1, cfg.steps + 1),
+                                         num_workers=cfg.num_workers,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    model.train()
+    last_eval = None
+    bar = tqdm(total=cfg.steps, initial=start, desc="train codec", unit="step", dynamic_ncols=True)
+    step = start
+    try:
+        for step, x in enumerate(loader, start + 1):
+            x = x.to(device)  # [B, 1, S]
+            out = model(x)
+            y = out.audio
+            losses = {"mel": mel_loss(y, x), "stft": stft_loss(y, x), "l1": F.l1_loss(y, x),
+                      "commit": out.commit_loss}
+            total = (cfg.mel_weight * losses["mel"] + cfg.stft_weight * losses["stft"]
+                     + cfg.l1_weight * losses["l1"] + cfg.commit_weight * losses["commit"])
+            use_adv = disc is not None and step > cfg.adv_start_step
+            if use_adv:
+                fake, real = disc(y), disc(x)
+                losses["adv"] = generator_adversarial_loss(fake.logits, cfg.adv_kind)
+                losses["feat"] = feature_matching_loss(real.features, fake.features)
+                total = total + cfg.adv_weight * losses["adv"] + cfg.feat_weight * losses["feat"]
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"loss became {float(total)} at step {step}; lower --lr and resume "
+                                         f"from {latest_checkpoint(run)}")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if use_adv:
+                # Discriminator step on the detached reconstruction (the generator step is done).
+                d = discriminator_loss(disc(x).logits, disc(y.detach()).logits, cfg.adv_kind)
+                disc_opt.zero_grad(set_to_none=True)
+                d.backward()
+                disc_opt.step()
+                losses["disc"] = d
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                values = {"loss": total.item(), **{k: v.item() for k, v in losses.items()}, "n_q": out.n_q,
+                          "perplexity": float(out.perplexity.mean())}
+                logger.log(step, "train", values)
+                bar.set_postfix(loss=f"{values['loss']:.3f}", mel=f"{values['mel']:.3f}")
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                last_eval = evaluate(model, eval_clips, mel_loss, tuple(sorted({1, codec_config.n_q})))
+                logger.log(step, "eval", last_eval)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                if step % cfg.sample_every == 0 or step == cfg.steps:
+                    _write_samples(run, step, model, eval_ids, eval_clips, cfg.num_samples)
+                save_step_checkpoint(run, step, lambda folder: write_checkpoint(folder, step),
+                                     keep=cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        logger.close()
+
+    final = run / "final"
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+    return CodecTrainResult(run_dir=run, final_dir=final, step=max(step, start), resumed_from=start,
+                            last_eval=last_eval)
