@@ -162,6 +162,27 @@ def test_speakers_distinct_and_heldout_disjoint(speech_corpus):
         assert split_of[row["speaker"]] == (row["split"], row["language"])
 
 
+def test_make_speakers_pure():
+    variants = [f"v{i}" for i in range(12)]
+    mbrola = {"fr": ["mb-fr1", "mb-fr4"]}
+    langs = ["en", "fr"]
+    speakers = speech_mod.make_speakers(0, langs, voices=20, heldout_voices=3, variants=variants,
+                                        flite=["slt", "awb"], mbrola=mbrola)
+    assert speakers == speech_mod.make_speakers(0, langs, 20, 3, variants, ["slt", "awb"], mbrola)
+    assert speakers != speech_mod.make_speakers(1, langs, 20, 3, variants, ["slt", "awb"], mbrola)
+    # More speakers than variants: identities repeat, but every speaker tuple is distinct.
+    keys = [(s.engine, s.voice, s.variant, s.pitch, s.rate) for s in speakers]
+    assert len(set(keys)) == len(speakers) == 2 * 23
+    train = {s.variant for s in speakers if s.split == "train" and s.engine == "espeak-ng"}
+    held = {s.variant for s in speakers if s.split == "heldout"}
+    assert held and not train & held
+    engines = {(s.language, s.engine) for s in speakers if s.split == "train"}
+    assert {("en", "flite"), ("fr", "mbrola"), ("en", "espeak-ng")} <= engines and ("fr", "flite") not in engines
+    assert all(s.voice.startswith("mb-fr") and s.variant is None for s in speakers if s.engine == "mbrola")
+    with pytest.raises(MissingToolError):
+        speech_mod.make_speakers(0, langs, 2, 1, variants=[], flite=[])
+
+
 @needs_espeak
 def test_parallel_sentences_share_text_id(speech_corpus):
     groups = defaultdict(list)

@@ -1,4 +1,4 @@
-"""Multi-speaker synthetic speech: espeak-ng (and flite for English) reading parallel sentences.
+"""Multi-speaker synthetic speech: espeak-ng (plus flite and mbrola if installed) reading parallel sentences.
 
 A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed.
 Held-out speakers use voice variants that no training speaker uses, so a model evaluated
@@ -42,6 +42,7 @@ ESPEAK_LANGUAGE_VOICES = {
 EXCLUDED_VARIANTS = frozenset({"whisper", "whisperf"})
 # 16 kHz flite voices (kal is 8 kHz; awb_time only speaks clock times).
 FLITE_VOICES = ("awb", "kal16", "rms", "slt")
+MBROLA_DIR = Path("/usr/share/mbrola")
 PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
 RATE_RANGE = (135, 185)  # espeak-ng -s, words per minute
 
@@ -49,10 +50,10 @@ RATE_RANGE = (135, 185)  # espeak-ng -s, words per minute
 @dataclass(frozen=True)
 class Speaker:
     id: str
-    engine: str  # "espeak-ng" or "flite"
+    engine: str  # "espeak-ng", "mbrola" (espeak-ng driving an mbrola diphone voice) or "flite"
     language: str
-    voice: str  # espeak-ng language voice ("en-gb") or flite voice ("slt")
-    variant: str | None  # espeak-ng variant ("m3"); None for flite
+    voice: str  # espeak-ng language voice ("en-gb"), mbrola voice ("mb-fr1") or flite voice ("slt")
+    variant: str | None  # espeak-ng variant ("m3"); None for mbrola and flite
     pitch: int
     rate: int
     split: str
@@ -92,8 +93,25 @@ def flite_voices() -> list[str]:
     return [v for v in FLITE_VOICES if v in listed]
 
 
+def mbrola_voices() -> dict[str, list[str]]:
+    """espeak-ng's mbrola voices whose diphone data is installed, by language ({} without mbrola)."""
+    if shutil.which("mbrola") is None:
+        return {}
+    out = subprocess.run(["espeak-ng", "--voices=mb"], capture_output=True, text=True).stdout
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or not fields[4].startswith("mb/mb-"):
+            continue
+        name = fields[4][3:]  # "mb-fr1"
+        # espeak-ng lists every mbrola voice it knows; only those with data files can speak.
+        if (MBROLA_DIR / name[3:]).exists():
+            found.setdefault(fields[1].split("-")[0], []).append(name)
+    return {lang: sorted(names) for lang, names in sorted(found.items())}
+
+
 def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: int,
-                  variants: list[str], flite: list[str]) -> list[Speaker]:
+                  variants: list[str], flite: list[str], mbrola: dict[str, list[str]] | None = None) -> list[Speaker]:
     """Draw `voices` training and `heldout_voices` held-out speakers per language.
 
     Held-out speakers get variants reserved for them; training speakers never use those.
@@ -116,9 +134,9 @@ def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: 
     def draw(lang: str, idx: int, split: str, identities: list[tuple[str, str | None]], offset: int = 0) -> Speaker:
         for attempt in range(1000):
             engine, variant = identities[(offset + idx + attempt) % len(identities)]
-            voice = variant if engine == "flite" else rng.choice(ESPEAK_LANGUAGE_VOICES[lang])
+            voice = rng.choice(ESPEAK_LANGUAGE_VOICES[lang]) if engine == "espeak-ng" else variant
             pitch, rate = rng.randint(*PITCH_RANGE), rng.randint(*RATE_RANGE)
-            key = (engine, voice, None if engine == "flite" else variant, pitch, rate)
+            key = (engine, voice, variant if engine == "espeak-ng" else None, pitch, rate)
             if key not in taken:
                 taken.add(key)
                 tag = "s" if split == "train" else "h"
@@ -128,10 +146,12 @@ def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: 
     for li, lang in enumerate(languages):
         train_ids: list[tuple[str, str | None]] = [("espeak-ng", v) for v in train_pool]
         rng.shuffle(train_ids)
-        if lang == "en":
-            # Every 4th English speaker is a flite voice: a second engine, not just espeak timbres.
-            for k, v in enumerate(flite):
-                train_ids.insert(min(1 + 4 * k, len(train_ids)), ("flite", v))
+        # Every 4th speaker uses another engine where one is installed (flite for English,
+        # mbrola diphones), so timbres are not all espeak-ng formant synthesis.
+        others = ([("flite", v) for v in flite] if lang == "en" else []) + [
+            ("mbrola", v) for v in (mbrola or {}).get(lang, [])]
+        for k, identity in enumerate(others):
+            train_ids.insert(min(1 + 4 * k, len(train_ids)), identity)
         for i in range(voices):
             speakers.append(draw(lang, i, "train", train_ids))
         held = [("espeak-ng", v) for v in heldout_pool]
@@ -154,7 +174,8 @@ def _synth_command(text: str, speaker: Speaker, wav: Path) -> list[str]:
         stretch = 165.0 / speaker.rate
         return ["flite", "-voice", speaker.voice, "--setf", f"int_f0_target_mean={f0:.1f}",
                 "--setf", f"duration_stretch={stretch:.3f}", "-t", text, "-o", str(wav)]
-    return ["espeak-ng", "-v", f"{speaker.voice}+{speaker.variant}", "-p", str(speaker.pitch),
+    voice = speaker.voice if speaker.variant is None else f"{speaker.voice}+{speaker.variant}"
+    return ["espeak-ng", "-v", voice, "-p", str(speaker.pitch),
             "-s", str(speaker.rate), "-w", str(wav), text]
 
 
@@ -203,12 +224,12 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
         raise ValueError(f"--sample-rate {sample_rate} is outside 8000..48000 Hz")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    variants, flite = espeak_variants(), flite_voices()
+    variants, flite, mbrola = espeak_variants(), flite_voices(), mbrola_voices()
     # Hours are left out: a larger --hours extends the same utterance plan, so it resumes too.
     pin_config(out, {"kind": "speech", "seed": seed, "languages": languages, "voices": voices,
                      "heldout_voices": heldout_voices, "sample_rate": sample_rate,
-                     "espeak_variants": variants, "flite_voices": flite})
-    speakers = make_speakers(seed, languages, voices, heldout_voices, variants, flite)
+                     "espeak_variants": variants, "flite_voices": flite, "mbrola_voices": mbrola})
+    speakers = make_speakers(seed, languages, voices, heldout_voices, variants, flite, mbrola)
     write_json_atomic(out / "speakers.json", {"speakers": [asdict(s) for s in speakers]})
 
     by_lang = {lang: [s for s in speakers if s.language == lang] for lang in languages}
