@@ -8,10 +8,11 @@ from pathlib import Path
 import torch
 
 from soundlm.codec.base import AcousticTokenizer
+from soundlm.codec.hf import HFCodec
 from soundlm.codec.soundstream import (CONFIG_TYPE, CodecConfig, SoundStreamCodec, codec_16k_small,
                                        codec_16k_tiny, codec_24k_base, codec_preset)
 
-__all__ = ["AcousticTokenizer", "CodecConfig", "SoundStreamCodec", "codec_16k_tiny", "codec_16k_small",
+__all__ = ["AcousticTokenizer", "HFCodec", "CodecConfig", "SoundStreamCodec", "codec_16k_tiny", "codec_16k_small",
            "codec_24k_base", "codec_preset", "load_codec", "resolve_codec_folder"]
 
 
@@ -59,6 +60,4 @@ def load_codec(spec: str | Path, device: str | torch.device | None = None) -> Ac
     elif str(spec).startswith((".", "/", "~")) or str(spec).count("/") > 1:
         raise FileNotFoundError(f"{spec}: no such folder; pass an existing codec folder, a run folder, "
                                 "or a Hugging Face hub id such as facebook/encodec_24khz")
-    from soundlm.codec.hf import HFCodec
-
     return HFCodec.from_pretrained(str(spec), device=device).eval()

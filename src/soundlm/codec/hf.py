@@ -4,6 +4,10 @@ The model class is chosen from the checkpoint's `config.json` `model_type`. Inpu
 right-padded to a hop multiple, so every backend returns ceil(S / hop) frames. The number of
 codebooks maps to each model's own knob: EnCodec's bandwidth, DAC's `n_quantizers`, Mimi's
 `num_quantizers`.
+
+EnCodec runs on the whole signal (the 24 kHz model's path). The 48 kHz model's per-chunk
+loudness scales are not part of the `[B, K, T]` codes, so with it `decode` returns audio at
+the normalised loudness the model was trained on, not the input's.
 """
 
 from __future__ import annotations

@@ -331,6 +331,9 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
         codec_config = CodecConfig.from_dict(read_json(ckpt / "config.json"))
     elif codec_config is None:
         codec_config = codec_preset(cfg.preset)
+    if codec_config.channels != 1:
+        raise ValueError(f"training reads audio as mono, but the codec has {codec_config.channels} channels; "
+                         "use a mono preset (channels=1)")
     write_json_atomic(run / "train_config.json", {**dataclasses.asdict(cfg), "codec": codec_config.to_dict()})
 
     torch.manual_seed(cfg.seed)
