@@ -1,0 +1,316 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+import torch
+
+from soundlm.codec import SoundStreamCodec, codec_16k_tiny, load_codec
+from soundlm.semantic.features import MFCCFeatures
+from soundlm.semantic.tokenizer import SemanticTokenizer
+from soundlm.store import ERRORS_NAME, TokenStore, list_parts
+from soundlm.tokenize import (
+    BatchTokenizer,
+    LoadSpec,
+    TokenizeConfig,
+    batch_tokenizers,
+    encode_batch,
+    encode_group,
+    list_sources,
+    load_for_tokenizers,
+    probe_pad_invariance,
+    select_shard,
+    tokenize_corpus,
+)
+
+
+def _tokenizers(root: Path) -> tuple[Path, Path]:
+    """A tiny random semantic tokenizer (MFCC + k-means) and codec, saved as folders."""
+    sem_dir, codec_dir = root / "semantic", root / "codec"
+    # Centroids drawn from real feature frames, so files map to many different ids.
+    mfcc = MFCCFeatures()
+    waves = torch.from_numpy(np.stack([_tone(0.5, 16000, f, i) for i, f in enumerate((150, 400, 900, 2000))]))
+    frames = mfcc(waves[:, None]).reshape(-1, mfcc.dim)  # [4 * T, 39]
+    centroids = frames[torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(0))[:16]]
+    SemanticTokenizer(mfcc, centroids).save(sem_dir)
+    codec = SoundStreamCodec(codec_16k_tiny())
+    # One training pass initialises the codebooks from data (k-means), as the first step of training does.
+    codec.train()
+    codec(waves[:, None])
+    codec.eval()
+    codec.save_pretrained(codec_dir)
+    return sem_dir, codec_dir
+
+
+def _tone(seconds: float, sr: int, freq: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _corpus(root: Path, n: int = 7) -> Path:
+    """n good files of different lengths and rates (one stereo), in two speaker folders."""
+    audio = root / "audio"
+    for i in range(n):
+        sr = 22050 if i % 3 == 1 else 16000
+        x = _tone(0.25 + 0.11 * i, sr, 200 + 37 * i, i)
+        if i == 2:
+            x = np.stack([x, 0.5 * x], axis=1)  # stereo
+        (audio / f"spk{i % 2}").mkdir(parents=True, exist_ok=True)
+        sf.write(audio / f"spk{i % 2}" / f"utt{i:02d}.wav", x, sr)
+    return audio
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return _tokenizers(root)
+
+
+def _cfg(src: Path, out: Path, models, **kw) -> TokenizeConfig:
+    sem_dir, codec_dir = models
+    base = dict(source=str(src), out=str(out), semantic=str(sem_dir), codec=str(codec_dir), batch_size=4,
+                workers=0, part_size=3, device="cpu")
+    base.update(kw)
+    return TokenizeConfig(**base)
+
+
+def _rows(store: Path) -> list[dict]:
+    return TokenStore(store).to_table().to_pylist()
+
+
+def test_store_contents_and_manifest(tmp_path, models):
+    src = _corpus(tmp_path)
+    summary = tokenize_corpus(_cfg(src, tmp_path / "store", models), progress=False)
+    assert (summary.tokenized, summary.skipped, summary.parts_written) == (7, 0, 3)
+    assert "tokenized 7 files, skipped 0" in summary.line()
+    store = TokenStore(tmp_path / "store")
+    m = store.manifest
+    assert m["version"] == 1 and m["num_shards"] == 1 and m["shards"]["0"]["complete"]
+    assert m["semantic_frame_rate"] == 50.0 and m["acoustic_frame_rate"] == 50.0
+    assert m["acoustic_codebook_size"] == 64 and m["acoustic_num_codebooks"] == 4
+    assert m["semantic"]["features"]["kind"] == "mfcc" and m["acoustic"]["backend"] == "soundlm"
+    assert m["semantic_spec"] == str(models[0].resolve())
+    codec = load_codec(str(models[1]), device="cpu")
+    recs = list(store.records())
+    assert [r.id for r in recs] == [f"spk{i % 2}/utt{i:02d}" for i in sorted(range(7), key=lambda i: (i % 2, i))]
+    for r in recs:
+        n_native = round(r.duration * r.sample_rate)
+        n16 = round(n_native * 16000 / r.sample_rate)
+        assert r.acoustic.shape == (4, codec.num_frames(n16))  # [K, T] cropped to the file's own length
+        assert r.semantic.shape == (n16 // 320,)
+        assert r.acoustic.max() < 64 and r.semantic.max() < 16
+    # The comparisons in the other tests mean something only if tokens vary.
+    assert len(np.unique(np.concatenate([r.semantic for r in recs]))) > 3
+    assert len(np.unique(np.concatenate([r.acoustic[0] for r in recs]))) > 3
+    stereo = next(r for r in recs if r.id == "spk0/utt02")
+    assert stereo.sample_rate == 16000 and stereo.path == "spk0/utt02.wav"
+
+
+def test_batched_equals_unbatched(tmp_path, models):
+    src = _corpus(tmp_path)
+    tokenize_corpus(_cfg(src, tmp_path / "b1", models, batch_size=1), progress=False)
+    tokenize_corpus(_cfg(src, tmp_path / "b8", models, batch_size=8, part_size=7), progress=False)
+    one, many = _rows(tmp_path / "b1"), _rows(tmp_path / "b8")
+    assert one == many
+    # And the job's tokens are those of each tokenizer run on the file alone.
+    sem, codec = SemanticTokenizer.load(models[0], device="cpu"), load_codec(str(models[1]), device="cpu")
+    spec = LoadSpec(16000, 1, 16000, 0.1, None, None)
+    path = next(src.rglob("utt05.wav"))
+    codec_audio, sem_audio, _, _ = load_for_tokenizers(str(path), spec)
+    row = next(r for r in one if r["id"] == "spk1/utt05")
+    expected_codes = codec.encode(torch.from_numpy(codec_audio)[None])[0]  # [K, T]
+    assert np.array_equal(np.array(row["acoustic"]).reshape(row["acoustic_shape"]), expected_codes.numpy())
+    assert np.array_equal(row["semantic"], sem.encode(torch.from_numpy(sem_audio)[None])[0].numpy())
+
+
+def test_encode_batch_crops_each_file(models):
+    sem, codec = SemanticTokenizer.load(models[0], device="cpu"), load_codec(str(models[1]), device="cpu")
+    sem_tok, ac_tok = batch_tokenizers(sem, codec, "cpu")
+    assert ac_tok.pad_invariant  # a causal codec: right padding never reaches earlier frames
+    waves = [_tone(s, 16000, 300, i)[None] for i, s in enumerate((0.3, 0.71, 0.5))]
+    together = encode_batch(sem_tok, ac_tok, waves, waves, "cpu")
+    for w, enc in zip(waves, together):
+        alone = encode_batch(sem_tok, ac_tok, [w], [w], "cpu")[0]
+        assert enc.acoustic.shape == (4, codec.num_frames(w.shape[-1]))
+        np.testing.assert_array_equal(enc.acoustic, alone.acoustic)
+        np.testing.assert_array_equal(enc.semantic, alone.semantic)
+
+
+def test_bad_files_are_skipped_and_logged(tmp_path, models):
+    src = _corpus(tmp_path, n=4)
+    (src / "random.wav").write_bytes(np.random.default_rng(0).bytes(3000))
+    (src / "empty.wav").write_bytes(b"")
+    nan = _tone(0.5, 16000, 440, 0)
+    nan[100:200] = np.nan
+    sf.write(src / "nan.wav", nan, 16000, subtype="FLOAT")
+    sf.write(src / "silent.wav", np.zeros(8000, np.float32), 16000)
+    sf.write(src / "long.wav", _tone(2.5, 16000, 300, 1), 16000)
+    summary = tokenize_corpus(_cfg(src, tmp_path / "store", models, max_seconds=2.0, workers=1), progress=False)
+    assert (summary.tokenized, summary.skipped) == (4, 5)
+    assert "tokenized 4 files, skipped 5" in summary.line()
+    errors = [json.loads(x) for x in (tmp_path / "store" / ERRORS_NAME).read_text().splitlines()]
+    reasons = {e["path"]: e["reason"] for e in errors}
+    assert sorted(reasons) == ["empty.wav", "long.wav", "nan.wav", "random.wav", "silent.wav"]
+    assert "unreadable" in reasons["random.wav"] and "unreadable" in reasons["empty.wav"]
+    assert "non-finite" in reasons["nan.wav"] and "silent" in reasons["silent.wav"]
+    assert "too long" in reasons["long.wav"]
+    assert TokenStore(tmp_path / "store").read_errors() == errors
+    assert len(TokenStore(tmp_path / "store")) == 4
+
+
+def test_rerun_of_complete_store_does_nothing(tmp_path, models):
+    src = _corpus(tmp_path)
+    cfg = _cfg(src, tmp_path / "store", models)
+    tokenize_corpus(cfg, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*")}
+    again = tokenize_corpus(cfg, progress=False)
+    assert again.nothing_to_do and again.tokenized == 0 and again.parts_written == 0
+    assert again.line().startswith("nothing to do")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*")} == before
+
+
+def test_refuses_a_store_of_other_tokenizers(tmp_path, models):
+    src = _corpus(tmp_path, n=3)
+    tokenize_corpus(_cfg(src, tmp_path / "store", models), progress=False)
+    other = SoundStreamCodec(codec_16k_tiny())
+    other.set_num_codebooks(2)
+    other.save_pretrained(tmp_path / "codec2")
+    with pytest.raises(ValueError, match="different settings.*acoustic"):
+        tokenize_corpus(_cfg(src, tmp_path / "store", models, codec=str(tmp_path / "codec2")), progress=False)
+    with pytest.raises(ValueError, match="part_size"):
+        tokenize_corpus(_cfg(src, tmp_path / "store", models, part_size=5), progress=False)
+
+
+def test_shards_cover_all_files_disjointly(tmp_path, models):
+    src = _corpus(tmp_path)
+    files = list_sources(src)
+    picked = [select_shard(files, 3, i) for i in range(3)]
+    ids = [f.id for shard in picked for f in shard]
+    assert sorted(ids) == sorted(f.id for f in files) and len(set(ids)) == len(ids)
+    store = tmp_path / "store"
+    for i in range(3):
+        tokenize_corpus(_cfg(src, store, models, num_shards=3, shard_index=i), progress=False)
+    assert sorted(r["id"] for r in _rows(store)) == sorted(f.id for f in files)
+    assert sorted(TokenStore(store).manifest["shards"]) == ["0", "1", "2"]
+    assert all(p.name.split(".")[0].endswith("-of-00003") for p in list_parts(store))
+    full = tmp_path / "full"
+    tokenize_corpus(_cfg(src, full, models), progress=False)
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(_rows(store), key=key) == sorted(_rows(full), key=key)
+    with pytest.raises(ValueError, match="shard-index"):
+        select_shard(files, 3, 3)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="no audio files found"):
+        tokenize_corpus(_cfg(tmp_path / "nothing", tmp_path / "s2", models), progress=False)
+
+
+def test_manifest_metadata_reaches_the_store(tmp_path, models):
+    from soundlm.data import write_manifest
+
+    src = _corpus(tmp_path, n=3)
+    rows = [{"id": f"s{i}", "path": p.relative_to(src).as_posix(), "duration": 1.0, "sample_rate": 16000,
+             "speaker": f"spk{i % 2}", "language": "en", "transcript": f"hello {i}", "split": "train"}
+            for i, p in enumerate(sorted(src.rglob("*.wav")))]
+    write_manifest(src / "manifest.jsonl", rows)
+    tokenize_corpus(_cfg(src / "manifest.jsonl", tmp_path / "store", models), progress=False)
+    got = {r.id: r for r in TokenStore(tmp_path / "store").records()}
+    assert sorted(got) == ["s0", "s1", "s2"]
+    assert got["s1"].transcript == "hello 1" and got["s1"].speaker == "spk1" and got["s1"].split == "train"
+    assert got["s1"].path == rows[1]["path"]
+
+
+_KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    import soundlm.tokenize as job
+    from soundlm.store import write_part as real_write_part
+
+    calls = []
+
+    def write_part_then_die(store, shard, num, part, records, errors, acoustic_type):
+        calls.append(part)
+        if len(calls) == 2:
+            # Die at the worst moment: the part's error file is written, a temp Parquet
+            # file is half there, the Parquet file itself is not.
+            from soundlm.store import ERRORS_DIR, part_name
+            name = part_name(shard, num, part)
+            (store / ERRORS_DIR).mkdir(exist_ok=True)
+            (store / ERRORS_DIR / (name + ".jsonl")).write_text('{"path": "ghost.wav", "reason": "x"}\\n')
+            (store / (".tmp-" + name + ".parquet.abc")).write_bytes(b"PAR1 half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write_part(store, shard, num, part, records, errors, acoustic_type)
+
+    job.write_part = write_part_then_die
+    cfg = job.TokenizeConfig(source=sys.argv[1], out=sys.argv[2], semantic=sys.argv[3], codec=sys.argv[4],
+                             batch_size=2, workers=1, part_size=3, device="cpu")
+    job.tokenize_corpus(cfg, progress=False)
+""")
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, models):
+    src = _corpus(tmp_path)
+    (src / "broken.wav").write_bytes(b"not audio")
+    store = tmp_path / "store"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as f:  # a file, not a pipe: no waiting on the loader worker's copy of it
+        proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(src), str(store), str(models[0]),
+                               str(models[1])], env=env, stdout=f, stderr=f, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, log.read_text()[-2000:]
+    assert len(list_parts(store)) == 1  # only the first part survived the kill
+
+    resumed = tokenize_corpus(_cfg(src, store, models, workers=1, batch_size=2), progress=False)
+    assert resumed.parts_before == 1 and resumed.parts_written == 2
+    assert not list(store.glob(".tmp-*"))
+    full = tmp_path / "full"
+    tokenize_corpus(_cfg(src, full, models), progress=False)
+    assert TokenStore(store).to_table().equals(TokenStore(full).to_table())
+    assert (store / ERRORS_NAME).read_text() == (full / ERRORS_NAME).read_text()
+    assert [e["path"] for e in TokenStore(store).read_errors()] == ["broken.wav"]
+
+
+def test_padding_probe_tells_exact_from_padding_sensitive_tokenizers():
+    def framewise(x):  # [B, 1, S] -> [B, T]: each 160-sample frame on its own, like a causal model
+        frames = torch.nn.functional.pad(x[:, 0], (0, (-x.shape[-1]) % 160)).unfold(-1, 160, 160)
+        return (frames.mean(-1) > 0).long()
+
+    def utterance_normalised(x):  # per-utterance mean removal: padding shifts every frame
+        return framewise(x - x.mean(dim=-1, keepdim=True))
+
+    def frames(n):
+        return -(-n // 160)
+
+    exact = BatchTokenizer("exact", framewise, frames, 16000, 1)
+    sensitive = BatchTokenizer("sensitive", utterance_normalised, frames, 16000, 1)
+    assert probe_pad_invariance(exact, "cpu")
+    assert not probe_pad_invariance(sensitive, "cpu")
+    # A padding-sensitive tokenizer still gives each file its unbatched tokens: equal lengths only share a batch.
+    sensitive.pad_invariant = False
+    waves = [_tone(s, 16000, 300, i)[None] for i, s in enumerate((0.2, 0.37, 0.2))]
+    together = encode_group(sensitive, waves, "cpu")
+    for w, tokens in zip(waves, together):
+        np.testing.assert_array_equal(tokens, utterance_normalised(torch.from_numpy(w)[None])[0].numpy())
+
+
+def test_cli_tokenize(tmp_path, models):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    src = _corpus(tmp_path, n=3)
+    args = ["tokenize", str(src), "--out", str(tmp_path / "store"), "--semantic", str(models[0]),
+            "--codec", str(models[1]), "--workers", "0", "--device", "cpu", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "tokenized 3 files, skipped 0" in result.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    bad = CliRunner().invoke(app, args + ["--num-shards", "2", "--shard-index", "2"])
+    assert bad.exit_code == 2 and "--shard-index must be in [0, 1]" in bad.output
