@@ -1,1 +1,57 @@
-"""(filled by its owner)."""
+"""`soundlm train semantic`: fit a k-means semantic tokenizer on a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from soundlm.cli.train import app
+
+
+@app.command("semantic")
+def train_semantic_cmd(
+    source: Path = typer.Argument(..., help="Folder of audio files, a single file, or a corpus manifest.jsonl "
+                                            "(or the corpus folder holding one)."),
+    out: Path = typer.Option(..., "--out", help="Output folder for the tokenizer (config.json, "
+                                                "centroids.safetensors, errors.jsonl, train_log.json)."),
+    features: str = typer.Option("mfcc", "--features", help="Frame features: mfcc (39-dim, HuBERT iteration 1), "
+                                                            "mel (80 log-mel) or hf (SSL model hidden states)."),
+    model: str | None = typer.Option(None, "--model", help="HF hub id or local folder for --features hf, e.g. "
+                                                           "facebook/hubert-base-ls960."),
+    layer: int | None = typer.Option(None, "--layer", help="Hidden-state layer for --features hf (0 = transformer "
+                                                           "input), e.g. 6 for HuBERT base."),
+    clusters: int = typer.Option(500, "--clusters", help="Number of k-means clusters (the semantic vocabulary)."),
+    max_frames: int = typer.Option(200_000, "--max-frames", help="Frames sampled from the corpus for k-means."),
+    seed: int = typer.Option(0, "--seed", help="Seed for frame sampling and k-means++ seeding."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Equal-length audio chunks per feature forward pass."),
+    chunk_seconds: float = typer.Option(10.0, "--chunk-seconds", help="Longer files are cut into chunks of this "
+                                                                      "many seconds for feature extraction."),
+    max_iter: int = typer.Option(50, "--max-iter", help="Maximum Lloyd iterations of k-means."),
+    split: str = typer.Option("train", "--split", help="Manifest split to use ('all' for every row)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1...; default: cuda if available."),
+) -> None:
+    """Extract features over a corpus, fit k-means and save a semantic tokenizer to OUT.
+
+    Unreadable or unusable files are skipped and listed in OUT/errors.jsonl. Re-running a stopped command resumes feature extraction where it stopped.
+    """
+    import logging
+
+    from soundlm.train.semantic import SemanticTrainConfig, train_semantic
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = SemanticTrainConfig(features=features, model=model, layer=layer, clusters=clusters,
+                                 max_frames=max_frames, seed=seed, batch_size=batch_size,
+                                 chunk_seconds=chunk_seconds, max_iter=max_iter,
+                                 split=None if split == "all" else split)
+    try:
+        result = train_semantic(source, out, config, device=device)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from e
+    typer.echo(f"saved tokenizer to {result.out_dir}")
+    typer.echo(f"files: {result.num_files} ({result.num_errors} skipped, see {result.out_dir / 'errors.jsonl'})")
+    typer.echo(f"frames: {result.sampled_frames} sampled of {result.total_frames}")
+    typer.echo(f"k-means: inertia {result.inertia:.6g} ({result.mean_sq_distance:.4g} per frame), "
+               f"{result.iterations} iterations{'' if result.converged else ' (not converged)'}")
+    typer.echo(f"cluster usage: {result.clusters_used}/{clusters} used, perplexity {result.usage_perplexity:.1f}")
