@@ -22,7 +22,7 @@ import torch
 
 from soundlm.fileio import atomic_dir
 from soundlm.train import lm_data
-from soundlm.train.lm_data import AUDIOLM_WINDOW_SECONDS, Example, HeldoutSplit, TokenArrays, Window
+from soundlm.train.lm_data import AUDIOLM_WINDOW_SECONDS, STAGES, Example, HeldoutSplit, TokenArrays, Window
 
 if TYPE_CHECKING:
     from soundlm.patterns import StageSequence
@@ -136,6 +136,20 @@ def window_example(window: Window, stage: str, layout: VocabLayout, coarse_codeb
     return lm_data.sequence_to_example(tokens, trained)
 
 
+def stage_meta(stage: str, window_seconds: float, coarse_codebooks: int, num_codebooks: int, semantic_rate: float,
+               acoustic_rate: float, tokenizers: dict, pattern: str = "flatten") -> dict:
+    """The stage description stored as `meta` in a stage folder's config.json (read by the pipeline).
+
+    tokenizers: the token store's manifest (tokenizer descriptions, specs, rates, sizes), so
+    a pipeline can find the tokenizers the model was trained with.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    return {"stage": stage, "pattern": pattern, "window_seconds": float(window_seconds),
+            "coarse_codebooks": int(coarse_codebooks), "num_codebooks": int(num_codebooks),
+            "semantic_rate": float(semantic_rate), "acoustic_rate": float(acoustic_rate), "tokenizers": tokenizers}
+
+
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -212,11 +226,9 @@ def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> St
         window = min(AUDIOLM_WINDOW_SECONDS[cfg.stage], (default_positions - 2) / rate)
         window = math.floor(window * 100) / 100
     needed = int(math.ceil(window * rate)) + 2
-    meta = {"stage": cfg.stage, "pattern": cfg.pattern, "window_seconds": window, "coarse_codebooks": qc,
-            "num_codebooks": k, "semantic_rate": tokens.semantic_rate, "acoustic_rate": tokens.acoustic_rate,
-            # The store's tokenizer manifest, so a pipeline can find the tokenizers the model was trained on.
-            "tokenizers": {k: v for k, v in tokens.manifest.items() if k != "shards"},
-            "store": str(cfg.store)}
+    meta = stage_meta(cfg.stage, window, qc, k, tokens.semantic_rate, tokens.acoustic_rate,
+                      {key: v for key, v in tokens.manifest.items() if key != "shards"}, cfg.pattern)
+    meta["store"] = str(cfg.store)
     if cfg.init is not None:
         model = TokenLM.from_hf_pretrained(cfg.init, layout=layout, meta=meta)
         if model.max_positions < needed:

@@ -1,0 +1,142 @@
+"""`soundlm continue` and `soundlm generate`: AudioLM's three stages from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from soundlm.cli import app
+
+_MODEL_HELP = "A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs."
+
+
+def _sampling(temperature_semantic: float, temperature_coarse: float, temperature_fine: float,
+              top_k_semantic: int, top_k_coarse: int, top_k_fine: int,
+              top_p_semantic: float, top_p_coarse: float, top_p_fine: float) -> Any:
+    from soundlm.pipeline import AudioLMSampling
+    from soundlm.sampler import SamplingParams
+
+    return AudioLMSampling(semantic=SamplingParams(temperature_semantic, top_k_semantic or None, top_p_semantic),
+                           coarse=SamplingParams(temperature_coarse, top_k_coarse or None, top_p_coarse),
+                           fine=SamplingParams(temperature_fine, top_k_fine or None, top_p_fine))
+
+
+def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None, fine_run: Path | None,
+          semantic_tokenizer: Path | None, codec: str | None, device: str | None) -> Any:
+    from soundlm.pipeline import AudioLMPipeline
+
+    if model is not None:
+        if any(p is not None for p in (semantic_run, coarse_run, fine_run)):
+            raise ValueError("pass either --model or the three --*-run folders, not both")
+        return AudioLMPipeline.from_bundle(model, device=device)
+    missing = [n for n, p in (("--semantic-run", semantic_run), ("--coarse-run", coarse_run),
+                              ("--fine-run", fine_run)) if p is None]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}; pass all three stage runs or one --model folder")
+    return AudioLMPipeline.from_runs(semantic_run, coarse_run, fine_run, semantic_tokenizer=semantic_tokenizer,
+                                     codec=codec, device=device)
+
+
+def _write(out: Path, name: str, waves: list, sample_rate: int) -> list[Path]:
+    from soundlm.audio import save_audio
+
+    paths = []
+    for i, wave in enumerate(waves):
+        path = out / f"{name}_{i:03d}.wav"
+        save_audio(path, wave, sample_rate)
+        paths.append(path)
+    return paths
+
+
+def _fail(e: Exception) -> None:
+    # One line, naming the file and the fix (AudioError and our ValueErrors are written that way).
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(code=2)
+
+
+# The sampling options are shared by both commands; typer needs them spelled out per command.
+def _options() -> dict[str, Any]:
+    return dict(
+        temperature_semantic=typer.Option(0.6, help="Semantic stage temperature (AudioLM: 0.6)."),
+        temperature_coarse=typer.Option(0.8, help="Coarse stage temperature (AudioLM: 0.8)."),
+        temperature_fine=typer.Option(0.6, help="Fine stage temperature (AudioLM: 0.6)."),
+        top_k_semantic=typer.Option(0, help="Semantic top-k (0 = off)."),
+        top_k_coarse=typer.Option(0, help="Coarse top-k (0 = off)."),
+        top_k_fine=typer.Option(0, help="Fine top-k (0 = off)."),
+        top_p_semantic=typer.Option(0.95, help="Semantic nucleus top-p (1 = off)."),
+        top_p_coarse=typer.Option(0.95, help="Coarse nucleus top-p (1 = off)."),
+        top_p_fine=typer.Option(0.95, help="Fine nucleus top-p (1 = off)."),
+    )
+
+
+_o = _options()
+
+
+@app.command("continue")
+def continue_command(
+    prompt: Path = typer.Argument(..., help="Audio prompt (wav/flac/ogg/mp3)."),
+    seconds: float = typer.Option(..., help="Seconds of continuation after the prompt."),
+    out: Path = typer.Option(..., help="Output folder for continuation_XXX.wav."),
+    num_samples: int = typer.Option(1, help="Continuations to sample (one batch)."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    semantic_run: Path | None = typer.Option(None, help="Semantic stage run (or its final/ folder)."),
+    coarse_run: Path | None = typer.Option(None, help="Coarse stage run (or its final/ folder)."),
+    fine_run: Path | None = typer.Option(None, help="Fine stage run (or its final/ folder)."),
+    semantic_tokenizer: Path | None = typer.Option(None, help="Semantic tokenizer folder (default: the store's)."),
+    codec: str | None = typer.Option(None, help="Codec folder or hub id (default: the store's)."),
+    include_prompt: bool = typer.Option(True, help="Write prompt + continuation (else the continuation only)."),
+    temperature_semantic: float = _o["temperature_semantic"], temperature_coarse: float = _o["temperature_coarse"],
+    temperature_fine: float = _o["temperature_fine"], top_k_semantic: int = _o["top_k_semantic"],
+    top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
+    top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
+    top_p_fine: float = _o["top_p_fine"],
+    seed: int = typer.Option(0, help="Sampling seed."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Continue an audio prompt with AudioLM (semantic -> coarse -> fine -> codec)."""
+    from soundlm.audio import AudioError, load_audio
+
+    try:
+        load_audio(prompt)  # fail on a bad prompt before loading any model
+        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+        sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
+                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine)
+        waves = pipe.continue_audio(prompt, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
+                                    include_prompt=include_prompt, progress=True)
+    except (AudioError, ValueError, FileNotFoundError) as e:
+        _fail(e)
+    paths = _write(out, "continuation", waves, pipe.sample_rate)
+    typer.echo(f"wrote {len(paths)} file(s) to {out}")
+
+
+@app.command("generate")
+def generate_command(
+    seconds: float = typer.Option(..., help="Seconds of audio per sample."),
+    out: Path = typer.Option(..., help="Output folder for sample_XXX.wav."),
+    num_samples: int = typer.Option(1, help="Samples to generate (one batch)."),
+    model: Path | None = typer.Option(None, help=_MODEL_HELP),
+    semantic_run: Path | None = typer.Option(None, help="Semantic stage run (or its final/ folder)."),
+    coarse_run: Path | None = typer.Option(None, help="Coarse stage run (or its final/ folder)."),
+    fine_run: Path | None = typer.Option(None, help="Fine stage run (or its final/ folder)."),
+    semantic_tokenizer: Path | None = typer.Option(None, help="Semantic tokenizer folder (default: the store's)."),
+    codec: str | None = typer.Option(None, help="Codec folder or hub id (default: the store's)."),
+    temperature_semantic: float = _o["temperature_semantic"], temperature_coarse: float = _o["temperature_coarse"],
+    temperature_fine: float = _o["temperature_fine"], top_k_semantic: int = _o["top_k_semantic"],
+    top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
+    top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
+    top_p_fine: float = _o["top_p_fine"],
+    seed: int = typer.Option(0, help="Sampling seed."),
+    device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+) -> None:
+    """Generate audio unconditionally with AudioLM."""
+    try:
+        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+        sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
+                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine)
+        waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    paths = _write(out, "sample", waves, pipe.sample_rate)
+    typer.echo(f"wrote {len(paths)} file(s) to {out}")

@@ -1,0 +1,400 @@
+"""AudioLM's three stages end to end: audio prompt -> continuation, or unconditional audio.
+
+    prompt audio --semantic tokenizer--> semantic ids --semantic LM--> more semantic ids
+                 --codec--> coarse + fine codes      --coarse LM (semantic + coarse prompt)--> coarse codes
+                                                     --fine LM (coarse + fine prompt)-------> fine codes
+                                                     --codec decode--> waveform
+
+Lengths. `continue_audio(prompt, seconds)` returns the prompt followed by exactly `seconds`
+of continuation: `prompt_samples + round(seconds * sample_rate)` samples, where the prompt
+is first cut to a whole number of codec frames. The whole file (prompt part included) is
+the codec's decoding of the full code sequence, so there is no seam at the boundary;
+`include_prompt=False` returns only the `round(seconds * sample_rate)` continuation
+samples. `generate(seconds)` returns exactly `round(seconds * sample_rate)` samples.
+
+Windows. Each stage was trained on crops of `window_seconds` (stored in its folder).
+Longer audio is generated window by window: every new window keeps the last half of
+the window as context (for the coarse stage, together with the semantic ids of the
+whole window, as in training) and generates the rest, so no stage ever sees a sequence
+longer than it was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+
+from soundlm.fileio import read_json
+from soundlm.sampler import SamplingParams
+
+if TYPE_CHECKING:
+    from soundlm.codec.base import AcousticTokenizer
+    from soundlm.lm.model import TokenLM
+    from soundlm.vocab import VocabLayout
+
+BUNDLE_PARTS = ("semantic", "coarse", "fine")
+SEMANTIC_TOKENIZER_DIR = "semantic_tokenizer"
+CODEC_DIR = "codec"
+
+
+@dataclass
+class AudioLMSampling:
+    """Sampling per stage; the defaults are AudioLM's temperatures (0.6 / 0.8 / 0.6)."""
+
+    semantic: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
+    coarse: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.8, top_p=0.95))
+    fine: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
+
+
+@dataclass
+class StageModel:
+    """A trained stage: the LM and the `meta` it was saved with (stage, window, rates, tokenizers)."""
+
+    model: TokenLM
+    meta: dict
+    folder: Path
+
+    @property
+    def stage(self) -> str:
+        return self.meta["stage"]
+
+    @property
+    def layout(self) -> VocabLayout:
+        return self.model.layout
+
+    @property
+    def window_seconds(self) -> float:
+        return float(self.meta["window_seconds"])
+
+
+def resolve_stage_folder(path: str | Path) -> Path:
+    """A stage folder from a path: the folder itself, a run's `final/`, or its latest checkpoint."""
+    from soundlm.checkpoint import latest_checkpoint
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    if (path / "final" / "config.json").is_file():
+        return path / "final"
+    ckpt = latest_checkpoint(path)
+    if ckpt is not None and (ckpt / "config.json").is_file():
+        return ckpt
+    raise FileNotFoundError(f"{path}: no stage model here (no config.json, no final/ and no checkpoints); pass a "
+                            "`soundlm train lm` run folder or its final/ folder")
+
+
+def load_stage(path: str | Path, expected_stage: str, device: torch.device | str = "cpu") -> StageModel:
+    """Load a stage model and check it is the stage the caller expects."""
+    from soundlm.lm.model import TokenLM, load_lm
+
+    folder = resolve_stage_folder(path)
+    meta = read_json(folder / "config.json").get("meta") or {}
+    stage = meta.get("stage")
+    if stage != expected_stage:
+        raise ValueError(f"{folder} holds a {stage or 'non-AudioLM'} model, but the {expected_stage} stage was "
+                         f"asked for; pass the run of `soundlm train lm --stage {expected_stage}`")
+    model = load_lm(folder, device=device)
+    if not isinstance(model, TokenLM) or model.layout is None:
+        raise ValueError(f"{folder}: the pipeline needs a token LM with a vocabulary layout; retrain the stage "
+                         "with `soundlm train lm --pattern flatten`")
+    return StageModel(model=model, meta=meta, folder=folder)
+
+
+def context_windows(have: int, total: int, window: int, keep: int) -> Iterator[tuple[int, int]]:
+    """Plan windowed generation in frames: yields (context_start, new_frames) until `total`.
+
+    Frames [context_start, have) are the context of a window and `new_frames` follow them;
+    context + new never exceeds `window`. While much remains, the context is `keep` frames
+    (or all there is); near the end it grows so the last window is as full as possible.
+    """
+    if not 0 < keep < window:
+        raise ValueError(f"need 0 < keep < window, got keep={keep}, window={window}")
+    while have < total:
+        remaining = total - have
+        context = min(have, max(keep, window - remaining))
+        new = min(remaining, window - context)
+        yield have - context, new
+        have += new
+
+
+def _frames(seconds: float, rate: float) -> int:
+    """Frames needed to cover `seconds` (ceil, tolerant to float error)."""
+    return int(math.ceil(seconds * rate - 1e-6))
+
+
+class AudioLMPipeline:
+    """Semantic tokenizer + codec + the three stage LMs (AudioLM, Borsos et al. 2022)."""
+
+    def __init__(self, semantic_tokenizer: Any, codec: AcousticTokenizer, semantic: StageModel, coarse: StageModel,
+                 fine: StageModel, device: torch.device | str | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.semantic_tokenizer = semantic_tokenizer
+        self.codec = codec
+        self.semantic, self.coarse, self.fine = semantic, coarse, fine
+        for part in (semantic, coarse, fine):
+            part.model.to(self.device).eval()
+        self.num_coarse = int(coarse.meta["coarse_codebooks"])
+        self.num_codebooks = fine.layout.num_codebooks
+        self._check_compatible()
+        self.codec.set_num_codebooks(self.num_codebooks)
+
+    # ---- loading -----------------------------------------------------------------------
+    @classmethod
+    def from_runs(cls, semantic_run: str | Path, coarse_run: str | Path, fine_run: str | Path,
+                  semantic_tokenizer: str | Path | None = None, codec: str | Path | None = None,
+                  device: torch.device | str | None = None) -> "AudioLMPipeline":
+        """Load the three stages from run (or final) folders.
+
+        The tokenizers default to the ones named in the stages' token store manifest.
+        """
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        stages = [load_stage(p, name, device) for p, name in zip((semantic_run, coarse_run, fine_run), BUNDLE_PARTS)]
+        tok_info = stages[1].meta.get("tokenizers") or {}
+        sem = _load_semantic_tokenizer(semantic_tokenizer or tok_info.get("semantic_spec"), stages[0].folder, device)
+        ac = _load_codec(codec or tok_info.get("acoustic_spec"), stages[1].folder, device)
+        return cls(sem, ac, *stages, device=device)
+
+    @classmethod
+    def from_bundle(cls, folder: str | Path, device: torch.device | str | None = None) -> "AudioLMPipeline":
+        """Load a bundle folder: semantic/ coarse/ fine/ (+ semantic_tokenizer/ and codec/ when present)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such model folder; pass a folder written by "
+                                    "AudioLMPipeline.save_bundle or use --semantic-run/--coarse-run/--fine-run")
+        missing = [p for p in BUNDLE_PARTS if not (folder / p).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: a model folder needs subfolders {list(BUNDLE_PARTS)}, missing "
+                                    f"{missing}")
+        sem = folder / SEMANTIC_TOKENIZER_DIR
+        ac = folder / CODEC_DIR
+        return cls.from_runs(*(folder / p for p in BUNDLE_PARTS), semantic_tokenizer=sem if sem.is_dir() else None,
+                             codec=ac if ac.is_dir() else None, device=device)
+
+    def save_bundle(self, folder: str | Path) -> Path:
+        """Write one folder holding all parts (stage models, semantic tokenizer, codec)."""
+        from soundlm.fileio import atomic_dir
+        from soundlm.lm.model import write_lm_files
+
+        folder = Path(folder)
+        with atomic_dir(folder) as tmp:
+            for part in (self.semantic, self.coarse, self.fine):
+                (tmp / part.stage).mkdir()
+                write_lm_files(part.model, tmp / part.stage)
+            self.semantic_tokenizer.save(tmp / SEMANTIC_TOKENIZER_DIR)
+            if hasattr(self.codec, "save_pretrained"):
+                self.codec.save_pretrained(tmp / CODEC_DIR)
+        return folder
+
+    def _check_compatible(self) -> None:
+        sem, coarse, fine = self.semantic, self.coarse, self.fine
+        checks = [
+            (sem.layout.semantic_size == coarse.layout.semantic_size,
+             f"semantic LM has {sem.layout.semantic_size} semantic ids, coarse LM {coarse.layout.semantic_size}"),
+            (int(self.semantic_tokenizer.vocab_size) == sem.layout.semantic_size,
+             f"semantic tokenizer has {self.semantic_tokenizer.vocab_size} ids, the LMs {sem.layout.semantic_size}"),
+            (coarse.layout.num_codebooks == self.num_coarse and int(fine.meta["coarse_codebooks"]) == self.num_coarse,
+             f"coarse LM models {coarse.layout.num_codebooks} codebooks, fine LM expects {fine.meta['coarse_codebooks']}"),
+            (self.num_codebooks > self.num_coarse, f"fine LM has no codebooks beyond the {self.num_coarse} coarse ones"),
+            (coarse.layout.codebook_size == fine.layout.codebook_size == self.codec.codebook_size,
+             f"codebook sizes differ: coarse {coarse.layout.codebook_size}, fine {fine.layout.codebook_size}, "
+             f"codec {self.codec.codebook_size}"),
+            (self.num_codebooks <= self.codec.total_codebooks,
+             f"fine LM models {self.num_codebooks} codebooks, the codec has {self.codec.total_codebooks}"),
+            (abs(float(self.semantic_tokenizer.frame_rate) - float(sem.meta["semantic_rate"])) < 1e-6,
+             f"semantic tokenizer runs at {self.semantic_tokenizer.frame_rate} Hz, the LMs at {sem.meta['semantic_rate']}"),
+            (abs(float(self.codec.frame_rate) - float(coarse.meta["acoustic_rate"])) < 1e-6,
+             f"codec runs at {self.codec.frame_rate} Hz, the LMs at {coarse.meta['acoustic_rate']}"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError("the pipeline parts do not fit together: " + "; ".join(bad) +
+                             "; train all stages on one token store and load its tokenizers")
+
+    # ---- public API --------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    def continue_audio(self, prompt: str | Path | np.ndarray, seconds: float, num_samples: int = 1,
+                       sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
+                       include_prompt: bool = True, progress: bool = False) -> list[np.ndarray]:
+        """Continue a prompt (a file, or a [C, S] / [S] array at `prompt_sample_rate`) by `seconds`.
+
+        Returns `num_samples` waveforms [C, S] at `self.sample_rate` (see the module doc for lengths).
+        """
+        audio = self._prompt_audio(prompt, prompt_sample_rate)  # [1, S] at the codec rate
+        hop = self.codec.sample_rate / self.codec.frame_rate
+        prompt_frames = int(audio.shape[-1] // hop)
+        if prompt_frames < 1:
+            from soundlm.audio import AudioError
+
+            raise AudioError(prompt if isinstance(prompt, (str, Path)) else None,
+                             f"prompt too short: {audio.shape[-1]} samples, less than one codec frame ({hop:g})",
+                             "use a longer prompt")
+        prompt_samples = int(round(prompt_frames * hop))
+        audio = audio[:, :prompt_samples]
+        prompt_seconds = prompt_frames / self.codec.frame_rate
+        semantic, codes = self._tokenize_prompt(audio, prompt_seconds)
+        out = self._run(semantic, codes, prompt_seconds + seconds, num_samples, sampling, seed, progress)
+        total = prompt_samples + int(round(seconds * self.sample_rate))
+        out = _fit_length(out, total)
+        if not include_prompt:
+            out = out[:, :, prompt_samples:]
+        return [x for x in out.cpu().numpy()]
+
+    def generate(self, seconds: float, num_samples: int = 1, sampling: AudioLMSampling | None = None, seed: int = 0,
+                 progress: bool = False) -> list[np.ndarray]:
+        """Unconditional audio: `num_samples` waveforms [C, round(seconds * sample_rate)]."""
+        semantic = torch.zeros(1, 0, dtype=torch.long, device=self.device)
+        codes = torch.zeros(1, self.num_codebooks, 0, dtype=torch.long, device=self.device)
+        out = self._run(semantic, codes, seconds, num_samples, sampling, seed, progress)
+        return [x for x in _fit_length(out, int(round(seconds * self.sample_rate))).cpu().numpy()]
+
+    # ---- stages ------------------------------------------------------------------------
+    def _prompt_audio(self, prompt: str | Path | np.ndarray, sample_rate: int | None) -> torch.Tensor:
+        from soundlm.audio import check_audio, load_audio, resample, to_mono
+
+        if isinstance(prompt, (str, Path)):
+            audio = load_audio(prompt, sample_rate=self.codec.sample_rate, mono=True)  # [1, S]
+        else:
+            if sample_rate is None:
+                raise ValueError("an array prompt needs prompt_sample_rate (the rate of its samples)")
+            audio = np.asarray(prompt, dtype=np.float32)
+            audio = audio[None] if audio.ndim == 1 else audio
+            if audio.ndim != 2:
+                raise ValueError(f"an array prompt must be [S] or [C, S], got shape {audio.shape}")
+            check_audio(audio)
+            audio = resample(to_mono(audio), sample_rate, self.codec.sample_rate)
+        return torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)
+
+    @torch.inference_mode()
+    def _tokenize_prompt(self, audio: torch.Tensor, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio [1, S] at the codec rate -> semantic ids [1, T_s] and codes [1, K, T_a] of the prompt."""
+        from soundlm.audio import resample
+
+        codes = self.codec.encode(audio[None])[:, :, : _frames(seconds, self.codec.frame_rate)]  # [1, K, T_a]
+        sem_rate = int(self.semantic_tokenizer.sample_rate)
+        sem_audio = audio
+        if sem_rate != self.codec.sample_rate:
+            sem_audio = torch.from_numpy(resample(audio.cpu().numpy(), self.codec.sample_rate, sem_rate)).to(self.device)
+        semantic = self.semantic_tokenizer.encode(sem_audio[None])  # [1, T_s]
+        semantic = semantic[:, : _frames(seconds, self.semantic_tokenizer.frame_rate)]
+        return semantic.long().to(self.device), codes.long().to(self.device)
+
+    def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
+             sampling: AudioLMSampling | None, seed: int, progress: bool) -> torch.Tensor:
+        """Prompt tokens (possibly empty) -> decoded audio [B, C, S] covering `seconds` in total."""
+        if seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {seconds}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        sampling = sampling or AudioLMSampling()
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        sem_rate, ac_rate = float(self.semantic.meta["semantic_rate"]), float(self.codec.frame_rate)
+        n_sem, n_ac = _frames(seconds, sem_rate), _frames(seconds, ac_rate)
+        semantic = semantic.expand(num_samples, -1)  # [B, T_s]
+        codes = codes.expand(num_samples, -1, -1)  # [B, K, T_a]
+        semantic = self._semantic_stage(semantic, n_sem, sampling.semantic, gen, progress)
+        coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], n_ac, sampling.coarse, gen, progress)
+        full = self._fine_stage(coarse, codes[:, self.num_coarse:], sampling.fine, gen, progress)  # [B, K, T_a]
+        with torch.inference_mode():
+            return self.codec.decode(full).float()  # [B, C, S]
+
+    def _semantic_stage(self, semantic: torch.Tensor, total: int, params: SamplingParams,
+                        gen: torch.Generator, progress: bool) -> torch.Tensor:
+        """Extend semantic ids [B, T0] to [B, total] window by window."""
+        from soundlm.lm.generate import generate
+
+        stage, layout = self.semantic, self.semantic.layout
+        window = max(2, int(stage.window_seconds * float(stage.meta["semantic_rate"])))
+        allowed = layout.range_of("semantic")
+        for start, new in context_windows(semantic.shape[1], total, window, window // 2):
+            context = semantic[:, start:]
+            prompt = torch.cat([_fill(context.shape[0], layout.bos_id, self.device),
+                                layout.semantic_to_global(context)], dim=1)  # [B, 1 + ctx]
+            out = generate(stage.model, prompt, new, params, allowed_fn=lambda pos: allowed, generator=gen,
+                           progress=progress)
+            semantic = torch.cat([semantic, layout.global_to_semantic(out[:, prompt.shape[1]:])], dim=1)
+        return semantic
+
+    def _coarse_stage(self, semantic: torch.Tensor, coarse: torch.Tensor, total: int, params: SamplingParams,
+                      gen: torch.Generator, progress: bool) -> torch.Tensor:
+        """Extend coarse codes [B, Qc, T0] to [B, Qc, total], conditioned on the semantic ids of each window."""
+        from soundlm import patterns
+        from soundlm.lm.generate import generate
+
+        stage, layout, qc = self.coarse, self.coarse.layout, self.num_coarse
+        sem_rate, ac_rate = float(stage.meta["semantic_rate"]), float(stage.meta["acoustic_rate"])
+        window = max(2, int(stage.window_seconds * ac_rate))
+        sem_window = int(round(stage.window_seconds * sem_rate))
+        for start, new in context_windows(coarse.shape[2], total, window, window // 2):
+            # Training crops start on a semantic frame boundary; move the window start onto one.
+            s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
+            # Moving it later only shortens the context, so context + new still fits the window.
+            start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse.shape[2])
+            seq = patterns.coarse_sequence(semantic[:, s0: s0 + sem_window], coarse[:, :, start:], layout, eos=False)
+            allowed = patterns.acoustic_allowed_fn(layout, seq.prefix_len, qc)
+            out = generate(stage.model, seq.tokens, new * qc, params, allowed_fn=allowed, generator=gen,
+                           progress=progress)
+            fresh = patterns.unflatten_frames(out[:, seq.tokens.shape[1]:], layout, qc)  # [B, Qc, new]
+            coarse = torch.cat([coarse, fresh], dim=2)
+        return coarse
+
+    def _fine_stage(self, coarse: torch.Tensor, fine: torch.Tensor, params: SamplingParams, gen: torch.Generator,
+                    progress: bool) -> torch.Tensor:
+        """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
+        from soundlm import patterns
+        from soundlm.lm.generate import generate
+
+        stage, layout, qc = self.fine, self.fine.layout, self.num_coarse
+        qf = self.num_codebooks - qc
+        window = max(2, int(stage.window_seconds * float(stage.meta["acoustic_rate"])))
+        fine = fine[:, :qf]
+        total = coarse.shape[2]
+        for start, new in context_windows(fine.shape[2], total, window, window // 2):
+            end = fine.shape[2] + new
+            # BOS coarse(start:end) SEP, then the fine codes already known in this window as context.
+            prefix = patterns.fine_sequence(coarse[:, :, start:end], None, layout)
+            known = patterns.flatten_frames(fine[:, :, start:], layout, first_level=qc)  # [B, ctx*Qf]
+            tokens = torch.cat([prefix.tokens, known], dim=1)
+            allowed = patterns.acoustic_allowed_fn(layout, prefix.prefix_len, qf, first_level=qc)
+            out = generate(stage.model, tokens, new * qf, params, allowed_fn=allowed, generator=gen,
+                           progress=progress)
+            fresh = patterns.unflatten_frames(out[:, tokens.shape[1]:], layout, qf, first_level=qc)  # [B, Qf, new]
+            fine = torch.cat([fine, fresh], dim=2)
+        return torch.cat([coarse, fine], dim=1)
+
+
+def _fill(batch: int, value: int, device: torch.device) -> torch.Tensor:
+    return torch.full((batch, 1), value, dtype=torch.long, device=device)
+
+
+def _fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:
+    """Crop or zero-pad audio [B, C, S] to exactly `length` samples."""
+    if audio.shape[-1] >= length:
+        return audio[..., :length]
+    return torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
+
+
+def _load_semantic_tokenizer(spec: str | Path | None, stage_folder: Path, device: torch.device) -> Any:
+    from soundlm.semantic.tokenizer import SemanticTokenizer
+
+    if spec is None:
+        raise ValueError(f"{stage_folder}: its config names no semantic tokenizer; pass --semantic-tokenizer")
+    if not Path(spec).exists():
+        raise FileNotFoundError(f"semantic tokenizer {spec} (named by {stage_folder}/config.json) does not exist; "
+                                "pass --semantic-tokenizer with its folder")
+    return SemanticTokenizer.load(spec, device=device)
+
+
+def _load_codec(spec: str | Path | None, stage_folder: Path, device: torch.device) -> AcousticTokenizer:
+    from soundlm.codec import load_codec
+
+    if spec is None:
+        raise ValueError(f"{stage_folder}: its config names no codec; pass --codec")
+    return load_codec(spec, device=device)

@@ -1,0 +1,155 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from soundlm.pipeline import AudioLMPipeline, context_windows
+
+SR = 16000
+# Windows far shorter than the requested audio, so every stage generates window by window.
+WINDOWS = {"semantic": 0.3, "coarse": 0.16, "fine": 0.1}
+NUM_COARSE = 2
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random semantic tokenizer, codec and three stage models, saved as folders."""
+    from soundlm.codec import SoundStreamCodec, codec_16k_tiny
+    from soundlm.lm.model import TokenLM, lm_tiny, save_lm
+    from soundlm.semantic.features import MFCCFeatures
+    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.train.lm_stage import stage_layout, stage_meta
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("audiolm")
+    sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
+    sem.save(root / "semantic_tokenizer")
+    codec = SoundStreamCodec(codec_16k_tiny())
+    # An untrained codec waits for k-means init with all-zero codebooks (every code decodes alike);
+    # random codebooks make different codes sound different.
+    for name, buf in codec.named_buffers():
+        if name.endswith(("embed", "embed_avg")):
+            buf.normal_()
+        elif name.endswith("inited"):
+            buf.fill_(True)
+    codec.save_pretrained(root / "codec")
+    k = codec.total_codebooks
+    tokenizers = {"semantic_spec": str(root / "semantic_tokenizer"), "acoustic_spec": str(root / "codec")}
+    folders = {}
+    for stage, window in WINDOWS.items():
+        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE)
+        meta = stage_meta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers)
+        model = TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta)
+        folders[stage] = save_lm(model, root / "runs" / stage / "final")
+    folders["root"] = root
+    return folders
+
+
+@pytest.fixture(scope="module")
+def pipe(parts) -> AudioLMPipeline:
+    # Run folders (not their final/) to exercise the run -> final resolution.
+    return AudioLMPipeline.from_runs(*(parts[s].parent for s in WINDOWS), device="cpu")
+
+
+def _prompt(seconds: float = 0.37) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.4 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def test_context_windows_cover_everything_within_the_window():
+    for have, total, window, keep in [(0, 50, 8, 4), (13, 50, 8, 4), (30, 31, 8, 4), (0, 3, 8, 4), (9, 40, 10, 3)]:
+        pos = have
+        for start, new in context_windows(have, total, window, keep):
+            assert start <= pos and new > 0 and (pos - start) + new <= window
+            assert pos - start >= min(pos, keep)  # never less context than `keep` when it exists
+            pos += new
+        assert pos == max(total, have)
+
+
+def test_continue_writes_distinct_samples_of_exact_length(pipe):
+    prompt = _prompt()
+    waves = pipe.continue_audio(prompt, seconds=0.5, num_samples=3, prompt_sample_rate=SR, seed=1)
+    hop = SR // 50
+    prompt_samples = (len(prompt) // hop) * hop  # cut to whole codec frames
+    assert len(waves) == 3
+    for w in waves:
+        assert w.shape == (1, prompt_samples + 8000) and np.isfinite(w).all()
+    assert not np.allclose(waves[0], waves[1]) and not np.allclose(waves[1], waves[2])
+    only = pipe.continue_audio(prompt, seconds=0.5, num_samples=1, prompt_sample_rate=SR, seed=1,
+                               include_prompt=False)
+    assert only[0].shape == (1, 8000)
+    # Same seed, same samples.
+    again = pipe.continue_audio(prompt, seconds=0.5, num_samples=3, prompt_sample_rate=SR, seed=1)
+    assert np.array_equal(again[2], waves[2])
+
+
+def test_generate_unconditional_length(pipe):
+    waves = pipe.generate(0.45, num_samples=2, seed=0)
+    assert [w.shape for w in waves] == [(1, 7200), (1, 7200)] and not np.allclose(waves[0], waves[1])
+
+
+def test_continuation_keeps_prompt_codes(pipe):
+    """The prompt's semantic ids and codes stay in place; only frames after it are sampled."""
+    audio = torch.from_numpy(_prompt(0.4))[None]  # [1, S]
+    semantic, codes = pipe._tokenize_prompt(audio, 0.4)
+    assert semantic.shape == (1, 20) and codes.shape == (1, 4, 20)
+    sem = pipe._semantic_stage(semantic.expand(2, -1), 45, pipe_sampling().semantic, torch.Generator().manual_seed(0),
+                               False)
+    assert sem.shape == (2, 45) and torch.equal(sem[:, :20], semantic.expand(2, -1))
+    coarse = pipe._coarse_stage(sem, codes[:, :NUM_COARSE].expand(2, -1, -1), 45, pipe_sampling().coarse,
+                                torch.Generator().manual_seed(0), False)
+    assert coarse.shape == (2, NUM_COARSE, 45) and torch.equal(coarse[:, :, :20], codes[:, :NUM_COARSE].expand(2, -1, -1))
+    full = pipe._fine_stage(coarse, codes[:, NUM_COARSE:].expand(2, -1, -1), pipe_sampling().fine,
+                            torch.Generator().manual_seed(0), False)
+    assert full.shape == (2, 4, 45) and torch.equal(full[:, NUM_COARSE:, :20], codes[:, NUM_COARSE:].expand(2, -1, -1))
+    assert int(full.max()) < 64 and int(full.min()) >= 0
+
+
+def pipe_sampling():
+    from soundlm.pipeline import AudioLMSampling
+
+    return AudioLMSampling()
+
+
+def test_mismatched_stage_is_refused(parts):
+    with pytest.raises(ValueError, match="coarse stage was asked for"):
+        AudioLMPipeline.from_runs(parts["semantic"], parts["semantic"], parts["fine"], device="cpu")
+
+
+def test_cli_continue_and_generate_with_bundle(pipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    bundle = pipe.save_bundle(tmp_path / "bundle")
+    prompt = tmp_path / "prompt.wav"
+    sf.write(prompt, _prompt(0.3), SR)
+    runner = CliRunner()
+    res = runner.invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--num-samples", "2", "--out",
+                              str(tmp_path / "out"), "--model", str(bundle)])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "out").glob("*.wav"))
+    assert [f.name for f in files] == ["continuation_000.wav", "continuation_001.wav"]
+    data, sr = sf.read(files[0])
+    assert sr == SR and len(data) == (len(_prompt(0.3)) // 320) * 320 + 3200
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "gen"), "--model", str(bundle)])
+    assert res.exit_code == 0, res.output
+    assert sf.info(tmp_path / "gen" / "sample_000.wav").frames == 3200
+
+
+def test_cli_bad_prompt_is_one_line_error(parts, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"this is not audio")
+    res = CliRunner().invoke(app, ["continue", str(bad), "--seconds", "1", "--out", str(tmp_path / "o"),
+                                   "--semantic-run", str(parts["semantic"]), "--coarse-run", str(parts["coarse"]),
+                                   "--fine-run", str(parts["fine"])])
+    assert res.exit_code != 0
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(bad) in lines[0] and lines[0].startswith("error:")
+    assert not (tmp_path / "o").exists()
