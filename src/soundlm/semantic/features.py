@@ -13,6 +13,7 @@ Every extractor maps audio [B, 1, S] at `sample_rate` to features [B, T, D] at
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -62,9 +63,8 @@ class FeatureExtractor(nn.Module, ABC):
 
     @property
     def device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
+        t = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return torch.device("cpu") if t is None else t.device
 
     def _check_audio(self, audio: torch.Tensor) -> torch.Tensor:
         """Validate [B, 1, S] input and return it as float32 [B, S] on the extractor's device."""
