@@ -153,3 +153,27 @@ def test_cli_bad_prompt_is_one_line_error(parts, tmp_path):
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and str(bad) in lines[0] and lines[0].startswith("error:")
     assert not (tmp_path / "o").exists()
+
+
+def test_end_to_end_tokenize_train_continue(parts, tmp_path):
+    """Store from `soundlm tokenize`, three tiny trained stages, tokenizers found through the store manifest."""
+    from soundlm.tokenize import TokenizeConfig, tokenize_corpus
+    from soundlm.train.lm import LMTrainConfig, train_lm
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(4):
+        sf.write(audio / f"tone{i}.wav", _prompt(0.5 + 0.1 * i) * (0.5 + 0.1 * i), SR)
+    store = tmp_path / "store"
+    tokenize_corpus(TokenizeConfig(source=str(audio), out=str(store), semantic=str(parts["root"] / "semantic_tokenizer"),
+                                   codec=str(parts["root"] / "codec"), batch_size=4, workers=0, device="cpu"),
+                    progress=False)
+    runs = {}
+    for stage in ("semantic", "coarse", "fine"):
+        runs[stage] = tmp_path / stage
+        train_lm(LMTrainConfig(store=str(store), out=str(runs[stage]), stage=stage, steps=2, batch_size=2,
+                               window_seconds=WINDOWS[stage], coarse_codebooks=NUM_COARSE, heldout_fraction=0.0,
+                               progress=False))
+    pipe = AudioLMPipeline.from_runs(runs["semantic"], runs["coarse"], runs["fine"], device="cpu")
+    waves = pipe.continue_audio(audio / "tone0.wav", seconds=0.3, num_samples=2)
+    assert [w.shape for w in waves] == [(1, 8000 + 4800)] * 2
