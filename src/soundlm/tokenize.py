@@ -122,7 +122,8 @@ class TokenizeSummary:
             return (f"nothing to do: all {self.parts} parts ({self.files} files) of {where} are "
                     "already tokenized")
         resumed = f", resumed after {self.parts_before} finished parts" if self.parts_before else ""
-        return (f"tokenized {self.tokenized} files, skipped {self.skipped} (reasons in errors.jsonl), "
+        reasons = f" (reasons in {Path(self.store) / ERRORS_NAME})" if self.skipped else ""
+        return (f"tokenized {self.tokenized} files, skipped {self.skipped}{reasons}, "
                 f"{self.audio_seconds:.1f} s of audio in {self.elapsed:.1f} s "
                 f"({self.speed:.1f}x real time){resumed}; {where}: "
                 f"{self.parts_before + self.parts_written}/{self.parts} parts done")
@@ -226,7 +227,8 @@ def load_for_tokenizers(path: str, spec: LoadSpec) -> tuple[np.ndarray, np.ndarr
     semantic_audio = audio_io.resample(mono, meta.sample_rate, spec.semantic_rate)
     for x, rate in ((codec_audio, spec.codec_rate), (semantic_audio, spec.semantic_rate)):
         audio_io.check_audio(x, path, sample_rate=rate, min_seconds=spec.min_seconds)
-    return codec_audio, semantic_audio, meta.frames / meta.sample_rate, meta.sample_rate
+    # Decoded length, not the header's frame count: compressed formats may not agree with it.
+    return codec_audio, semantic_audio, native.shape[-1] / meta.sample_rate, meta.sample_rate
 
 
 class _LoadDataset:
