@@ -177,3 +177,26 @@ def test_end_to_end_tokenize_train_continue(parts, tmp_path):
     pipe = AudioLMPipeline.from_runs(runs["semantic"], runs["coarse"], runs["fine"], device="cpu")
     waves = pipe.continue_audio(audio / "tone0.wav", seconds=0.3, num_samples=2)
     assert [w.shape for w in waves] == [(1, 8000 + 4800)] * 2
+
+
+def test_delay_pattern_stages(parts, tmp_path):
+    """Coarse and fine stages trained with the delay pattern decode window by window too."""
+    from soundlm.codec import load_codec
+    from soundlm.lm.model import DelayLM, DelayLMConfig, lm_tiny
+    from soundlm.train.lm_stage import stage_layout, stage_meta, write_stage_files
+
+    codec = load_codec(parts["root"] / "codec", device="cpu")
+    k, card = codec.total_codebooks, codec.codebook_size
+    tokenizers = {"semantic_spec": str(parts["root"] / "semantic_tokenizer"),
+                  "acoustic_spec": str(parts["root"] / "codec")}
+    folders = {}
+    for stage, own, prefix_vocab in (("coarse", NUM_COARSE, 16), ("fine", k - NUM_COARSE, NUM_COARSE * card)):
+        model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=card, backbone=lm_tiny(1, max_positions=128),
+                                      prefix_vocab_size=prefix_vocab))
+        folders[stage] = tmp_path / stage
+        folders[stage].mkdir()
+        meta = stage_meta(stage, WINDOWS[stage], NUM_COARSE, k, 50.0, codec.frame_rate, tokenizers, pattern="delay")
+        write_stage_files(model, folders[stage], meta, stage_layout(stage, 16, card, k, NUM_COARSE))
+    pipe = AudioLMPipeline.from_runs(parts["semantic"], folders["coarse"], folders["fine"], device="cpu")
+    waves = pipe.continue_audio(_prompt(0.3), seconds=0.4, num_samples=2, prompt_sample_rate=SR)
+    assert [w.shape for w in waves] == [(1, 4800 + 6400)] * 2 and not np.allclose(waves[0], waves[1])

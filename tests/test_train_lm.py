@@ -158,3 +158,17 @@ def test_cli_reports_bad_store(tmp_path):
                                       "--out", str(tmp_path / "run")])
     assert result.exit_code != 0
     assert "not a token store" in result.output and "soundlm tokenize" in result.output
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_delay_pattern_stage_trains_and_saves(store, tmp_path, stage):
+    from soundlm.lm.model import DelayLM, load_lm
+
+    run = tmp_path / "run"
+    result = train_lm(_cfg(store, run, stage=stage, pattern="delay", steps=12, coarse_codebooks=1, lr=1e-2))
+    losses = [result.train_losses[s] for s in sorted(result.train_losses)]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    model = load_lm(run / "final")
+    assert isinstance(model, DelayLM) and model.config.num_codebooks == (1 if stage == "coarse" else K - 1)
+    meta = json.loads((run / "final" / "config.json").read_text())["meta"]
+    assert meta["pattern"] == "delay" and meta["stage"] == stage

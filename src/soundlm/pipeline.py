@@ -16,7 +16,9 @@ Windows. Each stage was trained on crops of `window_seconds` (stored in its fold
 Longer audio is generated window by window: every new window keeps the last half of
 the window as context (for the coarse stage, together with the semantic ids of the
 whole window, as in training) and generates the rest, so no stage ever sees a sequence
-longer than it was trained on.
+longer than it was trained on. Coarse and fine stages trained with the delay pattern
+(`--pattern delay`, MusicGen's `DelayLM`) are decoded the same way, window by window, with
+`generate_delayed`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from soundlm.sampler import SamplingParams
 
 if TYPE_CHECKING:
     from soundlm.codec.base import AcousticTokenizer
-    from soundlm.lm.model import TokenLM
+    from soundlm.lm.model import DelayLM, TokenLM
     from soundlm.vocab import VocabLayout
 
 BUNDLE_PARTS = ("semantic", "coarse", "fine")
@@ -55,8 +57,9 @@ class AudioLMSampling:
 class StageModel:
     """A trained stage: the LM and the `meta` it was saved with (stage, window, rates, tokenizers)."""
 
-    model: TokenLM
+    model: TokenLM | DelayLM
     meta: dict
+    layout: VocabLayout
     folder: Path
 
     @property
@@ -64,8 +67,8 @@ class StageModel:
         return self.meta["stage"]
 
     @property
-    def layout(self) -> VocabLayout:
-        return self.model.layout
+    def delayed(self) -> bool:
+        return self.meta.get("pattern") == "delay"
 
     @property
     def window_seconds(self) -> float:
@@ -90,19 +93,23 @@ def resolve_stage_folder(path: str | Path) -> Path:
 
 def load_stage(path: str | Path, expected_stage: str, device: torch.device | str = "cpu") -> StageModel:
     """Load a stage model and check it is the stage the caller expects."""
-    from soundlm.lm.model import TokenLM, load_lm
+    from soundlm.lm.model import DelayLM, load_lm
+    from soundlm.vocab import VocabLayout
 
     folder = resolve_stage_folder(path)
-    meta = read_json(folder / "config.json").get("meta") or {}
+    config = read_json(folder / "config.json")
+    meta = config.get("meta") or {}
     stage = meta.get("stage")
     if stage != expected_stage:
         raise ValueError(f"{folder} holds a {stage or 'non-AudioLM'} model, but the {expected_stage} stage was "
                          f"asked for; pass the run of `soundlm train lm --stage {expected_stage}`")
+    if not config.get("layout"):
+        raise ValueError(f"{folder}/config.json has no vocabulary layout; export the stage with `soundlm train lm`")
     model = load_lm(folder, device=device)
-    if not isinstance(model, TokenLM) or model.layout is None:
-        raise ValueError(f"{folder}: the pipeline needs a token LM with a vocabulary layout; retrain the stage "
-                         "with `soundlm train lm --pattern flatten`")
-    return StageModel(model=model, meta=meta, folder=folder)
+    if isinstance(model, DelayLM) != (meta.get("pattern") == "delay"):
+        raise ValueError(f"{folder}: config.json says pattern {meta.get('pattern')!r} but holds a "
+                         f"{type(model).__name__}; the folder is inconsistent, re-export it")
+    return StageModel(model=model, meta=meta, layout=VocabLayout.from_dict(config["layout"]), folder=folder)
 
 
 def context_windows(have: int, total: int, window: int, keep: int) -> Iterator[tuple[int, int]]:
@@ -178,13 +185,13 @@ class AudioLMPipeline:
     def save_bundle(self, folder: str | Path) -> Path:
         """Write one folder holding all parts (stage models, semantic tokenizer, codec)."""
         from soundlm.fileio import atomic_dir
-        from soundlm.lm.model import write_lm_files
+        from soundlm.train.lm_stage import write_stage_files
 
         folder = Path(folder)
         with atomic_dir(folder) as tmp:
             for part in (self.semantic, self.coarse, self.fine):
                 (tmp / part.stage).mkdir()
-                write_lm_files(part.model, tmp / part.stage)
+                write_stage_files(part.model, tmp / part.stage, part.meta, part.layout)
             self.semantic_tokenizer.save(tmp / SEMANTIC_TOKENIZER_DIR)
             if hasattr(self.codec, "save_pretrained"):
                 self.codec.save_pretrained(tmp / CODEC_DIR)
@@ -326,7 +333,7 @@ class AudioLMPipeline:
                       gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend coarse codes [B, Qc, T0] to [B, Qc, total], conditioned on the semantic ids of each window."""
         from soundlm import patterns
-        from soundlm.lm.generate import generate
+        from soundlm.lm.generate import generate, generate_delayed
 
         stage, layout, qc = self.coarse, self.coarse.layout, self.num_coarse
         sem_rate, ac_rate = float(stage.meta["semantic_rate"]), float(stage.meta["acoustic_rate"])
@@ -337,6 +344,11 @@ class AudioLMPipeline:
             s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
             # Moving it later only shortens the context, so context + new still fits the window.
             start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse.shape[2])
+            if stage.delayed:
+                out = generate_delayed(stage.model, coarse[:, :, start:], new, params, generator=gen,
+                                       prefix=semantic[:, s0: s0 + sem_window], progress=progress)
+                coarse = torch.cat([coarse, out[:, :, -new:]], dim=2)
+                continue
             seq = patterns.coarse_sequence(semantic[:, s0: s0 + sem_window], coarse[:, :, start:], layout, eos=False)
             allowed = patterns.acoustic_allowed_fn(layout, seq.prefix_len, qc)
             out = generate(stage.model, seq.tokens, new * qc, params, allowed_fn=allowed, generator=gen,
@@ -349,7 +361,8 @@ class AudioLMPipeline:
                     progress: bool) -> torch.Tensor:
         """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
         from soundlm import patterns
-        from soundlm.lm.generate import generate
+        from soundlm.lm.generate import generate, generate_delayed
+        from soundlm.train.lm_stage import delay_prefix
 
         stage, layout, qc = self.fine, self.fine.layout, self.num_coarse
         qf = self.num_codebooks - qc
@@ -358,6 +371,13 @@ class AudioLMPipeline:
         total = coarse.shape[2]
         for start, new in context_windows(fine.shape[2], total, window, window // 2):
             end = fine.shape[2] + new
+            if stage.delayed:
+                prefix = delay_prefix("fine", semantic=None, coarse=coarse[:, :, start:end],
+                                      codebook_size=layout.codebook_size)
+                out = generate_delayed(stage.model, fine[:, :, start:], new, params, generator=gen, prefix=prefix,
+                                       progress=progress)
+                fine = torch.cat([fine, out[:, :, -new:]], dim=2)
+                continue
             # BOS coarse(start:end) SEP, then the fine codes already known in this window as context.
             prefix = patterns.fine_sequence(coarse[:, :, start:end], None, layout)
             known = patterns.flatten_frames(fine[:, :, start:], layout, first_level=qc)  # [B, ctx*Qf]

@@ -27,14 +27,18 @@ def train_lm_command(
                    "(AudioLM used 30 s semantic, 10 s coarse, 3 s fine)."),
     coarse_codebooks: int | None = typer.Option(
         None, help="Codebooks in the coarse stage (Q_c); the fine stage models the rest. "
-                   "Default: half of the store's codebooks (AudioLM: 4 of 12)."),
-    pattern: str = typer.Option("flatten", help="Codebook interleaving: flatten (AudioLM) or delay."),
+                   "Default: a third of the store's codebooks, at least 1 (AudioLM: 4 of 12)."),
+    pattern: str = typer.Option("flatten", help="Codebook interleaving: flatten (AudioLM, one token per step) or "
+                                                "delay (MusicGen, all codebooks per step); the semantic stage "
+                                                "always uses flatten."),
     mixed_precision: str = typer.Option("no", help="no, bf16 or fp16 (GPU)."),
     ckpt_every: int = typer.Option(1000, help="Save a checkpoint every N steps (and at the end)."),
     eval_every: int = typer.Option(500, help="Held-out loss every N steps."),
     heldout_fraction: float = typer.Option(0.05, help="Fraction of records (by id hash) held out."),
     seed: int = typer.Option(0, help="Seed for weights, crops and order."),
     num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    stop_at: int | None = typer.Option(None, help="End this invocation after this step (a time-sliced job); "
+                                                  "rerun without it to go on. The schedule still spans --steps."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Train the semantic, coarse or fine AudioLM stage (CPU, GPU or `accelerate launch`)."""
@@ -45,11 +49,14 @@ def train_lm_command(
                         grad_accum=grad_accum, lr=lr, warmup=warmup, window_seconds=window_seconds,
                         coarse_codebooks=coarse_codebooks, pattern=pattern, mixed_precision=mixed_precision,
                         ckpt_every=ckpt_every, eval_every=eval_every, heldout_fraction=heldout_fraction,
-                        seed=seed, num_workers=num_workers, progress=progress)
+                        seed=seed, num_workers=num_workers, stop_at=stop_at, progress=progress)
     try:
         result = train_lm(cfg)
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
     loss = "" if result.heldout_loss is None else f", held-out loss {result.heldout_loss:.4f}"
-    typer.echo(f"trained {stage} stage to step {result.step}{loss}; inference folder: {result.final_dir}")
+    if result.final_dir.exists() and result.step >= steps:
+        typer.echo(f"trained {stage} stage to step {result.step}{loss}; inference folder: {result.final_dir}")
+    else:
+        typer.echo(f"stopped at step {result.step}{loss}; rerun the command to resume")

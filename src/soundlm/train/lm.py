@@ -149,7 +149,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy over positions with a target. logits [B, L, V], targets [B, L]."""
+    """Summed cross-entropy over positions with a target: logits [..., V], targets [...]."""
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                              targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
 
@@ -257,7 +257,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
             ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
             with ctx:
                 with accelerator.autocast():
-                    logits = model(mb["input_ids"].to(accelerator.device)).logits  # [B, L, V]
+                    logits = stage.logits(model, mb, accelerator.device)  # [B, L, V] or [B, K, S, card]
                 loss = _token_loss(logits, mb["targets"].to(accelerator.device)) / max(n_targets, 1)
                 accelerator.backward(loss)
             step_loss += loss.item()
@@ -313,7 +313,7 @@ def evaluate(model: torch.nn.Module, stage: Any, cfg: LMTrainConfig, accelerator
                     (b * accelerator.num_processes + accelerator.process_index + 1) * cfg.batch_size)
         batch = lm_data.collate([data[i] for i in idx], stage.pad_id)
         with accelerator.autocast():
-            logits = model(batch["input_ids"].to(accelerator.device)).logits
+            logits = stage.logits(model, batch, accelerator.device)
         targets = batch["targets"].to(accelerator.device)
         sums = accelerator.reduce(torch.stack([_token_loss(logits, targets),
                                                (targets != IGNORE_INDEX).sum().float()]), "sum")

@@ -48,10 +48,15 @@ class Window:
 
 @dataclass
 class Example:
-    """A token sequence ready for next-token training: predict `targets[i]` from `inputs[:i+1]`."""
+    """A training example: predict `targets[..., i]` from `inputs[..., :i+1]` (and `prefix`).
 
-    inputs: np.ndarray  # [L] int64
-    targets: np.ndarray  # [L] int64, IGNORE_INDEX where the stage does not train
+    Flattened stages: inputs/targets [L]. Delay-pattern stages: inputs/targets [K, S] delayed
+    codes and a conditioning prefix [P] (see `soundlm.lm.model.DelayLM`).
+    """
+
+    inputs: np.ndarray  # [L] or [K, S] int64
+    targets: np.ndarray  # same shape, IGNORE_INDEX where the stage does not train
+    prefix: np.ndarray | None = None  # [P] int64
 
 
 @dataclass
@@ -177,6 +182,8 @@ class StepSampler(torch.utils.data.Sampler):
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch; padded positions have no target, so causal attention needs no mask."""
+    if examples[0].prefix is not None:
+        return _collate_delayed(examples)
     length = max(e.inputs.shape[0] for e in examples)
     inputs = torch.full((len(examples), length), pad_id, dtype=torch.long)  # [B, L]
     targets = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)  # [B, L]
@@ -184,6 +191,19 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
         inputs[b, : e.inputs.shape[0]] = torch.from_numpy(e.inputs)
         targets[b, : e.targets.shape[0]] = torch.from_numpy(e.targets)
     return {"input_ids": inputs, "targets": targets}
+
+
+def _collate_delayed(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    """Stack delay-pattern examples, cut to the shortest prefix and sequence of the batch.
+
+    The prefix sits before the codes, so it cannot be padded; crops of full windows (the
+    delay stages only train on records at least a window long) have equal lengths anyway.
+    """
+    p = min(e.prefix.shape[0] for e in examples)
+    s = min(e.inputs.shape[1] for e in examples)
+    return {"input_ids": torch.stack([torch.from_numpy(e.inputs[:, :s]) for e in examples]),  # [B, K, S]
+            "targets": torch.stack([torch.from_numpy(e.targets[:, :s]) for e in examples]),  # [B, K, S]
+            "prefix": torch.stack([torch.from_numpy(e.prefix[:p]) for e in examples])}  # [B, P]
 
 
 def sequence_to_example(tokens: np.ndarray, trained: np.ndarray) -> Example:

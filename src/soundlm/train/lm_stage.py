@@ -103,12 +103,17 @@ def stage_layout(stage: str, semantic_size: int, codebook_size: int, num_codeboo
 
 
 def tokens_per_second(stage: str, semantic_rate: float, acoustic_rate: float, num_codebooks: int,
-                      coarse_codebooks: int) -> float:
-    """Sequence tokens per second of audio in a stage (what a context length buys)."""
+                      coarse_codebooks: int, pattern: str = "flatten") -> float:
+    """Sequence positions per second of audio in a stage (what a context length buys).
+
+    The delay pattern spends one position per frame on all its codebooks at once.
+    """
     if stage == "semantic":
         return semantic_rate
     if stage == "coarse":
-        return semantic_rate + acoustic_rate * coarse_codebooks
+        return semantic_rate + acoustic_rate * (1 if pattern == "delay" else coarse_codebooks)
+    if pattern == "delay":
+        return acoustic_rate * (coarse_codebooks + 1)  # flattened coarse prefix + one step per frame
     return acoustic_rate * num_codebooks
 
 
@@ -134,6 +139,47 @@ def window_example(window: Window, stage: str, layout: VocabLayout, coarse_codeb
     tokens = seq.tokens[0].numpy()  # [L]
     trained = np.arange(tokens.shape[0]) >= seq.prefix_len
     return lm_data.sequence_to_example(tokens, trained)
+
+
+def delay_prefix(stage: str, semantic: torch.Tensor | None, coarse: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """The conditioning prefix of a delay-pattern stage, [B, P] ids of its prefix vocabulary.
+
+    coarse stage: the semantic ids. fine stage: the coarse codes frame-major, level q's code c
+    as q * codebook_size + c (one id per (level, code) pair, as in the flattened layout).
+    """
+    if stage == "coarse":
+        return semantic.long()
+    levels = torch.arange(coarse.shape[1], device=coarse.device).view(1, -1, 1) * codebook_size
+    return (coarse.long() + levels).transpose(1, 2).reshape(coarse.shape[0], -1)  # [B, T*Qc]
+
+
+def delay_example(window: Window, stage: str, coarse_codebooks: int, codebook_size: int) -> Example:
+    """A crop -> delayed codes (MusicGen) of the levels the stage generates, with its prefix."""
+    from soundlm.lm.model import delay_inputs
+    from soundlm.patterns import delay_codes
+
+    acoustic = torch.from_numpy(window.acoustic)[None]  # [1, K, T]
+    own = acoustic[:, :coarse_codebooks] if stage == "coarse" else acoustic[:, coarse_codebooks:]
+    labels = delay_codes(own, codebook_size)  # [1, K', T+K'-1], pad id = codebook_size
+    inputs = delay_inputs(labels, codebook_size)
+    targets = labels.masked_fill(labels == codebook_size, lm_data.IGNORE_INDEX)
+    prefix = delay_prefix(stage, torch.from_numpy(window.semantic)[None], acoustic[:, :coarse_codebooks],
+                          codebook_size)
+    return Example(inputs=inputs[0].numpy(), targets=targets[0].numpy(), prefix=prefix[0].numpy())
+
+
+def write_stage_files(model: torch.nn.Module, folder: Path, meta: dict, layout: VocabLayout) -> None:
+    """config.json + model.safetensors of a stage, with its `meta` and `layout` in config.json.
+
+    `save_lm` stores meta only for token LMs; a delay-pattern stage needs it just as much.
+    """
+    from soundlm.fileio import read_json, write_json_atomic
+    from soundlm.lm.model import write_lm_files
+
+    write_lm_files(model, folder)
+    config = read_json(folder / "config.json")
+    config["meta"], config["layout"] = meta, layout.to_dict()
+    write_json_atomic(folder / "config.json", config)
 
 
 def stage_meta(stage: str, window_seconds: float, coarse_codebooks: int, num_codebooks: int, semantic_rate: float,
@@ -171,26 +217,51 @@ class StageSetup:
     def pad_id(self) -> int:
         return self.layout.pad_id
 
+    @property
+    def delayed(self) -> bool:
+        return self.meta["pattern"] == "delay"
+
     def dataset(self, indices: list[int], stream: int) -> lm_data.StageDataset:
-        build = partial(window_example, stage=self.meta["stage"], layout=self.layout,
-                        coarse_codebooks=self.coarse_codebooks)
-        return lm_data.StageDataset([self.tokens.records[i] for i in indices], self.window_seconds,
-                                    self.tokens.semantic_rate, self.tokens.acoustic_rate, build, self.seed, stream)
+        records = [self.tokens.records[i] for i in indices]
+        if self.delayed:
+            build = partial(delay_example, stage=self.meta["stage"], coarse_codebooks=self.coarse_codebooks,
+                            codebook_size=self.layout.codebook_size)
+            # A delay batch cannot pad its prefix (it precedes the codes): train on full windows only.
+            records = [r for r in records if min(r.semantic.shape[0] / self.tokens.semantic_rate,
+                                                 r.acoustic.shape[1] / self.tokens.acoustic_rate)
+                       >= self.window_seconds]
+            if not records and indices:
+                raise ValueError(f"no record is at least --window-seconds {self.window_seconds} long; the delay "
+                                 "pattern trains on full windows, so lower --window-seconds")
+        else:
+            build = partial(window_example, stage=self.meta["stage"], layout=self.layout,
+                            coarse_codebooks=self.coarse_codebooks)
+        return lm_data.StageDataset(records, self.window_seconds, self.tokens.semantic_rate,
+                                    self.tokens.acoustic_rate, build, self.seed, stream)
+
+    def logits(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
+        """Logits aligned with batch["targets"]: [B, L, V] (flattened) or [B, K, S, card] (delay)."""
+        if self.delayed:
+            return model(batch["input_ids"].to(device), prefix=batch["prefix"].to(device)).logits
+        return model(batch["input_ids"].to(device)).logits
 
     def save(self, folder: Path, model: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Write config.json + model.safetensors of `model` into an existing folder.
 
         state_dict: full weights gathered from a sharded (FSDP) model; None = the model's own.
         """
-        from soundlm.lm.model import TokenLM, write_lm_files
+        from soundlm.lm.model import DelayLM, TokenLM
 
         if state_dict is not None:
             # The unwrapped module of a sharded (FSDP) model holds flat shards: write a full copy instead.
-            if model.lm_config is None:
+            if isinstance(model, DelayLM):
+                model = DelayLM(model.config)
+            elif model.lm_config is None:
                 raise ValueError("saving a sharded model started from --init is not supported; train it with DDP")
-            model = TokenLM.from_config(model.lm_config, layout=model.layout, meta=model.meta)
+            else:
+                model = TokenLM.from_config(model.lm_config, layout=model.layout, meta=model.meta)
             model.load_state_dict(state_dict)
-        write_lm_files(model, folder)
+        write_stage_files(model, folder, self.meta, self.layout)
 
     def export_final(self, folder: Path, model: torch.nn.Module,
                      state_dict: dict[str, torch.Tensor] | None = None) -> None:
@@ -200,13 +271,15 @@ class StageSetup:
 
 def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> StageSetup:
     """Read the store, pick layout/window/model for `cfg.stage`, optionally load checkpoint weights."""
-    from soundlm.lm.model import TokenLM, lm_base, lm_small, lm_tiny
+    from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_base, lm_small, lm_tiny
 
     presets: dict[str, Callable[..., Any]] = {"tiny": lm_tiny, "small": lm_small, "base": lm_base}
     if cfg.preset not in presets:
         raise ValueError(f"--preset must be one of {', '.join(presets)}, got {cfg.preset!r}")
-    if cfg.pattern != "flatten":
-        raise ValueError(f"--pattern {cfg.pattern!r} is not supported by `soundlm train lm` yet; use flatten")
+    # The semantic stage is a single stream: the codebook pattern does not apply to it.
+    pattern = "flatten" if cfg.stage == "semantic" else cfg.pattern
+    if pattern == "delay" and cfg.init is not None:
+        raise ValueError("--init loads a Hugging Face causal LM, which has one token stream; use --pattern flatten")
     tokens = load_store_tokens(cfg.store, need_acoustic=cfg.stage != "semantic")
     k = tokens.num_codebooks
     qc = cfg.coarse_codebooks if cfg.coarse_codebooks is not None else (default_coarse_codebooks(k) if k else 0)
@@ -216,7 +289,7 @@ def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> St
         raise ValueError(f"the fine stage needs codebooks beyond the coarse ones: --coarse-codebooks must be in "
                          f"[1, {k - 1}] for this store's {k} codebooks, got {qc}")
     layout = stage_layout(cfg.stage, tokens.semantic_size, tokens.codebook_size, k, qc)
-    rate = tokens_per_second(cfg.stage, tokens.semantic_rate, tokens.acoustic_rate, k, qc)
+    rate = tokens_per_second(cfg.stage, tokens.semantic_rate, tokens.acoustic_rate, k, qc, pattern)
 
     default_positions = presets[cfg.preset](layout.vocab_size).max_positions
     if cfg.window_seconds is not None:
@@ -225,15 +298,22 @@ def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> St
         # AudioLM's window, shortened to what the preset's context holds (2 specials: BOS, SEP).
         window = min(AUDIOLM_WINDOW_SECONDS[cfg.stage], (default_positions - 2) / rate)
         window = math.floor(window * 100) / 100
-    needed = int(math.ceil(window * rate)) + 2
+    # 2 specials (BOS, SEP) when flattened; K - 1 extra steps of the delay pattern's tail.
+    needed = int(math.ceil(window * rate)) + (k + 1 if pattern == "delay" else 2)
     meta = stage_meta(cfg.stage, window, qc, k, tokens.semantic_rate, tokens.acoustic_rate,
-                      {key: v for key, v in tokens.manifest.items() if key != "shards"}, cfg.pattern)
+                      {key: v for key, v in tokens.manifest.items() if key != "shards"}, pattern)
     meta["store"] = str(cfg.store)
     if cfg.init is not None:
         model = TokenLM.from_hf_pretrained(cfg.init, layout=layout, meta=meta)
         if model.max_positions < needed:
             raise ValueError(f"{cfg.init}: the model holds {model.max_positions} positions but a "
                              f"{window:.2f} s {cfg.stage} window needs {needed}; lower --window-seconds")
+    elif pattern == "delay":
+        own = qc if cfg.stage == "coarse" else k - qc
+        prefix_vocab = tokens.semantic_size if cfg.stage == "coarse" else qc * tokens.codebook_size
+        backbone = presets[cfg.preset](1, max_positions=max(default_positions, _round_up(needed, 64)))
+        model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=tokens.codebook_size, backbone=backbone,
+                                      prefix_vocab_size=prefix_vocab))
     else:
         model_cfg = presets[cfg.preset](layout.vocab_size, max_positions=max(default_positions, _round_up(needed, 64)))
         model = TokenLM.from_config(model_cfg, layout=layout, meta=meta)
