@@ -1,0 +1,84 @@
+"""Next-token sampling: a pure function of logits, kept apart from any model.
+
+Order of operations: mask disallowed ids -> temperature -> top-k -> top-p -> draw.
+temperature == 0 means greedy (argmax over the allowed ids).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Allowed = tuple[int, int] | torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """temperature: 0 = greedy. top_k: keep the k most likely ids (None/0 = off).
+    top_p: keep the smallest set whose probability reaches p (None/1.0 = off)."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 or None = off), got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1] (None or 1.0 = off), got {self.top_p}")
+
+
+def allowed_mask(allowed: Allowed, vocab_size: int, device: torch.device) -> torch.Tensor | None:
+    """An `allowed` spec -> bool mask [V] or [B, V] (True = allowed), or None for no constraint."""
+    if allowed is None:
+        return None
+    if isinstance(allowed, tuple):
+        lo, hi = allowed
+        if not 0 <= lo < hi <= vocab_size:
+            raise ValueError(f"allowed range [{lo}, {hi}) is empty or outside the vocabulary [0, {vocab_size})")
+        mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+        mask[lo:hi] = True
+        return mask
+    if allowed.dtype != torch.bool or allowed.shape[-1] != vocab_size or allowed.dim() not in (1, 2):
+        raise ValueError(f"allowed mask must be bool [V] or [B, V] with V={vocab_size}, "
+                         f"got {allowed.dtype} {tuple(allowed.shape)}")
+    if not bool(allowed.any(dim=-1).all()):
+        raise ValueError("allowed mask leaves no valid token for some row; allow at least one id per row")
+    return allowed.to(device)
+
+
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None, generator: torch.Generator | None = None,
+                      allowed: Allowed = None) -> torch.Tensor:
+    """Draw one id per row from logits [B, V]; returns [B] int64.
+
+    allowed: (lo, hi) global id range or bool mask [V] / [B, V]; ids outside never come out.
+    generator: a torch.Generator on the logits' device, for reproducible draws.
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be [B, V], got shape {tuple(logits.shape)}")
+    SamplingParams(temperature, top_k, top_p)  # validates the values
+    vocab = logits.shape[-1]
+    # float32 so that top-p cumulative sums and masking behave the same for bf16 models.
+    logits = logits.float()
+    mask = allowed_mask(allowed, vocab, logits.device)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and 0 < top_k < vocab:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [B, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # [B, V]
+        probs = sorted_logits.softmax(dim=-1)
+        # Drop an id when the mass before it already reaches top_p; the most likely id always stays.
+        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)  # [B, V]
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
