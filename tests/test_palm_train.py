@@ -67,3 +67,28 @@ def test_scratch_run_and_bad_store(setup, tmp_path):
     assert palm.meta["from_scratch"] is True
     with pytest.raises(FileNotFoundError, match="not a token store"):
         train_palm(PalmTrainConfig(store=str(tmp_path), out=str(tmp_path / "x"), init=str(text_lm), steps=1))
+
+
+def test_cli_textlm_then_palm_then_tts(setup, tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    store, _ = setup
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "textlm", "--out", str(tmp_path / "tl"), "--sentences", "40", "--vocab-size",
+                            "320", "--hidden-size", "32", "--layers", "1", "--steps", "3", "--batch-size", "4",
+                            "--ckpt-every", "3", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "tl" / "final" / "tokenizer.json").is_file()
+    r = runner.invoke(app, ["train", "palm", "--store", str(store), "--init", str(tmp_path / "tl"), "--out",
+                            str(tmp_path / "run"), "--tasks", "tts", "--steps", "2", "--batch-size", "2",
+                            "--ckpt-every", "2", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["tts", "The dog sleeps.", "--model", str(tmp_path / "run"), "--out-tokens",
+                            str(tmp_path / "ids.npy")])
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "ids.npy").ndim == 1
+    r = runner.invoke(app, ["tts", "The dog sleeps.", "--model", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "--audiolm" in r.output

@@ -18,6 +18,7 @@ app.add_typer(train_cli.app, name="train", help="Train tokenizers and language m
 # Top-level commands are registered by their modules.
 from soundlm.cli import tokenize as _tokenize  # noqa: E402,F401
 from soundlm.cli import demo as _demo  # noqa: E402,F401
+from soundlm.cli import palm as _palm  # noqa: E402,F401
 from soundlm.cli import generate as _generate  # noqa: E402,F401
 
 

@@ -1,0 +1,177 @@
+"""AudioPaLM commands: `soundlm train textlm`, `soundlm train palm`, `soundlm asr`, `soundlm translate`, `soundlm tts`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from soundlm.cli import app
+from soundlm.cli.train import app as train_app
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)
+    raise typer.Exit(code=2) from None
+
+
+@train_app.command("textlm")
+def train_textlm_command(
+    out: Path = typer.Option(..., help="Run folder; the Hugging Face model goes to OUT/final. Rerun to resume."),
+    sentences: int = typer.Option(5000, help="Parallel sentences drawn from soundlm.data.text (each in every language)."),
+    languages: str = typer.Option("en,fr,de,es", help="Comma-separated languages."),
+    vocab_size: int = typer.Option(1000, help="Byte-level BPE vocabulary size."),
+    hidden_size: int = typer.Option(128, help="Model width."),
+    layers: int = typer.Option(4, help="Transformer layers."),
+    heads: int = typer.Option(4, help="Attention heads."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Sentences per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    ckpt_every: int = typer.Option(500, help="Checkpoint every N steps."),
+    seed: int = typer.Option(0, help="Seed for sentences, weights and order."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train a tiny Llama text LM offline (the text initialisation for `soundlm train palm`)."""
+    from soundlm.palm.text_lm import TextLMConfig, train_text_lm
+
+    cfg = TextLMConfig(out=str(out), num_sentences=sentences, languages=tuple(languages.split(",")),
+                       vocab_size=vocab_size, hidden_size=hidden_size, num_layers=layers, num_heads=heads,
+                       steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every, seed=seed,
+                       progress=progress)
+    try:
+        result = train_text_lm(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    loss = "" if result.loss is None else f", loss {result.loss:.4f}"
+    typer.echo(f"text LM trained to step {result.step}{loss}: {result.folder}")
+
+
+@train_app.command("palm")
+def train_palm_command(
+    store: Path = typer.Option(..., help="Token store of parallel speech (written by `soundlm tokenize`)."),
+    init: str = typer.Option(..., help="Text LM: Hugging Face hub id, HF folder, or a `soundlm train textlm` run."),
+    out: Path = typer.Option(..., help="Run folder; rerunning the same command resumes from its latest checkpoint."),
+    tasks: str = typer.Option("asr,ast,tts,s2st", help="Comma-separated: asr, tts, ast, s2st, asr_ast, continue."),
+    scratch: bool = typer.Option(False, "--scratch", help="Same architecture as --init, random weights (ablation)."),
+    tokenizer: str | None = typer.Option(None, help="Text tokenizer (default: the one of --init)."),
+    languages: str | None = typer.Option(None, help="Comma-separated languages to use (default: all in the store)."),
+    manifest: Path | None = typer.Option(None, help="Corpus manifest, if the store lacks text_id/transcript."),
+    acoustic_vocab: bool = typer.Option(False, help="Also append the store's acoustic codebooks to the vocabulary."),
+    new_rows: str = typer.Option("mean", help="Init of the new embedding rows: mean or random."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16, help="Examples per step."),
+    lr: float = typer.Option(3e-4, help="Peak learning rate."),
+    warmup: int = typer.Option(100, help="Linear warmup steps."),
+    max_length: int = typer.Option(1024, help="Drop examples longer than this many tokens."),
+    ckpt_every: int = typer.Option(500, help="Checkpoint every N steps."),
+    seed: int = typer.Option(0, help="Seed for new rows and order."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train one LM for ASR, TTS, speech translation and S2ST (AudioPaLM) from a text LM."""
+    from soundlm.palm.train import PalmTrainConfig, train_palm
+
+    cfg = PalmTrainConfig(store=str(store), out=str(out), init=init, tasks=tuple(tasks.split(",")),
+                          from_scratch=scratch, tokenizer=tokenizer,
+                          languages=tuple(languages.split(",")) if languages else None,
+                          manifest=None if manifest is None else str(manifest), acoustic_vocab=acoustic_vocab,
+                          new_rows=new_rows, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
+                          max_length=max_length, ckpt_every=ckpt_every, seed=seed, progress=progress)
+    try:
+        result = train_palm(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    loss = "" if result.last_loss is None else f", loss {result.last_loss:.4f}"
+    dropped = f" ({result.dropped_too_long} too long, dropped)" if result.dropped_too_long else ""
+    typer.echo(f"trained on {result.num_examples} examples {result.counts}{dropped} to step {result.step}{loss}; "
+               f"model: {result.final_dir}")
+
+
+def _load(model: Path):
+    from soundlm.palm.model import load_palm
+
+    return load_palm(model)
+
+
+@app.command("asr")
+def asr_command(
+    wav: Path = typer.Argument(..., help="Audio file to transcribe."),
+    model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
+    language: str = typer.Option("en", help="Language spoken in the file (selects the [ASR xx] tag)."),
+    semantic_tokenizer: Path | None = typer.Option(None, help="Override the semantic tokenizer of the store."),
+) -> None:
+    """Transcribe speech with a palm model."""
+    from soundlm.palm.infer import encode_audio, transcribe
+
+    try:
+        palm = _load(model)
+        typer.echo(transcribe(palm, encode_audio(palm, wav, semantic_tokenizer), language))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+
+
+@app.command("translate")
+def translate_command(
+    wav: Path = typer.Argument(..., help="Audio file to translate."),
+    to: str = typer.Option(..., "--to", help="Target language code, e.g. fr."),
+    model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
+    source: str = typer.Option("en", "--from", help="Language spoken in the file."),
+    speech: bool = typer.Option(False, "--speech", help="Speech-to-speech: output translated speech (S2ST)."),
+    multi_step: bool = typer.Option(False, help="Transcribe first, then translate ([ASR AST] tag)."),
+    audiolm: Path | None = typer.Option(None, help="AudioLM bundle (coarse/fine stages + codec) to render speech."),
+    out: Path | None = typer.Option(None, help="Output wav for --speech (default: WAV stem + .TO.wav)."),
+    out_tokens: Path | None = typer.Option(None, help="Also save the output semantic ids (.npy) for --speech."),
+    semantic_tokenizer: Path | None = typer.Option(None, help="Override the semantic tokenizer of the store."),
+) -> None:
+    """Translate speech into text (AST) or, with --speech, into speech in the source voice (S2ST)."""
+    from soundlm.palm.infer import encode_audio, translate
+
+    try:
+        palm = _load(model)
+        result = translate(palm, encode_audio(palm, wav, semantic_tokenizer), source, to, speech=speech,
+                           multi_step=multi_step)
+        if not speech:
+            for step in result.steps or []:
+                typer.echo(step)
+            return
+        _write_speech(result.semantic, audiolm, out or wav.with_suffix(f".{to}.wav"), out_tokens, voice_prompt=wav)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+
+
+@app.command("tts")
+def tts_command(
+    text: str = typer.Argument(..., help="Text to speak."),
+    model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
+    language: str = typer.Option("en", help="Language of the text."),
+    audiolm: Path | None = typer.Option(None, help="AudioLM bundle (coarse/fine stages + codec) to render speech."),
+    voice: Path | None = typer.Option(None, help="A wav of the voice to use (acoustic prompt)."),
+    out: Path = typer.Option(Path("tts.wav"), help="Output wav."),
+    out_tokens: Path | None = typer.Option(None, help="Also save the semantic ids (.npy)."),
+) -> None:
+    """Text to speech: the palm model writes semantic ids, the AudioLM acoustic stages render them."""
+    from soundlm.palm.infer import synthesize
+
+    try:
+        palm = _load(model)
+        _write_speech(synthesize(palm, text, language), audiolm, out, out_tokens, voice_prompt=voice)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+
+
+def _write_speech(semantic, audiolm: Path | None, out: Path, out_tokens: Path | None,
+                  voice_prompt: Path | None) -> None:
+    import numpy as np
+
+    from soundlm.audio import save_audio
+    from soundlm.fileio import atomic_path
+    from soundlm.palm.infer import semantic_to_audio
+
+    if out_tokens is not None:
+        with atomic_path(out_tokens, suffix=".npy") as tmp:
+            np.save(tmp, np.asarray(semantic))
+        typer.echo(f"{len(semantic)} semantic ids: {out_tokens}")
+        if audiolm is None:
+            return
+    wav, sr = semantic_to_audio(semantic, audiolm, voice_prompt=voice_prompt)
+    save_audio(out, wav, sr)
+    typer.echo(f"wrote {out} ({wav.shape[-1] / sr:.2f} s)")
