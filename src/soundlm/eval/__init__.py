@@ -1,0 +1,23 @@
+"""Evaluation metrics: codec signal quality, speaker similarity, ASR word error rate and
+sWUGGY-style lexical discrimination. Plain functions returning dataclasses; heavy
+dependencies (torch, pystoi, pesq, resemblyzer, pocketsphinx, jiwer) load on first use."""
+
+from soundlm.eval.asr import PocketsphinxASR, WERResult, normalize_text, transcribe_and_score, word_error_rate
+from soundlm.eval.codec_metrics import (CodecEvalRow, CodecReport, codec_report, evaluate_codec, mel_distance,
+                                        multi_resolution_stft_distance, pesq_wideband, render_markdown_table,
+                                        si_sdr, stoi, write_rows_json)
+from soundlm.eval.lexical import (LexicalPair, LexicalResult, lexical_accuracy, load_lexicon, make_lexical_pairs,
+                                  synthesize_pairs)
+from soundlm.eval.speaker import (SpeakerEnrolment, SpeakerIdResult, SpeakerPrediction, classify_speaker,
+                                  enrol_speakers, load_voice_encoder, speaker_embedding, speaker_id_accuracy,
+                                  speaker_similarity)
+
+__all__ = [
+    "PocketsphinxASR", "WERResult", "normalize_text", "transcribe_and_score", "word_error_rate",
+    "CodecEvalRow", "CodecReport", "codec_report", "evaluate_codec", "mel_distance",
+    "multi_resolution_stft_distance", "pesq_wideband", "render_markdown_table", "si_sdr", "stoi",
+    "write_rows_json",
+    "LexicalPair", "LexicalResult", "lexical_accuracy", "load_lexicon", "make_lexical_pairs", "synthesize_pairs",
+    "SpeakerEnrolment", "SpeakerIdResult", "SpeakerPrediction", "classify_speaker", "enrol_speakers",
+    "load_voice_encoder", "speaker_embedding", "speaker_id_accuracy", "speaker_similarity",
+]

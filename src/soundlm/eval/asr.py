@@ -1,0 +1,133 @@
+"""Intelligibility by ASR: pocketsphinx transcripts scored by word error rate (jiwer).
+
+pocketsphinx ships its US English acoustic model, language model and CMU dictionary, so
+this runs offline on CPU. Its general-purpose language model recognises synthetic
+(espeak-ng) speech poorly; for corpora with known sentences pass `vocabulary` to decode
+with a closed-vocabulary word loop, which keeps the acoustic evidence in charge while
+excluding the out-of-corpus words the big LM would prefer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from soundlm.audio import resample
+
+ASR_SAMPLE_RATE = 16_000  # the pocketsphinx en-us acoustic model is trained on 16 kHz speech
+# Pad with this much near-silence on each side: the decoder estimates its noise floor and
+# cepstral mean from the first frames and misrecognises utterances that start abruptly.
+PAD_SECONDS = 0.25
+# Dither standard deviation (about -60 dBFS): synthetic speech has runs of exact digital
+# zeros whose log energy is -inf, which throws off the front end's noise estimation.
+DITHER_STD = 1e-3
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, strip accents and punctuation, keep in-word apostrophes, one space between words."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = text.replace("’", "'")
+    text = re.sub(r"[-_/]", " ", text)
+    text = re.sub(r"[^\w\s']", " ", text)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)  # quotes, not apostrophes inside words
+    return " ".join(text.split())
+
+
+@dataclass
+class WERResult:
+    """Corpus-level word error rate with its error counts (WER = (S + D + I) / N)."""
+
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    num_reference_words: int
+    hypotheses: list[str] = field(default_factory=list)
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str],
+                    normalize: bool = True) -> WERResult:
+    """Corpus WER over sentence pairs; texts go through `normalize_text` first by default."""
+    import jiwer
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses; "
+                         "pass one hypothesis per reference")
+    if not references:
+        raise ValueError("no sentences to score")
+    refs = [normalize_text(r) if normalize else r for r in references]
+    hyps = [normalize_text(h) if normalize else h for h in hypotheses]
+    empty = [i for i, r in enumerate(refs) if not r.strip()]
+    if empty:
+        raise ValueError(f"references {empty[:5]} are empty after normalisation; WER needs words")
+    out = jiwer.process_words(refs, hyps)  # an empty hypothesis counts as all deletions
+    subs, dels, ins = out.substitutions, out.deletions, out.insertions
+    n_words = sum(len(r.split()) for r in refs)
+    return WERResult(wer=(subs + dels + ins) / n_words, substitutions=subs, deletions=dels,
+                     insertions=ins, num_reference_words=n_words, hypotheses=list(hyps))
+
+
+class PocketsphinxASR:
+    """Offline English speech recogniser; `transcribe` maps audio to lower-case text.
+
+    vocabulary: if given, decode with a word loop over these words only (all must be in
+    the CMU dictionary). max_hmm_per_frame bounds the search per frame; noisy audio
+    otherwise makes decoding many times slower than clean audio.
+    """
+
+    def __init__(self, vocabulary: Iterable[str] | None = None, max_hmm_per_frame: int = 10_000,
+                 seed: int = 0):
+        from pocketsphinx import Decoder
+
+        self._decoder = Decoder(samprate=ASR_SAMPLE_RATE, maxhmmpf=max_hmm_per_frame, loglevel="FATAL")
+        self._rng = np.random.default_rng(seed)
+        self.vocabulary: list[str] | None = None
+        if vocabulary is not None:
+            words = sorted({w for text in vocabulary for w in normalize_text(text).split()})
+            if not words:
+                raise ValueError("vocabulary is empty; pass the corpus transcripts or a word list")
+            missing = [w for w in words if self._decoder.lookup_word(w) is None]
+            if missing:
+                raise ValueError(f"{len(missing)} vocabulary words are not in the pocketsphinx "
+                                 f"dictionary: {missing[:10]}; spell them out or drop them")
+            grammar = ("#JSGF V1.0;\ngrammar vocabulary;\npublic <utterance> = ( "
+                       + " | ".join(words) + " )+ ;\n")
+            self._decoder.add_jsgf_string("vocabulary", grammar)
+            self._decoder.activate_search("vocabulary")
+            self.vocabulary = words
+
+    def transcribe(self, audio, sample_rate: int) -> str:
+        """[S] or [C, S] float audio (numpy or torch) at any rate -> normalised transcript."""
+        if hasattr(audio, "detach"):
+            audio = audio.detach().float().cpu().numpy()
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.ndim != 2 or audio.shape[1] == 0:
+            raise ValueError(f"audio must be non-empty [S] or [C, S], got shape {audio.shape}")
+        mono = resample(audio.mean(axis=0, keepdims=True), sample_rate, ASR_SAMPLE_RATE)[0]  # [S16k]
+        pad = np.zeros(int(PAD_SECONDS * ASR_SAMPLE_RATE), dtype=np.float32)
+        x = np.concatenate([pad, mono, pad])
+        x = x + DITHER_STD * self._rng.standard_normal(x.shape[0]).astype(np.float32)
+        pcm = (np.clip(x, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+        self._decoder.start_utt()
+        self._decoder.process_raw(pcm, full_utt=True)
+        self._decoder.end_utt()
+        hyp = self._decoder.hyp()
+        return normalize_text(hyp.hypstr) if hyp is not None else ""
+
+
+def transcribe_and_score(asr: PocketsphinxASR, audios: Sequence, sample_rate: int,
+                         references: Sequence[str], progress: bool = False) -> WERResult:
+    """Transcribe each clip and return corpus WER against its reference text."""
+    from tqdm import tqdm
+
+    if len(audios) != len(references):
+        raise ValueError(f"{len(audios)} clips but {len(references)} references; pass one per clip")
+    hyps = [asr.transcribe(a, sample_rate) for a in tqdm(audios, desc="asr", disable=not progress)]
+    return word_error_rate(references, hyps)

@@ -1,0 +1,269 @@
+"""Evaluation metrics on known signals: espeak-ng speech, controlled noise, a toy codec."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from soundlm.codec.base import AcousticTokenizer
+from soundlm.eval.codec_metrics import (codec_report, default_codebook_counts, evaluate_codec,
+                                        mel_distance, render_markdown_table, si_sdr, write_rows_json)
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+SR = 16_000
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog",
+    "open the door and turn on the light",
+    "the birch canoe slid on the smooth planks",
+]
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    from soundlm.eval.tts import synthesize
+
+    return synthesize(SENTENCES[0], voice="en-us", sample_rate=SR)  # [S]
+
+
+def add_noise(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """White noise at exactly `snr_db`, orthogonal to x, so SI-SDR should equal the SNR."""
+    noise = np.random.default_rng(seed).standard_normal(x.shape[-1])
+    noise -= noise.mean()
+    xc = x - x.mean()
+    noise -= (noise @ xc) / (xc @ xc) * xc
+    noise *= math.sqrt((xc @ xc) / (noise @ noise) / 10 ** (snr_db / 10))
+    return (x + noise).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- signal metrics
+
+def test_identical_audio_scores_perfectly(speech):
+    r = codec_report(speech, speech.copy(), SR)
+    assert r.mel_distance == 0.0
+    assert r.stft_distance == 0.0
+    assert r.si_sdr > 100.0
+    assert r.stoi > 0.999
+    assert r.pesq > 4.4
+
+
+def test_noise_degrades_every_metric_monotonically(speech):
+    reports = [codec_report(speech, add_noise(speech, snr), SR) for snr in (30.0, 15.0, 5.0)]
+    for better, worse in zip(reports, reports[1:]):
+        assert worse.mel_distance > better.mel_distance
+        assert worse.stft_distance > better.stft_distance
+        assert worse.si_sdr < better.si_sdr
+        assert worse.stoi < better.stoi
+        assert worse.pesq < better.pesq
+    # Noise orthogonal to the signal at a known SNR: SI-SDR recovers that SNR.
+    assert [round(r.si_sdr, 1) for r in reports] == [30.0, 15.0, 5.0]
+
+
+def test_si_sdr_is_scale_invariant_and_handles_torch_multichannel(speech):
+    noisy = add_noise(speech, 10.0)
+    stereo_ref = torch.from_numpy(np.stack([speech, speech]))  # [2, S]
+    stereo_est = torch.from_numpy(np.stack([noisy, 0.3 * noisy]))  # [2, S], second one quieter
+    assert si_sdr(stereo_ref, stereo_est) == pytest.approx(10.0, abs=0.01)
+    assert si_sdr(speech, 0.5 * speech) > 100.0
+
+
+def test_metric_errors_are_explicit(speech):
+    with pytest.raises(ValueError, match="crop the estimate"):
+        mel_distance(speech, speech[:-10], SR)
+    with pytest.raises(ValueError, match="NaN"):
+        si_sdr(speech, np.full_like(speech, np.nan))
+    with pytest.raises(ValueError, match="silent"):
+        si_sdr(np.zeros(1000), np.ones(1000))
+    with pytest.raises(ValueError, match=r"\[S\] or \[C, S\]"):
+        si_sdr(speech[None, None], speech[None, None])
+
+
+def test_mel_distance_tells_pitches_apart():
+    t = np.arange(SR) / SR
+    a, b, c = (np.sin(2 * np.pi * f * t) for f in (440.0, 445.0, 880.0))
+    assert mel_distance(a, b, SR) < mel_distance(a, c, SR)
+
+
+# ----------------------------------------------------------------------------- codec sweep
+
+class ResidualScalarCodec(AcousticTokenizer):
+    """Toy codec: one frame per `hop` samples, each codebook quantises the frame-mean
+    residual of the previous ones with a finer uniform step (a residual quantiser)."""
+
+    def __init__(self, sample_rate: int = 8000, hop: int = 1, total: int = 4, size: int = 16):
+        super().__init__()
+        self._sr, self._hop, self._total, self._size, self._k = sample_rate, hop, total, size, total
+        self.register_buffer("steps", 2.0 / size ** torch.arange(1, total + 1, dtype=torch.float32))
+
+    sample_rate = property(lambda self: self._sr)
+    channels = property(lambda self: 1)
+    frame_rate = property(lambda self: self._sr / self._hop)
+    total_codebooks = property(lambda self: self._total)
+    num_codebooks = property(lambda self: self._k)
+    codebook_size = property(lambda self: self._size)
+
+    def set_num_codebooks(self, n: int) -> None:
+        self._k = n
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        self._check_audio(audio)
+        residual = audio[:, 0]  # [B, S]
+        codes = []
+        for step in self.steps[: self._k]:
+            q = torch.clamp(torch.round(residual / step), -self._size // 2, self._size // 2 - 1)
+            codes.append((q + self._size // 2).long())
+            residual = residual - q * step
+        return torch.stack(codes, dim=1)  # [B, K, T]
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        self._check_codes(codes)
+        steps = self.steps[: codes.shape[1]].view(1, -1, 1)
+        return ((codes - self._size // 2).float() * steps).sum(dim=1, keepdim=True)  # [B, 1, S]
+
+    def describe(self) -> dict:
+        return {"backend": "toy-residual-scalar"}
+
+
+def test_codec_sweep_improves_with_codebooks(tmp_path, speech):
+    from soundlm.audio import save_audio
+
+    files = []
+    for i, seconds in enumerate((1.0, 1.5)):
+        path = tmp_path / f"clip{i}.wav"
+        save_audio(path, speech[: int(seconds * SR)], SR, subtype="FLOAT")
+        files.append(path)
+    codec = ResidualScalarCodec()
+    codec.set_num_codebooks(2)
+    rows = evaluate_codec(codec, files, num_codebooks=[1, 2, 3], progress=False)
+
+    assert codec.num_codebooks == 2  # the caller's setting is restored
+    assert [r.num_codebooks for r in rows] == [1, 2, 3]
+    assert all(r.num_files == 2 for r in rows)
+    assert [r.bitrate_kbps for r in rows] == pytest.approx([32.0, 64.0, 96.0])
+    for lo, hi in zip(rows, rows[1:]):
+        assert hi.si_sdr > lo.si_sdr + 10  # each 4-bit codebook adds about 24 dB
+        assert hi.mel_distance < lo.mel_distance
+        assert hi.stoi >= lo.stoi
+
+    table = render_markdown_table(rows)
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("| num_codebooks | bitrate_kbps |") and len(lines) == 2 + len(rows)
+    write_rows_json(tmp_path / "eval" / "codec.json", rows, meta={"codec": codec.describe()})
+    saved = json.loads((tmp_path / "eval" / "codec.json").read_text())
+    assert [r["num_codebooks"] for r in saved["rows"]] == [1, 2, 3]
+    assert saved["meta"]["codec"]["backend"] == "toy-residual-scalar"
+
+    with pytest.raises(ValueError, match="out of range"):
+        evaluate_codec(codec, files, num_codebooks=[5])
+    assert default_codebook_counts(8) == [1, 2, 4, 8] and default_codebook_counts(6) == [1, 2, 4, 6]
+
+
+# ----------------------------------------------------------------------------- speaker
+
+# resemblyzer separates espeak-ng's default male en-us voice from its f3 variant at a raised
+# pitch clearly (cosine about 0.5 across, 0.8 within); en-us and en-gb+m3 it does not.
+VOICE_A = dict(voice="en-us")
+VOICE_B = dict(voice="en-us+f3", pitch=70)
+
+
+def test_speaker_similarity_and_enrolment_classifier():
+    from soundlm.eval.speaker import (enrol_speakers, speaker_embedding, speaker_id_accuracy,
+                                      speaker_similarity)
+    from soundlm.eval.tts import synthesize
+
+    clips = {name: [synthesize(s, sample_rate=SR, **kw) for s in SENTENCES]
+             for name, kw in (("a", VOICE_A), ("b", VOICE_B))}
+    same = speaker_similarity(clips["a"][0], SR, clips["a"][1], SR)
+    different = speaker_similarity(clips["a"][0], SR, clips["b"][1], SR)
+    assert same > different + 0.1
+
+    emb = {name: [speaker_embedding(c, SR) for c in cs] for name, cs in clips.items()}
+    assert all(abs(np.linalg.norm(e) - 1) < 1e-4 for es in emb.values() for e in es)
+    enrolment = enrol_speakers({name: es[:2] for name, es in emb.items()})
+    result = speaker_id_accuracy(enrolment, [(name, es[2]) for name, es in emb.items()])
+    assert result.accuracy == 1.0 and result.num_utterances == 2
+    assert [p.speaker for p in result.predictions] == ["a", "b"]
+
+    with pytest.raises(ValueError, match="never enrolled"):
+        speaker_id_accuracy(enrolment, [("c", emb["a"][0])])
+    with pytest.raises(ValueError, match="too short"):
+        speaker_embedding(np.zeros(100, dtype=np.float32), SR)
+
+
+# ----------------------------------------------------------------------------- ASR
+
+def test_text_normalisation_and_wer_counts():
+    from soundlm.eval.asr import normalize_text, word_error_rate
+
+    assert normalize_text("  Héllo, World! It's a well-known \"fact\".") == "hello world it's a well known fact"
+    r = word_error_rate(["the cat sat", "on the mat"], ["The cat sat down.", ""])
+    assert (r.substitutions, r.deletions, r.insertions, r.num_reference_words) == (0, 3, 1, 6)
+    assert r.wer == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="one hypothesis per reference"):
+        word_error_rate(["a"], [])
+
+
+def test_asr_clean_speech_beats_noisy_speech():
+    from soundlm.eval.asr import PocketsphinxASR, transcribe_and_score
+    from soundlm.eval.tts import synthesize
+
+    asr = PocketsphinxASR(vocabulary=SENTENCES, max_hmm_per_frame=3000)
+    sentences = SENTENCES[:2]
+    clean = [synthesize(s, sample_rate=SR) for s in sentences]
+    noisy = [add_noise(c, -5.0, seed=i) for i, c in enumerate(clean)]
+    wer_clean = transcribe_and_score(asr, clean, SR, sentences).wer
+    wer_noisy = transcribe_and_score(asr, noisy, SR, sentences).wer
+    assert wer_clean < 0.35
+    assert wer_noisy > wer_clean + 0.3
+
+    with pytest.raises(ValueError, match="not in the pocketsphinx dictionary"):
+        PocketsphinxASR(vocabulary=["hello qxzvbn"])
+
+
+# ----------------------------------------------------------------------------- lexical
+
+def test_lexical_pairs_are_matched_nonwords():
+    from soundlm.eval.lexical import COMMON_WORDS, load_lexicon, make_lexical_pairs
+
+    lexicon = load_lexicon()
+    pairs = make_lexical_pairs(COMMON_WORDS, lexicon, seed=0)
+    assert len(pairs) >= 0.9 * len(COMMON_WORDS)
+    for p in pairs:
+        assert p.word in lexicon and p.nonword not in lexicon
+        assert len(p.nonword) == len(p.word) and p.nonword != p.word
+    assert len({p.nonword for p in pairs}) == len(pairs)
+    assert make_lexical_pairs(COMMON_WORDS, lexicon, seed=0) == pairs  # deterministic
+    with pytest.raises(ValueError, match="not in the lexicon"):
+        make_lexical_pairs(["blicket"], lexicon)
+
+
+def test_lexical_accuracy_with_toy_scores(tmp_path):
+    from soundlm.audio import load_audio
+    from soundlm.eval.lexical import lexical_accuracy, make_lexical_pairs, synthesize_pairs
+
+    pairs = synthesize_pairs(make_lexical_pairs(["garden", "window", "rabbit"]), tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "pairs.json").read_text())
+    assert [p["word"] for p in manifest["pairs"]] == ["garden", "window", "rabbit"]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.wav")}
+    synthesize_pairs(pairs, tmp_path, progress=False)  # resume: nothing is re-synthesised
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.wav")} == before
+
+    # A toy "LM" that knows the real words' recordings: the word is likelier by 1 nat.
+    words = {load_audio(p.word_audio)[0].tobytes() for p in pairs}
+
+    def oracle(audio: np.ndarray, sample_rate: int) -> float:
+        return 0.0 if audio.tobytes() in words else -1.0
+
+    assert lexical_accuracy(oracle, pairs).accuracy == 1.0
+    assert lexical_accuracy(lambda a, sr: -oracle(a, sr), pairs).accuracy == 0.0
+    result = lexical_accuracy(lambda a, sr: -3.0, pairs)
+    assert result.accuracy == 0.5 and result.correct == [0.5] * 3
+    with pytest.raises(ValueError, match="finite"):
+        lexical_accuracy(lambda a, sr: float("nan"), pairs)
+    with pytest.raises(ValueError, match="synthesize_pairs"):
+        lexical_accuracy(oracle, make_lexical_pairs(["garden"]))
