@@ -172,3 +172,35 @@ def test_delay_pattern_stage_trains_and_saves(store, tmp_path, stage):
     assert isinstance(model, DelayLM) and model.config.num_codebooks == (1 if stage == "coarse" else K - 1)
     meta = json.loads((run / "final" / "config.json").read_text())["meta"]
     assert meta["pattern"] == "delay" and meta["stage"] == stage
+
+
+@pytest.mark.slow  # three CLI processes: ~30 s on a busy 2-core machine
+def test_kill_and_resume_through_the_cli(store, tmp_path):
+    """kill -9 mid-run, rerun the same command: the metrics equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["train", "lm", str(store), "--stage", "semantic", "--steps", "40", "--batch-size", "2",
+            "--window-seconds", "0.4", "--ckpt-every", "4", "--eval-every", "100", "--warmup", "2",
+            "--log-every", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-c", "from soundlm.cli import main; main()", *args, "--out", str(run)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 40
+    while not (run / "checkpoints" / "latest").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "final").exists(), "the run finished before it was killed; raise --steps"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "inference folder" in done.stdout
+    straight = tmp_path / "straight"
+    subprocess.run([*cmd[:-1], str(straight)], env=env, check=True, capture_output=True, timeout=120)
+    killed_losses = {m["step"]: m["train/loss"] for m in _metrics(run) if "train/loss" in m}
+    straight_losses = {m["step"]: m["train/loss"] for m in _metrics(straight) if "train/loss" in m}
+    assert killed_losses == straight_losses and len(killed_losses) == 40

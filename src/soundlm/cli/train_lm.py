@@ -37,6 +37,7 @@ def train_lm_command(
     heldout_fraction: float = typer.Option(0.05, help="Fraction of records (by id hash) held out."),
     seed: int = typer.Option(0, help="Seed for weights, crops and order."),
     num_workers: int = typer.Option(0, help="DataLoader worker processes."),
+    log_every: int = typer.Option(10, help="Write training metrics every N steps."),
     stop_at: int | None = typer.Option(None, help="End this invocation after this step (a time-sliced job); "
                                                   "rerun without it to go on. The schedule still spans --steps."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -49,7 +50,7 @@ def train_lm_command(
                         grad_accum=grad_accum, lr=lr, warmup=warmup, window_seconds=window_seconds,
                         coarse_codebooks=coarse_codebooks, pattern=pattern, mixed_precision=mixed_precision,
                         ckpt_every=ckpt_every, eval_every=eval_every, heldout_fraction=heldout_fraction,
-                        seed=seed, num_workers=num_workers, stop_at=stop_at, progress=progress)
+                        seed=seed, num_workers=num_workers, log_every=log_every, stop_at=stop_at, progress=progress)
     try:
         result = train_lm(cfg)
     except (ValueError, FileNotFoundError) as e:

@@ -274,7 +274,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         tok_s = tokens_seen * accelerator.num_processes / max(elapsed, 1e-9)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tok_s:,.0f}")
-        if done % cfg.log_every == 0 or done == cfg.steps or done == start_step + 1:
+        if done % cfg.log_every == 0 or done == cfg.steps or done == 1:
             log(done, {"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0],
                        "train/grad_norm": float(grad_norm), "train/tokens_per_s": tok_s})
         if stage.split.heldout and (done % cfg.eval_every == 0 or done == cfg.steps):
