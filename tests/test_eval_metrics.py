@@ -139,7 +139,8 @@ def test_codec_sweep_improves_with_codebooks(tmp_path, speech):
         files.append(path)
     codec = ResidualScalarCodec()
     codec.set_num_codebooks(2)
-    rows = evaluate_codec(codec, files, num_codebooks=[1, 2, 3], progress=False)
+    state = tmp_path / "state.json"
+    rows = evaluate_codec(codec, files, num_codebooks=[1, 2, 3], state_path=state, progress=False)
 
     assert codec.num_codebooks == 2  # the caller's setting is restored
     assert [r.num_codebooks for r in rows] == [1, 2, 3]
@@ -158,6 +159,14 @@ def test_codec_sweep_improves_with_codebooks(tmp_path, speech):
     assert [r["num_codebooks"] for r in saved["rows"]] == [1, 2, 3]
     assert saved["meta"]["codec"]["backend"] == "toy-residual-scalar"
 
+    # Resume: every file is in the state file, so nothing is encoded again.
+    def no_encode(audio):
+        raise AssertionError("a resumed evaluation re-encoded a finished file")
+
+    codec.encode = no_encode
+    assert evaluate_codec(codec, files, num_codebooks=[1, 2, 3], state_path=state, progress=False) == rows
+    with pytest.raises(ValueError, match="other settings"):
+        evaluate_codec(codec, files, num_codebooks=[1, 2], state_path=state, progress=False)
     with pytest.raises(ValueError, match="out of range"):
         evaluate_codec(codec, files, num_codebooks=[5])
     assert default_codebook_counts(8) == [1, 2, 4, 8] and default_codebook_counts(6) == [1, 2, 4, 6]

@@ -243,17 +243,17 @@ def _codec_device(codec: "AcousticTokenizer") -> "torch.device":
 def evaluate_codec(codec: "AcousticTokenizer", files: Sequence[str | Path],
                    num_codebooks: Sequence[int] | None = None, include_stoi: bool = True,
                    include_pesq: bool = True, max_seconds: float | None = None,
-                   progress: bool = True) -> list[CodecEvalRow]:
+                   state_path: str | Path | None = None, progress: bool = True) -> list[CodecEvalRow]:
     """Encode and decode every file at each number of codebooks; one row per bitrate.
 
-    Files are loaded at the codec's sample rate and channel count; decoded audio is cropped
-    to the input length (codecs pad to whole frames). The codec's own codebook setting is
+    Files are loaded one at a time at the codec's sample rate and channel count; decoded
+    audio is cropped to the input length (codecs pad to whole frames). With `state_path`,
+    per-file reports are saved (atomically) after each file and a rerun with the same codec
+    and settings skips the files already scored. The codec's own codebook setting is
     restored afterwards, even on error.
     """
     import torch
     from tqdm import tqdm
-
-    from soundlm.audio import load_audio
 
     if not files:
         raise ValueError("no files to evaluate; pass at least one audio file")
@@ -262,40 +262,64 @@ def evaluate_codec(codec: "AcousticTokenizer", files: Sequence[str | Path],
     if bad:
         raise ValueError(f"num_codebooks {bad} out of range: this codec has 1..{codec.total_codebooks}")
 
-    sr, channels = codec.sample_rate, codec.channels
-    clips = []
-    for path in files:
-        audio = load_audio(path, sample_rate=sr, mono=channels == 1,
-                           max_seconds=max_seconds)  # [C, S]
-        if audio.shape[0] != channels:
-            if audio.shape[0] != 1:
-                raise ValueError(f"{path}: has {audio.shape[0]} channels, the codec takes {channels}; "
-                                 "mix it down or pick channels first")
-            audio = np.repeat(audio, channels, axis=0)  # mono file into a multi-channel codec
-        clips.append(audio)
-
+    settings = {"codec": codec.describe(), "num_codebooks": counts, "include_stoi": include_stoi,
+                "include_pesq": include_pesq, "max_seconds": max_seconds}
+    done = _load_state(state_path, settings)
     device = _codec_device(codec)
     original = codec.num_codebooks
-    rows = []
-    bar = tqdm(total=len(counts) * len(clips), desc="codec eval", unit="file", disable=not progress)
+    kbps = {}
     try:
-        for k in counts:
-            codec.set_num_codebooks(k)
-            reports = []
-            for audio in clips:
+        for path in tqdm(files, desc="codec eval", unit="file", disable=not progress):
+            key = str(path)
+            if key in done:
+                continue
+            audio = _load_for_codec(path, codec.sample_rate, codec.channels, max_seconds)  # [C, S]
+            per_k = {}
+            for k in counts:
+                codec.set_num_codebooks(k)
+                kbps[k] = codec.bitrate / 1000.0
                 with torch.inference_mode():
                     x = torch.from_numpy(audio)[None].to(device)  # [1, C, S]
                     y = codec.decode(codec.encode(x))  # [1, C, S'] with S' >= S (frame padding)
                 est = y[0, :, : audio.shape[1]].float().cpu().numpy()  # [C, S]
                 if est.shape[1] < audio.shape[1]:
                     est = np.pad(est, ((0, 0), (0, audio.shape[1] - est.shape[1])))
-                reports.append(codec_report(audio, est, sr, include_stoi, include_pesq))
-                bar.update(1)
-            rows.append(_mean_row(k, codec.bitrate / 1000.0, reports))
+                per_k[str(k)] = asdict(codec_report(audio, est, codec.sample_rate, include_stoi, include_pesq))
+            done[key] = per_k
+            if state_path is not None:
+                write_json_atomic(state_path, {"settings": settings, "files": done})
+        for k in counts:  # bitrates of resumed runs, where no file was encoded this time
+            if k not in kbps:
+                codec.set_num_codebooks(k)
+                kbps[k] = codec.bitrate / 1000.0
     finally:
         codec.set_num_codebooks(original)
-        bar.close()
-    return rows
+    return [_mean_row(k, kbps[k], [CodecReport(**done[str(f)][str(k)]) for f in files]) for k in counts]
+
+
+def _load_for_codec(path: str | Path, sample_rate: int, channels: int, max_seconds: float | None) -> np.ndarray:
+    from soundlm.audio import load_audio
+
+    audio = load_audio(path, sample_rate=sample_rate, mono=channels == 1, max_seconds=max_seconds)  # [C, S]
+    if audio.shape[0] != channels:
+        if audio.shape[0] != 1:
+            raise ValueError(f"{path}: has {audio.shape[0]} channels, the codec takes {channels}; "
+                             "mix it down or pick channels first")
+        audio = np.repeat(audio, channels, axis=0)  # mono file into a multi-channel codec
+    return audio
+
+
+def _load_state(state_path: str | Path | None, settings: dict) -> dict:
+    """Per-file reports of an earlier run with identical settings (else start afresh)."""
+    import json
+
+    if state_path is None or not Path(state_path).exists():
+        return {}
+    state = json.loads(Path(state_path).read_text(encoding="utf-8"))
+    if state.get("settings") != json.loads(json.dumps(settings)):
+        raise ValueError(f"{state_path}: was written with other settings (codec or codebook counts); "
+                         "delete it or pass another state_path")
+    return state["files"]
 
 
 def _mean_row(k: int, kbps: float, reports: list[CodecReport]) -> CodecEvalRow:
