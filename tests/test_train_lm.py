@@ -204,3 +204,11 @@ def test_kill_and_resume_through_the_cli(store, tmp_path):
     killed_losses = {m["step"]: m["train/loss"] for m in _metrics(run) if "train/loss" in m}
     straight_losses = {m["step"]: m["train/loss"] for m in _metrics(straight) if "train/loss" in m}
     assert killed_losses == straight_losses and len(killed_losses) == 40
+
+
+def test_bf16_and_worker_processes_in_one_process(store, tmp_path):
+    """Two runs with different precision in one Python process (Accelerate's state is reset)."""
+    a = train_lm(_cfg(store, tmp_path / "w", steps=2, num_workers=1, eval_every=100))
+    b = train_lm(_cfg(store, tmp_path / "bf16", steps=2, mixed_precision="bf16", eval_every=100))
+    assert a.train_losses[1] == pytest.approx(b.train_losses[1], rel=0.05)  # same batch, bf16 rounding
+    assert (tmp_path / "bf16" / "final" / "model.safetensors").exists()

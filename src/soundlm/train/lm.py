@@ -166,6 +166,7 @@ def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, tor
 def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     """Train (or resume) one stage; returns where the final inference folder is."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
@@ -174,6 +175,11 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
 
     cfg.validate()
     run_dir = Path(cfg.out)
+    # Accelerate keeps its settings in a process-wide singleton that refuses a second, different
+    # mixed_precision; clear it (not the distributed process state) so one Python process can
+    # train several stages or settings in turn (notebooks, tests).
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     is_main = accelerator.is_main_process
     ckpt = latest_checkpoint(run_dir)
