@@ -33,6 +33,8 @@ def _import_resemblyzer():
     try:
         return _import_quietly()
     except ModuleNotFoundError as e:
+        if e.name == "resemblyzer":
+            raise ModuleNotFoundError("resemblyzer is not installed; pip install 'soundlm[eval]'") from e
         if e.name != "pkg_resources":
             raise
     shim = types.ModuleType("pkg_resources")
