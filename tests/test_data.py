@@ -296,3 +296,22 @@ def test_piano_deterministic_and_resumes(piano_corpus, tmp_path):
     assert wav_bytes(work) == wav_bytes(piano_corpus)
     with pytest.raises(ValueError, match="only"):
         make_piano_corpus(tmp_path / "q", pieces=100_000)
+
+
+def test_sentences_per_utterance_joins_parallel_sentences(tmp_path):
+    from soundlm.data import read_manifest
+    from soundlm.data.speech import make_speech_corpus
+
+    single = read_manifest(make_speech_corpus(tmp_path / "one", hours=0.004, languages=["en", "fr"], voices=1,
+                                              heldout_voices=0, workers=2))
+    joined = read_manifest(make_speech_corpus(tmp_path / "three", hours=0.004, languages=["en", "fr"], voices=1,
+                                              heldout_voices=0, workers=2, sentences_per_utterance=3))
+    assert all(r["transcript"].count(".") == 3 for r in joined)
+    mean = lambda rows: sum(r["duration"] for r in rows) / len(rows)  # noqa: E731
+    assert mean(joined) > 2 * mean(single)
+    by_text = {}
+    for r in joined:
+        by_text.setdefault(r["text_id"], set()).add(r["language"])
+    assert all(langs == {"en", "fr"} for langs in by_text.values())
+    with pytest.raises(ValueError, match="sentences-per-utterance"):
+        make_speech_corpus(tmp_path / "bad", hours=0.01, languages=["en"], sentences_per_utterance=0)

@@ -26,6 +26,8 @@ def speech(
                                        help="Held-out speakers per language (split=heldout), voices unused in training."),
     sample_rate: int = typer.Option(16_000, "--sample-rate", help="Output sample rate in Hz (mono wav)."),
     workers: int | None = typer.Option(None, "--workers", help="Parallel processes (default: number of CPUs)."),
+    sentences_per_utterance: int = typer.Option(1, "--sentences-per-utterance",
+                                                help="Sentences joined into one recording (longer utterances)."),
 ) -> None:
     """Multi-speaker parallel speech from espeak-ng/flite, with manifest.jsonl and speakers.json."""
     from soundlm.data import MissingToolError
@@ -34,7 +36,7 @@ def speech(
     try:
         manifest = make_speech_corpus(out, hours, seed=seed, languages=[x.strip() for x in languages.split(",") if x.strip()],
                                       voices=voices, heldout_voices=heldout_voices, sample_rate=sample_rate,
-                                      workers=workers)
+                                      workers=workers, sentences_per_utterance=sentences_per_utterance)
     except (MissingToolError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     typer.echo(f"wrote {manifest}")

@@ -27,7 +27,7 @@ import numpy as np
 from soundlm.audio import info, load_audio, normalize_peak, save_audio
 from soundlm.data import MissingToolError, write_manifest
 from soundlm.data.jobs import pin_config, remove_stale_temporaries, run_parallel, valid_wav
-from soundlm.data.text import LANGUAGES, random_sentence
+from soundlm.data.text import LANGUAGES, Sentence, make_text_id, random_sentence
 from soundlm.fileio import write_json_atomic
 
 # espeak-ng voices per language; a speaker picks one (accent) and adds a variant (timbre).
@@ -203,12 +203,21 @@ def render_utterance(task: SpeechTask) -> None:
     save_audio(task.path, audio, task.sample_rate)
 
 
+def _joined_sentence(parts: list[Sentence]) -> Sentence:
+    """Several parallel sentences read as one utterance, in every language."""
+    if len(parts) == 1:
+        return parts[0]
+    text = {lang: " ".join(p.text[lang].rstrip(".") + "." for p in parts) for lang in parts[0].text}
+    return Sentence(text_id=make_text_id(text["en"]), template="+".join(p.template for p in parts), text=text)
+
+
 def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: list[str] | None = None,
                        voices: int = 8, heldout_voices: int = 2, sample_rate: int = 16_000,
-                       workers: int | None = None) -> Path:
+                       workers: int | None = None, sentences_per_utterance: int = 1) -> Path:
     """Build (or resume) a synthetic parallel speech corpus in `out`; returns the manifest path.
 
-    `voices` and `heldout_voices` count speakers per language. The same arguments always
+    `voices` and `heldout_voices` count speakers per language. `sentences_per_utterance`
+    joins several sentences into one recording (longer audio for continuation prompts). The same arguments always
     give the same files, byte for byte; an interrupted run continues where it stopped.
     """
     _require_espeak()
@@ -220,6 +229,8 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
         raise ValueError(f"--hours must be positive, got {hours}")
     if voices < 1 or heldout_voices < 0:
         raise ValueError(f"need --voices >= 1 and --heldout-voices >= 0, got {voices} and {heldout_voices}")
+    if sentences_per_utterance < 1:
+        raise ValueError(f"--sentences-per-utterance must be >= 1, got {sentences_per_utterance}")
     if not 8_000 <= sample_rate <= 48_000:
         raise ValueError(f"--sample-rate {sample_rate} is outside 8000..48000 Hz")
     out = Path(out)
@@ -228,6 +239,7 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
     # Hours are left out: a larger --hours extends the same utterance plan, so it resumes too.
     pin_config(out, {"kind": "speech", "seed": seed, "languages": languages, "voices": voices,
                      "heldout_voices": heldout_voices, "sample_rate": sample_rate,
+                     **({"sentences_per_utterance": sentences_per_utterance} if sentences_per_utterance > 1 else {}),
                      "espeak_variants": variants, "flite_voices": flite, "mbrola_voices": mbrola})
     speakers = make_speakers(seed, languages, voices, heldout_voices, variants, flite, mbrola)
     write_json_atomic(out / "speakers.json", {"speakers": [asdict(s) for s in speakers]})
@@ -237,7 +249,7 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
     rows, tasks, total = [], [], 0.0
     # Whole sentence groups (every language) until the time budget is reached.
     while total < hours * 3600:
-        sentence = random_sentence(rng)
+        sentence = _joined_sentence([random_sentence(rng) for _ in range(sentences_per_utterance)])
         group = len(rows) // len(languages)
         for lang in languages:
             speaker = rng.choice(by_lang[lang])
