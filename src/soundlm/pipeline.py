@@ -229,9 +229,13 @@ class AudioLMPipeline:
 
     def continue_audio(self, prompt: str | Path | np.ndarray, seconds: float, num_samples: int = 1,
                        sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
-                       include_prompt: bool = True, progress: bool = False) -> list[np.ndarray]:
+                       include_prompt: bool = True, progress: bool = False,
+                       acoustic_prompt: bool = True) -> list[np.ndarray]:
         """Continue a prompt (a file, or a [C, S] / [S] array at `prompt_sample_rate`) by `seconds`.
 
+        acoustic_prompt=False gives the coarse and fine stages the prompt's semantic ids only,
+        not its codec codes, so they sample the acoustics (voice, recording conditions) of the
+        whole file afresh: AudioLM's contrast for speaker preservation (sec. 5.3).
         Returns `num_samples` waveforms [C, S] at `self.sample_rate` (see the module doc for lengths).
         """
         audio = self._prompt_audio(prompt, prompt_sample_rate)  # [1, S] at the codec rate
@@ -247,6 +251,8 @@ class AudioLMPipeline:
         audio = audio[:, :prompt_samples]
         prompt_seconds = prompt_frames / self.codec.frame_rate
         semantic, codes = self._tokenize_prompt(audio, prompt_seconds)
+        if not acoustic_prompt:
+            codes = codes[:, :, :0]  # [1, K, 0]
         out = self._run(semantic, codes, prompt_seconds + seconds, num_samples, sampling, seed, progress)
         total = prompt_samples + int(round(seconds * self.sample_rate))
         out = _fit_length(out, total)

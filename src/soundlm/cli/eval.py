@@ -1,0 +1,197 @@
+"""`soundlm eval ...`: the evaluation suite. Each command writes OUT/{name}.md and OUT/{name}.json;
+`soundlm eval all` runs every evaluation and adds OUT/results.md + OUT/results.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from soundlm.cli import app as main_app
+
+app = typer.Typer(no_args_is_help=True, help="Evaluate a codec and an AudioLM model (tables in markdown + JSON).")
+main_app.add_typer(app, name="eval", help="Evaluation suite: codec, lm, continuation, lexical, asr, all.")
+
+_MODEL = "Model bundle folder (semantic/ coarse/ fine/ semantic_tokenizer/ codec/)."
+_OUT = "Output folder for the markdown table and JSON (and resume state)."
+_SPLIT = "Manifest/store split to evaluate ('heldout' or 'train')."
+_DEVICE = "cpu or cuda (default: cuda when available)."
+
+
+def _run(fn: Callable[[], Any], out: Path) -> Any:
+    """Run an evaluation, turning our documented errors into one line naming the fix."""
+    from soundlm.audio import AudioError
+
+    try:
+        section = fn()
+    except (AudioError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
+    from soundlm.eval.suite import write_section
+
+    md, _ = write_section(section, out)
+    typer.echo(section.markdown())
+    typer.echo(f"wrote {md} and {md.with_suffix('.json')}")
+    return section
+
+
+def _pipeline(model: Path, device: str | None) -> Any:
+    from soundlm.pipeline import AudioLMPipeline
+
+    return AudioLMPipeline.from_bundle(model, device=device)
+
+
+@app.command("codec")
+def codec_command(
+    codec: str = typer.Option(..., help="Codec: a soundlm codec folder/run, or a Hugging Face id or folder."),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder), or a folder of audio files."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT + " Ignored for a folder of loose files."),
+    max_files: int | None = typer.Option(None, help="Evaluate at most this many files."),
+    num_codebooks: str | None = typer.Option(None, help="Comma-separated codebook counts (default: 1, 2, 4, .. K)."),
+    max_seconds: float | None = typer.Option(None, help="Crop every file to this many seconds."),
+    stoi: bool = typer.Option(True, help="Compute STOI (speech)."),
+    pesq: bool = typer.Option(True, help="Compute wideband PESQ (speech)."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """Mel / multi-resolution STFT distance, SI-SDR, STOI, PESQ-wb at each bitrate (mean over files)."""
+
+    def go() -> Any:
+        import torch
+
+        from soundlm.codec import load_codec
+        from soundlm.eval.suite import eval_codec
+
+        counts = [int(k) for k in num_codebooks.split(",")] if num_codebooks else None
+        c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return eval_codec(c, data, split, max_files, counts, max_seconds, stoi, pesq, out_dir=out)
+
+    _run(go, out)
+
+
+@app.command("lm")
+def lm_command(
+    model: Path = typer.Option(..., help=_MODEL),
+    store: Path = typer.Option(..., help="Token store (from `soundlm tokenize`) whose records carry a split."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """Per-stage held-out loss (nats per predicted token, as training computes it) and bits per token."""
+
+    def go() -> Any:
+        from soundlm.eval.suite import eval_lm
+
+        pipe = _pipeline(model, device)
+        return eval_lm([pipe.semantic, pipe.coarse, pipe.fine], store, split, batch_size, pipe.device)
+
+    _run(go, out)
+
+
+@app.command("continuation")
+def continuation_command(
+    model: Path = typer.Option(..., help=_MODEL),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with speakers and a held-out split."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    prompt_seconds: float = typer.Option(3.0, help="Prompt length cut from each utterance."),
+    seconds: float = typer.Option(3.0, help="Continuation length (what gets classified)."),
+    num_prompts: int = typer.Option(20, help="Prompts, taken round-robin over voices."),
+    enrol_fraction: float = typer.Option(0.5, help="Share of each voice's utterances used to enrol it."),
+    save_audio: bool = typer.Option(True, help="Also write the continuations under OUT/continuation_audio/."),
+    seed: int = typer.Option(0, help="Seed (utterance choice and sampling)."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """AudioLM's speaker test: voice accuracy of continuations, with vs without the acoustic prompt."""
+
+    def go() -> Any:
+        from soundlm.eval.suite import eval_continuation
+
+        pipe = _pipeline(model, device)
+        return eval_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, enrol_fraction,
+                                 seed=seed, out_dir=out, save_audio=save_audio)
+
+    _run(go, out)
+
+
+@app.command("lexical")
+def lexical_command(
+    model: Path = typer.Option(..., help=_MODEL),
+    out: Path = typer.Option(Path("eval"), help=_OUT + " The spoken pairs go to OUT/lexical_audio/."),
+    num_pairs: int = typer.Option(50, help="Word / non-word pairs to score."),
+    voice: str = typer.Option("en-us", help="espeak-ng voice for every item (e.g. en-us, en-us+f3)."),
+    seed: int = typer.Option(0, help="Seed for the non-words."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """sWUGGY-style lexical accuracy: the semantic LM's total log-prob of word vs non-word."""
+
+    def go() -> Any:
+        from soundlm.eval.suite import eval_lexical
+
+        return eval_lexical(_pipeline(model, device), num_pairs, voice, seed, work_dir=out)
+
+    _run(go, out)
+
+
+@app.command("asr")
+def asr_command(
+    codec: str = typer.Option(..., help="Codec: a soundlm codec folder/run, or a Hugging Face id or folder."),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with transcripts."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    max_files: int | None = typer.Option(None, help="Evaluate at most this many files."),
+    num_codebooks: int | None = typer.Option(None, help="Codebooks for the resynthesis (default: the codec's)."),
+    seed: int = typer.Option(0, help="Seed for the recogniser's dither."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """Pocketsphinx WER (closed corpus vocabulary) of the original audio and of the codec resynthesis."""
+
+    def go() -> Any:
+        import torch
+
+        from soundlm.codec import load_codec
+        from soundlm.eval.suite import eval_asr
+
+        c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return eval_asr(c, data, split, max_files, num_codebooks, seed, out_dir=out)
+
+    _run(go, out)
+
+
+@app.command("all")
+def all_command(
+    model: Path = typer.Option(..., help=_MODEL),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with speakers, transcripts, splits."),
+    store: Path = typer.Option(..., help="Token store of that corpus (for the held-out LM loss)."),
+    out: Path = typer.Option(..., help="Output folder: results.md, results.json and one file pair per section."),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    max_files: int | None = typer.Option(20, help="Files for the codec and ASR evaluations."),
+    prompt_seconds: float = typer.Option(3.0, help="Continuation prompt length."),
+    seconds: float = typer.Option(3.0, help="Continuation length."),
+    num_prompts: int = typer.Option(20, help="Continuation prompts."),
+    num_pairs: int = typer.Option(50, help="Lexical word / non-word pairs."),
+    voice: str = typer.Option("en-us", help="espeak-ng voice of the lexical pairs."),
+    skip: str = typer.Option("", help="Comma-separated sections to leave out (codec,lm,continuation,lexical,asr)."),
+    seed: int = typer.Option(0, help="Seed for every evaluation."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """Run every evaluation on one model; writes OUT/results.md and OUT/results.json."""
+    from soundlm.audio import AudioError
+
+    try:
+        from soundlm.eval.suite import SuiteConfig, run_all
+
+        cfg = SuiteConfig(model=str(model), data=str(data), store=str(store), out=str(out), split=split,
+                          max_files=max_files, prompt_seconds=prompt_seconds, seconds=seconds,
+                          num_prompts=num_prompts, num_pairs=num_pairs, voice=voice, seed=seed, device=device,
+                          skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
+        sections = run_all(cfg)
+    except (AudioError, ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2)
+    for s in sections:
+        typer.echo(f"{s.name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                            for k, v in s.summary.items()))
+    typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")
