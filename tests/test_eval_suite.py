@@ -242,3 +242,23 @@ def test_cli_single_commands_and_errors(world, tmp_path):
     res = runner.invoke(app, ["eval", "asr", "--codec", str(world["bundle"] / "codec"), "--data",
                               str(world["corpus"]), "--out", str(tmp_path), "--split", "nosuch"])
     assert res.exit_code == 2 and "nosuch" in res.output
+
+
+def test_lm_eval_delay_pattern_stage(world, pipe):
+    """A delay-pattern coarse stage is scored on whole windows, every coarse code of each frame once."""
+    from soundlm.lm.model import DelayLM, DelayLMConfig, lm_tiny
+    from soundlm.pipeline import StageModel
+    from soundlm.train.lm_stage import stage_layout, stage_meta
+
+    card = pipe.codec.codebook_size
+    model = DelayLM(DelayLMConfig(num_codebooks=NUM_COARSE, codebook_size=card, backbone=lm_tiny(1, max_positions=128),
+                                  prefix_vocab_size=16))
+    meta = stage_meta("coarse", 0.2, NUM_COARSE, pipe.num_codebooks, 50.0, 50.0, {}, pattern="delay")
+    stage = StageModel(model=model, meta=meta, layout=stage_layout("coarse", 16, card, pipe.num_codebooks, NUM_COARSE),
+                       folder=world["root"])
+    records = suite.load_split_tokens(world["store"])
+    row = suite.stage_heldout_loss(stage, records, batch_size=3, device="cpu", progress=False)
+    windows = sum(min(s.shape[0], a.shape[1]) // 10 for s, a in zip(records.semantic, records.acoustic))
+    assert row.pattern == "delay" and row.num_windows == windows
+    assert row.num_tokens == windows * 10 * NUM_COARSE  # delay padding is never a target
+    assert row.loss_nats == pytest.approx(math.log(card), rel=0.2)
