@@ -175,3 +175,54 @@ def _write_speech(semantic, audiolm: Path | None, out: Path, out_tokens: Path | 
     wav, sr = semantic_to_audio(semantic, audiolm, voice_prompt=voice_prompt)
     save_audio(out, wav, sr)
     typer.echo(f"wrote {out} ({wav.shape[-1] / sr:.2f} s)")
+
+
+def _eval_app() -> typer.Typer:
+    """The `soundlm eval` group of the evaluation suite (`soundlm.cli.eval`), or a new one without it."""
+    try:
+        from soundlm.cli.eval import app as eval_app
+    except ImportError:
+        for group in app.registered_groups:
+            if group.name == "eval" and group.typer_instance is not None:
+                return group.typer_instance
+        eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
+        app.add_typer(eval_app, name="eval", help="Evaluate trained models.")
+    return eval_app
+
+
+@_eval_app().command("palm")
+def eval_palm_command(
+    model: Path = typer.Option(..., help="Palm run folder (or its final/ folder or a checkpoint)."),
+    store: Path = typer.Option(..., help="Token store holding the evaluation split (written by `soundlm tokenize`)."),
+    manifest: Path | None = typer.Option(None, help="Corpus manifest.jsonl: fills missing store columns and locates "
+                                                    "the audio for voice transfer."),
+    split: str = typer.Option("heldout", help="Split of the source utterances (held-out voices by default)."),
+    out: Path | None = typer.Option(None, help="Report folder (default: MODEL/eval_SPLIT). Rerun to resume."),
+    tasks: str | None = typer.Option(None, help="Comma-separated subset of asr,ast,asr_ast,tts,s2st "
+                                               "(default: those the model was trained on)."),
+    languages: str | None = typer.Option(None, help="Comma-separated source languages (default: all)."),
+    max_examples: int = typer.Option(50, help="Examples per task (0: all)."),
+    max_semantic_tokens: int = typer.Option(500, help="Longest TTS/S2ST output, in semantic ids."),
+    audiolm: Path | None = typer.Option(None, help="AudioLM bundle (coarse/fine + codec): renders S2ST in the source "
+                                                   "voice for the speaker-similarity score; skipped without it."),
+    voice_examples: int = typer.Option(10, help="S2ST outputs rendered to audio for voice transfer."),
+    device: str | None = typer.Option(None, help="cpu, cuda, ...; default: cuda if available."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Score a palm model on a split: ASR WER/CER, AST BLEU vs the copy baseline, multi-step, TTS and S2ST
+    intelligibility (through the model's own ASR), voice transfer. Writes report.md and report.json."""
+    from soundlm.palm.evaluate import PalmEvalConfig, evaluate_palm
+
+    cfg = PalmEvalConfig(model=str(model), store=str(store), out=str(out or Path(model) / f"eval_{split}"),
+                         manifest=None if manifest is None else str(manifest), split=split,
+                         languages=tuple(languages.split(",")) if languages else None,
+                         tasks=tuple(tasks.split(",")) if tasks else None,
+                         max_examples=max_examples or None, max_semantic_tokens=max_semantic_tokens,
+                         audiolm=None if audiolm is None else str(audiolm), voice_examples=voice_examples,
+                         device=device, progress=progress)
+    try:
+        result = evaluate_palm(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+    typer.echo(result.md_path.read_text(encoding="utf-8"))
+    typer.echo(f"wrote {result.md_path} and {result.json_path}")

@@ -52,11 +52,15 @@ def _manifest_rows(manifest: str | Path | None) -> dict[str, dict]:
 
 def build_task_examples(store: str | Path, tasks: Sequence[str], split: str | None = "train",
                         languages: Sequence[str] | None = None, manifest: str | Path | None = None,
-                        max_examples: int | None = None) -> TaskSet:
+                        max_examples: int | None = None, partners_any_split: bool = False) -> TaskSet:
     """Every example of `tasks` from a token store, in a deterministic order.
 
     split: keep rows of this split ("train", "heldout"; None = all; rows without a split
     count as "train"). languages: keep only these languages (default: all in the store).
+    partners_any_split: the split selects only the source utterance; the other-language
+    partner (translation target) may come from any split. Evaluation on held-out voices
+    needs this: a sentence's readings are voiced by random speakers, so the held-out reading
+    of a sentence rarely has a held-out partner.
     """
     from soundlm.store import TokenStore
 
@@ -71,7 +75,7 @@ def build_task_examples(store: str | Path, tasks: Sequence[str], split: str | No
         r.language = r.language or row.get("language")
         r.text_id = r.text_id or row.get("text_id")
         r.split = r.split or row.get("split") or "train"
-        if split is not None and r.split != split:
+        if split is not None and r.split != split and not partners_any_split:
             continue
         if languages is not None and r.language not in languages:
             continue
@@ -87,6 +91,8 @@ def build_task_examples(store: str | Path, tasks: Sequence[str], split: str | No
     for group in [*(groups[k] for k in sorted(groups)), *([r] for r in singles)]:
         group = sorted(group, key=lambda r: r.id)
         for u in group:
+            if split is not None and u.split != split:
+                continue  # only a partner (partners_any_split)
             seen_langs.add(u.language)
             examples.extend(_monolingual(u, tasks))
             for v in group:
@@ -105,18 +111,22 @@ def build_task_examples(store: str | Path, tasks: Sequence[str], split: str | No
     return TaskSet(examples=examples, languages=sorted(seen_langs), counts=dict(counts), skipped=skipped)
 
 
+def _origin(u) -> dict:
+    return {"source_path": u.path, "source_speaker": u.speaker}
+
+
 def _monolingual(u, tasks: list[str]) -> list[TaskExample]:
     out = []
     if "asr" in tasks:
         out.append(TaskExample("asr", f"asr:{u.id}", u.language, None, source_semantic=u.semantic,
-                               target_text=u.transcript))
+                               target_text=u.transcript, **_origin(u)))
     if "tts" in tasks:
         out.append(TaskExample("tts", f"tts:{u.id}", u.language, None, source_text=u.transcript,
-                               target_semantic=u.semantic))
+                               target_semantic=u.semantic, **_origin(u)))
     if "continue" in tasks:
         half = len(u.semantic) // 2
         out.append(TaskExample("continue", f"continue:{u.id}", None, None, source_semantic=u.semantic[:half],
-                               target_semantic=u.semantic[half:]))
+                               target_semantic=u.semantic[half:], **_origin(u)))
     return out
 
 
@@ -125,11 +135,13 @@ def _pair(u, v, tasks: list[str]) -> list[TaskExample]:
     a, b = u.language, v.language
     if "ast" in tasks:
         out.append(TaskExample("ast", f"ast:{u.id}:{v.id}", a, b, source_semantic=u.semantic,
-                               target_text=v.transcript))
+                               target_text=v.transcript, source_text=u.transcript, **_origin(u)))
     if "s2st" in tasks:
         out.append(TaskExample("s2st", f"s2st:{u.id}:{v.id}", a, b, source_semantic=u.semantic,
-                               target_semantic=v.semantic, voice_prompt=u.acoustic))
+                               target_semantic=v.semantic, voice_prompt=u.acoustic, source_text=u.transcript,
+                               target_text=v.transcript, **_origin(u)))
     if "asr_ast" in tasks:
         out.append(TaskExample("asr_ast", f"asr_ast:{u.id}:{v.id}", a, b, source_semantic=u.semantic,
-                               intermediate_text=u.transcript, target_text=v.transcript))
+                               intermediate_text=u.transcript, target_text=v.transcript,
+                               source_text=u.transcript, **_origin(u)))
     return out

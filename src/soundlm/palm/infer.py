@@ -124,17 +124,27 @@ def semantic_to_audio(semantic: np.ndarray, audiolm: str | Path | None, voice_pr
     params = AudioLMSampling()
     gen = torch.Generator(device=dev).manual_seed(seed)
     target = torch.as_tensor(np.asarray(semantic), dtype=torch.long, device=dev)[None]  # [1, T]
+    size = pipe.semantic.layout.semantic_size
+    if target.numel() == 0 or int(target.min()) < 0 or int(target.max()) >= size:
+        raise ValueError(f"semantic ids must be a non-empty sequence in [0, {size}) for this AudioLM bundle, got "
+                         f"{target.numel()} ids in [{int(target.min()) if target.numel() else '-'}, "
+                         f"{int(target.max()) if target.numel() else '-'}]; use a bundle trained on the palm "
+                         "model's token store (same semantic tokenizer)")
     sem_rate, ac_rate = float(pipe.semantic_tokenizer.frame_rate), float(pipe.codec.frame_rate)
     new_frames = max(1, int(round(target.shape[1] / sem_rate * ac_rate)))
+    hop = pipe.codec.sample_rate / ac_rate
     if voice_prompt is not None:
         audio = pipe._prompt_audio(voice_prompt, None)  # [1, S] at the codec rate
-        seconds = audio.shape[-1] / pipe.codec.sample_rate
-        prompt_sem, codes = pipe._tokenize_prompt(audio, seconds)  # [1, T_s], [1, K, T_a]
-        hop = pipe.codec.sample_rate / ac_rate
+        # Whole codec frames only (as AudioLM continuation does), so the prompt's semantic
+        # ids and codes cover the same time and the target starts on a frame boundary.
+        frames = int(audio.shape[-1] // hop)
+        if frames < 1:
+            raise ValueError(f"{voice_prompt}: voice prompt shorter than one codec frame ({hop:g} samples)")
+        audio = audio[:, : int(round(frames * hop))]
+        prompt_sem, codes = pipe._tokenize_prompt(audio, frames / ac_rate)  # [1, T_s], [1, K, T_a]
     else:
         prompt_sem = torch.zeros(1, 0, dtype=torch.long, device=dev)
         codes = torch.zeros(1, pipe.num_codebooks, 0, dtype=torch.long, device=dev)
-        hop = pipe.codec.sample_rate / ac_rate
     semantic_all = torch.cat([prompt_sem, target], dim=1)  # [1, T_p + T]
     total = codes.shape[2] + new_frames
     # The pipeline's stage methods are the same windowed decoding AudioLM continuation uses.

@@ -31,7 +31,9 @@ class TaskExample:
 
     voice_prompt: acoustic codes [K, T] of the source speaker (S2ST): the AudioLM acoustic
     stage continues them so the translated speech keeps the source voice. Not part of the
-    PaLM sequence.
+    PaLM sequence. source_path / source_speaker say where the source speech came from
+    (evaluation uses them for voice prompts and speaker similarity); for speech-input tasks
+    `source_text` is the source transcript (the copy baseline of translation), not model input.
     """
 
     task: str
@@ -44,6 +46,8 @@ class TaskExample:
     target_semantic: np.ndarray | None = None  # [T_tgt]
     intermediate_text: str | None = None  # multi-step: the transcript before the translation
     voice_prompt: np.ndarray | None = None  # [K, T_ac]
+    source_path: str | None = None  # the source audio as stored (relative to the corpus manifest's folder)
+    source_speaker: str | None = None
 
     @property
     def tag(self) -> str:
