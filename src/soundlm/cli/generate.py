@@ -9,7 +9,8 @@ import typer
 
 from soundlm.cli import app
 
-_MODEL_HELP = "A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs."
+_MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs "
+               "(default, when neither is given: the model shipped with soundlm).")
 
 
 def _sampling(temperature_semantic: float, temperature_coarse: float, temperature_fine: float,
@@ -26,11 +27,14 @@ def _sampling(temperature_semantic: float, temperature_coarse: float, temperatur
 def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None, fine_run: Path | None,
           semantic_tokenizer: Path | None, codec: str | None, device: str | None) -> Any:
     from soundlm.pipeline import AudioLMPipeline
+    from soundlm.pretrained import load_default_pipeline, load_pipeline
 
     if model is not None:
         if any(p is not None for p in (semantic_run, coarse_run, fine_run)):
             raise ValueError("pass either --model or the three --*-run folders, not both")
-        return AudioLMPipeline.from_bundle(model, device=device)
+        return load_pipeline(model, device=device)
+    if all(p is None for p in (semantic_run, coarse_run, fine_run)):
+        return load_default_pipeline(device=device)  # no model named: the one shipped with soundlm
     missing = [n for n, p in (("--semantic-run", semantic_run), ("--coarse-run", coarse_run),
                               ("--fine-run", fine_run)) if p is None]
     if missing:

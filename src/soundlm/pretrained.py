@@ -1,0 +1,141 @@
+"""The default model that ships inside the soundlm package, and half-precision bundle export.
+
+The wheel carries `soundlm/assets/speech-tiny/`, an AudioLM bundle folder (semantic/ coarse/
+fine/ semantic_tokenizer/ codec/, see `soundlm.pipeline`) whose weights are stored as
+float16 safetensors to keep the package small, and `soundlm/assets/prompt.wav`, a 3 s
+prompt in a voice the model never heard in training. `load_default_pipeline()` loads the
+bundle with every weight upcast to float32 (CPUs run half precision slowly and with poor
+accuracy), and `export_bundle_fp16` writes such a half-precision copy of any bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from soundlm.pipeline import AudioLMPipeline
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+DEFAULT_MODEL_NAME = "speech-tiny"
+DEFAULT_PROMPT_NAME = "prompt.wav"
+# How to get the assets back when they are missing (a source checkout without them, a trimmed install).
+MISSING_FIX = ("reinstall soundlm (its wheel ships the model), or build the model with the speech-tiny recipe "
+               "and pass --model FOLDER")
+BUNDLE_FIX = "pass a folder written by AudioLMPipeline.save_bundle (semantic/ coarse/ fine/ + tokenizers)"
+
+
+def default_model_dir() -> Path:
+    """The packaged default model: `soundlm/assets/speech-tiny/` (it may be absent; see `load_default_pipeline`)."""
+    return ASSETS_DIR / DEFAULT_MODEL_NAME
+
+
+def default_prompt_path() -> Path:
+    """The packaged 3 s prompt of a held-out voice, `soundlm/assets/prompt.wav`."""
+    return ASSETS_DIR / DEFAULT_PROMPT_NAME
+
+
+def load_pipeline(folder: str | Path, device: torch.device | str | None = None) -> AudioLMPipeline:
+    """Load a bundle folder (float32 or float16 weights) as a float32 pipeline on `device`.
+
+    Our own loaders copy half-precision files into float32 modules already; a Hugging Face
+    codec, though, loads in the dtype of its files (`dtype="auto"` in transformers 5), so
+    every part is upcast here as well.
+    """
+    from soundlm.pipeline import AudioLMPipeline
+
+    pipe = AudioLMPipeline.from_bundle(folder, device=device)
+    for module in (pipe.codec, pipe.semantic_tokenizer, pipe.semantic.model, pipe.coarse.model, pipe.fine.model):
+        if isinstance(module, torch.nn.Module) and _has_half_tensors(module):
+            module.float()
+    return pipe
+
+
+def load_default_pipeline(device: torch.device | str | None = None) -> AudioLMPipeline:
+    """The shipped default model as a pipeline (CUDA when available, float32 weights)."""
+    folder = check_model_folder(default_model_dir(), what="soundlm's default model", fix=MISSING_FIX)
+    return load_pipeline(folder, device=device)
+
+
+def check_model_folder(folder: str | Path, what: str = "model folder", fix: str = BUNDLE_FIX) -> Path:
+    """Raise FileNotFoundError (one line, with the fix) unless `folder` holds a bundle's three stages."""
+    from soundlm.pipeline import BUNDLE_PARTS
+
+    folder = Path(folder)
+    missing = [p for p in BUNDLE_PARTS if not (folder / p / "config.json").is_file()]
+    if missing:
+        have = "does not exist" if not folder.exists() else f"lacks {'/, '.join(missing)}/"
+        raise FileNotFoundError(f"{what} {folder} {have}; {fix}")
+    return folder
+
+
+def _has_half_tensors(module: torch.nn.Module) -> bool:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return any(t.dtype in (torch.float16, torch.bfloat16) for t in tensors)
+
+
+@dataclass
+class Fp16Export:
+    """What `export_bundle_fp16` wrote."""
+
+    out_dir: Path
+    bytes_before: int
+    bytes_after: int
+    files: list[str]  # safetensors files rewritten, relative to the bundle
+    converted: int  # float tensors stored as float16
+    kept: list[str] = field(default_factory=list)  # "file:tensor" left in float32 (out of float16 range)
+
+    @property
+    def megabytes(self) -> float:
+        return self.bytes_after / 1e6
+
+
+def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path) -> Fp16Export:
+    """Copy a bundle folder to `out_dir` with every safetensors file's float tensors in float16.
+
+    Integer and boolean tensors (counters, `inited` flags) keep their dtype, and so does a
+    float tensor whose values do not fit float16 (|x| > 65504, e.g. a large EMA count):
+    it would load back as inf. Other files (config.json, README, ...) are copied as they
+    are. `out_dir` appears whole or not at all; it may be `bundle_dir` itself.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from soundlm.fileio import atomic_dir
+
+    src, out = Path(bundle_dir).resolve(), Path(out_dir).resolve()
+    check_model_folder(src, what="bundle")
+    if src in out.parents:
+        raise ValueError(f"{out} is inside the bundle {src}; write the half-precision copy somewhere else")
+    result = Fp16Export(out_dir=Path(out_dir), bytes_before=0, bytes_after=0, files=[], converted=0)
+    sources = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith((".tmp-", ".old-")))
+    with atomic_dir(out) as tmp:
+        for path in sources:
+            rel = path.relative_to(src)
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            result.bytes_before += path.stat().st_size
+            if path.suffix != ".safetensors":
+                shutil.copy2(path, dest)
+                continue
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata()
+                tensors = {name: f.get_tensor(name) for name in f.keys()}
+            for name, t in tensors.items():
+                if not t.is_floating_point() or t.dtype == torch.float16:
+                    continue
+                half = t.to(torch.float16)
+                if bool(torch.isfinite(half).all()) or not bool(torch.isfinite(t).all()):
+                    tensors[name] = half
+                    result.converted += 1
+                else:
+                    tensors[name] = t.float()
+                    result.kept.append(f"{rel}:{name}")
+            save_file(tensors, str(dest), metadata=metadata)
+            result.files.append(str(rel))
+    result.bytes_after = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return result

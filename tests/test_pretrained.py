@@ -1,0 +1,120 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from tiny_bundle import SR, make_tiny_bundle, tone
+
+import soundlm.pretrained as pretrained
+from soundlm.pipeline import AudioLMPipeline, AudioLMSampling
+from soundlm.sampler import SamplingParams
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("pretrained"))
+
+
+@pytest.fixture(scope="module")
+def fp16(bundle, tmp_path_factory) -> pretrained.Fp16Export:
+    return pretrained.export_bundle_fp16(bundle, tmp_path_factory.mktemp("fp16") / "bundle-fp16")
+
+
+def _dtypes(path: Path) -> dict[str, torch.dtype]:
+    with safe_open(str(path), framework="pt") as f:
+        return {name: f.get_tensor(name).dtype for name in f.keys()}
+
+
+def test_fp16_export_halves_floats_and_keeps_integers(bundle, fp16):
+    out = fp16.out_dir
+    src_files = sorted(p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == src_files
+    assert sorted(fp16.files) == sorted(str(p) for p in src_files if p.suffix == ".safetensors")
+    assert len(fp16.files) == 5  # three stages, the centroids, the codec
+    for rel in fp16.files:
+        before, after = _dtypes(bundle / rel), _dtypes(out / rel)
+        assert before.keys() == after.keys()
+        for name, dtype in before.items():
+            if dtype.is_floating_point:
+                assert after[name] == torch.float16, (rel, name)
+            else:
+                assert after[name] == dtype, (rel, name)  # e.g. the codec's bool `inited` flags
+    assert any(not d.is_floating_point for d in _dtypes(out / "codec" / "model.safetensors").values())
+    assert (out / "coarse" / "config.json").read_bytes() == (bundle / "coarse" / "config.json").read_bytes()
+    assert fp16.converted > 0 and fp16.kept == []
+    assert fp16.bytes_after < 0.6 * fp16.bytes_before
+
+
+def test_fp16_export_keeps_float32_where_float16_overflows(bundle, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    copy = pretrained.export_bundle_fp16(bundle, tmp_path / "copy").out_dir  # an fp16 bundle re-exports too
+    weights = copy / "semantic_tokenizer" / "centroids.safetensors"
+    centroids = load_file(str(weights))["centroids"].float()
+    centroids[0, 0] = 1e6  # MFCC energies can be large; 1e6 is inf in float16
+    save_file({"centroids": centroids}, str(weights))
+    result = pretrained.export_bundle_fp16(copy, copy)  # in place
+    assert result.kept == ["semantic_tokenizer/centroids.safetensors:centroids"]
+    assert load_file(str(weights))["centroids"][0, 0].item() == 1e6
+
+
+def test_fp16_bundle_loads_as_float32_and_continues_like_the_original(bundle, fp16):
+    full = pretrained.load_pipeline(bundle, device="cpu")
+    half = pretrained.load_pipeline(fp16.out_dir, device="cpu")
+    for pipe in (full, half):
+        modules = (pipe.codec, pipe.semantic_tokenizer, pipe.semantic.model, pipe.coarse.model, pipe.fine.model)
+        assert all(t.dtype == torch.float32 for m in modules for t in list(m.parameters()) + list(m.buffers())
+                   if t.is_floating_point())
+    # Logits of every stage barely move when the weights are rounded to float16.
+    tokens = torch.randint(0, 16, (1, 12))
+    with torch.no_grad():
+        for stage in ("semantic", "coarse", "fine"):
+            a, b = getattr(full, stage).model(tokens), getattr(half, stage).model(tokens)
+            a, b = (getattr(x, "logits", x) for x in (a, b))
+            assert torch.allclose(a, b, atol=2e-2, rtol=0), stage
+    # Greedy decoding then picks the same tokens, so the audio matches up to codec rounding.
+    greedy = AudioLMSampling(*(SamplingParams(temperature=0.0) for _ in range(3)))
+    prompt = tone(0.5)
+    wa = full.continue_audio(prompt, 0.4, prompt_sample_rate=SR, sampling=greedy)[0]
+    wb = half.continue_audio(prompt, 0.4, prompt_sample_rate=SR, sampling=greedy)[0]
+    assert wa.shape == wb.shape == (1, 8000 + 6400)
+    assert np.abs(wa - wb).max() < 0.05 * max(np.abs(wa).max(), 1e-3)
+
+
+def test_missing_default_model_names_folder_and_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "ASSETS_DIR", tmp_path / "assets")
+    with pytest.raises(FileNotFoundError) as err:
+        pretrained.load_default_pipeline(device="cpu")
+    msg = str(err.value)
+    assert str(tmp_path / "assets" / "speech-tiny") in msg and "--model" in msg and "\n" not in msg
+    assert pretrained.default_model_dir() == tmp_path / "assets" / "speech-tiny"
+
+
+def test_export_refuses_a_folder_that_is_not_a_bundle(tmp_path):
+    (tmp_path / "semantic").mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks semantic/, coarse/, fine/"):
+        pretrained.export_bundle_fp16(tmp_path, tmp_path.parent / "out")
+
+
+def test_cli_continue_defaults_to_the_shipped_model(bundle, tmp_path, monkeypatch):
+    """`soundlm continue` without --model loads soundlm/assets/speech-tiny (here: the tiny fp16 bundle)."""
+    import shutil
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    assets = tmp_path / "assets"
+    pretrained.export_bundle_fp16(bundle, assets / "speech-tiny")
+    monkeypatch.setattr(pretrained, "ASSETS_DIR", assets)
+    prompt = tmp_path / "prompt.wav"
+    sf.write(prompt, tone(0.3), SR)
+    res = CliRunner().invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert sf.info(tmp_path / "out" / "continuation_000.wav").frames == 4800 + 3200
+    shutil.rmtree(assets)
+    res = CliRunner().invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "o2")])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "speech-tiny" in lines[0] and "--model" in lines[0]

@@ -1,0 +1,49 @@
+"""A tiny random AudioLM bundle folder for tests of the shipped-model code paths (pretrained, demo)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SR = 16000
+NUM_COARSE = 2
+WINDOWS = {"semantic": 0.5, "coarse": 0.3, "fine": 0.2}
+
+
+def make_tiny_bundle(root: Path) -> Path:
+    """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`."""
+    from soundlm.codec import SoundStreamCodec, codec_16k_tiny
+    from soundlm.lm.model import TokenLM, lm_tiny, save_lm
+    from soundlm.pipeline import AudioLMPipeline
+    from soundlm.semantic.features import MFCCFeatures
+    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.train.lm_stage import stage_layout, stage_meta
+
+    torch.manual_seed(0)
+    parts = root / "parts"
+    sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
+    sem.save(parts / "semantic_tokenizer")
+    codec = SoundStreamCodec(codec_16k_tiny())
+    # An untrained codec waits for k-means init with all-zero codebooks; random ones make codes audible.
+    for name, buf in codec.named_buffers():
+        if name.endswith(("embed", "embed_avg")):
+            buf.normal_()
+        elif name.endswith("inited"):
+            buf.fill_(True)
+    codec.save_pretrained(parts / "codec")
+    k = codec.total_codebooks
+    tokenizers = {"semantic_spec": str(parts / "semantic_tokenizer"), "acoustic_spec": str(parts / "codec")}
+    for stage, window in WINDOWS.items():
+        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE)
+        meta = stage_meta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers)
+        save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta),
+                parts / stage)
+    pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", parts / "fine", device="cpu")
+    return pipe.save_bundle(root / "bundle")
+
+
+def tone(seconds: float, freq: float = 220.0, sample_rate: int = SR) -> np.ndarray:
+    """A voiced-ish test prompt: a tone with two harmonics and a slow amplitude wobble, [S]."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    wave = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    return (0.25 * wave).astype(np.float32)
