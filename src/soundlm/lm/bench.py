@@ -44,7 +44,7 @@ def benchmark_decoding(hidden: int = 512, layers: int = 6, heads: int = 8, vocab
     model = TokenLM.from_config(cfg).eval()
     weight_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
                        if "embed_tokens" not in n)  # a step reads one embedding row, not the table
-    bw = measure_bandwidth()
+    bw_gbs = measure_bandwidth()
     prompt = torch.randint(0, vocab, (1, prompt_len))
     greedy = SamplingParams(temperature=0.0)
 
@@ -59,8 +59,8 @@ def benchmark_decoding(hidden: int = 512, layers: int = 6, heads: int = 8, vocab
     hf_run(), ours_run()  # warm-up (allocations, rope tables)
     hf_ms = min(_timed(hf_run) for _ in range(3)) / new_tokens * 1e3
     ours_ms = min(_timed(ours_run) for _ in range(3)) / new_tokens * 1e3
-    return DecodeBenchmark(weight_mb=weight_bytes / 1e6, bandwidth_gbs=bw / 1e9 * 1e9,
-                           floor_ms=weight_bytes / bw / 1e6 * 1e3 / 1e3, hf_ms=hf_ms, ours_ms=ours_ms)
+    return DecodeBenchmark(weight_mb=weight_bytes / 1e6, bandwidth_gbs=bw_gbs,
+                           floor_ms=weight_bytes / (bw_gbs * 1e9) * 1e3, hf_ms=hf_ms, ours_ms=ours_ms)
 
 
 def _timed(fn) -> float:
