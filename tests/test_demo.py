@@ -94,3 +94,18 @@ def test_demo_without_the_shipped_model_is_a_one_line_error(tmp_path, monkeypatc
 def test_demo_bad_options_fail_before_loading(bundle, tmp_path, args, expected):
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out"), "--model", str(bundle), *args])
     assert res.exit_code == 2 and expected in res.output and "loading" not in res.output
+
+
+def test_demo_without_resemblyzer_still_writes_everything(bundle, prompt, tmp_path, monkeypatch):
+    import soundlm.eval.speaker as speaker
+    from soundlm.demo import run_demo
+
+    def missing(device=None):
+        raise ModuleNotFoundError("resemblyzer is not installed; pip install 'soundlm[eval]'")
+
+    monkeypatch.setattr(speaker, "load_voice_encoder", missing)
+    report = run_demo(tmp_path / "out", model=bundle, prompt=prompt, num_samples=1, seconds=0.3, device="cpu",
+                      progress=False, log=lambda line: None)
+    assert report.samples[0].speaker_similarity is None and "pip install" in report.speaker_similarity_note
+    assert (tmp_path / "out" / "continuations.png").is_file()
+    assert "Speaker similarity not computed" in (tmp_path / "out" / "report.md").read_text()

@@ -108,7 +108,8 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
 
     log("[4/5] speaker similarity of each continuation to the prompt (Resemblyzer)")
     t0 = time.perf_counter()
-    similarities, note = _speaker_similarities(prompt_audio, [w[:, prompt_samples:] for w in waves], sr)
+    similarities, note = _speaker_similarities(prompt_audio, [w[:, prompt_samples:] for w in waves], sr,
+                                               device=pipe.device.type)
     if note:
         log(f"      skipped: {note}")
     times["speaker similarity"] = time.perf_counter() - t0
@@ -147,13 +148,13 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
     return report
 
 
-def _speaker_similarities(prompt: np.ndarray, continuations: list[np.ndarray],
-                          sample_rate: int) -> tuple[list[float | None], str | None]:
+def _speaker_similarities(prompt: np.ndarray, continuations: list[np.ndarray], sample_rate: int,
+                          device: str = "cpu") -> tuple[list[float | None], str | None]:
     """Similarity of each continuation to the prompt, or Nones and the reason they could not be computed."""
     try:
         from soundlm.eval.speaker import cosine_similarity, load_voice_encoder, speaker_embedding
 
-        encoder = load_voice_encoder("cpu")
+        encoder = load_voice_encoder(device)
         ref = speaker_embedding(prompt, sample_rate, encoder)
         return [cosine_similarity(ref, speaker_embedding(c, sample_rate, encoder)) for c in continuations], None
     except (ImportError, ValueError, OSError, RuntimeError) as e:
