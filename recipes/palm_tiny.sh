@@ -12,10 +12,13 @@ set -euo pipefail
 W=${W:-work_palm}
 SOUNDLM=${SOUNDLM:-soundlm}
 HOURS=${HOURS:-0.5}
-STEPS=${STEPS:-1500}
-TEXT_STEPS=${TEXT_STEPS:-800}
-EVAL_N=${EVAL_N:-40}
+STEPS=${STEPS:-1000}
+TEXT_STEPS=${TEXT_STEPS:-1000}
+EVAL_N=${EVAL_N:-30}
 TASKS=${TASKS:-asr,ast,asr_ast,tts,s2st}
+# One thread per process: on a small shared CPU box, torch's default (all cores) made the
+# text LM ~10x slower under load (oversubscription). Raise it on a dedicated machine.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$W"
 
 timed() {  # timed NAME cmd...: run a step and append its wall time to $W/times.tsv

@@ -14,7 +14,7 @@ from soundlm.palm.train import PalmTrainConfig, train_palm
 from test_palm import SEMANTIC, SENTENCES, tiny_text_lm, word_semantic
 
 
-def make_split_store(folder: Path) -> Path:
+def make_split_store(folder: Path, semantic_spec: Path | None = None) -> Path:
     """Every sentence read in en and fr by a training voice, and in en by a held-out voice.
 
     The held-out reading's translation partner is a training-voice recording, as in the
@@ -35,14 +35,23 @@ def make_split_store(folder: Path) -> Path:
                                    language="en", sample_rate=16000, split="heldout", text_id=f"t{i}"))
     write_part(folder, 0, 1, 0, records, [])
     write_manifest(folder, {"version": 1, "semantic_vocab_size": SEMANTIC, "acoustic_num_codebooks": 2,
-                            "acoustic_codebook_size": 8, "semantic_frame_rate": 25.0, "num_shards": 1})
+                            "acoustic_codebook_size": 8, "semantic_frame_rate": 25.0, "num_shards": 1,
+                            **({"semantic_spec": str(semantic_spec)} if semantic_spec else {})})
     return folder
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
+    import torch
+
+    from soundlm.semantic.features import MFCCFeatures
+    from soundlm.semantic.tokenizer import SemanticTokenizer
+
     root = tmp_path_factory.mktemp("palm_eval")
-    store = make_split_store(root / "store")
+    # A random MFCC tokenizer with the store's vocabulary: `soundlm asr/translate` on a wav go through it.
+    torch.manual_seed(0)
+    SemanticTokenizer(MFCCFeatures(), torch.randn(SEMANTIC, 39)).save(root / "semantic")
+    store = make_split_store(root / "store", root / "semantic")
     cfg = PalmTrainConfig(store=str(store), out=str(root / "run"), init=str(tiny_text_lm(root / "textlm")),
                           tasks=("asr", "ast", "tts", "s2st"), steps=200, batch_size=8, lr=3e-3, warmup=10,
                           ckpt_every=200, progress=False)
@@ -172,3 +181,26 @@ def test_voice_transfer_scores_rendered_s2st(bundle, tmp_path):
     assert len(list((tmp_path / "s2st_audio").glob("*.wav"))) == 2
     no_bundle = _voice_transfer(PalmEvalConfig(model="m", store="s", out=str(tmp_path)), s2st, tmp_path)
     assert no_bundle["status"] == "not run"
+
+
+def test_asr_and_translate_commands_on_a_wav(trained, tmp_path):
+    """The wav -> semantic ids -> palm path of `soundlm asr` / `soundlm translate` (random tokenizer: any text)."""
+    from typer.testing import CliRunner
+
+    from soundlm.audio import save_audio
+    from soundlm.cli import app
+
+    _, run = trained
+    t = np.arange(16000) / 16000
+    save_audio(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 180 * t * (1 + t))).astype(np.float32)[None], 16000)
+    r = CliRunner().invoke(app, ["asr", str(tmp_path / "a.wav"), "--model", str(run), "--language", "en"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["translate", str(tmp_path / "a.wav"), "--to", "fr", "--model", str(run)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["translate", str(tmp_path / "a.wav"), "--to", "fr", "--model", str(run), "--speech",
+                                 "--out-tokens", str(tmp_path / "fr.npy")])
+    assert r.exit_code == 0, r.output
+    ids = np.load(tmp_path / "fr.npy")
+    assert ids.ndim == 1 and ((0 <= ids) & (ids < SEMANTIC)).all()
+    r = CliRunner().invoke(app, ["asr", str(tmp_path / "missing.wav"), "--model", str(run)])
+    assert r.exit_code != 0 and "missing.wav" in r.output
