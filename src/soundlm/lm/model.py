@@ -90,6 +90,12 @@ def lm_tiny(vocab_size: int, max_positions: int = 512) -> LMConfig:
                     max_positions=max_positions)
 
 
+def lm_mini(vocab_size: int, max_positions: int = 1024) -> LMConfig:
+    """~3M parameters plus tied embeddings (hidden 256, 4 layers, 4 heads): the shipped CPU-trained model."""
+    return LMConfig(vocab_size, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=688,
+                    max_positions=max_positions, tie_embeddings=True)
+
+
 def lm_small(vocab_size: int, max_positions: int = 2048) -> LMConfig:
     """~19M parameters plus embeddings (hidden 512, 6 layers, 8 heads): CPU experiments."""
     return LMConfig(vocab_size, hidden_size=512, num_layers=6, num_heads=8, intermediate_size=1408,

@@ -1,0 +1,39 @@
+"""`soundlm recipe NAME`: corpus -> tokenizers -> AudioLM stages -> packaged, evaluated model."""
+
+from pathlib import Path
+
+import typer
+
+from soundlm.cli import app
+
+
+@app.command()
+def recipe(
+    name: str = typer.Argument("speech-tiny", help="Recipe name (speech-tiny)."),
+    work: Path = typer.Option(Path("work/speech-tiny"), help="Working folder (corpus, runs, store); resumable."),
+    out: Path = typer.Option(Path("src/soundlm/assets/speech-tiny"), help="Where the packaged model goes."),
+    prompt: Path | None = typer.Option(None, help="Where the 3 s demo prompt goes (default: beside --out)."),
+    results_md: Path | None = typer.Option(None, "--results-md", help="Also copy the eval table here."),
+    codec_steps: int | None = typer.Option(None, help="Override the codec's training steps."),
+    lm_steps: int | None = typer.Option(None, help="Override every LM stage's training steps."),
+    device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
+) -> None:
+    """Train and package a complete model; rerun the same command to resume after an interruption."""
+    from dataclasses import replace
+
+    from soundlm.recipe import recipe_config, run_recipe
+
+    try:
+        cfg = recipe_config(name)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    if codec_steps is not None:
+        cfg = replace(cfg, codec_steps=codec_steps)
+    if lm_steps is not None:
+        cfg = replace(cfg, semantic_lm=replace(cfg.semantic_lm, steps=lm_steps),
+                      coarse_lm=replace(cfg.coarse_lm, steps=lm_steps), fine_lm=replace(cfg.fine_lm, steps=lm_steps))
+    result = run_recipe(cfg, work, out, prompt_path=prompt, device=device, results_md=results_md)
+    typer.echo(f"model: {result.model_dir} ({result.size_megabytes:.1f} MB)")
+    for step, seconds in result.wall_seconds.items():
+        typer.echo(f"  {step:<20} {seconds:8.1f} s")

@@ -1,0 +1,202 @@
+"""Recipes: one command from nothing to a packaged, evaluated AudioLM model.
+
+`speech_tiny()` is the recipe behind the model that ships with soundlm: a synthetic
+multi-speaker English corpus (espeak-ng/flite voices; held-out voices disjoint from the
+training ones), MFCC k-means semantic tokens, our SoundStream codec, three AudioLM stages,
+an fp16 bundle and the evaluation report. Every step resumes, so a killed recipe picks up
+where it stopped and a finished one returns at once. Larger budgets (a GPU) go through the
+same code: raise the step counts and sizes with the options of `soundlm recipe`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from soundlm.fileio import read_json, write_json_atomic
+
+
+@dataclass
+class LMStageSettings:
+    steps: int
+    batch_size: int
+    window_seconds: float
+    lr: float = 1e-3
+    warmup: int = 50
+
+
+@dataclass
+class RecipeConfig:
+    name: str
+    # corpus
+    hours: float = 0.6
+    voices: int = 12
+    heldout_voices: int = 4
+    sentences_per_utterance: int = 3
+    # semantic tokenizer
+    semantic_features: str = "mfcc"
+    clusters: int = 100
+    # codec
+    codec_preset: str = "small"
+    codec_steps: int = 1000
+    codec_batch_size: int = 8
+    codec_segment_seconds: float = 0.64
+    codec_lr: float = 5e-4
+    # language models
+    lm_preset: str = "mini"
+    coarse_codebooks: int = 3
+    semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(500, 8, 4.5))
+    coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(400, 8, 2.0))
+    fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(300, 8, 1.0))
+    # evaluation
+    eval_files: int = 20
+    eval_prompts: int = 20
+    eval_pairs: int = 50
+    prompt_seconds: float = 3.0
+    seed: int = 0
+
+
+def speech_tiny() -> RecipeConfig:
+    """The shipped default: sized to train on a 2-core laptop CPU in about an hour."""
+    return RecipeConfig(name="speech-tiny")
+
+
+RECIPES: dict[str, Callable[[], RecipeConfig]] = {"speech-tiny": speech_tiny}
+
+
+def recipe_config(name: str) -> RecipeConfig:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]()
+
+
+@dataclass
+class RecipeResult:
+    model_dir: Path
+    work_dir: Path
+    wall_seconds: dict[str, float]
+    size_megabytes: float
+    eval_summary: dict
+
+
+class _StepTimer:
+    """Wall time per step, kept in WORK/timings.json so a resumed recipe still reports them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.times: dict[str, float] = read_json(path) if path.exists() else {}
+
+    def run(self, name: str, fn: Callable[[], object]) -> object:
+        print(f"== recipe step: {name}", flush=True)
+        start = time.perf_counter()
+        out = fn()
+        # A step that found its work done adds ~0 s: the first full run's time is what counts.
+        self.times[name] = round(self.times.get(name, 0.0) + time.perf_counter() - start, 1)
+        write_json_atomic(self.path, self.times)
+        return out
+
+
+def _write_prompt(manifest: Path, out: Path, seconds: float, sample_rate: int) -> dict:
+    """Cut the packaged prompt: the first `seconds` of the first long enough held-out utterance."""
+    from soundlm.audio import load_audio, save_audio
+    from soundlm.data import audio_path, read_manifest
+
+    rows = [r for r in read_manifest(manifest) if r.get("split") == "heldout" and r["duration"] >= seconds]
+    if not rows:
+        raise ValueError(f"{manifest}: no held-out utterance of at least {seconds} s for the demo prompt")
+    row = rows[0]
+    audio = load_audio(audio_path(manifest, row), sample_rate=sample_rate)[:, : int(seconds * sample_rate)]
+    save_audio(out, audio, sample_rate)
+    return {"id": row["id"], "speaker": row["speaker"], "transcript": row["transcript"], "seconds": seconds}
+
+
+def _folder_megabytes(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, prompt_path: str | Path | None = None,
+               device: str | None = None, results_md: str | Path | None = None) -> RecipeResult:
+    """Run (or resume) every step of a recipe; package the model into `model_dir`."""
+    from soundlm.codec import load_codec
+    from soundlm.data.speech import make_speech_corpus
+    from soundlm.eval.suite import SuiteConfig, run_all
+    from soundlm.pipeline import AudioLMPipeline
+    from soundlm.pretrained import export_bundle_fp16
+    from soundlm.tokenize import TokenizeConfig, tokenize_corpus
+    from soundlm.train.codec import CodecTrainConfig, train_codec
+    from soundlm.train.lm import LMTrainConfig, train_lm
+    from soundlm.train.semantic import SemanticTrainConfig, train_semantic
+
+    work, model_dir = Path(work), Path(model_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    settings_path = work / "recipe.json"
+    settings = asdict(cfg)
+    if settings_path.exists() and read_json(settings_path)["settings"] != settings:
+        raise ValueError(f"{work} was started with other recipe settings ({settings_path}); "
+                         "use a new --work folder or delete this one")
+    write_json_atomic(settings_path, {"settings": settings})
+    timer = _StepTimer(work / "timings.json")
+
+    manifest = timer.run("corpus", lambda: make_speech_corpus(
+        work / "corpus", hours=cfg.hours, seed=cfg.seed, languages=["en"], voices=cfg.voices,
+        heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance))
+
+    semantic_dir = work / "semantic"
+    if not (semantic_dir / "config.json").exists():
+        timer.run("semantic tokenizer", lambda: train_semantic(
+            manifest, semantic_dir, SemanticTrainConfig(features=cfg.semantic_features, clusters=cfg.clusters,
+                                                         seed=cfg.seed), device=device))
+
+    codec_dir = work / "codec"
+    timer.run("codec", lambda: train_codec(CodecTrainConfig(
+        data=str(manifest), out=str(codec_dir), preset=cfg.codec_preset, steps=cfg.codec_steps,
+        batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds, adversarial=False,
+        lr=cfg.codec_lr, ckpt_every=200, eval_every=250, sample_every=max(cfg.codec_steps // 2, 1), seed=cfg.seed,
+        device=device)))
+
+    store = work / "store"
+    timer.run("tokenize", lambda: tokenize_corpus(TokenizeConfig(
+        source=str(manifest), out=str(store), semantic=str(semantic_dir), codec=str(codec_dir), device=device)))
+
+    for stage, s in (("semantic", cfg.semantic_lm), ("coarse", cfg.coarse_lm), ("fine", cfg.fine_lm)):
+        timer.run(f"lm {stage}", lambda stage=stage, s=s: train_lm(LMTrainConfig(
+            store=str(store), out=str(work / f"lm-{stage}"), stage=stage, preset=cfg.lm_preset, steps=s.steps,
+            batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
+            coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)))
+
+    def package() -> None:
+        bundle = work / "bundle"
+        pipe = AudioLMPipeline.from_runs(work / "lm-semantic", work / "lm-coarse", work / "lm-fine",
+                                         semantic_tokenizer=semantic_dir, codec=codec_dir, device="cpu")
+        pipe.save_bundle(bundle)
+        export_bundle_fp16(bundle, model_dir)
+
+    timer.run("package", package)
+    codec = load_codec(str(codec_dir))
+    prompt_info = _write_prompt(manifest, Path(prompt_path or model_dir.parent / "prompt.wav"),
+                                cfg.prompt_seconds, codec.sample_rate)
+
+    eval_dir = work / "eval"
+    timer.run("evaluate", lambda: run_all(SuiteConfig(
+        model=str(model_dir), data=str(manifest), store=str(store), out=str(eval_dir), max_files=cfg.eval_files,
+        prompt_seconds=cfg.prompt_seconds, num_prompts=cfg.eval_prompts, num_pairs=cfg.eval_pairs, seed=cfg.seed,
+        device=device)))
+    results = read_json(eval_dir / "results.json")
+    size = _folder_megabytes(model_dir)
+    write_json_atomic(model_dir / "eval.json", results)
+    write_json_atomic(model_dir / "recipe.json", {
+        "recipe": cfg.name, "settings": settings, "wall_seconds": timer.times, "size_megabytes": round(size, 2),
+        "prompt": prompt_info, "device": device or "auto",
+        "command": f"soundlm recipe {cfg.name} --work {work} --out {model_dir}"})
+    shutil.copyfile(eval_dir / "results.md", model_dir / "EVAL.md")
+    if results_md is not None:
+        shutil.copyfile(eval_dir / "results.md", results_md)
+    return RecipeResult(model_dir=model_dir, work_dir=work, wall_seconds=timer.times, size_megabytes=size,
+                        eval_summary={k: v.get("summary") for k, v in results.get("sections", {}).items()}
+                        if isinstance(results.get("sections"), dict) else {})
