@@ -140,6 +140,9 @@ def import_audiolm_pytorch() -> PeerImport:
         import fairseq  # noqa: F401
     except Exception as e:  # noqa: BLE001 - any failure here is the thing we record
         reason = _short_error(e)
+        if isinstance(e, ModuleNotFoundError):
+            reason += ("; setup_env.sh does not install it: fairseq 0.12.2, the newest on PyPI, fails to import "
+                       "on Python 3.11 (ValueError: mutable default ... for field common is not allowed)")
         peer.notes.append(f"fairseq is not importable ({reason}); a placeholder module that raises on any "
                           "use stands in for it (only the fairseq-backed HubertWithKmeans/FairseqVQWav2Vec "
                           "need it, not the transformers benchmarked)")

@@ -24,15 +24,23 @@ the embedding tables) stream once through memory at the measured copy bandwidth.
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import time
-from dataclasses import asdict, dataclass
+import sys
 from pathlib import Path
-from typing import Callable
 
-import common
+# bench/tokenize.py shares its name with the stdlib `tokenize` (imported by inspect,
+# linecache, torch): move this folder to the end of sys.path so `import tokenize` still
+# finds the stdlib, while `import common` (no stdlib namesake) finds ours.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from typing import Callable  # noqa: E402
+
+import common  # noqa: E402
 
 HIDDEN, LAYERS, HEADS = 512, 6, 8
 # SwiGLU width with ~the same weights as a 4x GELU MLP (3 * 1408 ~ 2 * 2048 per hidden unit).

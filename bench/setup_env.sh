@@ -67,7 +67,12 @@ for dist in ("soundlm", "transformers", "audiolm-pytorch", "audiocraft", "torcha
     except md.PackageNotFoundError:
         print(f"{dist:16s} NOT INSTALLED")
 EOF
-cd "$ROOT/bench" && "$VENV/bin/python" - <<'EOF'
+# bench/ goes last on sys.path: bench/tokenize.py must not shadow the stdlib tokenize.
+BENCH_DIR="$ROOT/bench" "$VENV/bin/python" - <<'EOF'
+import os
+import sys
+
+sys.path.append(os.environ["BENCH_DIR"])
 import common
 
 for peer in (common.import_audiolm_pytorch(), common.import_audiocraft()):
