@@ -1,4 +1,3 @@
-import time
 
 import pytest
 import torch
@@ -158,7 +157,6 @@ def test_tiny_model_learns_and_reproduces_a_pattern():
     m = TokenLM.from_config(LMConfig(vocab, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
                                      max_positions=64))
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    start = time.perf_counter()
     m.train()
     for _ in range(150):
         x = batch(16)
@@ -175,4 +173,3 @@ def test_tiny_model_learns_and_reproduces_a_pattern():
         for a, b in zip(row, row[1:]):
             if a in nxt:
                 assert b == nxt[a]
-    assert time.perf_counter() - start < 30
