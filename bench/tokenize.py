@@ -132,7 +132,9 @@ def main() -> None:
     if args.clip_seconds <= 0 or min(args.batches) < 1 or args.repeats < 1:
         raise SystemExit("--clip-seconds must be > 0, --batches >= 1 and --repeats >= 1")
 
+    # Nothing here may download; transformers' loading bars would drown the table.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
 
     torch.set_num_threads(args.threads)
