@@ -51,5 +51,9 @@ timed palm_scratch "$SOUNDLM" train palm "${PALM_ARGS[@]}" --scratch --out "$W/p
 for run in text scratch; do
     timed "eval_$run" "$SOUNDLM" eval palm --model "$W/palm_$run" --store "$W/store" \
         --manifest "$W/corpus/manifest.jsonl" --split heldout --max-examples "$EVAL_N" --out "$W/eval_$run"
+    # The text-output tasks are cheap to decode: score them on every held-out utterance.
+    timed "eval_${run}_text_full" "$SOUNDLM" eval palm --model "$W/palm_$run" --store "$W/store" \
+        --manifest "$W/corpus/manifest.jsonl" --split heldout --tasks asr,ast,asr_ast --max-examples 0 \
+        --out "$W/eval_${run}_text_full"
 done
 cat "$W/times.tsv"

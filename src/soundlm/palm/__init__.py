@@ -9,4 +9,5 @@
     train.py     `soundlm train palm`
     infer.py     ASR / translation / TTS decoding, semantic ids -> audio via AudioLM stages
     metrics.py   WER / CER / BLEU
+    evaluate.py  `soundlm eval palm`: every task on a split (held-out voices), markdown + JSON
 """

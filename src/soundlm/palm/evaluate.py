@@ -303,9 +303,11 @@ def _pct(x: float) -> str:
 def render_markdown(report: dict) -> str:
     """A human-readable table of `report` (the dict written to report.json)."""
     res = report["results"]
+    n = report["max_examples_per_task"]
+    limit = "every example of the split" if n is None else f"at most {n} examples per task"
     lines = [f"# soundlm eval palm: {report['model']}", "",
              f"split `{report['split']}`, init `{report['init']}` (from scratch: {report['from_scratch']}), "
-             f"greedy decoding, at most {report['max_examples_per_task']} examples per task.", "",
+             f"greedy decoding, {limit}.", "",
              "| task | subset | n | metric | value | reference |", "|---|---|---|---|---|---|"]
     for name, s in res.get("asr", {}).items():
         lines.append(f"| ASR | {name} | {s['n']} | WER | {_pct(s['wer'])} | CER {_pct(s['cer'])} |")
