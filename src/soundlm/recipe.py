@@ -44,7 +44,7 @@ class RecipeConfig:
     clusters: int = 100
     # codec
     codec_preset: str = "small"
-    codec_steps: int = 600
+    codec_steps: int = 2000
     codec_batch_size: int = 8
     codec_segment_seconds: float = 0.64
     codec_lr: float = 5e-4
