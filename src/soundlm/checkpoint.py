@@ -48,3 +48,43 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
             return candidate
     steps = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
     return steps[-1] if steps else None
+
+
+def resolve_model_folder(path: str | Path, is_model: Callable[[Path], bool] | None = None) -> Path | None:
+    """The model folder a path names: the folder itself, a run's `final/`, or its latest checkpoint.
+
+    `is_model` tells a model folder apart (default: it holds a config.json). None if none fits.
+    """
+    is_model = is_model or (lambda p: (p / "config.json").is_file())
+    path = Path(path)
+    for candidate in (path, path / "final", latest_checkpoint(path)):
+        if candidate is not None and is_model(candidate):
+            return candidate
+    return None
+
+
+def rng_state() -> dict:
+    """Every random number generator a training step draws from (python, numpy, torch, CUDA)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved (exact resume)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

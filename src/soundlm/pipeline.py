@@ -77,16 +77,11 @@ class StageModel:
 
 def resolve_stage_folder(path: str | Path) -> Path:
     """A stage folder from a path: the folder itself, a run's `final/`, or its latest checkpoint."""
-    from soundlm.checkpoint import latest_checkpoint
+    from soundlm.checkpoint import resolve_model_folder
 
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    if (path / "final" / "config.json").is_file():
-        return path / "final"
-    ckpt = latest_checkpoint(path)
-    if ckpt is not None and (ckpt / "config.json").is_file():
-        return ckpt
+    folder = resolve_model_folder(path)
+    if folder is not None:
+        return folder
     raise FileNotFoundError(f"{path}: no stage model here (no config.json, no final/ and no checkpoints); pass a "
                             "`soundlm train lm` run folder or its final/ folder")
 

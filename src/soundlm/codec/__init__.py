@@ -28,16 +28,9 @@ def _is_soundlm_folder(folder: Path) -> bool:
 
 def resolve_codec_folder(path: Path) -> Path | None:
     """Our codec folder for `path`: itself, RUN/final, or the run's latest checkpoint; else None."""
-    from soundlm.checkpoint import latest_checkpoint
+    from soundlm.checkpoint import resolve_model_folder
 
-    if _is_soundlm_folder(path):
-        return path
-    if _is_soundlm_folder(path / "final"):
-        return path / "final"
-    ckpt = latest_checkpoint(path)
-    if ckpt is not None and _is_soundlm_folder(ckpt):
-        return ckpt
-    return None
+    return resolve_model_folder(path, _is_soundlm_folder)
 
 
 def load_codec(spec: str | Path, device: str | torch.device | None = None) -> AcousticTokenizer:

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from soundlm.audio import AudioError, crop_or_pad, list_audio_files, load_audio, save_audio
-from soundlm.checkpoint import latest_checkpoint, save_step_checkpoint, step_dir_name
+from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state, step_dir_name
 from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
                                          generator_adversarial_loss)
 from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
@@ -224,20 +224,6 @@ def _eval_clips(items: list[AudioItem], dataset: CropBatches, cfg: CodecTrainCon
 
 # --- state -----------------------------------------------------------------------------------
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop lines logged after `step` (by a run that died before its next checkpoint)."""
@@ -371,7 +357,7 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
                 raise ValueError(f"{ckpt} has no discriminator state; resume with --no-adversarial")
             disc.load_state_dict(state["discriminator"])
             disc_opt.load_state_dict(state["disc_optimizer"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start = int(state["step"])
         tqdm.write(f"resuming {run} from step {start}")
     _truncate_metrics(run / "metrics.jsonl", start)
@@ -384,7 +370,7 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
             "optimizer": opt.state_dict(),
             "discriminator": None if disc is None else disc.state_dict(),
             "disc_optimizer": None if disc_opt is None else disc_opt.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             # Batches are a function of (seed, step): the next batch is that of step + 1.
             "data": {"seed": cfg.seed, "next_step": step + 1, "train_files": len(train_items)},
             "train_config": dataclasses.asdict(cfg),

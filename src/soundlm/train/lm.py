@@ -19,17 +19,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from soundlm.checkpoint import latest_checkpoint, save_step_checkpoint
+from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state
 from soundlm.fileio import atomic_path, read_json, write_json_atomic
 from soundlm.train import lm_data
 from soundlm.train.lm_data import IGNORE_INDEX, STAGES
@@ -105,20 +103,6 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _check_resume_config(run_dir: Path, cfg: LMTrainConfig) -> None:
@@ -205,7 +189,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         start_step = int(state["step"])
         rng = state["rng"][accelerator.process_index] if accelerator.process_index < len(state["rng"]) \
             else state["rng"][0]
-        _set_rng_state(rng)
+        set_rng_state(rng)
 
     model, optimizer = accelerator.prepare(model, optimizer)
     if is_main:
@@ -223,8 +207,8 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
 
     def save_checkpoint(step: int) -> None:
         accelerator.wait_for_everyone()
-        rng_states = accelerator.gather_for_metrics([_rng_state()]) if accelerator.num_processes > 1 \
-            else [_rng_state()]
+        rng_states = accelerator.gather_for_metrics([rng_state()]) if accelerator.num_processes > 1 \
+            else [rng_state()]
         weights = _gathered_weights(accelerator, model)
         if is_main:
             def write(folder: Path) -> None:
