@@ -178,7 +178,15 @@ def test_voice_transfer_scores_rendered_s2st(bundle, tmp_path):
     vt = _voice_transfer(cfg, s2st, tmp_path)
     assert vt["status"] == "run" and vt["n"] == 2 and 0 <= vt["closest_to_source_rate"] <= 1
     assert -1 <= vt["similarity_to_others"] <= 1 and -1 <= vt["similarity_to_source"] <= 1
-    assert len(list((tmp_path / "s2st_audio").glob("*.wav"))) == 2
+    # The controls score the same outputs: the unprompted render and the source recording.
+    for key in ("unprompted", "source_recording"):
+        assert set(vt[key]) == {"similarity_to_source", "similarity_to_others", "closest_to_source_rate"}
+        assert -1 <= vt[key]["similarity_to_source"] <= 1 and 0 <= vt[key]["closest_to_source_rate"] <= 1
+    assert len(list((tmp_path / "s2st_audio").glob("*.unprompted.wav"))) == 2
+    assert len(list((tmp_path / "s2st_audio").glob("*.wav"))) == 4
+    # The source recording is enrolled nowhere else but its speaker's other clip (a near copy
+    # of the same tone), so it must be closest to its own speaker: the ceiling is a real ceiling.
+    assert vt["source_recording"]["closest_to_source_rate"] == 1.0
     no_bundle = _voice_transfer(PalmEvalConfig(model="m", store="s", out=str(tmp_path)), s2st, tmp_path)
     assert no_bundle["status"] == "not run"
 

@@ -255,6 +255,7 @@ def _voice_transfer(cfg: PalmEvalConfig, s2st_rows: list[dict], out: Path) -> di
     from soundlm.data import read_manifest
     from soundlm.eval.speaker import MIN_SECONDS, load_voice_encoder, speaker_embedding
     from soundlm.palm.infer import semantic_to_audio
+    from soundlm.pipeline import AudioLMPipeline
 
     encoder = load_voice_encoder()
     # Enrol every speaker of the corpus on up to 3 recordings (not the one used as the prompt).
@@ -272,27 +273,46 @@ def _voice_transfer(cfg: PalmEvalConfig, s2st_rows: list[dict], out: Path) -> di
             centroids[spk] = c / max(float(np.linalg.norm(c)), 1e-12)
     audio_dir = out / "s2st_audio"
     audio_dir.mkdir(exist_ok=True)
-    same, other, closest, too_short = [], [], 0, 0
-    usable = [r for r in s2st_rows if r["frames"] > 0 and r.get("source_speaker") in centroids][: cfg.voice_examples]
-    for r in usable:
-        wav, sr = semantic_to_audio(np.asarray(r["semantic"]), cfg.audiolm, voice_prompt=root / r["source_path"],
-                                    seed=cfg.seed)
-        save_audio(audio_dir / f"{r['id'].replace(':', '_')}.wav", wav, sr)
-        if wav.shape[-1] < MIN_SECONDS * sr:
-            too_short += 1  # Resemblyzer refuses clips this short
-            continue
+    pipe = AudioLMPipeline.from_bundle(cfg.audiolm, device=cfg.device)  # once, not per output
+
+    def score(wav: np.ndarray, sr: int, src: str) -> tuple[float, float, bool]:
+        """(similarity to the source speaker, mean similarity to the others, source is the closest)."""
         emb = speaker_embedding(wav, sr, encoder)
         sims = {spk: float(c @ emb) for spk, c in centroids.items()}
-        src = r["source_speaker"]
-        same.append(sims[src])
         others = [v for k, v in sims.items() if k != src]
-        other.append(float(np.mean(others)) if others else float("nan"))
-        closest += int(all(sims[src] > v for v in others))
-    if not same:
+        return sims[src], float(np.mean(others)) if others else float("nan"), all(sims[src] > v for v in others)
+
+    # Three rows per output: the voice-transfer render (source recording as acoustic prompt);
+    # the same semantic ids rendered with no prompt (the stages pick a voice themselves: the
+    # control that shows what the prompt adds); the source recording itself (the ceiling the
+    # speaker encoder allows for this speaker, as it is enrolled on other recordings).
+    scores: dict[str, list[tuple[float, float, bool]]] = {"prompted": [], "unprompted": [], "source": []}
+    too_short = 0
+    usable = [r for r in s2st_rows if r["frames"] > 0 and r.get("source_speaker") in centroids][: cfg.voice_examples]
+    for r in usable:
+        src, stem = r["source_speaker"], r["id"].replace(":", "_")
+        wav, sr = semantic_to_audio(np.asarray(r["semantic"]), pipe, voice_prompt=root / r["source_path"],
+                                    seed=cfg.seed)
+        plain, _ = semantic_to_audio(np.asarray(r["semantic"]), pipe, voice_prompt=None, seed=cfg.seed)
+        save_audio(audio_dir / f"{stem}.wav", wav, sr)
+        save_audio(audio_dir / f"{stem}.unprompted.wav", plain, sr)
+        if min(wav.shape[-1], plain.shape[-1]) < MIN_SECONDS * sr:
+            too_short += 1  # Resemblyzer refuses clips this short
+            continue
+        scores["prompted"].append(score(wav, sr, src))
+        scores["unprompted"].append(score(plain, sr, src))
+        scores["source"].append(score(load_audio(root / r["source_path"], sample_rate=16_000, mono=True), 16_000, src))
+    if not scores["prompted"]:
         return {"status": "not run", "reason": f"no S2ST output had frames, an enrolled source speaker and at least "
                 f"{MIN_SECONDS} s of audio ({too_short} too short)"}
-    return {"status": "run", "n": len(same), "too_short": too_short, "similarity_to_source": float(np.mean(same)),
-            "similarity_to_others": float(np.nanmean(other)), "closest_to_source_rate": closest / len(same),
+
+    def summary(rows: list[tuple[float, float, bool]]) -> dict:
+        return {"similarity_to_source": float(np.mean([s for s, _, _ in rows])),
+                "similarity_to_others": float(np.nanmean([o for _, o, _ in rows])),
+                "closest_to_source_rate": float(np.mean([c for _, _, c in rows]))}
+
+    return {"status": "run", "n": len(scores["prompted"]), "too_short": too_short, **summary(scores["prompted"]),
+            "unprompted": summary(scores["unprompted"]), "source_recording": summary(scores["source"]),
             "audio": str(audio_dir)}
 
 
@@ -327,6 +347,13 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| voice transfer | S2ST | {vt['n']} | similarity to source | "
                      f"{vt['similarity_to_source']:.3f} | to other speakers {vt['similarity_to_others']:.3f}; "
                      f"closest to source {_pct(vt['closest_to_source_rate'])} |")
+        for key, label in (("unprompted", "control: same ids, no voice prompt"),
+                           ("source_recording", "ceiling: the source recording itself")):
+            if key in vt:
+                c = vt[key]
+                lines.append(f"| voice transfer, {label} | S2ST | {vt['n']} | similarity to source | "
+                             f"{c['similarity_to_source']:.3f} | to other speakers {c['similarity_to_others']:.3f}; "
+                             f"closest to source {_pct(c['closest_to_source_rate'])} |")
     else:
         lines.append(f"| voice transfer | - | 0 | not run | - | {vt.get('reason', '')} |")
     lines += ["", "TTS and S2ST are scored on semantic ids: the model's own ASR task reads the semantic ids its "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ import torch
 from soundlm.palm.model import PalmModel
 from soundlm.palm.tasks import TaskExample, prompt_ids
 from soundlm.sampler import SamplingParams
+
+if TYPE_CHECKING:
+    from soundlm.pipeline import AudioLMPipeline
 
 GREEDY = SamplingParams(temperature=0.0)
 
@@ -105,10 +109,12 @@ def encode_audio(palm: PalmModel, path: str | Path, semantic_tokenizer: str | Pa
     return ids[0].cpu().numpy()
 
 
-def semantic_to_audio(semantic: np.ndarray, audiolm: str | Path | None, voice_prompt: str | Path | None = None,
-                      seed: int = 0) -> tuple[np.ndarray, int]:
+def semantic_to_audio(semantic: np.ndarray, audiolm: "str | Path | AudioLMPipeline | None",
+                      voice_prompt: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, int]:
     """Semantic ids [T] -> (waveform [C, S], sample rate) through an AudioLM bundle's coarse/fine stages.
 
+    audiolm: a bundle folder, or an already loaded AudioLMPipeline (callers rendering many
+    outputs load it once: loading the codec and three LMs costs more than a short render).
     voice_prompt: a wav of the speaker to keep; its codes are the acoustic prompt the coarse
     stage continues (its part is cut from the result).
     """
@@ -119,7 +125,7 @@ def semantic_to_audio(semantic: np.ndarray, audiolm: str | Path | None, voice_pr
                          "--out-tokens to save the semantic ids")
     from soundlm.pipeline import AudioLMPipeline, AudioLMSampling
 
-    pipe = AudioLMPipeline.from_bundle(audiolm)
+    pipe = audiolm if isinstance(audiolm, AudioLMPipeline) else AudioLMPipeline.from_bundle(audiolm)
     dev = pipe.device
     params = AudioLMSampling()
     gen = torch.Generator(device=dev).manual_seed(seed)
