@@ -44,16 +44,16 @@ class RecipeConfig:
     clusters: int = 100
     # codec
     codec_preset: str = "small"
-    codec_steps: int = 2000
+    codec_steps: int = 1000
     codec_batch_size: int = 8
     codec_segment_seconds: float = 0.64
     codec_lr: float = 5e-4
     # language models
     lm_preset: str = "mini"
     coarse_codebooks: int = 3
-    semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(400, 8, 4.5))
-    coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(300, 8, 2.0))
-    fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(250, 8, 1.0))
+    semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(250, 8, 4.5))
+    coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(200, 8, 2.0))
+    fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(150, 8, 1.0))
     # evaluation
     eval_files: int = 20
     eval_prompts: int = 20
