@@ -97,6 +97,8 @@ class Fp16Export:
 def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path) -> Fp16Export:
     """Copy a bundle folder to `out_dir` with every safetensors file's float tensors in float16.
 
+    Our codec's training-only EMA sums (`embed_avg`) are left out; see SoundStreamCodec.from_pretrained.
+
     Integer and boolean tensors (counters, `inited` flags) keep their dtype, and so does a
     float tensor whose values do not fit float16 (|x| > 65504, e.g. a large EMA count):
     it would load back as inf. Other files (config.json, README, ...) are copied as they
@@ -125,6 +127,10 @@ def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path) -> Fp16Expor
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata()
                 tensors = {name: f.get_tensor(name) for name in f.keys()}
+            if rel.parts[0] == "codec":
+                # Training-only EMA sums of our codec's quantizers (2 MB at 8 x 1024 x 128);
+                # SoundStreamCodec.from_pretrained restarts them from the codebooks.
+                tensors = {name: t for name, t in tensors.items() if not name.endswith(".embed_avg")}
             for name, t in tensors.items():
                 if not t.is_floating_point() or t.dtype == torch.float16:
                     continue

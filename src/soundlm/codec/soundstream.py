@@ -220,7 +220,13 @@ class SoundStreamCodec(AcousticTokenizer):
         if raw.get("type") != CONFIG_TYPE:
             raise ValueError(f"{config_path}: type is {raw.get('type')!r}, expected {CONFIG_TYPE!r}")
         model = cls(CodecConfig.from_dict(raw))
-        model.load_state_dict(load_file(str(weights_path)))
+        state = load_file(str(weights_path))
+        # Inference exports leave out the quantizers' EMA sums (`embed_avg`, read only by
+        # training updates); a model loaded from one restarts them from its codebooks.
+        for name, value in model.state_dict().items():
+            if name.endswith(".embed_avg") and name not in state:
+                state[name] = state[name.removesuffix("_avg")].clone()
+        model.load_state_dict(state)
         model.source = str(folder)
         model.eval()
         return model.to(device) if device is not None else model
