@@ -56,6 +56,7 @@ class RecipeConfig:
     fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(150, 8, 1.0))
     # evaluation
     eval_files: int = 20
+    asr_files: int = 4  # pocketsphinx takes 0.5-2 min per clip here
     eval_prompts: int = 20
     eval_pairs: int = 50
     prompt_seconds: float = 3.0
@@ -185,8 +186,8 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     eval_dir = work / "eval"
     timer.run("evaluate", lambda: run_all(SuiteConfig(
         model=str(model_dir), data=str(manifest), store=str(store), out=str(eval_dir), max_files=cfg.eval_files,
-        prompt_seconds=cfg.prompt_seconds, num_prompts=cfg.eval_prompts, num_pairs=cfg.eval_pairs, seed=cfg.seed,
-        device=device)))
+        asr_max_files=cfg.asr_files, prompt_seconds=cfg.prompt_seconds, num_prompts=cfg.eval_prompts,
+        num_pairs=cfg.eval_pairs, seed=cfg.seed, device=device)))
     results = read_json(eval_dir / "results.json")
     size = _folder_megabytes(model_dir)
     write_json_atomic(model_dir / "eval.json", results)

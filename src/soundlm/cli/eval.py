@@ -167,7 +167,8 @@ def all_command(
     store: Path = typer.Option(..., help="Token store of that corpus (for the held-out LM loss)."),
     out: Path = typer.Option(..., help="Output folder: results.md, results.json and one file pair per section."),
     split: str = typer.Option("heldout", help=_SPLIT),
-    max_files: int | None = typer.Option(20, help="Files for the codec and ASR evaluations."),
+    max_files: int | None = typer.Option(20, help="Files for the codec evaluation."),
+    asr_max_files: int | None = typer.Option(10, help="Files for the ASR evaluation (pocketsphinx: ~1 min each)."),
     prompt_seconds: float = typer.Option(3.0, help="Continuation prompt length."),
     seconds: float = typer.Option(3.0, help="Continuation length."),
     num_prompts: int = typer.Option(20, help="Continuation prompts."),
@@ -184,7 +185,7 @@ def all_command(
         from soundlm.eval.suite import SuiteConfig, run_all
 
         cfg = SuiteConfig(model=str(model), data=str(data), store=str(store), out=str(out), split=split,
-                          max_files=max_files, prompt_seconds=prompt_seconds, seconds=seconds,
+                          max_files=max_files, asr_max_files=asr_max_files, prompt_seconds=prompt_seconds, seconds=seconds,
                           num_prompts=num_prompts, num_pairs=num_pairs, voice=voice, seed=seed, device=device,
                           skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
         sections = run_all(cfg)
