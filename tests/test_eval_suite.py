@@ -195,7 +195,7 @@ def test_cli_eval_all_writes_every_section(world, tmp_path):
 
     out = tmp_path / "results"
     res = CliRunner().invoke(app, ["eval", "all", "--model", str(world["bundle"]), "--data", str(world["corpus"]),
-                                   "--store", str(world["store"]), "--out", str(out), "--max-files", "2",
+                                   "--store", str(world["store"]), "--out", str(out), "--max-files", "2", "--asr-max-files", "2",
                                    "--prompt-seconds", "0.6", "--seconds", "0.6", "--num-prompts", "2",
                                    "--num-pairs", "3"])
     assert res.exit_code == 0, res.output
