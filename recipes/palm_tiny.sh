@@ -7,7 +7,7 @@
 #   W=/tmp/palm STEPS=300 bash recipes/palm_tiny.sh
 #
 # Results: $W/eval_text/report.md, $W/eval_scratch/report.md, $W/eval_voice/report.md (voice
-# transfer) and the wavs under $W/demo/ (docs/RESULTS_PALM.md).
+# transfer) and the wavs under $W/demo/ (docs/RESULTS.md, section 2).
 #
 # Audio output (issue 5: TTS and S2ST with voice transfer) needs a real codec: CODEC_AC=FOLDER
 # copies an exported codec (config.json + model.safetensors, e.g. the speech-tiny recipe's
@@ -47,7 +47,7 @@ timed data "$SOUNDLM" data speech --out "$W/corpus" --hours "$HOURS" --languages
 timed semantic "$SOUNDLM" train semantic "$W/corpus" --out "$W/semantic" --features mfcc --clusters 150 \
     --max-frames 100000
 # The acoustic codes only fill the store's acoustic column (voice prompts for S2ST audio need a
-# real AudioLM bundle, see docs/RESULTS_PALM.md): a tiny codec trained for a few steps is enough.
+# real AudioLM bundle, see docs/RESULTS.md, section 2): a tiny codec trained for a few steps is enough.
 timed codec "$SOUNDLM" train codec "$W/corpus" --out "$W/codec" --preset tiny --steps 3 --batch-size 2 \
     --no-adversarial --ckpt-every 3 --eval-every 3 --sample-every 1000 --num-workers 0
 timed tokenize "$SOUNDLM" tokenize "$W/corpus" --out "$W/store" --semantic "$W/semantic" --codec "$W/codec/final" \
