@@ -10,17 +10,15 @@ step, RNG states).
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from soundlm.checkpoint import latest_checkpoint, save_step_checkpoint
+from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state
 from soundlm.fileio import write_text_atomic
 from soundlm.palm.tasks import IGNORE_INDEX, Batch
 
@@ -93,20 +91,6 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return warmup_cosine(step, warmup, total, 0.1)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines past the resumed step (written after the checkpoint a crash fell back to)."""
@@ -140,13 +124,13 @@ def train_loop(model: torch.nn.Module, make_batch: Callable[[int], Batch], run_d
         model.to(device).train()
         state = torch.load(ckpt / TRAIN_STATE, map_location="cpu", weights_only=False)
         opt.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start = int(state["step"])
 
     def save(step: int) -> None:
         def write(folder: Path) -> None:
             write_model(folder)
-            torch.save({"optimizer": opt.state_dict(), "step": step, "rng": _rng_state()}, folder / TRAIN_STATE)
+            torch.save({"optimizer": opt.state_dict(), "step": step, "rng": rng_state()}, folder / TRAIN_STATE)
 
         save_step_checkpoint(run_dir, step, write, keep=cfg.keep)
 

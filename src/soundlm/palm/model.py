@@ -154,16 +154,11 @@ def save_palm(palm: PalmModel, folder: str | Path) -> Path:
 
 def resolve_model_folder(path: str | Path) -> Path:
     """A palm model folder, a run folder (its `final/`, else its latest checkpoint)."""
-    from soundlm.checkpoint import latest_checkpoint
+    from soundlm.checkpoint import resolve_model_folder as resolve
 
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    if (path / "final" / "config.json").is_file():
-        return path / "final"
-    ckpt = latest_checkpoint(path)
-    if ckpt is not None:
-        return ckpt
+    folder = resolve(path)  # checkpoints hold config.json too (write_palm_files)
+    if folder is not None:
+        return folder
     raise FileNotFoundError(f"{path}: not a palm model folder or run folder (no config.json, final/ or "
                             "checkpoints/); train one with `soundlm train palm --out RUN`")
 
