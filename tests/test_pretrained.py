@@ -7,7 +7,7 @@ from safetensors import safe_open
 from tiny_bundle import SR, make_tiny_bundle, tone
 
 import soundlm.pretrained as pretrained
-from soundlm.pipeline import AudioLMPipeline, AudioLMSampling
+from soundlm.pipeline import AudioLMSampling
 from soundlm.sampler import SamplingParams
 
 
