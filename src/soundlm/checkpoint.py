@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from soundlm.fileio import atomic_dir, write_text_atomic
 
@@ -88,3 +88,23 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_resume_settings(run_dir: str | Path, settings: dict, locked: Sequence[str]) -> None:
+    """Refuse to resume a run whose `locked` settings changed; record the settings otherwise.
+
+    The settings live in RUN/train_config.json (JSON: tuples compare as lists).
+    """
+    import json
+
+    from soundlm.fileio import read_json, write_json_atomic
+
+    path = Path(run_dir) / "train_config.json"
+    wanted = json.loads(json.dumps(settings))
+    if path.exists():
+        old = read_json(path)
+        diffs = [f"{k}: {old.get(k)!r} -> {wanted.get(k)!r}" for k in locked if old.get(k) != wanted.get(k)]
+        if diffs:
+            raise ValueError(f"{path}: this run was started with other settings ({'; '.join(diffs)}); "
+                             "rerun with the original settings to resume, or use a new --out folder")
+    write_json_atomic(path, wanted)

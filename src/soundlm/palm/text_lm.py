@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from soundlm.fileio import atomic_dir, read_json, write_json_atomic
+from soundlm.checkpoint import check_resume_settings
+from soundlm.fileio import atomic_dir
 from soundlm.palm.loop import LoopConfig, batch_indices, pick_device, train_loop
 from soundlm.palm.tasks import Batch, FormattedExample, collate
 
@@ -69,16 +70,6 @@ def text_lm_corpus(num_sentences: int, languages: tuple[str, ...], seed: int) ->
     return [s.text[lang] for s in sentences(seed, num_sentences) for lang in languages]
 
 
-def _check_resume(out: Path, cfg: TextLMConfig) -> None:
-    path = out / "train_config.json"
-    wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    if path.exists():
-        old = read_json(path)
-        diff = [k for k in _RESUME_MUST_MATCH if old.get(k) != wanted.get(k)]
-        if diff:
-            raise ValueError(f"{out} was trained with different {diff} ({ {k: old.get(k) for k in diff} }); "
-                             "use a new --out folder or the same settings to resume")
-    write_json_atomic(path, wanted)
 
 
 def train_text_lm(cfg: TextLMConfig) -> TextLMResult:
@@ -91,7 +82,7 @@ def train_text_lm(cfg: TextLMConfig) -> TextLMResult:
     cfg.validate()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, cfg)
+    check_resume_settings(out, asdict(cfg), _RESUME_MUST_MATCH)
     texts = text_lm_corpus(cfg.num_sentences, tuple(cfg.languages), cfg.seed)
     tok_dir = out / TOKENIZER_DIR
     if not tok_dir.is_dir():

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from soundlm.fileio import read_json, write_json_atomic
+from soundlm.checkpoint import check_resume_settings
 from soundlm.palm.loop import LoopConfig, batch_indices, pick_device, train_loop
 from soundlm.palm.tasks import Batch, collate, format_example
 
@@ -56,16 +56,6 @@ class PalmTrainResult:
     counts: dict[str, int]
 
 
-def _check_resume(out: Path, cfg: PalmTrainConfig) -> None:
-    path = out / "train_config.json"
-    wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    if path.exists():
-        old = read_json(path)
-        diff = [k for k in _RESUME_MUST_MATCH if old.get(k) != wanted.get(k)]
-        if diff:
-            raise ValueError(f"{out} was trained with different {diff} (was { {k: old.get(k) for k in diff} }); "
-                             "rerun with the same settings to resume, or use a new --out folder")
-    write_json_atomic(path, wanted)
 
 
 def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
@@ -85,7 +75,7 @@ def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
     if "semantic_vocab_size" not in sm:
         raise ValueError(f"{cfg.store}/store.json has no semantic_vocab_size; re-tokenize with this soundlm")
     out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, cfg)
+    check_resume_settings(out, asdict(cfg), _RESUME_MUST_MATCH)
 
     task_set = build_task_examples(cfg.store, tasks, split="train", languages=cfg.languages,
                                    manifest=cfg.manifest, max_examples=cfg.max_examples)
