@@ -6,6 +6,7 @@ import soundfile as sf
 import torch
 
 from soundlm.pipeline import AudioLMPipeline, context_windows
+from tiny_bundle import random_codec
 
 SR = 16000
 # Windows far shorter than the requested audio, so every stage generates window by window.
@@ -16,7 +17,6 @@ NUM_COARSE = 2
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory) -> dict[str, Path]:
     """Tiny random semantic tokenizer, codec and three stage models, saved as folders."""
-    from soundlm.codec import SoundStreamCodec, codec_16k_tiny
     from soundlm.lm.model import TokenLM, lm_tiny, save_lm
     from soundlm.semantic.features import MFCCFeatures
     from soundlm.semantic.tokenizer import SemanticTokenizer
@@ -26,14 +26,7 @@ def parts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("audiolm")
     sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
     sem.save(root / "semantic_tokenizer")
-    codec = SoundStreamCodec(codec_16k_tiny())
-    # An untrained codec waits for k-means init with all-zero codebooks (every code decodes alike);
-    # random codebooks make different codes sound different.
-    for name, buf in codec.named_buffers():
-        if name.endswith(("embed", "embed_avg")):
-            buf.normal_()
-        elif name.endswith("inited"):
-            buf.fill_(True)
+    codec = random_codec()
     codec.save_pretrained(root / "codec")
     k = codec.total_codebooks
     tokenizers = {"semantic_spec": str(root / "semantic_tokenizer"), "acoustic_spec": str(root / "codec")}

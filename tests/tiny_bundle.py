@@ -10,9 +10,22 @@ NUM_COARSE = 2
 WINDOWS = {"semantic": 0.5, "coarse": 0.3, "fine": 0.2}
 
 
+def random_codec():
+    """The tiny codec with random codebooks: an untrained one waits for k-means init with all-zero
+    codebooks (every code decodes alike); random codebooks make different codes sound different."""
+    from soundlm.codec import SoundStreamCodec, codec_16k_tiny
+
+    codec = SoundStreamCodec(codec_16k_tiny())
+    for name, buf in codec.named_buffers():
+        if name.endswith(("embed", "embed_avg")):
+            buf.normal_()
+        elif name.endswith("inited"):
+            buf.fill_(True)
+    return codec
+
+
 def make_tiny_bundle(root: Path) -> Path:
     """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`."""
-    from soundlm.codec import SoundStreamCodec, codec_16k_tiny
     from soundlm.lm.model import TokenLM, lm_tiny, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.semantic.features import MFCCFeatures
@@ -23,13 +36,7 @@ def make_tiny_bundle(root: Path) -> Path:
     parts = root / "parts"
     sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
     sem.save(parts / "semantic_tokenizer")
-    codec = SoundStreamCodec(codec_16k_tiny())
-    # An untrained codec waits for k-means init with all-zero codebooks; random ones make codes audible.
-    for name, buf in codec.named_buffers():
-        if name.endswith(("embed", "embed_avg")):
-            buf.normal_()
-        elif name.endswith("inited"):
-            buf.fill_(True)
+    codec = random_codec()
     codec.save_pretrained(parts / "codec")
     k = codec.total_codebooks
     tokenizers = {"semantic_spec": str(parts / "semantic_tokenizer"), "acoustic_spec": str(parts / "codec")}
