@@ -144,6 +144,7 @@ def asr_command(
     max_files: int | None = typer.Option(None, help="Evaluate at most this many files."),
     num_codebooks: int | None = typer.Option(None, help="Codebooks for the resynthesis (default: the codec's)."),
     seed: int = typer.Option(0, help="Seed for the recogniser's dither."),
+    max_hmm_per_frame: int = typer.Option(10_000, help="Recogniser search bound; lower is faster on noisy audio."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
     """Pocketsphinx WER (closed corpus vocabulary) of the original audio and of the codec resynthesis."""
@@ -155,7 +156,8 @@ def asr_command(
         from soundlm.eval.suite import eval_asr
 
         c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return eval_asr(c, data, split, max_files, num_codebooks, seed, out_dir=out)
+        return eval_asr(c, data, split, max_files, num_codebooks, seed, out_dir=out,
+                        max_hmm_per_frame=max_hmm_per_frame)
 
     _run(go, out)
 

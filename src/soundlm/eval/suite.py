@@ -608,8 +608,11 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
 
 def eval_asr(codec: AcousticTokenizer, data: str | Path, split: str = "heldout", max_files: int | None = None,
              num_codebooks: int | None = None, seed: int = 0, out_dir: str | Path | None = None,
-             progress: bool = True) -> EvalSection:
+             progress: bool = True, max_hmm_per_frame: int = 10_000) -> EvalSection:
     """Pocketsphinx WER of the original audio and of its codec resynthesis.
+
+    max_hmm_per_frame bounds the recogniser's search: noise-like resyntheses with the
+    corpus grammar took over 8 min per clip at 10000 here, 0.5-1.5 min at 1000.
 
     The decoder uses a closed vocabulary: every word of the corpus's transcripts (all
     splits), which is what makes pocketsphinx usable on synthetic speech. English rows only.
@@ -630,12 +633,14 @@ def eval_asr(codec: AcousticTokenizer, data: str | Path, split: str = "heldout",
     utts = [u for u in english if split is None or (u.split or "train") == split][:max_files]
     if not utts:
         raise ValueError(f"{data}: no English rows with split {split!r}; pocketsphinx only recognises English")
-    asr = PocketsphinxASR(vocabulary=[u.transcript for u in english], seed=seed)
+    asr = PocketsphinxASR(vocabulary=[u.transcript for u in english], seed=seed,
+                          max_hmm_per_frame=max_hmm_per_frame)
     k = num_codebooks or codec.num_codebooks
     if not 1 <= k <= codec.total_codebooks:
         raise ValueError(f"--num-codebooks must be in 1..{codec.total_codebooks}, got {k}")
     settings = {"codec": codec.describe(), "data": str(data), "split": split, "num_files": len(utts),
-                "num_codebooks": k, "vocabulary_size": len(asr.vocabulary or []), "seed": seed}
+                "num_codebooks": k, "vocabulary_size": len(asr.vocabulary or []), "seed": seed,
+                "max_hmm_per_frame": max_hmm_per_frame}
     state = RowState(_state_path(out_dir, "asr"), settings)
     device = _codec_device(codec)
     original = codec.num_codebooks
