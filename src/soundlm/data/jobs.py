@@ -84,3 +84,22 @@ def remove_stale_temporaries(folder: Path) -> int:
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
+
+
+def render_corpus(out: Path, rows: list[dict], tasks: list, render: Callable, sample_rate: int,
+                  workers: int | None, desc: str, noun: str) -> Path:
+    """Render every task whose wav is missing or broken, then write `out/manifest.jsonl`.
+
+    `tasks[i].path` is the wav of `rows[i]`; rows get their measured `duration` here.
+    """
+    from soundlm.audio import info
+    from soundlm.data import write_manifest
+
+    remove_stale_temporaries(out)
+    todo = [t for t in tasks if not valid_wav(Path(t.path), sample_rate)]
+    if len(todo) < len(tasks):
+        print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} {noun} already rendered")
+    run_parallel(render, todo, workers, desc=desc)
+    for row in rows:
+        row["duration"] = round(info(out / row["path"]).duration, 6)
+    return write_manifest(out / "manifest.jsonl", rows)

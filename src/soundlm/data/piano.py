@@ -19,9 +19,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from soundlm.audio import info, load_audio, normalize_peak, save_audio
-from soundlm.data import MissingToolError, write_manifest
-from soundlm.data.jobs import pin_config, remove_stale_temporaries, run_parallel, valid_wav
+from soundlm.audio import load_audio, normalize_peak, save_audio
+from soundlm.data import MissingToolError
+from soundlm.data.jobs import pin_config, render_corpus
 
 SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/soundfonts"), Path("/usr/local/share/soundfonts"))
 PREFERRED_SOUNDFONTS = ("FluidR3_GM.sf2", "default-GM.sf2")
@@ -148,11 +148,4 @@ def make_piano_corpus(out: str | Path, pieces: int = 20, max_seconds: float = 30
         rows.append({"id": uid, "path": rel, "duration": 0.0, "sample_rate": sample_rate, "speaker": None,
                      "language": None, "transcript": name, "split": "heldout" if i >= pieces - n_heldout else "train"})
         tasks.append(PianoTask(str(score), str(out / rel), sample_rate, max_seconds, str(font)))
-    remove_stale_temporaries(out)
-    todo = [t for t in tasks if not valid_wav(Path(t.path), sample_rate)]
-    if len(todo) < len(tasks):
-        print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} pieces already rendered")
-    run_parallel(render_piece, todo, workers, desc="piano")
-    for row in rows:
-        row["duration"] = round(info(out / row["path"]).duration, 6)
-    return write_manifest(out / "manifest.jsonl", rows)
+    return render_corpus(out, rows, tasks, render_piece, sample_rate, workers, desc="piano", noun="pieces")

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from soundlm.audio import info, load_audio, normalize_peak, save_audio
-from soundlm.data import MissingToolError, write_manifest
-from soundlm.data.jobs import pin_config, remove_stale_temporaries, run_parallel, valid_wav
+from soundlm.audio import load_audio, normalize_peak, save_audio
+from soundlm.data import MissingToolError
+from soundlm.data.jobs import pin_config, render_corpus
 from soundlm.data.text import LANGUAGES, Sentence, make_text_id, random_sentence
 from soundlm.fileio import write_json_atomic
 
@@ -262,11 +262,4 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
                          "text_id": sentence.text_id, "split": speaker.split})
             tasks.append(SpeechTask(str(out / rel), text, speaker, sample_rate))
 
-    remove_stale_temporaries(out)
-    todo = [t for t in tasks if not valid_wav(Path(t.path), sample_rate)]
-    if len(todo) < len(tasks):
-        print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} utterances already rendered")
-    run_parallel(render_utterance, todo, workers, desc="speech")
-    for row in rows:
-        row["duration"] = round(info(out / row["path"]).duration, 6)
-    return write_manifest(out / "manifest.jsonl", rows)
+    return render_corpus(out, rows, tasks, render_utterance, sample_rate, workers, desc="speech", noun="utterances")
