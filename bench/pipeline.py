@@ -11,7 +11,6 @@ seconds per wall second (> 1 = faster than real time). Prints a table, writes JS
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
