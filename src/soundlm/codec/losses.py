@@ -24,19 +24,19 @@ def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
-                   f_max: float | None = None) -> torch.Tensor:
-    """HTK-scale triangular filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney)."""
+                   f_max: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """HTK-scale triangular filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney), in float64 then `dtype`."""
     f_max = f_max if f_max is not None else sample_rate / 2
     freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min))), float(hz_to_mel(torch.tensor(f_max))),
-                          n_mels + 2, dtype=torch.float64)
+    mel_range = hz_to_mel(torch.tensor([f_min, f_max], dtype=torch.float64))
+    mels = torch.linspace(float(mel_range[0]), float(mel_range[1]), n_mels + 2, dtype=torch.float64)
     hz = mel_to_hz(mels)
     lower, centre, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
     up = (freqs[None] - lower) / (centre - lower)
     down = (upper - freqs[None]) / (upper - centre)
     fb = torch.clamp(torch.minimum(up, down), min=0.0)
     fb = fb * (2.0 / (upper - lower))
-    return fb.float()
+    return fb.to(dtype)
 
 
 def _stft_mag(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:

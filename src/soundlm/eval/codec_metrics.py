@@ -57,30 +57,22 @@ def _pair(reference, estimate) -> tuple[np.ndarray, np.ndarray]:
 
 # ----------------------------------------------------------------------------- spectra
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + f / 700.0)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
 @lru_cache(maxsize=16)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:
-    """HTK-scale triangular mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney)."""
+    """HTK-scale triangular mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney), float64.
+
+    The codec's training loss uses the same filters (soundlm.codec.losses.mel_filterbank).
+    """
+    import torch
+
+    from soundlm.codec.losses import mel_filterbank as _filters
+
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={fmin}, fmax={fmax}, "
                          f"sample_rate={sample_rate}")
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(fmin)), _hz_to_mel(np.array(fmax)), n_mels + 2))
-    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None] - lower) / (center - lower)
-    down = (upper - freqs[None]) / (upper - center)
-    fb = np.maximum(0.0, np.minimum(up, down))  # [n_mels, F]
-    # Slaney normalisation: each filter has unit area, so wide high bands do not dominate.
-    return fb * (2.0 / (upper - lower))
+    return _filters(sample_rate, n_fft, n_mels, fmin, fmax, dtype=torch.float64).numpy()
 
 
 def _stft_magnitude(x: np.ndarray, n_fft: int, hop: int, win: int) -> np.ndarray:
