@@ -251,6 +251,16 @@ def test_lexical_pairs_are_matched_nonwords():
         make_lexical_pairs(["blicket"], lexicon)
 
 
+def test_corpus_words_keep_known_words_by_frequency():
+    from soundlm.eval.lexical import corpus_words
+
+    lexicon = frozenset({"garden", "the", "rabbit", "runs", "blicket"})
+    words = corpus_words(["The rabbit runs.", "The garden, the RABBIT!", "zzxq rabbit's"], lexicon)
+    # Frequency first, then alphabetical; short words, possessives and unknown words are dropped.
+    assert words == ["rabbit", "garden", "runs"]
+    assert corpus_words(["the cat"], lexicon) == []
+
+
 def test_lexical_accuracy_with_toy_scores(tmp_path):
     from soundlm.audio import load_audio
     from soundlm.eval.lexical import lexical_accuracy, make_lexical_pairs, synthesize_pairs

@@ -213,10 +213,17 @@ def test_cli_eval_all_writes_every_section(world, tmp_path):
     lex = results["sections"]["lexical"]
     assert lex["summary"]["num_pairs"] == 3 and 0 <= lex["summary"]["accuracy"] <= 1
     assert all(r["word_logprob"] < 0 and r["nonword_logprob"] < 0 for r in lex["rows"])
+    # The pairs are built from the training split's words (carol's sentence), not a fixed list.
+    assert "train transcripts" in lex["settings"]["words"]
+    assert sorted(r["word"] for r in lex["rows"]) == ["books", "brother", "reads"]
     asr = results["sections"]["asr"]["summary"]
     assert asr["num_files"] == 2 and asr["wer_original"] <= 0.5 and asr["wer_resynthesized"] >= 0
     cont = results["sections"]["continuation"]["summary"]
     assert 0 <= cont["accuracy_acoustic_prompt"] <= 1 and 0 <= cont["accuracy_semantic_prompt_only"] <= 1
+    # Every espeak sentence outlasts 0.6 s + 0.6 s: both references were classified for every prompt.
+    assert cont["num_references"] == 2
+    assert 0 <= cont["accuracy_ground_truth"] <= 1 and 0 <= cont["accuracy_codec_resynthesis"] <= 1
+    assert all(r["predicted_ground_truth"] in ("alice", "bob") for r in results["sections"]["continuation"]["rows"])
     assert "| stage |" in (out / "lm.md").read_text()
 
 

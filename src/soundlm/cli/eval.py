@@ -123,6 +123,9 @@ def lexical_command(
     num_pairs: int = typer.Option(50, help="Word / non-word pairs to score."),
     voice: str = typer.Option("en-us", help="espeak-ng voice for every item (e.g. en-us, en-us+f3)."),
     seed: int = typer.Option(0, help="Seed for the non-words."),
+    data: Path | None = typer.Option(None, help="Training corpus manifest: build the pairs from its words "
+                                                "(default: built-in common English words)."),
+    words_split: str = typer.Option("train", help="Split of --data whose transcripts give the words."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
     """sWUGGY-style lexical accuracy: the semantic LM's total log-prob of word vs non-word."""
@@ -130,7 +133,8 @@ def lexical_command(
     def go() -> Any:
         from soundlm.eval.suite import eval_lexical
 
-        return eval_lexical(_pipeline(model, device), num_pairs, voice, seed, work_dir=out)
+        return eval_lexical(_pipeline(model, device), num_pairs, voice, seed, work_dir=out, data=data,
+                            words_split=words_split)
 
     _run(go, out)
 

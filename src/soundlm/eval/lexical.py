@@ -194,6 +194,23 @@ def make_lexical_pairs(words: Iterable[str] = COMMON_WORDS, lexicon: frozenset[s
     return pairs
 
 
+def corpus_words(transcripts: Iterable[str], lexicon: frozenset[str] | None = None, min_letters: int = 4) -> list[str]:
+    """The distinct words of `transcripts` that can anchor a pair: letters only, at least
+    `min_letters` long and in the lexicon; most frequent first (ties alphabetical).
+
+    sWUGGY asks whether the LM knows the words of its language; on a closed-vocabulary
+    corpus that language is the corpus's vocabulary, so pairs are built from its words.
+    """
+    lexicon = lexicon if lexicon is not None else load_lexicon()
+    counts: Counter = Counter()
+    for text in transcripts:
+        for raw in re.findall(r"[A-Za-z']+", text or ""):
+            word = raw.lower()
+            if word.isalpha() and len(word) >= min_letters and word in lexicon:
+                counts[word] += 1
+    return sorted(counts, key=lambda w: (-counts[w], w))
+
+
 def synthesize_pairs(pairs: Sequence[LexicalPair], out_dir: str | Path, voice: str = "en-us",
                      sample_rate: int = 16_000, progress: bool = True) -> list[LexicalPair]:
     """Speak both items of every pair with one voice into `out_dir`; writes `pairs.json`.

@@ -390,6 +390,10 @@ class ContinuationRow:
     predicted_semantic_prompt: str
     similarity_acoustic_prompt: float  # cosine, prompt vs continuation
     similarity_semantic_prompt: float
+    # References: the utterance's real next seconds, as recorded and through the codec
+    # (None when the utterance ends too soon after the prompt).
+    predicted_ground_truth: str | None = None
+    predicted_codec_resynthesis: str | None = None
 
 
 def plan_speaker_test(utts: Sequence[Utterance], prompt_seconds: float, num_prompts: int,
@@ -444,6 +448,10 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
     by `seconds` with the full pipeline. Only the continuation (prompt excluded) is
     classified by nearest enrolled voice. The contrast gives the coarse and fine stages the
     prompt's semantic ids only (`acoustic_prompt=False`). Chance is 1 / number of voices.
+
+    Two references bound what the LMs can reach: the utterance's real audio after the
+    prompt (the classifier's own accuracy) and that audio resynthesized by the codec (the
+    most a continuation decoded by this codec can keep of the voice).
     """
     from tqdm import tqdm
 
@@ -466,7 +474,8 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
     enrolment = enrol_speakers(embeddings)
     settings = {"data": str(data), "split": split, "prompt_seconds": prompt_seconds, "seconds": seconds,
                 "num_prompts": len(prompts), "enrol_fraction": enrol_fraction, "seed": seed,
-                "voices": enrolment.speakers, "sampling": asdict(sampling) if sampling is not None else "default"}
+                "voices": enrolment.speakers, "sampling": asdict(sampling) if sampling is not None else "default",
+                "references": "ground truth and codec resynthesis"}
     state = RowState(_state_path(out_dir, "continuation"), settings)
     audio_dir = Path(out_dir) / "continuation_audio" if out_dir is not None and save_audio else None
     rows = []
@@ -489,10 +498,17 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
             result[label] = (classify_speaker(enrolment, emb).speaker, cosine_similarity(prompt_emb, emb))
             if audio_dir is not None:
                 write_audio(audio_dir / f"{i:04d}_{label}_prompt.wav", cont, sr)
+        truth = audio[:, n: n + int(round(seconds * sr))]
+        truth_label = resynth_label = None
+        if truth.shape[1] >= MIN_SECONDS * sr:
+            truth_label = classify_speaker(enrolment, speaker_embedding(truth, sr, encoder)).speaker
+            resynth = _codec_resynthesis(pipe.codec, truth, pipe.device)
+            resynth_label = classify_speaker(enrolment, speaker_embedding(resynth, sr, encoder)).speaker
         row = ContinuationRow(id=u.id, speaker=str(u.speaker), predicted_acoustic_prompt=result["acoustic"][0],
                               predicted_semantic_prompt=result["semantic"][0],
                               similarity_acoustic_prompt=result["acoustic"][1],
-                              similarity_semantic_prompt=result["semantic"][1])
+                              similarity_semantic_prompt=result["semantic"][1],
+                              predicted_ground_truth=truth_label, predicted_codec_resynthesis=resynth_label)
         state.put(u.id, asdict(row))
         rows.append(row)
     summary = {
@@ -503,11 +519,31 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
         "similarity_semantic_prompt_only": float(np.mean([r.similarity_semantic_prompt for r in rows])),
         "num_prompts": len(rows), "num_voices": len(enrolment.speakers),
     }
+    with_truth = [r for r in rows if r.predicted_ground_truth is not None]
+    if with_truth:
+        summary["accuracy_ground_truth"] = float(np.mean([r.predicted_ground_truth == r.speaker
+                                                          for r in with_truth]))
+        summary["accuracy_codec_resynthesis"] = float(np.mean([r.predicted_codec_resynthesis == r.speaker
+                                                               for r in with_truth]))
+        summary["num_references"] = len(with_truth)
     return EvalSection(name="continuation", title="Speaker preservation in continuations", settings=settings,
                        summary=summary, rows=[asdict(r) for r in rows], wall_seconds=time.perf_counter() - start,
                        notes=["Accuracy: the continuation (prompt excluded) classified by nearest enrolled voice "
                               "(resemblyzer cosine). 'semantic prompt only': the coarse/fine stages saw the "
-                              "prompt's semantic ids but not its codec codes (AudioLM sec. 5.3 contrast)."])
+                              "prompt's semantic ids but not its codec codes (AudioLM sec. 5.3 contrast).",
+                              "References: the utterance's real audio after the prompt ('ground truth') and its "
+                              "codec resynthesis bound what a continuation can reach with this classifier and "
+                              "codec."])
+
+
+def _codec_resynthesis(codec: AcousticTokenizer, audio: np.ndarray, device: Any) -> np.ndarray:
+    """decode(encode(audio)) for [C, S] float audio at the codec's rate, cut to the input length."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
+        y = codec.decode(codec.encode(x))[0, :, : audio.shape[1]]
+    return y.float().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- 4. lexical
@@ -551,14 +587,34 @@ def semantic_logprob(pipe: AudioLMPipeline, audio: np.ndarray, sample_rate: int)
     return SemanticScore(total_logprob=float(logp.sum()), num_tokens=int(ids.shape[1]))
 
 
+def lexical_word_list(data: str | Path | None, split: str = "train") -> tuple[list[str], str]:
+    """Words for the lexical pairs and where they came from.
+
+    With a corpus (manifest with transcripts), its `split` words: the vocabulary the LM was
+    trained on. Without one, or if it has no transcripts, the built-in common English words.
+    """
+    from soundlm.eval.lexical import COMMON_WORDS, corpus_words
+
+    if data is not None:
+        utts = load_utterances(data, split)
+        words = corpus_words(u.transcript for u in utts if u.transcript)
+        if words:
+            return words, f"{data} ({split} transcripts, {len(words)} words of 4+ letters)"
+    return list(COMMON_WORDS), "built-in common English words"
+
+
 def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us", seed: int = 0,
-                 work_dir: str | Path | None = None, progress: bool = True) -> EvalSection:
+                 work_dir: str | Path | None = None, progress: bool = True, data: str | Path | None = None,
+                 words_split: str = "train") -> EvalSection:
     """sWUGGY-style lexical discrimination with the semantic LM.
 
     Word / non-word pairs are spoken by one espeak-ng voice; each clip is scored by the
     semantic LM's total log-probability of its semantic ids (AudioLM and ZeroSpeech 2021
     score sWUGGY with the summed log-probability). A pair is right when the word scores
     higher (ties half). Accuracy with the per-token mean is reported alongside.
+
+    The words are those of `data`'s `words_split` transcripts when a corpus is given (an
+    LM trained on a closed vocabulary cannot know other words), else common English words.
     """
     import tempfile
 
@@ -568,7 +624,8 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
         raise ValueError(f"--num-pairs must be >= 1, got {num_pairs}")
     start = time.perf_counter()
     _seed_everything(seed)
-    pairs = make_lexical_pairs(seed=seed)[:num_pairs]
+    words, words_source = lexical_word_list(data, words_split)
+    pairs = make_lexical_pairs(words, seed=seed)[:num_pairs]
     sr = int(pipe.semantic_tokenizer.sample_rate)
     tmp = None
     if work_dir is None:
@@ -597,7 +654,8 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
              "correct": c} for p, w, n, c in zip(voiced, word_s, non_s, result.correct)]
     summary = {"accuracy": result.accuracy, "accuracy_mean_logprob": float(np.mean(mean_correct)),
                "chance": 0.5, "num_pairs": result.num_pairs}
-    settings = {"num_pairs": len(pairs), "voice": voice, "seed": seed, "sample_rate": sr, "score": "total log-prob"}
+    settings = {"num_pairs": len(pairs), "voice": voice, "seed": seed, "sample_rate": sr, "score": "total log-prob",
+                "words": words_source}
     return EvalSection(name="lexical", title="Lexical discrimination (sWUGGY-style)", settings=settings,
                        summary=summary, rows=rows, wall_seconds=time.perf_counter() - start,
                        notes=["accuracy: the word's total semantic log-probability beats the non-word's (ties "
@@ -713,7 +771,8 @@ def run_all(cfg: SuiteConfig, progress: bool = True) -> list[EvalSection]:
                               progress=progress),
         "continuation": lambda: eval_continuation(pipe, cfg.data, cfg.split, cfg.prompt_seconds, cfg.seconds,
                                                   cfg.num_prompts, seed=cfg.seed, out_dir=out, progress=progress),
-        "lexical": lambda: eval_lexical(pipe, cfg.num_pairs, cfg.voice, cfg.seed, work_dir=out, progress=progress),
+        "lexical": lambda: eval_lexical(pipe, cfg.num_pairs, cfg.voice, cfg.seed, work_dir=out, progress=progress,
+                                        data=cfg.data),
         "asr": lambda: eval_asr(pipe.codec, cfg.data, cfg.split, cfg.asr_max_files, num_codebooks=pipe.num_codebooks,
                                 seed=cfg.seed, out_dir=out, progress=progress),
     }
