@@ -9,11 +9,11 @@ import torch
 
 from soundlm.codec.base import AcousticTokenizer
 from soundlm.codec.hf import HFCodec
-from soundlm.codec.soundstream import (CONFIG_TYPE, CodecConfig, SoundStreamCodec, codec_16k_small,
-                                       codec_16k_tiny, codec_24k_base, codec_preset)
+from soundlm.codec.soundstream import (CONFIG_TYPE, CodecConfig, SoundStreamCodec, codec_16k_fast,
+                                       codec_16k_small, codec_16k_tiny, codec_24k_base, codec_preset)
 
 __all__ = ["AcousticTokenizer", "HFCodec", "CodecConfig", "SoundStreamCodec", "codec_16k_tiny", "codec_16k_small",
-           "codec_24k_base", "codec_preset", "load_codec", "resolve_codec_folder"]
+           "codec_16k_fast", "codec_24k_base", "codec_preset", "load_codec", "resolve_codec_folder"]
 
 
 def _is_soundlm_folder(folder: Path) -> bool:

@@ -50,7 +50,7 @@ RESUME_LOCKED = ("preset", "batch_size", "segment_seconds", "seed", "adversarial
 class CodecTrainConfig:
     data: str  # an audio folder/file or a manifest.jsonl (or the corpus folder holding one)
     out: str  # run folder
-    preset: str = "small"  # tiny | small | base (soundlm.codec.soundstream presets)
+    preset: str = "small"  # tiny | small | fast | base (soundlm.codec.soundstream presets)
     steps: int = 20_000
     batch_size: int = 8
     segment_seconds: float = 1.0
