@@ -234,6 +234,64 @@ def test_asr_clean_speech_beats_noisy_speech():
         PocketsphinxASR(vocabulary=["hello qxzvbn"])
 
 
+def _read_arpa(path) -> dict[int, dict[tuple[str, ...], tuple[float, float]]]:
+    """{order: {ngram: (log10 prob, log10 backoff)}} of an ARPA file."""
+    grams: dict[int, dict] = {}
+    order = 0
+    for line in path.read_text().splitlines():
+        if line.endswith("-grams:"):
+            order = int(line[1])
+            grams[order] = {}
+        elif order and line.strip() and not line.startswith("\\"):
+            parts = line.split("\t")
+            grams[order][tuple(parts[1].split())] = (float(parts[0]), float(parts[2]) if len(parts) > 2 else 0.0)
+    return grams
+
+
+def test_arpa_trigram_is_a_distribution_in_every_context(tmp_path):
+    """For any history, the backoff probabilities over the vocabulary sum to one."""
+    from soundlm.eval.asr import write_arpa_trigram
+
+    sentences = ["the cat sat on the mat", "the dog sat on the log", "a cat ran", "The cat sat."]
+    words = write_arpa_trigram(sentences, tmp_path / "lm.arpa", extra_words=["zebra"])
+    assert "zebra" in words and "the" in words and "<s>" not in words
+    g = _read_arpa(tmp_path / "lm.arpa")
+
+    def prob(history: tuple[str, ...], w: str) -> float:
+        for n in range(len(history), -1, -1):
+            h = history[len(history) - n:]
+            if h + (w,) in g[n + 1]:
+                logp = g[n + 1][h + (w,)][0]
+                # Back off through the longer histories that were not matched.
+                for m in range(n + 1, len(history) + 1):
+                    logp += g[m].get(history[len(history) - m:], (0.0, 0.0))[1]
+                return 10 ** logp
+        raise AssertionError(f"{w} unreachable")
+
+    vocab = [*words, "</s>"]
+    for history in [("<s>",), ("the",), ("<s>", "the"), ("the", "cat"), ("cat", "sat"), ("zebra",), ("on", "a")]:
+        assert sum(prob(history, w) for w in vocab) == pytest.approx(1.0, abs=1e-4), history
+    assert prob(("the", "cat"), "sat") > prob(("the", "cat"), "ran")  # seen twice vs never after "the cat"
+    with pytest.raises(ValueError, match="no words"):
+        write_arpa_trigram(["", "..."], tmp_path / "empty.arpa")
+
+
+def test_asr_trigram_lm_recognises_unseen_sentences_of_the_language():
+    """Sentences recombined from the LM's training sentences are recognised better than with a word loop."""
+    from soundlm.eval.asr import PocketsphinxASR, transcribe_and_score
+    from soundlm.eval.tts import synthesize
+
+    train = ["the young dog runs", "the old cat sleeps", "the young girl sings", "the old man runs",
+             "a happy dog sleeps", "a happy girl runs"]
+    test = ["the young cat sleeps", "a happy man sings"]
+    audio = [synthesize(s, sample_rate=SR) for s in test]
+    trigram = PocketsphinxASR(sentences=train, max_hmm_per_frame=3000)
+    assert trigram.search == "trigram" and set(trigram.vocabulary) >= {"young", "sleeps"}
+    assert transcribe_and_score(trigram, audio, SR, test).wer <= 0.25
+    with pytest.raises(ValueError, match="not both"):
+        PocketsphinxASR(vocabulary=train, sentences=train)
+
+
 # ----------------------------------------------------------------------------- lexical
 
 def test_lexical_pairs_are_matched_nonwords():

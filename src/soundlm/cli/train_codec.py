@@ -15,7 +15,7 @@ def train_codec_command(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder. Rerun the same command to resume from its "
                                                       "latest checkpoint."),
     preset: str = typer.Option("small", help="Codec: tiny (tests), small (16 kHz, 4 kbps, causal SEANet), "
-                                             "fast (small's bitrate, frame-rate iSTFT decoder: ~5x cheaper "
+                                             "fast (small's bitrate, frame-rate iSTFT decoder: ~2x cheaper "
                                              "steps, the shipped model's), base (24 kHz EnCodec-sized)."),
     steps: int = typer.Option(20_000, help="Total training steps (raise it and rerun to continue a finished run)."),
     batch_size: int = typer.Option(8, help="Audio crops per step."),

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -72,34 +73,128 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str],
                      insertions=ins, num_reference_words=n_words, hypotheses=list(hyps))
 
 
+def write_arpa_trigram(sentences: Iterable[str], path: str | Path, discount: float = 0.5,
+                       extra_words: Iterable[str] = ()) -> list[str]:
+    """Write a backoff trigram LM of `sentences` (ARPA format) for pocketsphinx; returns its words.
+
+    Absolute discounting with Katz-style backoff: a seen n-gram keeps (count - discount) /
+    context count, and the mass taken away goes to the lower order, renormalised over the
+    words not seen after that context. Unigrams are add-one smoothed so every word stays
+    reachable, `extra_words` too (unigrams never seen in a sentence). Each sentence is one
+    utterance: <s> words </s>.
+    """
+    import math
+    from collections import Counter, defaultdict
+
+    if not 0.0 < discount < 1.0:
+        raise ValueError(f"discount must be in (0, 1), got {discount}")
+    sents = [["<s>", *normalize_text(t).split(), "</s>"] for t in sentences]
+    sents = [s for s in sents if len(s) > 2]
+    if not sents:
+        raise ValueError("no words in the sentences; pass the corpus transcripts")
+    # The sentence marks are the only non-words: a word spelled like one would corrupt the LM.
+    uni, bi, tri = Counter(), Counter(), Counter()
+    for s in sents:
+        uni.update(s[1:])  # <s> is never predicted
+        bi.update(zip(s, s[1:]))
+        tri.update(zip(s, s[1:], s[2:]))
+    extra = {w for text in extra_words for w in normalize_text(text).split()}
+    words = sorted(({w for w in uni if w != "</s>"} | extra) - {"<s>"})
+    vocab = [*words, "</s>"]
+    total = sum(uni.values())
+    p1 = {w: (uni[w] + 1) / (total + len(vocab)) for w in vocab}
+
+    def backoff_weight(seen: dict[str, float], lower: Callable[[str], float], mass: float) -> float:
+        # The discounted mass spread over the unseen words in proportion to the lower order.
+        unseen = 1.0 - sum(lower(w) for w in seen)
+        return mass / unseen if unseen > 1e-12 else 1.0
+
+    ctx1: dict[str, dict[str, float]] = defaultdict(dict)
+    ctx1_count = Counter()
+    for (v, w), c in bi.items():
+        ctx1_count[v] += c
+    for (v, w), c in bi.items():
+        ctx1[v][w] = (c - discount) / ctx1_count[v]
+    bow1 = {v: backoff_weight(ws, p1.__getitem__, discount * len(ws) / ctx1_count[v]) for v, ws in ctx1.items()}
+
+    def p2(v: str, w: str) -> float:
+        return ctx1[v][w] if w in ctx1.get(v, {}) else bow1.get(v, 1.0) * p1[w]
+
+    ctx2: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    ctx2_count = Counter()
+    for (u, v, w), c in tri.items():
+        ctx2_count[(u, v)] += c
+    for (u, v, w), c in tri.items():
+        ctx2[(u, v)][w] = (c - discount) / ctx2_count[(u, v)]
+    bow2 = {h: backoff_weight(ws, lambda w, h=h: p2(h[1], w), discount * len(ws) / ctx2_count[h])
+            for h, ws in ctx2.items()}
+
+    def log10(x: float) -> str:
+        return f"{math.log10(x):.6f}"
+
+    lines = ["\\data\\", f"ngram 1={len(vocab) + 1}", f"ngram 2={len(bi)}", f"ngram 3={len(tri)}", "",
+             "\\1-grams:", f"-99.000000\t<s>\t{log10(bow1['<s>'])}"]
+    lines += [f"{log10(p1[w])}\t{w}" + (f"\t{log10(bow1[w])}" if w in bow1 else "") for w in vocab]
+    lines += ["", "\\2-grams:"]
+    lines += [f"{log10(ctx1[v][w])}\t{v} {w}" + (f"\t{log10(bow2[(v, w)])}" if (v, w) in bow2 else "")
+              for (v, w) in sorted(bi)]
+    lines += ["", "\\3-grams:"]
+    lines += [f"{log10(ctx2[(u, v)][w])}\t{u} {v} {w}" for (u, v, w) in sorted(tri)]
+    lines += ["", "\\end\\", ""]
+    from soundlm.fileio import write_text_atomic
+
+    write_text_atomic(Path(path), "\n".join(lines))
+    return words
+
+
 class PocketsphinxASR:
     """Offline English speech recogniser; `transcribe` maps audio to lower-case text.
 
     vocabulary: if given, decode with a word loop over these words only (all must be in
-    the CMU dictionary). max_hmm_per_frame bounds the search per frame; noisy audio
-    otherwise makes decoding many times slower than clean audio.
+    the CMU dictionary). sentences: if given instead, decode with a trigram LM of these
+    sentences (`write_arpa_trigram`; `extra_words` join as unigrams), which also knows which
+    words follow which: on espeak-ng speech it was ~3x more accurate and ~100x faster.
+    max_hmm_per_frame bounds the search per frame; noisy audio otherwise makes decoding
+    many times slower than clean audio.
     """
 
     def __init__(self, vocabulary: Iterable[str] | None = None, max_hmm_per_frame: int = 10_000,
-                 seed: int = 0):
+                 seed: int = 0, sentences: Iterable[str] | None = None, extra_words: Iterable[str] = ()):
+        import tempfile
+
         from pocketsphinx import Decoder
 
+        if vocabulary is not None and sentences is not None:
+            raise ValueError("pass vocabulary (a word loop) or sentences (a trigram LM), not both")
         self._decoder = Decoder(samprate=ASR_SAMPLE_RATE, maxhmmpf=max_hmm_per_frame, loglevel="FATAL")
         self._rng = np.random.default_rng(seed)
         self.vocabulary: list[str] | None = None
+        self.search = "default"
+        if sentences is not None:
+            with tempfile.TemporaryDirectory(prefix="soundlm-asr-") as tmp:
+                words = write_arpa_trigram(sentences, Path(tmp) / "corpus.arpa", extra_words=extra_words)
+                self._check_words(words)
+                self._decoder.add_lm_file("corpus", str(Path(tmp) / "corpus.arpa"))
+            self._decoder.activate_search("corpus")
+            self.vocabulary = words
+            self.search = "trigram"
         if vocabulary is not None:
             words = sorted({w for text in vocabulary for w in normalize_text(text).split()})
             if not words:
                 raise ValueError("vocabulary is empty; pass the corpus transcripts or a word list")
-            missing = [w for w in words if self._decoder.lookup_word(w) is None]
-            if missing:
-                raise ValueError(f"{len(missing)} vocabulary words are not in the pocketsphinx "
-                                 f"dictionary: {missing[:10]}; spell them out or drop them")
+            self._check_words(words)
             grammar = ("#JSGF V1.0;\ngrammar vocabulary;\npublic <utterance> = ( "
                        + " | ".join(words) + " )+ ;\n")
             self._decoder.add_jsgf_string("vocabulary", grammar)
             self._decoder.activate_search("vocabulary")
             self.vocabulary = words
+            self.search = "word loop"
+
+    def _check_words(self, words: Sequence[str]) -> None:
+        missing = [w for w in words if self._decoder.lookup_word(w) is None]
+        if missing:
+            raise ValueError(f"{len(missing)} vocabulary words are not in the pocketsphinx "
+                             f"dictionary: {missing[:10]}; spell them out or drop them")
 
     def transcribe(self, audio, sample_rate: int) -> str:
         """[S] or [C, S] float audio (numpy or torch) at any rate -> normalised transcript."""
