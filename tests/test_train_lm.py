@@ -14,7 +14,8 @@ from soundlm.train.lm_stage import stage_layout, window_example
 SEM_RATE, AC_RATE, SEM_SIZE, CB_SIZE, K = 25.0, 50.0, 12, 16, 3
 
 
-def make_store(root: Path, n: int = 6, seconds: float = 2.0, seed: int = 0) -> Path:
+def make_store(root: Path, n: int = 6, seconds: float = 2.0, seed: int = 0,
+               splits: list[str | None] | None = None) -> Path:
     """A repetitive synthetic store: semantic ids cycle, acoustic codes are a function of them."""
     rng = np.random.default_rng(seed)
     records = []
@@ -25,7 +26,7 @@ def make_store(root: Path, n: int = 6, seconds: float = 2.0, seed: int = 0) -> P
         up = np.repeat(semantic, 2)[:t_a]  # 2 acoustic frames per semantic frame
         acoustic = np.stack([(up + q) % CB_SIZE for q in range(K)])  # [K, T_a]
         records.append(TokenRecord(id=f"utt{i:02d}", path=f"utt{i:02d}.wav", duration=seconds, semantic=semantic,
-                                   acoustic=acoustic, sample_rate=16000))
+                                   acoustic=acoustic, sample_rate=16000, split=splits[i] if splits else None))
     write_part(root, 0, 1, 0, records, [])
     write_manifest(root, {"version": 1, "semantic": {"kind": "synthetic"}, "acoustic": {"backend": "synthetic"},
                           "semantic_frame_rate": SEM_RATE, "semantic_vocab_size": SEM_SIZE,
@@ -212,3 +213,22 @@ def test_bf16_and_worker_processes_in_one_process(store, tmp_path):
     b = train_lm(_cfg(store, tmp_path / "bf16", steps=2, mixed_precision="bf16", eval_every=100))
     assert a.train_losses[1] == pytest.approx(b.train_losses[1], rel=0.05)  # same batch, bf16 rounding
     assert (tmp_path / "bf16" / "final" / "model.safetensors").exists()
+
+
+def test_records_of_the_heldout_split_are_never_trained_on(tmp_path):
+    """Held-out voices are for evaluation: the LM trainer leaves the corpus's heldout split out."""
+    from soundlm.train.lm_stage import load_store_tokens
+
+    store = make_store(tmp_path / "store", n=6, splits=["train", "heldout", None, "train", "heldout", "train"])
+    kept = [r.id for r in load_store_tokens(store, exclude_splits=("heldout",)).records]
+    assert kept == ["utt00", "utt02", "utt03", "utt05"]
+    assert len(load_store_tokens(store).records) == 6
+    # The default excludes "heldout"; the 20% hash held-out of the training curve comes from the rest.
+    res = train_lm(_cfg(store, tmp_path / "run", steps=2, ckpt_every=2, eval_every=2))
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["exclude_split"] == "heldout" and res.step == 2
+    only_heldout = make_store(tmp_path / "held", n=2, splits=["heldout", "heldout"])
+    with pytest.raises(ValueError, match="excluded split"):
+        train_lm(_cfg(only_heldout, tmp_path / "run2"))
+    res = train_lm(_cfg(only_heldout, tmp_path / "run3", steps=1, ckpt_every=1, eval_every=1, exclude_split=None))
+    assert res.step == 1

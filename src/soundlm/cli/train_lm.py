@@ -35,6 +35,8 @@ def train_lm_command(
     ckpt_every: int = typer.Option(1000, help="Save a checkpoint every N steps (and at the end)."),
     eval_every: int = typer.Option(500, help="Held-out loss every N steps."),
     heldout_fraction: float = typer.Option(0.05, help="Fraction of records (by id hash) held out."),
+    exclude_split: str = typer.Option("heldout", help="Never train on store records of this corpus split "
+                                                      "(held-out voices); 'none' trains on every record."),
     seed: int = typer.Option(0, help="Seed for weights, crops and order."),
     num_workers: int = typer.Option(0, help="DataLoader worker processes."),
     log_every: int = typer.Option(10, help="Write training metrics every N steps."),
@@ -50,7 +52,7 @@ def train_lm_command(
                         grad_accum=grad_accum, lr=lr, warmup=warmup, window_seconds=window_seconds,
                         coarse_codebooks=coarse_codebooks, pattern=pattern, mixed_precision=mixed_precision,
                         ckpt_every=ckpt_every, eval_every=eval_every, heldout_fraction=heldout_fraction,
-                        seed=seed, num_workers=num_workers, log_every=log_every, stop_at=stop_at, progress=progress)
+                        exclude_split=None if exclude_split.lower() in ("", "none") else exclude_split, seed=seed, num_workers=num_workers, log_every=log_every, stop_at=stop_at, progress=progress)
     try:
         result = train_lm(cfg)
     except (ValueError, FileNotFoundError) as e:

@@ -34,7 +34,7 @@ from soundlm.train.lm_data import IGNORE_INDEX, STAGES
 
 # Arguments that define what is trained; resuming with different values would silently mix runs.
 _RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
-                      "batch_size", "grad_accum", "seed", "heldout_fraction")
+                      "batch_size", "grad_accum", "seed", "heldout_fraction", "exclude_split")
 
 
 @dataclass
@@ -61,7 +61,8 @@ class LMTrainConfig:
     ckpt_every: int = 1000
     eval_every: int = 500
     eval_batches: int = 8
-    heldout_fraction: float = 0.05
+    heldout_fraction: float = 0.05  # of the trained records, by id hash: the training curve's held-out loss
+    exclude_split: str | None = "heldout"  # store records of this corpus split are never trained on
     seed: int = 0
     num_workers: int = 0
     log_every: int = 10

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -54,8 +55,10 @@ def _manifest_value(manifest: dict, flat_key: str, stream: str, keys: tuple[str,
                      "re-tokenize the corpus with `soundlm tokenize`")
 
 
-def load_store_tokens(store_path: str | Path, need_acoustic: bool = True) -> StoreTokens:
-    """Read every record's tokens; rates and sizes come from the store manifest."""
+def load_store_tokens(store_path: str | Path, need_acoustic: bool = True,
+                      exclude_splits: Sequence[str] = ()) -> StoreTokens:
+    """Read the tokens of every record whose corpus split is not in `exclude_splits` (records
+    without a split are kept); rates and sizes come from the store manifest."""
     from soundlm.store import TokenStore
 
     store = TokenStore(store_path)
@@ -68,8 +71,12 @@ def load_store_tokens(store_path: str | Path, need_acoustic: bool = True) -> Sto
         codebook_size = int(_manifest_value(m, "acoustic_codebook_size", "acoustic", ("codebook_size",), name))
     records: list[TokenArrays] = []
     num_codebooks = None
-    columns = ["semantic", "acoustic"] if need_acoustic else ["semantic"]
+    columns = ["semantic", "acoustic", "split"] if need_acoustic else ["semantic", "split"]
+    excluded = 0
     for r in store.records(columns=columns):
+        if r.split is not None and r.split in exclude_splits:
+            excluded += 1
+            continue
         acoustic = r.acoustic if need_acoustic else np.zeros((0, 0), dtype=np.int64)
         if need_acoustic:
             if num_codebooks is None:
@@ -78,6 +85,9 @@ def load_store_tokens(store_path: str | Path, need_acoustic: bool = True) -> Sto
                 raise ValueError(f"{name}: record {r.id!r} has {acoustic.shape[0]} codebooks, others "
                                  f"{num_codebooks}; a store must be tokenized with one codec setting")
         records.append(TokenArrays(id=r.id, semantic=r.semantic.astype(np.int64), acoustic=acoustic.astype(np.int64)))
+    if not records and excluded:
+        raise ValueError(f"{name}: all {excluded} records are in the excluded split(s) {list(exclude_splits)}; "
+                         "tokenize training data or pass --exclude-split none")
     if not records:
         raise ValueError(f"{name}: the token store has no records; run `soundlm tokenize` to fill it")
     return StoreTokens(records=records, manifest=store.manifest, semantic_rate=semantic_rate,
@@ -281,7 +291,9 @@ def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> St
     pattern = "flatten" if cfg.stage == "semantic" else cfg.pattern
     if pattern == "delay" and cfg.init is not None:
         raise ValueError("--init loads a Hugging Face causal LM, which has one token stream; use --pattern flatten")
-    tokens = load_store_tokens(cfg.store, need_acoustic=cfg.stage != "semantic")
+    # The corpus's held-out split (e.g. held-out voices) is for evaluation: never train on it.
+    tokens = load_store_tokens(cfg.store, need_acoustic=cfg.stage != "semantic",
+                               exclude_splits=(cfg.exclude_split,) if cfg.exclude_split else ())
     k = tokens.num_codebooks
     qc = cfg.coarse_codebooks if cfg.coarse_codebooks is not None else (default_coarse_codebooks(k) if k else 0)
     if cfg.stage == "coarse" and not 1 <= qc <= k:
