@@ -20,6 +20,15 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def stft_geometry(hop_length: int, upsample: int) -> tuple[int, int]:
+    """(STFT hop, FFT size) for a codec hop: `upsample` STFT frames per codec frame, windows of
+    4 STFT hops (75% overlap). The encoder and the decoder must agree on it."""
+    if upsample < 1 or hop_length % upsample:
+        raise ValueError(f"hop_length {hop_length} must be a multiple of upsample {upsample} (>= 1)")
+    stft_hop = hop_length // upsample
+    return stft_hop, 4 * stft_hop
+
+
 class ConvNeXtBlock(nn.Module):
     """Depthwise conv -> LayerNorm -> pointwise MLP (x3) -> layer scale, plus identity skip."""
 
@@ -54,12 +63,9 @@ class STFTEncoder(nn.Module):
     def __init__(self, channels: int, dimension: int, hop_length: int, upsample: int = 2, hidden: int = 192,
                  frame_blocks: int = 3, fine_blocks: int = 1):
         super().__init__()
-        if hop_length % upsample:
-            raise ValueError(f"hop_length {hop_length} must be a multiple of upsample {upsample}")
         self.hop_length = hop_length
         self.upsample = upsample
-        self.stft_hop = hop_length // upsample
-        self.n_fft = 4 * self.stft_hop
+        self.stft_hop, self.n_fft = stft_geometry(hop_length, upsample)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         bins = self.n_fft // 2 + 1
         self.inp = nn.Conv1d(channels * bins, hidden, 3, padding=1)
@@ -86,13 +92,10 @@ class ISTFTDecoder(nn.Module):
     def __init__(self, channels: int, dimension: int, hop_length: int, upsample: int = 2, hidden: int = 192,
                  frame_blocks: int = 3, fine_blocks: int = 1):
         super().__init__()
-        if hop_length % upsample:
-            raise ValueError(f"hop_length {hop_length} must be a multiple of upsample {upsample}")
         self.channels = channels
         self.hop_length = hop_length
         self.upsample = upsample
-        self.stft_hop = hop_length // upsample
-        self.n_fft = 4 * self.stft_hop
+        self.stft_hop, self.n_fft = stft_geometry(hop_length, upsample)
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.bins = self.n_fft // 2 + 1
         self.inp = nn.Conv1d(dimension, hidden, 7, padding=3)
