@@ -232,6 +232,20 @@ def _codec_device(codec: "AcousticTokenizer") -> "torch.device":
     return param.device if param is not None else torch.device("cpu")
 
 
+def resynthesize(codec: "AcousticTokenizer", audio: np.ndarray) -> np.ndarray:
+    """decode(encode(audio)) for [C, S] float audio at the codec's rate: [C, S], the same length
+    (frame padding cut off, a short decode zero-padded)."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(_codec_device(codec))
+        y = codec.decode(codec.encode(x))  # [1, C, S'] with S' >= S (frame padding)
+    est = y[0, :, : audio.shape[1]].float().cpu().numpy()  # [C, S]
+    if est.shape[1] < audio.shape[1]:
+        est = np.pad(est, ((0, 0), (0, audio.shape[1] - est.shape[1])))
+    return est
+
+
 def evaluate_codec(codec: "AcousticTokenizer", files: Sequence[str | Path],
                    num_codebooks: Sequence[int] | None = None, include_stoi: bool = True,
                    include_pesq: bool = True, max_seconds: float | None = None,
@@ -244,7 +258,6 @@ def evaluate_codec(codec: "AcousticTokenizer", files: Sequence[str | Path],
     and settings skips the files already scored. The codec's own codebook setting is
     restored afterwards, even on error.
     """
-    import torch
     from tqdm import tqdm
 
     if not files:
@@ -257,7 +270,6 @@ def evaluate_codec(codec: "AcousticTokenizer", files: Sequence[str | Path],
     settings = {"codec": codec.describe(), "num_codebooks": counts, "include_stoi": include_stoi,
                 "include_pesq": include_pesq, "max_seconds": max_seconds}
     done = _load_state(state_path, settings)
-    device = _codec_device(codec)
     original = codec.num_codebooks
     kbps = {}
     try:
@@ -270,12 +282,7 @@ def evaluate_codec(codec: "AcousticTokenizer", files: Sequence[str | Path],
             for k in counts:
                 codec.set_num_codebooks(k)
                 kbps[k] = codec.bitrate / 1000.0
-                with torch.inference_mode():
-                    x = torch.from_numpy(audio)[None].to(device)  # [1, C, S]
-                    y = codec.decode(codec.encode(x))  # [1, C, S'] with S' >= S (frame padding)
-                est = y[0, :, : audio.shape[1]].float().cpu().numpy()  # [C, S]
-                if est.shape[1] < audio.shape[1]:
-                    est = np.pad(est, ((0, 0), (0, audio.shape[1] - est.shape[1])))
+                est = resynthesize(codec, audio)  # [C, S]
                 per_k[str(k)] = asdict(codec_report(audio, est, codec.sample_rate, include_stoi, include_pesq))
             done[key] = per_k
             if state_path is not None:

@@ -457,6 +457,7 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
 
     from soundlm.audio import load_audio
     from soundlm.audio import save_audio as write_audio
+    from soundlm.eval.codec_metrics import resynthesize
     from soundlm.eval.speaker import (MIN_SECONDS, classify_speaker, cosine_similarity, enrol_speakers,
                                       load_voice_encoder, speaker_embedding)
 
@@ -502,7 +503,7 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
         truth_label = resynth_label = None
         if truth.shape[1] >= MIN_SECONDS * sr:
             truth_label = classify_speaker(enrolment, speaker_embedding(truth, sr, encoder)).speaker
-            resynth = _codec_resynthesis(pipe.codec, truth, pipe.device)
+            resynth = resynthesize(pipe.codec, truth)
             resynth_label = classify_speaker(enrolment, speaker_embedding(resynth, sr, encoder)).speaker
         row = ContinuationRow(id=u.id, speaker=str(u.speaker), predicted_acoustic_prompt=result["acoustic"][0],
                               predicted_semantic_prompt=result["semantic"][0],
@@ -535,15 +536,6 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
                               "codec resynthesis bound what a continuation can reach with this classifier and "
                               "codec."])
 
-
-def _codec_resynthesis(codec: AcousticTokenizer, audio: np.ndarray, device: Any) -> np.ndarray:
-    """decode(encode(audio)) for [C, S] float audio at the codec's rate, cut to the input length."""
-    import torch
-
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device)
-        y = codec.decode(codec.encode(x))[0, :, : audio.shape[1]]
-    return y.float().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- 4. lexical
@@ -675,12 +667,11 @@ def eval_asr(codec: AcousticTokenizer, data: str | Path, split: str = "heldout",
     pocketsphinx usable on synthetic speech. English rows only. max_hmm_per_frame bounds
     the search: with the word loop, noise-like resyntheses took minutes per clip.
     """
-    import torch
     from tqdm import tqdm
 
     from soundlm.audio import load_audio
     from soundlm.eval.asr import PocketsphinxASR, word_error_rate
-    from soundlm.eval.codec_metrics import _codec_device
+    from soundlm.eval.codec_metrics import resynthesize
 
     start = time.perf_counter()
     _seed_everything(seed)
@@ -706,7 +697,6 @@ def eval_asr(codec: AcousticTokenizer, data: str | Path, split: str = "heldout",
                 "seed": seed,
                 "max_hmm_per_frame": max_hmm_per_frame}
     state = RowState(_state_path(out_dir, "asr"), settings)
-    device = _codec_device(codec)
     original = codec.num_codebooks
     rows = []
     try:
@@ -715,9 +705,7 @@ def eval_asr(codec: AcousticTokenizer, data: str | Path, split: str = "heldout",
         for u in tqdm(utts, desc="asr", unit="file", disable=not progress):
             if u.id not in state:
                 audio = load_audio(u.path, sample_rate=codec.sample_rate, mono=codec.channels == 1)  # [C, S]
-                with torch.inference_mode():
-                    y = codec.decode(codec.encode(torch.from_numpy(audio)[None].to(device)))  # [1, C, S']
-                resynth = y[0, :, : audio.shape[1]].float().cpu().numpy()  # [C, S]
+                resynth = resynthesize(codec, audio)  # [C, S]
                 state.put(u.id, {"id": u.id, "reference": u.transcript,
                                  "original": asr.transcribe(audio, codec.sample_rate),
                                  "resynthesized": asr.transcribe(resynth, codec.sample_rate)})
