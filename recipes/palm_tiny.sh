@@ -12,7 +12,8 @@
 # Audio output (issue 5: TTS and S2ST with voice transfer) needs a real codec: CODEC_AC=FOLDER
 # copies an exported codec (config.json + model.safetensors, e.g. the speech-tiny recipe's
 # work/speech-tiny/codec/final); without it one is trained here on the bilingual corpus with the
-# speech-tiny settings (preset small, CODEC_STEPS steps).
+# settings of the first speech-tiny codec (preset small, CODEC_STEPS steps), which docs/RESULTS.md
+# section 2 used; the shipped speech-tiny codec is now preset fast.
 set -euo pipefail
 
 W=${W:-work_palm}
