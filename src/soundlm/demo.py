@@ -166,7 +166,8 @@ def render_markdown(r: DemoReport) -> str:
     params = ", ".join(f"{stage} {n / 1e6:.2f} M" for stage, n in r.model_parameters.items())
     lines = [
         "# soundlm demo: AudioLM continuation", "",
-        f"- model: `{r.model}` ({params} parameters; see its README.md)",
+        f"- model: `{r.model}` ({params} parameters; its EVAL.md and recipe.json say how it was trained "
+        "and how it scores)",
         f"- prompt: `{r.prompt}` ({r.prompt_seconds:.2f} s at {r.sample_rate} Hz)",
         f"- settings: {r.settings['num_samples']} sample(s) of {r.settings['seconds']:g} s, seed {r.settings['seed']}, "
         f"{r.settings['device']}; {r.settings['sampling']}",
