@@ -92,7 +92,6 @@ def write_arpa_trigram(sentences: Iterable[str], path: str | Path, discount: flo
     sents = [s for s in sents if len(s) > 2]
     if not sents:
         raise ValueError("no words in the sentences; pass the corpus transcripts")
-    # The sentence marks are the only non-words: a word spelled like one would corrupt the LM.
     uni, bi, tri = Counter(), Counter(), Counter()
     for s in sents:
         uni.update(s[1:])  # <s> is never predicted
@@ -104,39 +103,38 @@ def write_arpa_trigram(sentences: Iterable[str], path: str | Path, discount: flo
     total = sum(uni.values())
     p1 = {w: (uni[w] + 1) / (total + len(vocab)) for w in vocab}
 
-    def backoff_weight(seen: dict[str, float], lower: Callable[[str], float], mass: float) -> float:
-        # The discounted mass spread over the unseen words in proportion to the lower order.
-        unseen = 1.0 - sum(lower(w) for w in seen)
-        return mass / unseen if unseen > 1e-12 else 1.0
+    def discounted(counts: Counter, lower: Callable[[tuple[str, ...], str], float]
+                   ) -> tuple[dict[tuple[str, ...], dict[str, float]], dict[tuple[str, ...], float]]:
+        """Seen n-grams' probabilities by history, and each history's backoff weight: the
+        discounted mass spread over its unseen words in proportion to the lower order."""
+        history_count: Counter = Counter()
+        for gram, c in counts.items():
+            history_count[gram[:-1]] += c
+        probs: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
+        for gram, c in counts.items():
+            probs[gram[:-1]][gram[-1]] = (c - discount) / history_count[gram[:-1]]
+        bows = {}
+        for h, seen in probs.items():
+            unseen = 1.0 - sum(lower(h[1:], w) for w in seen)
+            mass = discount * len(seen) / history_count[h]
+            bows[h] = mass / unseen if unseen > 1e-12 else 1.0
+        return probs, bows
 
-    ctx1: dict[str, dict[str, float]] = defaultdict(dict)
-    ctx1_count = Counter()
-    for (v, w), c in bi.items():
-        ctx1_count[v] += c
-    for (v, w), c in bi.items():
-        ctx1[v][w] = (c - discount) / ctx1_count[v]
-    bow1 = {v: backoff_weight(ws, p1.__getitem__, discount * len(ws) / ctx1_count[v]) for v, ws in ctx1.items()}
+    ctx1, bow1 = discounted(bi, lambda h, w: p1[w])
 
-    def p2(v: str, w: str) -> float:
-        return ctx1[v][w] if w in ctx1.get(v, {}) else bow1.get(v, 1.0) * p1[w]
+    def p2(h: tuple[str, ...], w: str) -> float:
+        return ctx1[h][w] if w in ctx1.get(h, {}) else bow1.get(h, 1.0) * p1[w]
 
-    ctx2: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-    ctx2_count = Counter()
-    for (u, v, w), c in tri.items():
-        ctx2_count[(u, v)] += c
-    for (u, v, w), c in tri.items():
-        ctx2[(u, v)][w] = (c - discount) / ctx2_count[(u, v)]
-    bow2 = {h: backoff_weight(ws, lambda w, h=h: p2(h[1], w), discount * len(ws) / ctx2_count[h])
-            for h, ws in ctx2.items()}
+    ctx2, bow2 = discounted(tri, p2)
 
     def log10(x: float) -> str:
         return f"{math.log10(x):.6f}"
 
     lines = ["\\data\\", f"ngram 1={len(vocab) + 1}", f"ngram 2={len(bi)}", f"ngram 3={len(tri)}", "",
-             "\\1-grams:", f"-99.000000\t<s>\t{log10(bow1['<s>'])}"]
-    lines += [f"{log10(p1[w])}\t{w}" + (f"\t{log10(bow1[w])}" if w in bow1 else "") for w in vocab]
+             "\\1-grams:", f"-99.000000\t<s>\t{log10(bow1[('<s>',)])}"]
+    lines += [f"{log10(p1[w])}\t{w}" + (f"\t{log10(bow1[(w,)])}" if (w,) in bow1 else "") for w in vocab]
     lines += ["", "\\2-grams:"]
-    lines += [f"{log10(ctx1[v][w])}\t{v} {w}" + (f"\t{log10(bow2[(v, w)])}" if (v, w) in bow2 else "")
+    lines += [f"{log10(ctx1[(v,)][w])}\t{v} {w}" + (f"\t{log10(bow2[(v, w)])}" if (v, w) in bow2 else "")
               for (v, w) in sorted(bi)]
     lines += ["", "\\3-grams:"]
     lines += [f"{log10(ctx2[(u, v)][w])}\t{u} {v} {w}" for (u, v, w) in sorted(tri)]
