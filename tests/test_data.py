@@ -183,6 +183,18 @@ def test_make_speakers_pure():
         speech_mod.make_speakers(0, langs, 2, 1, variants=[], flite=[])
 
 
+def test_heldout_speakers_independent_of_training_voices():
+    variants = [f"v{i}" for i in range(40)]
+    held = [[s for s in speech_mod.make_speakers(0, ["en"], voices=n, heldout_voices=4, variants=variants, flite=[])
+             if s.split == "heldout"] for n in (4, 12, 36)]
+    assert held[0] == held[1] == held[2]
+    # One pitch per equal slice of PITCH_RANGE: no two held-out voices share a slice.
+    low, high = speech_mod.PITCH_RANGE
+    width = (high - low + 1) / 4
+    slices = sorted(int((s.pitch - low) // width) for s in held[0])
+    assert slices == [0, 1, 2, 3]
+
+
 @needs_espeak
 def test_parallel_sentences_share_text_id(speech_corpus):
     groups = defaultdict(list)

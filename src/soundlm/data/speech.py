@@ -115,6 +115,9 @@ def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: 
     """Draw `voices` training and `heldout_voices` held-out speakers per language.
 
     Held-out speakers get variants reserved for them; training speakers never use those.
+    They are drawn from their own random stream, so the same seed gives the same held-out
+    voices whatever `voices` is (evaluations of corpora of different sizes compare), and
+    their pitches are spread over PITCH_RANGE (one per equal slice), so they differ audibly.
     """
     if not variants:
         raise MissingToolError("espeak-ng lists no voice variants; reinstall it with `sudo apt-get install espeak-ng`")
@@ -131,11 +134,12 @@ def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: 
     speakers: list[Speaker] = []
     taken: set[tuple] = set()
 
-    def draw(lang: str, idx: int, split: str, identities: list[tuple[str, str | None]], offset: int = 0) -> Speaker:
+    def draw(lang: str, idx: int, split: str, identities: list[tuple[str, str | None]], offset: int = 0,
+             rng: random.Random = rng, pitch_range: tuple[int, int] = PITCH_RANGE) -> Speaker:
         for attempt in range(1000):
             engine, variant = identities[(offset + idx + attempt) % len(identities)]
             voice = rng.choice(ESPEAK_LANGUAGE_VOICES[lang]) if engine == "espeak-ng" else variant
-            pitch, rate = rng.randint(*PITCH_RANGE), rng.randint(*RATE_RANGE)
+            pitch, rate = rng.randint(*pitch_range), rng.randint(*RATE_RANGE)
             key = (engine, voice, variant if engine == "espeak-ng" else None, pitch, rate)
             if key not in taken:
                 taken.add(key)
@@ -155,9 +159,15 @@ def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: 
         for i in range(voices):
             speakers.append(draw(lang, i, "train", train_ids))
         held = [("espeak-ng", v) for v in heldout_pool]
+        held_rng = random.Random(f"heldout-speakers-{seed}-{lang}")
+        low, high = PITCH_RANGE
+        width = (high - low + 1) / max(heldout_voices, 1)
+        slices = [(low + round(i * width), low + round((i + 1) * width) - 1) for i in range(heldout_voices)]
+        held_rng.shuffle(slices)
         for i in range(heldout_voices):
             # Offset by language so languages spread over the reserved variants.
-            speakers.append(draw(lang, i, "heldout", held, offset=li * heldout_voices))
+            speakers.append(draw(lang, i, "heldout", held, offset=li * heldout_voices, rng=held_rng,
+                                 pitch_range=slices[i]))
     return speakers
 
 
