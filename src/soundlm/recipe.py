@@ -65,7 +65,7 @@ class RecipeConfig:
 
 
 def speech_tiny() -> RecipeConfig:
-    """The shipped default: sized to train on a 2-core CPU in under 80 min (codec ~40 min, LMs ~33 min)."""
+    """The shipped default: trains on a 2-core CPU in 75-105 min (codec 36-50 min, LMs 33-47 min)."""
     return RecipeConfig(name="speech-tiny")
 
 
