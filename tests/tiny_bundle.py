@@ -24,8 +24,11 @@ def random_codec():
     return codec
 
 
-def make_tiny_bundle(root: Path) -> Path:
-    """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`."""
+def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
+    """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`.
+
+    `phonetic`: the tokenizer's features are a random phonetic encoder (weights in its folder) instead of MFCC.
+    """
     from soundlm.lm.model import TokenLM, lm_tiny, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.semantic.features import MFCCFeatures
@@ -34,7 +37,12 @@ def make_tiny_bundle(root: Path) -> Path:
 
     torch.manual_seed(0)
     parts = root / "parts"
-    sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
+    if phonetic:
+        from soundlm.semantic.phonetic import PhoneticFeatures
+
+        sem = SemanticTokenizer(PhoneticFeatures("abc ", conv_dim=16, hidden=8, layers=1).eval(), torch.randn(16, 16))
+    else:
+        sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
     sem.save(parts / "semantic_tokenizer")
     codec = random_codec()
     codec.save_pretrained(parts / "codec")

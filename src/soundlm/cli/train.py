@@ -8,3 +8,4 @@ app = typer.Typer(no_args_is_help=True)
 from soundlm.cli import train_codec as _codec  # noqa: E402,F401
 from soundlm.cli import train_semantic as _semantic  # noqa: E402,F401
 from soundlm.cli import train_lm as _lm  # noqa: E402,F401
+from soundlm.cli import train_phonetic as _phonetic  # noqa: E402,F401

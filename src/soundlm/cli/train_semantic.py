@@ -16,9 +16,11 @@ def train_semantic_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder for the tokenizer (config.json, "
                                                 "centroids.safetensors, errors.jsonl, train_log.json)."),
     features: str = typer.Option("mfcc", "--features", help="Frame features: mfcc (39-dim, HuBERT iteration 1), "
-                                                            "mel (80 log-mel) or hf (SSL model hidden states)."),
+                                                            "mel (80 log-mel), hf (SSL model hidden states) or phonetic "
+                                                            "(our CTC encoder, see `soundlm train phonetic`)."),
     model: str | None = typer.Option(None, "--model", help="HF hub id or local folder for --features hf, e.g. "
-                                                           "facebook/hubert-base-ls960."),
+                                                           "facebook/hubert-base-ls960; the encoder folder for "
+                                                           "--features phonetic."),
     layer: int | None = typer.Option(None, "--layer", help="Hidden-state layer for --features hf (0 = transformer "
                                                            "input), e.g. 6 for HuBERT base."),
     clusters: int = typer.Option(500, "--clusters", help="Number of k-means clusters (the semantic vocabulary)."),

@@ -386,12 +386,12 @@ class HFSSLFeatures(FeatureExtractor):
                 "sample_rate": self._sample_rate, "hop_length": self._hop, "dim": self._dim}
 
 
-FEATURE_KINDS = ("mfcc", "mel", "hf")
+FEATURE_KINDS = ("mfcc", "mel", "hf", "phonetic")
 
 
 def build_features(kind: str, model: str | Path | None = None, layer: int | None = None,
                    device: str | torch.device | None = None) -> FeatureExtractor:
-    """The extractor a user names on the command line: "mfcc", "mel" or "hf" (+ model, layer)."""
+    """The extractor a user names on the command line: "mfcc", "mel", "hf" (+ model, layer) or "phonetic" (+ model)."""
     if kind == "mfcc":
         fx: FeatureExtractor = MFCCFeatures()
     elif kind == "mel":
@@ -401,6 +401,12 @@ def build_features(kind: str, model: str | Path | None = None, layer: int | None
             raise ValueError("features 'hf' needs a model (hub id or folder) and a layer, e.g. "
                              "--model facebook/hubert-base-ls960 --layer 6")
         return HFSSLFeatures(model, layer, device=device)
+    elif kind == "phonetic":
+        from soundlm.semantic.phonetic import PhoneticFeatures
+
+        if model is None:
+            raise ValueError("features 'phonetic' needs --model: a folder written by `soundlm train phonetic`")
+        return PhoneticFeatures.load(model, device=device)
     else:
         raise ValueError(f"unknown features {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
     if device is None:
@@ -408,12 +414,17 @@ def build_features(kind: str, model: str | Path | None = None, layer: int | None
     return fx.to(device)
 
 
-def features_from_config(config: dict, device: str | torch.device | None = None) -> FeatureExtractor:
-    """Rebuild an extractor from its `describe()` output."""
+def features_from_config(config: dict, device: str | torch.device | None = None,
+                         folder: str | Path | None = None) -> FeatureExtractor:
+    """Rebuild an extractor from its `describe()` output (`folder` holds trained weights, if any)."""
     cfg = dict(config)
     kind = cfg.pop("kind", None)
     if kind == "hf":
         return HFSSLFeatures(cfg["model"], int(cfg["layer"]), device=device)
+    if kind == "phonetic":
+        from soundlm.semantic.phonetic import phonetic_from_config
+
+        return phonetic_from_config(cfg, folder, device=device)
     classes = {"mfcc": MFCCFeatures, "mel": MelFeatures}
     if kind not in classes:
         raise ValueError(f"feature config has kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")

@@ -3,7 +3,8 @@
 A tokenizer folder holds `config.json` (`"type": "soundlm-semantic"`, the feature
 extractor config, cluster count) and `centroids.safetensors` (`centroids` [K, D]). For
 Hugging Face features the config names the model (hub id or absolute folder) and layer;
-the weights are not copied.
+the weights are not copied. Phonetic features (our own trained encoder) keep their weights
+in the folder too (`phonetic.safetensors`), so the folder is self-contained.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class SemanticTokenizer(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if hasattr(self.features, "save_weights"):
+            # Trained features (the phonetic encoder) travel with the tokenizer.
+            self.features.save_weights(folder)
         with atomic_path(folder / CENTROIDS_NAME, suffix=".safetensors") as tmp:
             save_file({"centroids": self.centroids.detach().cpu().contiguous()}, str(tmp))
         write_json_atomic(folder / CONFIG_NAME, self.config())
@@ -110,7 +114,7 @@ class SemanticTokenizer(nn.Module):
         if not centroids_path.is_file():
             raise FileNotFoundError(f"{centroids_path}: missing; the tokenizer folder is incomplete, retrain it")
         centroids = load_file(str(centroids_path))["centroids"]
-        tok = cls(features_from_config(config["features"], device=device), centroids)
+        tok = cls(features_from_config(config["features"], device=device, folder=folder), centroids)
         tok.source = str(folder.resolve())
         return tok
 

@@ -1,0 +1,258 @@
+"""Training the built-in phonetic encoder (`soundlm train phonetic`): CTC on a corpus's transcripts.
+
+A run folder holds:
+
+    RUN/train_config.json        the arguments of the run (checked on resume)
+    RUN/errors.jsonl             `{"path", "reason"}` per skipped file
+    RUN/checkpoints/step_*/      weights + optimizer + scheduler + RNG state
+    RUN/metrics.jsonl            one JSON line per logged step
+    RUN/final/                   the encoder (`PhoneticFeatures.load(RUN/final)`) and its held-out CER
+
+Batches are a pure function of (seed, step) and the checkpoint restores weights, optimizer
+and scheduler, so `k` steps + resume gives the same weights as the whole run straight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from soundlm import audio as audio_io
+from soundlm.checkpoint import check_resume_settings, latest_checkpoint, save_step_checkpoint
+from soundlm.fileio import atomic_path, write_json_atomic, write_text_atomic
+from soundlm.semantic.phonetic import PhoneticFeatures, ctc_greedy, normalize_transcript
+
+log = logging.getLogger(__name__)
+
+_RESUME_MUST_MATCH = ("data", "steps", "batch_size", "lr", "conv_dim", "hidden", "layers", "speed_perturb",
+                      "seed", "max_seconds")
+
+
+@dataclass
+class PhoneticTrainConfig:
+    """Arguments of `soundlm train phonetic` (see the CLI help for each)."""
+
+    data: str  # corpus manifest (or its folder); rows need a `transcript`
+    out: str
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-3
+    conv_dim: int = 256
+    hidden: int = 192
+    layers: int = 2
+    speed_perturb: tuple[float, ...] = (0.88, 1.12)  # extra copies resampled by these factors
+    max_seconds: float = 30.0  # longer files are skipped (a CTC batch is whole utterances)
+    seed: int = 0
+    ckpt_every: int = 200
+    log_every: int = 50
+    eval_files: int = 50  # held-out files for the final character error rate
+    stop_at: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "conv_dim", "hidden", "layers", "ckpt_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if any(not 0.5 <= f <= 2.0 for f in self.speed_perturb):
+            raise ValueError(f"speed factors must lie in [0.5, 2], got {self.speed_perturb}")
+
+
+@dataclass
+class PhoneticTrainResult:
+    out_dir: Path
+    final_dir: Path | None
+    train_files: int
+    skipped: list[dict] = field(default_factory=list)
+    losses: dict[int, float] = field(default_factory=dict)  # step -> CTC loss of that step's batch
+    heldout_cer: float | None = None
+
+
+def character_error_rate(refs: list[str], hyps: list[str]) -> float:
+    """Edit distance over characters, summed, divided by the references' total length."""
+    errors = total = 0
+    for ref, hyp in zip(refs, hyps):
+        prev = list(range(len(hyp) + 1))
+        for i, rc in enumerate(ref, 1):
+            cur = [i] + [0] * len(hyp)
+            for j, hc in enumerate(hyp, 1):
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (rc != hc))
+            prev = cur
+        errors += prev[-1]
+        total += len(ref)
+    return errors / max(total, 1)
+
+
+def _load_examples(rows: list[dict], manifest: Path, fx: PhoneticFeatures, alphabet: str | None,
+                   factors: tuple[float, ...], max_seconds: float, progress: bool,
+                   errors: list[dict]) -> list[tuple[list[torch.Tensor], str]]:
+    """MFCC of every usable row (plus its speed-perturbed copies) and its normalised transcript."""
+    import soxr
+    from tqdm.auto import tqdm
+
+    from soundlm.data import audio_path
+
+    out = []
+    for row in tqdm(rows, desc="features", unit="file", disable=not progress):
+        path = audio_path(manifest, row)
+        text = normalize_transcript(row.get("transcript") or "", alphabet)
+        if not text:
+            errors.append({"path": str(path), "reason": "no transcript (the encoder learns to spell it)"})
+            continue
+        try:
+            audio = audio_io.load_audio(path, sample_rate=fx.sample_rate, min_seconds=0.1, max_seconds=max_seconds)
+        except audio_io.AudioError as e:
+            log.warning("skipping %s", e)
+            errors.append({"path": str(path), "reason": str(e)})
+            continue
+        versions = [audio[0]] + [soxr.resample(audio[0], fx.sample_rate, int(round(fx.sample_rate * f)))
+                                 .astype(np.float32) for f in factors]
+        with torch.inference_mode():
+            mfccs = [fx.mfcc(torch.from_numpy(v)[None, None])[0].clone() for v in versions]  # [T, 39] each
+        if any(PhoneticFeatures.ctc_frames(m.shape[0]) < len(text) for m in mfccs):
+            errors.append({"path": str(path), "reason": f"{len(text)} characters do not fit in "
+                                                        f"{PhoneticFeatures.ctc_frames(mfccs[-1].shape[0])} frames"})
+            continue
+        out.append((mfccs, text))
+    return out
+
+
+def _lr_lambda(steps: int):
+    """Linear warm-up over the first 10% of the steps, then cosine decay to 5%."""
+    warm = max(steps // 10, 1)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(steps - warm, 1)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return f
+
+
+def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
+    """Train (or resume) the phonetic encoder; returns the run's result (final/ holds the encoder)."""
+    from tqdm.auto import tqdm
+
+    from soundlm.data import read_manifest
+    from soundlm.data import manifest_path as resolve_manifest
+
+    cfg.validate()
+    out = Path(cfg.out)
+    manifest = resolve_manifest(cfg.data)
+    rows = read_manifest(manifest)
+    train_rows = [r for r in rows if r.get("split", "train") == "train"]
+    held_rows = [r for r in rows if r.get("split") == "heldout"][: cfg.eval_files]
+    if not train_rows:
+        raise ValueError(f"{manifest}: no rows of split 'train' to learn from")
+    alphabet = "".join(sorted({c for r in train_rows for c in normalize_transcript(r.get("transcript") or "")}
+                              | {" "}))
+    out.mkdir(parents=True, exist_ok=True)
+    check_resume_settings(out, {**asdict(cfg), "data": str(manifest)}, _RESUME_MUST_MATCH)
+
+    torch.manual_seed(cfg.seed)
+    model = PhoneticFeatures(alphabet, cfg.conv_dim, cfg.hidden, cfg.layers)
+    errors: list[dict] = []
+    examples = _load_examples(train_rows, manifest, model, alphabet, tuple(cfg.speed_perturb), cfg.max_seconds,
+                              cfg.progress, errors)
+    write_text_atomic(out / "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors))
+    if len(examples) < cfg.batch_size:
+        raise ValueError(f"{manifest}: only {len(examples)} usable transcribed training files, fewer than "
+                         f"--batch-size {cfg.batch_size} (see {out / 'errors.jsonl'})")
+    frames = torch.cat([m[0] for m, _ in examples])  # [N, 39] originals only
+    model.feat_mean.copy_(frames.mean(0))
+    model.feat_std.copy_(frames.std(0).clamp_min(1e-3))
+    targets = [torch.tensor([alphabet.index(c) + 1 for c in text]) for _, text in examples]
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps))
+    ctc = nn.CTCLoss(zero_infinity=True)
+    start = 0
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None:
+        state = torch.load(ckpt / "train_state.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["step"]
+        log.info("resuming %s at step %d", out, start)
+
+    def write_ckpt(folder: Path, step: int) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step}, folder / "train_state.pt")
+
+    result = PhoneticTrainResult(out_dir=out, final_dir=None, train_files=len(examples), skipped=errors)
+    end = cfg.steps if cfg.stop_at is None else min(cfg.stop_at, cfg.steps)
+    bar = tqdm(total=cfg.steps, initial=start, desc="phonetic", unit="step", disable=not cfg.progress)
+    model.train()
+    metrics = open(out / "metrics.jsonl", "a")
+    for step in range(start, end):
+        # The batch and the copy of each file are a function of (seed, step): resume is exact.
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        pick = torch.randperm(len(examples), generator=g)[: cfg.batch_size].tolist()
+        copies = torch.randint(0, len(examples[0][0]), (len(pick),), generator=g).tolist()
+        xs = [examples[i][0][c] for i, c in zip(pick, copies)]
+        x = nn.utils.rnn.pad_sequence(xs, batch_first=True)  # [B, T, 39]
+        in_lens = PhoneticFeatures.ctc_frames(torch.tensor([len(t) for t in xs]))
+        ys = [targets[i] for i in pick]
+        logits = model.ctc_logits(x)  # [B, T', V]
+        loss = ctc(logits.log_softmax(-1).transpose(0, 1), torch.cat(ys), in_lens, torch.tensor([len(y) for y in ys]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        result.losses[step + 1] = loss.item()
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == end:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            metrics.write(json.dumps({"step": step + 1, "loss": loss.item(), "lr": sched.get_last_lr()[0]}) + "\n")
+            metrics.flush()
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
+            save_step_checkpoint(out, step + 1, lambda folder, s=step + 1: write_ckpt(folder, s))
+    metrics.close()
+    bar.close()
+    if end < cfg.steps:
+        return result
+
+    model.eval()
+    result.heldout_cer = _heldout_cer(model, held_rows, manifest, alphabet, cfg.max_seconds)
+    final = out / "final"
+    from soundlm.fileio import atomic_dir
+
+    with atomic_dir(final) as tmp:
+        model.save(tmp, extra={"train_files": len(examples), "steps": cfg.steps,
+                               "heldout_cer": result.heldout_cer, "heldout_files": len(held_rows)})
+    result.final_dir = final
+    log.info("phonetic encoder: held-out character error rate %s on %d files",
+             "n/a" if result.heldout_cer is None else f"{result.heldout_cer:.3f}", len(held_rows))
+    return result
+
+
+def _heldout_cer(model: PhoneticFeatures, rows: list[dict], manifest: Path, alphabet: str,
+                 max_seconds: float) -> float | None:
+    """Greedy-decoded character error rate on held-out files (None without any)."""
+    from soundlm.data import audio_path
+
+    refs, hyps = [], []
+    for row in rows:
+        text = normalize_transcript(row.get("transcript") or "", alphabet)
+        try:
+            audio = audio_io.load_audio(audio_path(manifest, row), sample_rate=model.sample_rate,
+                                        min_seconds=0.1, max_seconds=max_seconds)
+        except audio_io.AudioError:
+            continue
+        if text:
+            refs.append(text)
+            hyps.append(model.transcribe(torch.from_numpy(audio)[None])[0])
+    return character_error_rate(refs, hyps) if refs else None
+
+
+__all__ = ["PhoneticTrainConfig", "PhoneticTrainResult", "character_error_rate", "ctc_greedy", "train_phonetic"]
