@@ -269,3 +269,25 @@ def test_lm_eval_delay_pattern_stage(world, pipe):
     assert row.pattern == "delay" and row.num_windows == windows
     assert row.num_tokens == windows * 10 * NUM_COARSE  # delay padding is never a target
     assert row.loss_nats == pytest.approx(math.log(card), rel=0.2)
+
+
+def test_cli_eval_units_reads_a_bundle_and_shrinks_the_folds_to_fit(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", "units", "--tokenizer", str(world["bundle"]), "--data", str(world["corpus"]),
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    units = json.loads((tmp_path / "units.json").read_text())
+    # alice and bob have 3 held-out utterances each: 5 folds cannot fit, 3 do.
+    assert units["settings"]["folds"] == 3
+    assert units["summary"]["num_speakers"] == 2 and units["summary"]["num_utterances"] == 6
+    assert units["summary"]["chance"] == 0.5 and 1 <= units["summary"]["units_used"] <= 16
+    assert 0 <= units["summary"]["accuracy_units"] <= 1 and 0 <= units["summary"]["accuracy_features"] <= 1
+    assert sorted(r["speaker"] for r in units["rows"]) == ["alice", "bob"]
+    # The training split holds one speaker with one utterance: nothing to tell apart.
+    res = runner.invoke(app, ["eval", "units", "--tokenizer", str(world["bundle"] / "semantic_tokenizer"),
+                              "--data", str(world["corpus"]), "--out", str(tmp_path), "--split", "train"])
+    assert res.exit_code == 2 and "fewer than 2 speakers" in res.output

@@ -11,7 +11,7 @@ import typer
 from soundlm.cli import app as main_app
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate a codec and an AudioLM model (tables in markdown + JSON).")
-main_app.add_typer(app, name="eval", help="Evaluation suite: codec, lm, continuation, lexical, asr, all.")
+main_app.add_typer(app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, all.")
 
 _MODEL = "Model bundle folder (semantic/ coarse/ fine/ semantic_tokenizer/ codec/)."
 _OUT = "Output folder for the markdown table and JSON (and resume state)."
@@ -139,6 +139,29 @@ def lexical_command(
     _run(go, out)
 
 
+@app.command("units")
+def units_command(
+    tokenizer: Path = typer.Option(..., help="Semantic tokenizer folder, or a model bundle (its semantic_tokenizer/)."),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with a speaker per row."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    max_files: int | None = typer.Option(None, help="Use at most this many files."),
+    folds: int = typer.Option(5, help="Cross-validation folds (every speaker needs at least this many files)."),
+    seed: int = typer.Option(0, help="Seed for the fold split."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """Speaker information in the semantic units: cross-validated speaker ID from unit histograms."""
+
+    def go() -> Any:
+        from soundlm.eval.suite import eval_units
+        from soundlm.semantic.tokenizer import SemanticTokenizer
+
+        folder = tokenizer / "semantic_tokenizer" if (tokenizer / "semantic_tokenizer").is_dir() else tokenizer
+        return eval_units(SemanticTokenizer.load(folder, device=device), data, split, max_files, folds, seed)
+
+    _run(go, out)
+
+
 @app.command("asr")
 def asr_command(
     codec: str = typer.Option(..., help="Codec: a soundlm codec folder/run, or a Hugging Face id or folder."),
@@ -180,7 +203,7 @@ def all_command(
     num_prompts: int = typer.Option(20, help="Continuation prompts."),
     num_pairs: int = typer.Option(50, help="Lexical word / non-word pairs."),
     voice: str = typer.Option("en-us", help="espeak-ng voice of the lexical pairs."),
-    skip: str = typer.Option("", help="Comma-separated sections to leave out (codec,lm,continuation,lexical,asr)."),
+    skip: str = typer.Option("", help="Comma-separated sections to leave out (codec,lm,units,continuation,lexical,asr)."),
     seed: int = typer.Option(0, help="Seed for every evaluation."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
