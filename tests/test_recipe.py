@@ -36,3 +36,40 @@ def test_rerun_with_the_same_settings_is_accepted(tmp_path):
     (work / "recipe.json").write_text(json.dumps({"settings": json.loads(json.dumps(asdict(cfg)))}))
     with pytest.raises(ValueError, match="hours"):
         run_recipe(cfg, work, tmp_path / "model")
+
+
+def test_cli_refuses_unknown_semantic_features(tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    res = CliRunner().invoke(app, ["recipe", "speech-tiny", "--work", str(tmp_path / "w"), "--out",
+                                   str(tmp_path / "m"), "--semantic-features", "hubert"])
+    assert res.exit_code == 2 and "phonetic or mfcc" in res.output
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_refuses_a_codec_folder_that_is_not_a_codec_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    (tmp_path / "not_a_codec").mkdir()
+    res = CliRunner().invoke(app, ["recipe", "speech-tiny", "--work", str(tmp_path / "w"), "--out",
+                                   str(tmp_path / "m"), "--codec", str(tmp_path / "not_a_codec")])
+    assert res.exit_code == 1 and "not_a_codec" in res.output and "no config.json" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "w").exists()
+
+
+def test_the_recorded_command_names_every_option_that_changed_the_settings():
+    from pathlib import Path
+
+    from soundlm.recipe import _command
+
+    cfg = speech_tiny()
+    assert _command(cfg, Path("w"), Path("m")) == "soundlm recipe speech-tiny --work w --out m"
+    lm = {k: replace(getattr(cfg, k), steps=5) for k in ("semantic_lm", "coarse_lm", "fine_lm")}
+    changed = replace(cfg, codec_from="c", semantic_features="mfcc", codec_steps=10, **lm)
+    assert _command(changed, Path("w"), Path("m")) == ("soundlm recipe speech-tiny --work w --out m --codec c "
+                                                      "--semantic-features mfcc --codec-steps 10 --lm-steps 5")

@@ -2,9 +2,10 @@
 
 `speech_tiny()` is the recipe behind the model that ships with soundlm: a synthetic
 multi-speaker English corpus (espeak-ng/flite voices; held-out voices disjoint from the
-training ones; only the training voices reach the codec, the k-means and the LMs), MFCC
-k-means semantic tokens, our codec (the `fast` iSTFT preset), three AudioLM stages, an
-fp16 bundle and the evaluation report. Every step resumes, so a killed recipe picks up
+training ones; only the training voices reach the codec, the k-means and the LMs), semantic
+tokens from k-means over our phonetic encoder (a small CTC recogniser trained on the
+corpus's transcripts; MFCC units carry the voice), our codec (the `fast` iSTFT preset),
+three AudioLM stages, an fp16 bundle and the evaluation report. Every step resumes, so a killed recipe picks up
 where it stopped and a finished one returns at once. Larger budgets (a GPU) go through the
 same code: raise the step counts and sizes with the options of `soundlm recipe`.
 """
@@ -39,8 +40,9 @@ class RecipeConfig:
     voices: int = 48
     heldout_voices: int = 4
     sentences_per_utterance: int = 3
-    # semantic tokenizer
-    semantic_features: str = "mfcc"
+    # semantic tokenizer: "phonetic" trains the CTC encoder first; "mfcc" clusters MFCCs
+    semantic_features: str = "phonetic"
+    phonetic_steps: int = 2000
     clusters: int = 100
     # codec
     codec_preset: str = "fast"
@@ -48,6 +50,7 @@ class RecipeConfig:
     codec_batch_size: int = 8
     codec_segment_seconds: float = 0.64
     codec_lr: float = 5e-4
+    codec_from: str | None = None  # a trained codec folder to reuse instead of training one
     # language models
     lm_preset: str = "mini"
     coarse_codebooks: int = 3
@@ -65,7 +68,8 @@ class RecipeConfig:
 
 
 def speech_tiny() -> RecipeConfig:
-    """The shipped default: trains on a 2-core CPU in 75-105 min (codec 36-50 min, LMs 33-47 min)."""
+    """The shipped default: trains on a 2-core CPU in about 90-130 min (phonetic encoder 15 min, codec 36-50 min,
+    LMs 33-55 min, evaluation 6-8 min)."""
     return RecipeConfig(name="speech-tiny")
 
 
@@ -122,6 +126,23 @@ def _folder_megabytes(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
+def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
+    """The `soundlm recipe` command line that reproduces `cfg` (the options that differ from the recipe's own)."""
+    base = RECIPES[cfg.name]()
+    parts = [f"soundlm recipe {cfg.name} --work {work} --out {model_dir}"]
+    if cfg.codec_from is not None:
+        parts.append(f"--codec {cfg.codec_from}")
+    if cfg.semantic_features != base.semantic_features:
+        parts.append(f"--semantic-features {cfg.semantic_features}")
+    if cfg.codec_steps != base.codec_steps:
+        parts.append(f"--codec-steps {cfg.codec_steps}")
+    steps = {cfg.semantic_lm.steps, cfg.coarse_lm.steps, cfg.fine_lm.steps}
+    if len(steps) == 1 and (cfg.semantic_lm, cfg.coarse_lm, cfg.fine_lm) != (base.semantic_lm, base.coarse_lm,
+                                                                             base.fine_lm):
+        parts.append(f"--lm-steps {steps.pop()}")
+    return " ".join(parts)
+
+
 def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, prompt_path: str | Path | None = None,
                device: str | None = None, results_md: str | Path | None = None) -> RecipeResult:
     """Run (or resume) every step of a recipe; package the model into `model_dir`."""
@@ -133,8 +154,11 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     from soundlm.tokenize import TokenizeConfig, tokenize_corpus
     from soundlm.train.codec import CodecTrainConfig, train_codec
     from soundlm.train.lm import LMTrainConfig, train_lm
+    from soundlm.train.phonetic import PhoneticTrainConfig, train_phonetic
     from soundlm.train.semantic import SemanticTrainConfig, train_semantic
 
+    if cfg.codec_from is not None:
+        load_codec(cfg.codec_from)  # fail now, not an hour in, on a folder that is not a codec
     work, model_dir = Path(work), Path(model_dir)
     work.mkdir(parents=True, exist_ok=True)
     settings_path = work / "recipe.json"
@@ -149,18 +173,27 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
         work / "corpus", hours=cfg.hours, seed=cfg.seed, languages=["en"], voices=cfg.voices,
         heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance))
 
+    encoder = None
+    if cfg.semantic_features == "phonetic":
+        encoder = work / "phonetic" / "final"
+        timer.run("phonetic encoder", lambda: encoder.is_dir() or train_phonetic(PhoneticTrainConfig(
+            data=str(manifest), out=str(work / "phonetic"), steps=cfg.phonetic_steps, seed=cfg.seed)))
     semantic_dir = work / "semantic"
     if not (semantic_dir / "config.json").exists():
         timer.run("semantic tokenizer", lambda: train_semantic(
             manifest, semantic_dir, SemanticTrainConfig(features=cfg.semantic_features, clusters=cfg.clusters,
+                                                         model=None if encoder is None else str(encoder),
                                                          seed=cfg.seed), device=device))
 
-    codec_dir = work / "codec"
-    timer.run("codec", lambda: train_codec(CodecTrainConfig(
-        data=str(manifest), out=str(codec_dir), preset=cfg.codec_preset, steps=cfg.codec_steps,
-        batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds, adversarial=False,
-        lr=cfg.codec_lr, ckpt_every=200, eval_every=250, sample_every=max(cfg.codec_steps // 2, 1), seed=cfg.seed,
-        device=device)))
+    if cfg.codec_from is not None:
+        codec_dir = Path(cfg.codec_from)
+    else:
+        codec_dir = work / "codec"
+        timer.run("codec", lambda: train_codec(CodecTrainConfig(
+            data=str(manifest), out=str(codec_dir), preset=cfg.codec_preset, steps=cfg.codec_steps,
+            batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds, adversarial=False,
+            lr=cfg.codec_lr, ckpt_every=200, eval_every=250, sample_every=max(cfg.codec_steps // 2, 1),
+            seed=cfg.seed, device=device)))
 
     store = work / "store"
     timer.run("tokenize", lambda: tokenize_corpus(TokenizeConfig(
@@ -195,7 +228,7 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     write_json_atomic(model_dir / "recipe.json", {
         "recipe": cfg.name, "settings": settings, "wall_seconds": timer.times, "size_megabytes": round(size, 2),
         "prompt": prompt_info, "device": device or "auto",
-        "command": f"soundlm recipe {cfg.name} --work {work} --out {model_dir}"})
+        "command": _command(cfg, work, model_dir)})
     shutil.copyfile(eval_dir / "results.md", model_dir / "EVAL.md")
     if results_md is not None:
         shutil.copyfile(eval_dir / "results.md", results_md)

@@ -16,6 +16,10 @@ def recipe(
     results_md: Path | None = typer.Option(None, "--results-md", help="Also copy the eval table here."),
     codec_steps: int | None = typer.Option(None, help="Override the codec's training steps."),
     lm_steps: int | None = typer.Option(None, help="Override every LM stage's training steps."),
+    codec: Path | None = typer.Option(None, "--codec", help="Reuse this trained codec folder (e.g. a shipped "
+                                                            "model's codec/) instead of training one."),
+    semantic_features: str | None = typer.Option(None, "--semantic-features",
+                                                 help="phonetic (default: CTC encoder + k-means) or mfcc."),
     device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
 ) -> None:
     """Train and package a complete model; rerun the same command to resume after an interruption."""
@@ -30,10 +34,21 @@ def recipe(
         raise typer.Exit(2)
     if codec_steps is not None:
         cfg = replace(cfg, codec_steps=codec_steps)
+    if codec is not None:
+        cfg = replace(cfg, codec_from=str(codec))
+    if semantic_features is not None:
+        if semantic_features not in ("phonetic", "mfcc"):
+            typer.echo(f"error: --semantic-features must be phonetic or mfcc, got {semantic_features!r}", err=True)
+            raise typer.Exit(2)
+        cfg = replace(cfg, semantic_features=semantic_features)
     if lm_steps is not None:
         cfg = replace(cfg, semantic_lm=replace(cfg.semantic_lm, steps=lm_steps),
                       coarse_lm=replace(cfg.coarse_lm, steps=lm_steps), fine_lm=replace(cfg.fine_lm, steps=lm_steps))
-    result = run_recipe(cfg, work, out, prompt_path=prompt, device=device, results_md=results_md)
+    try:
+        result = run_recipe(cfg, work, out, prompt_path=prompt, device=device, results_md=results_md)
+    except (ValueError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"model: {result.model_dir} ({result.size_megabytes:.1f} MB)")
     for step, seconds in result.wall_seconds.items():
         typer.echo(f"  {step:<20} {seconds:8.1f} s")
