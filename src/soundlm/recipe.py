@@ -87,7 +87,7 @@ class RecipeResult:
     model_dir: Path
     work_dir: Path
     wall_seconds: dict[str, float]
-    size_megabytes: float
+    size_megabytes: float  # MiB (2**20 bytes), as recipe.json's size_megabytes
     eval_summary: dict
 
 
@@ -123,6 +123,7 @@ def _write_prompt(manifest: Path, out: Path, seconds: float, sample_rate: int) -
 
 
 def _folder_megabytes(folder: Path) -> float:
+    """Bytes of every file below `folder`, in MiB (2**20 bytes)."""
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 

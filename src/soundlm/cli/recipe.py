@@ -49,6 +49,6 @@ def recipe(
     except (ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"model: {result.model_dir} ({result.size_megabytes:.1f} MB)")
+    typer.echo(f"model: {result.model_dir} ({result.size_megabytes:.1f} MiB)")
     for step, seconds in result.wall_seconds.items():
         typer.echo(f"  {step:<20} {seconds:8.1f} s")
