@@ -154,9 +154,11 @@ def units_command(
 
     def go() -> Any:
         from soundlm.eval.suite import eval_units
+        from soundlm.pipeline import SEMANTIC_TOKENIZER_DIR
         from soundlm.semantic.tokenizer import SemanticTokenizer
 
-        folder = tokenizer / "semantic_tokenizer" if (tokenizer / "semantic_tokenizer").is_dir() else tokenizer
+        in_bundle = tokenizer / SEMANTIC_TOKENIZER_DIR
+        folder = in_bundle if in_bundle.is_dir() else tokenizer
         return eval_units(SemanticTokenizer.load(folder, device=device), data, split, max_files, folds, seed)
 
     _run(go, out)

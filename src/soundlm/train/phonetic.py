@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,8 +25,9 @@ from torch import nn
 
 from soundlm import audio as audio_io
 from soundlm.checkpoint import check_resume_settings, latest_checkpoint, save_step_checkpoint
-from soundlm.fileio import atomic_path, write_json_atomic, write_text_atomic
+from soundlm.fileio import atomic_dir, write_text_atomic
 from soundlm.semantic.phonetic import PhoneticFeatures, ctc_greedy, normalize_transcript
+from soundlm.train.lm import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,11 @@ class PhoneticTrainResult:
 
 
 def character_error_rate(refs: list[str], hyps: list[str]) -> float:
-    """Edit distance over characters, summed, divided by the references' total length."""
+    """Edit distance over characters, summed, divided by the references' total length.
+
+    Our own rather than `soundlm.palm.metrics.cer`: that one needs jiwer (the `eval` extra),
+    and training the encoder needs no extra.
+    """
     errors = total = 0
     for ref, hyp in zip(refs, hyps):
         prev = list(range(len(hyp) + 1))
@@ -125,18 +129,6 @@ def _load_examples(rows: list[dict], manifest: Path, fx: PhoneticFeatures, alpha
     return out
 
 
-def _lr_lambda(steps: int):
-    """Linear warm-up over the first 10% of the steps, then cosine decay to 5%."""
-    warm = max(steps // 10, 1)
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(steps - warm, 1)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return f
-
-
 def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
     """Train (or resume) the phonetic encoder; returns the run's result (final/ holds the encoder)."""
     from tqdm.auto import tqdm
@@ -172,7 +164,9 @@ def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
     targets = [torch.tensor([alphabet.index(c) + 1 for c in text]) for _, text in examples]
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps))
+    # Linear warm-up over the first 10% of the steps, then cosine decay to 5%.
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: warmup_cosine(step, max(cfg.steps // 10, 1), cfg.steps, 0.05))
     ctc = nn.CTCLoss(zero_infinity=True)
     start = 0
     ckpt = latest_checkpoint(out)
@@ -225,8 +219,6 @@ def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
     model.eval()
     result.heldout_cer = _heldout_cer(model, held_rows, manifest, alphabet, cfg.max_seconds)
     final = out / "final"
-    from soundlm.fileio import atomic_dir
-
     with atomic_dir(final) as tmp:
         model.save(tmp, extra={"train_files": len(examples), "steps": cfg.steps,
                                "heldout_cer": result.heldout_cer, "heldout_files": len(held_rows)})
