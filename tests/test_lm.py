@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from soundlm.lm import (DelayLM, DelayLMConfig, LMConfig, TokenLM, delay_inputs, lm_base, lm_small, lm_tiny, load_lm,
-                        save_lm)
+from soundlm.lm import (DelayLM, DelayLMConfig, LMConfig, TokenLM, delay_inputs, lm_base, lm_micro, lm_mini, lm_small,
+                        lm_tiny, load_lm, save_lm)
 from soundlm.patterns import delay_codes
 from soundlm.vocab import VocabLayout
 
@@ -112,5 +112,7 @@ def test_presets_sizes():
         return sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
 
     assert params(lm_tiny(100)) < 200_000
+    assert 1.0e6 < params(lm_micro(100)) < 1.5e6
+    assert 2.5e6 < params(lm_mini(100)) < 3.5e6
     assert 15e6 < params(lm_small(100)) < 25e6
     assert 0.25e9 < params(lm_base(100)) < 0.35e9

@@ -49,6 +49,19 @@ def test_cli_refuses_unknown_semantic_features(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [("--hours", "0", "--hours must be positive"),
+                                                    ("--voices", "0", "--voices must be at least 1")])
+def test_cli_refuses_a_bad_corpus_size_before_any_work(tmp_path, option, value, message):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    res = CliRunner().invoke(app, ["recipe", "speech-tiny", "--work", str(tmp_path / "w"), "--out",
+                                   str(tmp_path / "m"), option, value])
+    assert res.exit_code == 2 and message in res.output
+    assert not (tmp_path / "w").exists()
+
+
 def test_cli_refuses_a_codec_folder_that_is_not_a_codec_before_any_work(tmp_path):
     from typer.testing import CliRunner
 
@@ -70,6 +83,7 @@ def test_the_recorded_command_names_every_option_that_changed_the_settings():
     cfg = speech_tiny()
     assert _command(cfg, Path("w"), Path("m")) == "soundlm recipe speech-tiny --work w --out m"
     lm = {k: replace(getattr(cfg, k), steps=5) for k in ("semantic_lm", "coarse_lm", "fine_lm")}
-    changed = replace(cfg, codec_from="c", semantic_features="mfcc", codec_steps=10, **lm)
-    assert _command(changed, Path("w"), Path("m")) == ("soundlm recipe speech-tiny --work w --out m --codec c "
-                                                      "--semantic-features mfcc --codec-steps 10 --lm-steps 5")
+    changed = replace(cfg, codec_from="c", semantic_features="mfcc", codec_steps=10, hours=0.5, voices=7, **lm)
+    assert _command(changed, Path("w"), Path("m")) == ("soundlm recipe speech-tiny --work w --out m --hours 0.5 "
+                                                      "--voices 7 --codec c --semantic-features mfcc --codec-steps 10 "
+                                                      "--lm-steps 5")

@@ -30,6 +30,7 @@ class LMStageSettings:
     window_seconds: float
     lr: float = 1e-3
     warmup: int = 50
+    preset: str | None = None  # model size; None takes the recipe's lm_preset
 
 
 @dataclass
@@ -131,6 +132,10 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
     """The `soundlm recipe` command line that reproduces `cfg` (the options that differ from the recipe's own)."""
     base = RECIPES[cfg.name]()
     parts = [f"soundlm recipe {cfg.name} --work {work} --out {model_dir}"]
+    if cfg.hours != base.hours:
+        parts.append(f"--hours {cfg.hours:g}")
+    if cfg.voices != base.voices:
+        parts.append(f"--voices {cfg.voices}")
     if cfg.codec_from is not None:
         parts.append(f"--codec {cfg.codec_from}")
     if cfg.semantic_features != base.semantic_features:
@@ -202,7 +207,8 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
 
     for stage, s in (("semantic", cfg.semantic_lm), ("coarse", cfg.coarse_lm), ("fine", cfg.fine_lm)):
         timer.run(f"lm {stage}", lambda stage=stage, s=s: train_lm(LMTrainConfig(
-            store=str(store), out=str(work / f"lm-{stage}"), stage=stage, preset=cfg.lm_preset, steps=s.steps,
+            store=str(store), out=str(work / f"lm-{stage}"), stage=stage, preset=s.preset or cfg.lm_preset,
+            steps=s.steps,
             batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
             coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)))
 

@@ -14,6 +14,10 @@ def recipe(
     out: Path = typer.Option(Path("src/soundlm/assets/speech-tiny"), help="Where the packaged model goes."),
     prompt: Path | None = typer.Option(None, help="Where the 3 s demo prompt goes (default: beside --out)."),
     results_md: Path | None = typer.Option(None, "--results-md", help="Also copy the eval table here."),
+    hours: float | None = typer.Option(None, help="Override the corpus size (requested hours of text; espeak-ng "
+                                                  "speaks about 1.45x longer than estimated)."),
+    voices: int | None = typer.Option(None, help="Override the number of training voices (held-out voices stay "
+                                                 "the same whatever this is)."),
     codec_steps: int | None = typer.Option(None, help="Override the codec's training steps."),
     lm_steps: int | None = typer.Option(None, help="Override every LM stage's training steps."),
     codec: Path | None = typer.Option(None, "--codec", help="Reuse this trained codec folder (e.g. a shipped "
@@ -32,6 +36,13 @@ def recipe(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
+    if hours is not None and not hours > 0:
+        typer.echo(f"error: --hours must be positive, got {hours}", err=True)
+        raise typer.Exit(2)
+    if voices is not None and voices < 1:
+        typer.echo(f"error: --voices must be at least 1, got {voices}", err=True)
+        raise typer.Exit(2)
+    cfg = replace(cfg, hours=cfg.hours if hours is None else hours, voices=cfg.voices if voices is None else voices)
     if codec_steps is not None:
         cfg = replace(cfg, codec_steps=codec_steps)
     if codec is not None:

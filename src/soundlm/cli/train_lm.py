@@ -14,7 +14,7 @@ def train_lm_command(
     store: Path = typer.Argument(..., help="Token store folder written by `soundlm tokenize`."),
     stage: str = typer.Option(..., help="Which AudioLM stage: semantic, coarse or fine."),
     out: Path = typer.Option(..., help="Run folder; rerunning the same command resumes from its latest checkpoint."),
-    preset: str = typer.Option("tiny", help="Model size preset: tiny, mini, small or base."),
+    preset: str = typer.Option("tiny", help="Model size preset: tiny, micro, mini, small or base."),
     init: Path | None = typer.Option(None, help="Start from a local Hugging Face causal LM folder "
                                                 "(its embeddings are resized to the audio vocabulary)."),
     steps: int = typer.Option(20_000, help="Total optimizer steps."),

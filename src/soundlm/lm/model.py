@@ -90,6 +90,13 @@ def lm_tiny(vocab_size: int, max_positions: int = 512) -> LMConfig:
                     max_positions=max_positions)
 
 
+def lm_micro(vocab_size: int, max_positions: int = 1024) -> LMConfig:
+    """~1.2M parameters plus tied embeddings (hidden 160, 4 layers, 4 heads): the shipped fine stage, whose
+    task (5 fine codebooks given 3 coarse ones of the same frame) is local and needs little capacity."""
+    return LMConfig(vocab_size, hidden_size=160, num_layers=4, num_heads=4, intermediate_size=432,
+                    max_positions=max_positions, tie_embeddings=True)
+
+
 def lm_mini(vocab_size: int, max_positions: int = 1024) -> LMConfig:
     """~3M parameters plus tied embeddings (hidden 256, 4 layers, 4 heads): the shipped CPU-trained model."""
     return LMConfig(vocab_size, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=688,

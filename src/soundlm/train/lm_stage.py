@@ -281,10 +281,10 @@ class StageSetup:
 
 def build_stage(cfg: LMTrainConfig, init_weights_from: Path | None = None) -> StageSetup:
     """Read the store, pick layout/window/model for `cfg.stage`, optionally load checkpoint weights."""
-    from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_base, lm_mini, lm_small, lm_tiny
+    from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_base, lm_micro, lm_mini, lm_small, lm_tiny
 
-    presets: dict[str, Callable[..., Any]] = {"tiny": lm_tiny, "mini": lm_mini, "small": lm_small,
-                                                 "base": lm_base}
+    presets: dict[str, Callable[..., Any]] = {"tiny": lm_tiny, "micro": lm_micro, "mini": lm_mini,
+                                                 "small": lm_small, "base": lm_base}
     if cfg.preset not in presets:
         raise ValueError(f"--preset must be one of {', '.join(presets)}, got {cfg.preset!r}")
     # The semantic stage is a single stream: the codebook pattern does not apply to it.
