@@ -256,8 +256,9 @@ def test_speech_refuses_other_settings_and_bad_args(speech_corpus, tmp_path):
         speech_mod.make_speech_corpus(speech_corpus, workers=1, **{**SPEECH_ARGS, "voices": 3})
     with pytest.raises(ValueError, match="languages"):
         speech_mod.make_speech_corpus(tmp_path / "x", hours=0.01, languages=["en", "xx"])
-    with pytest.raises(ValueError, match="hours"):
-        speech_mod.make_speech_corpus(tmp_path / "x", hours=0)
+    for hours in (0, float("nan"), float("inf")):  # inf would plan utterances forever
+        with pytest.raises(ValueError, match="hours must be positive and finite"):
+            speech_mod.make_speech_corpus(tmp_path / "x", hours=hours)
 
 
 def test_cli_missing_espeak_says_how_to_install(tmp_path, monkeypatch):

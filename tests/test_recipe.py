@@ -50,6 +50,8 @@ def test_cli_refuses_unknown_semantic_features(tmp_path):
 
 
 @pytest.mark.parametrize("option, value, message", [("--hours", "0", "--hours must be positive"),
+                                                    ("--hours", "inf", "--hours must be positive"),
+                                                    ("--hours", "nan", "--hours must be positive"),
                                                     ("--voices", "0", "--voices must be at least 1")])
 def test_cli_refuses_a_bad_corpus_size_before_any_work(tmp_path, option, value, message):
     from typer.testing import CliRunner

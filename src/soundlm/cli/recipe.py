@@ -36,8 +36,8 @@ def recipe(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
-    if hours is not None and not hours > 0:
-        typer.echo(f"error: --hours must be positive, got {hours}", err=True)
+    if hours is not None and not 0 < hours < float("inf"):
+        typer.echo(f"error: --hours must be positive and finite, got {hours}", err=True)
         raise typer.Exit(2)
     if voices is not None and voices < 1:
         typer.echo(f"error: --voices must be at least 1, got {voices}", err=True)

@@ -235,8 +235,8 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
     unknown = [lang for lang in languages if lang not in LANGUAGES]
     if unknown or not languages or len(set(languages)) != len(languages):
         raise ValueError(f"--languages must be distinct codes from {','.join(LANGUAGES)}, got {','.join(languages)}")
-    if hours <= 0:
-        raise ValueError(f"--hours must be positive, got {hours}")
+    if not 0 < hours < float("inf"):  # NaN fails too; inf would never stop planning utterances
+        raise ValueError(f"--hours must be positive and finite, got {hours}")
     if voices < 1 or heldout_voices < 0:
         raise ValueError(f"need --voices >= 1 and --heldout-voices >= 0, got {voices} and {heldout_voices}")
     if sentences_per_utterance < 1:
