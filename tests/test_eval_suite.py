@@ -227,6 +227,24 @@ def test_cli_eval_all_writes_every_section(world, tmp_path):
     assert "| stage |" in (out / "lm.md").read_text()
 
 
+def test_lexical_over_several_voices_is_the_mean_of_each(pipe, world, tmp_path):
+    args = dict(num_pairs=3, seed=0, progress=False, data=world["corpus"])
+    each = {v: suite.eval_lexical(pipe, voice=v, work_dir=tmp_path / v, **args) for v in ("en-us", "en-gb+m3")}
+    both = suite.eval_lexical(pipe, voice="en-us, en-gb+m3", work_dir=tmp_path / "both", **args)
+    accs = [each[v].summary["accuracy"] for v in each]
+    assert both.summary["accuracy"] == pytest.approx(np.mean(accs))
+    assert (both.summary["accuracy_min"], both.summary["accuracy_max"]) == (min(accs), max(accs))
+    assert both.summary["num_voices"] == 2 and both.summary["num_pairs"] == 3
+    assert both.settings["voice"] == "en-us,en-gb+m3"
+    # The same pairs, spoken by each voice in turn; one voice's rows are what it scores alone.
+    assert [r["voice"] for r in both.rows] == ["en-us"] * 3 + ["en-gb+m3"] * 3
+    assert [{k: v for k, v in r.items() if k != "voice"} for r in both.rows[3:]] == each["en-gb+m3"].rows
+    assert "voice" not in each["en-us"].rows[0] and "num_voices" not in each["en-us"].summary
+    for bad in ("", " , ", "en-us,en-us"):
+        with pytest.raises(ValueError, match="--voice"):
+            suite.eval_lexical(pipe, voice=bad, work_dir=tmp_path / "bad", **args)
+
+
 def test_cli_single_commands_and_errors(world, tmp_path):
     from typer.testing import CliRunner
 

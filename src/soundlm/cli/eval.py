@@ -121,7 +121,8 @@ def lexical_command(
     model: Path = typer.Option(..., help=_MODEL),
     out: Path = typer.Option(Path("eval"), help=_OUT + " The spoken pairs go to OUT/lexical_audio/."),
     num_pairs: int = typer.Option(50, help="Word / non-word pairs to score."),
-    voice: str = typer.Option("en-us", help="espeak-ng voice for every item (e.g. en-us, en-us+f3)."),
+    voice: str = typer.Option("en-us", help="espeak-ng voice for every item (e.g. en-us, en-us+f3), or several, "
+                                            "comma-separated: accuracy is then the mean over voices."),
     seed: int = typer.Option(0, help="Seed for the non-words."),
     data: Path | None = typer.Option(None, help="Training corpus manifest: build the pairs from its words "
                                                 "(default: built-in common English words)."),
@@ -204,7 +205,8 @@ def all_command(
     seconds: float = typer.Option(3.0, help="Continuation length."),
     num_prompts: int = typer.Option(20, help="Continuation prompts."),
     num_pairs: int = typer.Option(50, help="Lexical word / non-word pairs."),
-    voice: str = typer.Option("en-us", help="espeak-ng voice of the lexical pairs."),
+    voice: str = typer.Option("en-us", help="espeak-ng voice of the lexical pairs (comma-separated: several, "
+                                            "averaged)."),
     skip: str = typer.Option("", help="Comma-separated sections to leave out (codec,lm,units,continuation,lexical,asr)."),
     seed: int = typer.Option(0, help="Seed for every evaluation."),
     device: str | None = typer.Option(None, help=_DEVICE),

@@ -602,10 +602,15 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
                  words_split: str = "train") -> EvalSection:
     """sWUGGY-style lexical discrimination with the semantic LM.
 
-    Word / non-word pairs are spoken by one espeak-ng voice; each clip is scored by the
+    Word / non-word pairs are spoken by an espeak-ng voice; each clip is scored by the
     semantic LM's total log-probability of its semantic ids (AudioLM and ZeroSpeech 2021
     score sWUGGY with the summed log-probability). A pair is right when the word scores
     higher (ties half). Accuracy with the per-token mean is reported alongside.
+
+    `voice` may list several voices, comma-separated ("en-us,en-us+f2"): every pair is then
+    spoken by each, the summary is the mean over voices with the lowest and highest, and
+    each row names its voice. The voice moves accuracy by several points on its own, so
+    compare models over several.
 
     The words are those of `data`'s `words_split` transcripts when a corpus is given (an
     LM trained on a closed vocabulary cannot know other words), else common English words.
@@ -616,6 +621,9 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
 
     if num_pairs < 1:
         raise ValueError(f"--num-pairs must be >= 1, got {num_pairs}")
+    voices = [v.strip() for v in voice.split(",") if v.strip()]
+    if not voices or len(set(voices)) != len(voices):
+        raise ValueError(f"--voice must name one or more distinct espeak-ng voices, comma-separated, got {voice!r}")
     start = time.perf_counter()
     _seed_everything(seed)
     words, words_source = lexical_word_list(data, words_split)
@@ -625,35 +633,48 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
     if work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="soundlm-lexical-")
         work_dir = tmp.name
+    rows: list[dict] = []
+    per_voice: list[tuple[float, float]] = []  # (accuracy, accuracy_mean_logprob) per voice
     try:
-        voiced = synthesize_pairs(pairs, Path(work_dir) / "lexical_audio" / voice.replace("/", "_"), voice=voice,
-                                  sample_rate=sr, progress=progress)
-        scores: list[SemanticScore] = []
+        for v in voices:
+            voiced = synthesize_pairs(pairs, Path(work_dir) / "lexical_audio" / v.replace("/", "_"), voice=v,
+                                      sample_rate=sr, progress=progress)
+            scores: list[SemanticScore] = []
 
-        def score_fn(audio: np.ndarray, rate: int) -> float:
-            s = semantic_logprob(pipe, audio, rate)
-            scores.append(s)
-            return s.total_logprob
+            def score_fn(audio: np.ndarray, rate: int) -> float:
+                s = semantic_logprob(pipe, audio, rate)
+                scores.append(s)
+                return s.total_logprob
 
-        result = lexical_accuracy(score_fn, voiced, sample_rate=sr, progress=progress)
+            result = lexical_accuracy(score_fn, voiced, sample_rate=sr, progress=progress)
+            # lexical_accuracy scores word then non-word for each pair, in order.
+            word_s, non_s = scores[0::2], scores[1::2]
+            mean_correct = [1.0 if w.mean_logprob > n.mean_logprob else 0.5 if w.mean_logprob == n.mean_logprob
+                            else 0.0 for w, n in zip(word_s, non_s)]
+            per_voice.append((result.accuracy, float(np.mean(mean_correct))))
+            rows += [{**({"voice": v} if len(voices) > 1 else {}), "word": p.word, "nonword": p.nonword,
+                      "word_logprob": w.total_logprob, "nonword_logprob": n.total_logprob,
+                      "word_tokens": w.num_tokens, "nonword_tokens": n.num_tokens, "correct": c}
+                     for p, w, n, c in zip(voiced, word_s, non_s, result.correct)]
     finally:
         if tmp is not None:
             tmp.cleanup()
-    # lexical_accuracy scores word then non-word for each pair, in order.
-    word_s, non_s = scores[0::2], scores[1::2]
-    mean_correct = [1.0 if w.mean_logprob > n.mean_logprob else 0.5 if w.mean_logprob == n.mean_logprob else 0.0
-                    for w, n in zip(word_s, non_s)]
-    rows = [{"word": p.word, "nonword": p.nonword, "word_logprob": w.total_logprob,
-             "nonword_logprob": n.total_logprob, "word_tokens": w.num_tokens, "nonword_tokens": n.num_tokens,
-             "correct": c} for p, w, n, c in zip(voiced, word_s, non_s, result.correct)]
-    summary = {"accuracy": result.accuracy, "accuracy_mean_logprob": float(np.mean(mean_correct)),
-               "chance": 0.5, "num_pairs": result.num_pairs}
-    settings = {"num_pairs": len(pairs), "voice": voice, "seed": seed, "sample_rate": sr, "score": "total log-prob",
-                "words": words_source}
+    accuracies = [a for a, _ in per_voice]
+    summary = {"accuracy": float(np.mean(accuracies)),
+               "accuracy_mean_logprob": float(np.mean([m for _, m in per_voice])), "chance": 0.5,
+               "num_pairs": result.num_pairs}
+    if len(voices) > 1:
+        summary.update(accuracy_min=min(accuracies), accuracy_max=max(accuracies), num_voices=len(voices))
+    settings = {"num_pairs": len(pairs), "voice": ",".join(voices), "seed": seed, "sample_rate": sr,
+                "score": "total log-prob", "words": words_source}
+    notes = ["accuracy: the word's total semantic log-probability beats the non-word's (ties count half); "
+             "accuracy_mean_logprob: the same with the per-token mean."]
+    if len(voices) > 1:
+        by_voice = ", ".join(f"{v} {a:.4f}" for v, a in zip(voices, accuracies))
+        notes.append("With several voices: accuracy is the mean over voices; accuracy_min / accuracy_max the "
+                     f"lowest and highest single voice. Per voice: {by_voice}.")
     return EvalSection(name="lexical", title="Lexical discrimination (sWUGGY-style)", settings=settings,
-                       summary=summary, rows=rows, wall_seconds=time.perf_counter() - start,
-                       notes=["accuracy: the word's total semantic log-probability beats the non-word's (ties "
-                              "count half); accuracy_mean_logprob: the same with the per-token mean."])
+                       summary=summary, rows=rows, wall_seconds=time.perf_counter() - start, notes=notes)
 
 
 # ----------------------------------------------------------------------------- semantic units
