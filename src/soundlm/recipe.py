@@ -5,8 +5,8 @@ multi-speaker English corpus (espeak-ng/flite voices; held-out voices disjoint f
 training ones; only the training voices reach the codec, the k-means and the LMs), semantic
 tokens from k-means over our phonetic encoder (a small CTC recogniser trained on the
 corpus's transcripts; MFCC units carry the voice), our codec (the `fast` iSTFT preset),
-three AudioLM stages, an fp16 bundle and the evaluation report. Every step resumes, so a killed recipe picks up
-where it stopped and a finished one returns at once. Larger budgets (a GPU) go through the
+three AudioLM stages, an fp16 bundle and the evaluation report. Every step resumes, so a
+killed recipe picks up where it stopped and a finished one returns at once. Larger budgets (a GPU) go through the
 same code: raise the step counts and sizes with the options of `soundlm recipe`.
 """
 

@@ -2,13 +2,13 @@
 
 MFCC k-means ids say who speaks nearly as well as what is said (on the speech-tiny corpus a
 classifier names the voice from an utterance's MFCC-unit histogram 88% of the time among 48
-voices, `soundlm eval units`), so an AudioLM semantic stage over them carries the voice and the acoustic prompt
-has nothing left to decide. AudioLM avoids this with w2v-BERT units; without a pretrained
-checkpoint we train the content encoder ourselves. A bidirectional GRU over MFCCs learns,
-by spelling the transcripts with CTC across many voices (and speed-perturbed copies, which
-move formants and pitch), what is said and not who says it; k-means over its hidden states
-gives the semantic ids. This is the "supervised semantic tokens" route of CosyVoice's S3
-tokenizer at toy scale.
+voices, `soundlm eval units`), so an AudioLM semantic stage over them carries the voice and
+the acoustic prompt has nothing left to decide. AudioLM avoids this with w2v-BERT units;
+without a pretrained checkpoint we train the content encoder ourselves. A bidirectional GRU
+over MFCCs learns, by spelling the transcripts with CTC across many voices (and
+speed-perturbed copies, which move formants and pitch), what is said and not who says it;
+k-means over its hidden states gives the semantic ids. This is the "supervised semantic
+tokens" route of CosyVoice's S3 tokenizer at toy scale.
 
 Audio [B, 1, S] at 16 kHz -> MFCC [B, T, 39] at 50 Hz -> two convolutions (the first with
 stride 2: 25 Hz) -> bidirectional GRU -> hidden [B, ceil(T / 2), 2 * hidden], each frame
