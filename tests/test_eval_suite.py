@@ -264,6 +264,15 @@ def test_cli_single_commands_and_errors(world, tmp_path):
     res = runner.invoke(app, ["eval", "continuation", "--model", str(tmp_path / "missing"), "--data",
                               str(world["corpus"]), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "error:" in res.output and "missing" in res.output
+    cont = ["eval", "continuation", "--model", str(world["bundle"]), "--data", str(world["corpus"]), "--out",
+            str(tmp_path), "--prompt-seconds", "0.6", "--seconds", "0.6", "--num-prompts", "1", "--no-save-audio"]
+    res = runner.invoke(app, cont + ["--temperature-coarse", "0.5", "--context", "0.75"])
+    assert res.exit_code == 0, res.output
+    sampling = json.loads((tmp_path / "continuation.json").read_text())["settings"]["sampling"]
+    assert sampling["context"] == 0.75 and sampling["coarse"]["temperature"] == 0.5
+    assert sampling["semantic"]["temperature"] == 0.6  # the other stages keep AudioLM's defaults
+    res = runner.invoke(app, cont + ["--out", str(tmp_path / "bad"), "--context", "1"])
+    assert res.exit_code == 2 and "context must be a fraction" in res.output
     res = runner.invoke(app, ["eval", "asr", "--codec", str(world["bundle"] / "codec"), "--data",
                               str(world["corpus"]), "--out", str(tmp_path), "--split", "nosuch"])
     assert res.exit_code == 2 and "nosuch" in res.output

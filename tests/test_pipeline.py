@@ -88,22 +88,37 @@ def test_continuation_keeps_prompt_codes(pipe):
     audio = torch.from_numpy(_prompt(0.4))[None]  # [1, S]
     semantic, codes = pipe._tokenize_prompt(audio, 0.4)
     assert semantic.shape == (1, 20) and codes.shape == (1, 4, 20)
-    sem = pipe._semantic_stage(semantic.expand(2, -1), 45, pipe_sampling().semantic, torch.Generator().manual_seed(0),
+    sem = pipe._semantic_stage(semantic.expand(2, -1), 45, pipe_sampling(), torch.Generator().manual_seed(0),
                                False)
     assert sem.shape == (2, 45) and torch.equal(sem[:, :20], semantic.expand(2, -1))
-    coarse = pipe._coarse_stage(sem, codes[:, :NUM_COARSE].expand(2, -1, -1), 45, pipe_sampling().coarse,
+    coarse = pipe._coarse_stage(sem, codes[:, :NUM_COARSE].expand(2, -1, -1), 45, pipe_sampling(),
                                 torch.Generator().manual_seed(0), False)
     assert coarse.shape == (2, NUM_COARSE, 45) and torch.equal(coarse[:, :, :20], codes[:, :NUM_COARSE].expand(2, -1, -1))
-    full = pipe._fine_stage(coarse, codes[:, NUM_COARSE:].expand(2, -1, -1), pipe_sampling().fine,
+    full = pipe._fine_stage(coarse, codes[:, NUM_COARSE:].expand(2, -1, -1), pipe_sampling(),
                             torch.Generator().manual_seed(0), False)
     assert full.shape == (2, 4, 45) and torch.equal(full[:, NUM_COARSE:, :20], codes[:, NUM_COARSE:].expand(2, -1, -1))
     assert int(full.max()) < 64 and int(full.min()) >= 0
 
 
-def pipe_sampling():
+def pipe_sampling(context: float = 0.5):
     from soundlm.pipeline import AudioLMSampling
 
-    return AudioLMSampling()
+    return AudioLMSampling(context=context)
+
+
+def test_context_fraction_sets_the_kept_frames(pipe):
+    from soundlm.pipeline import AudioLMSampling
+
+    assert [pipe_sampling(c).keep(w) for c, w in [(0.5, 225), (0.5, 100), (0.9, 100), (0.01, 8), (0.99, 8)]] == \
+        [112, 50, 90, 1, 7]
+    for bad in (0.0, 1.0, -0.2, float("nan")):
+        with pytest.raises(ValueError, match="context must be a fraction"):
+            AudioLMSampling(context=bad)
+    # More context means more, shorter windows; the prompt stays and the length is exact either way.
+    prompt = _prompt()
+    short = pipe.continue_audio(prompt, 0.5, prompt_sample_rate=SR, seed=3, sampling=pipe_sampling(0.2))[0]
+    long = pipe.continue_audio(prompt, 0.5, prompt_sample_rate=SR, seed=3, sampling=pipe_sampling(0.9))[0]
+    assert short.shape == long.shape and not np.allclose(short, long)
 
 
 def test_mismatched_stage_is_refused(parts):
@@ -130,6 +145,12 @@ def test_cli_continue_and_generate_with_bundle(pipe, tmp_path):
     res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "gen"), "--model", str(bundle)])
     assert res.exit_code == 0, res.output
     assert sf.info(tmp_path / "gen" / "sample_000.wav").frames == 3200
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "gen2"), "--model", str(bundle),
+                              "--context", "0.8"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "bad"),
+                              "--context", "1.5", "--model", str(bundle)])
+    assert res.exit_code == 2 and "context must be a fraction" in res.output and not (tmp_path / "bad").exists()
 
 
 def test_cli_bad_prompt_is_one_line_error(parts, tmp_path):

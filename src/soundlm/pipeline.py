@@ -46,11 +46,25 @@ CODEC_DIR = "codec"
 
 @dataclass
 class AudioLMSampling:
-    """Sampling per stage; the defaults are AudioLM's temperatures (0.6 / 0.8 / 0.6)."""
+    """Sampling per stage; the defaults are AudioLM's temperatures (0.6 / 0.8 / 0.6).
+
+    `context` is the fraction of a stage's training window kept as context each time
+    generation slides past the window (the rest of the window is generated). Keeping more
+    keeps the prompt in view for longer, at the cost of more, shorter windows.
+    """
 
     semantic: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
     coarse: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.8, top_p=0.95))
     fine: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
+    context: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.context < 1.0:
+            raise ValueError(f"context must be a fraction of the window in (0, 1), got {self.context}")
+
+    def keep(self, window: int) -> int:
+        """Context frames kept in a window of `window` frames (at least 1, at most window - 1)."""
+        return min(max(int(round(self.context * window)), 1), window - 1)
 
 
 @dataclass
@@ -307,13 +321,13 @@ class AudioLMPipeline:
         n_sem, n_ac = _frames(seconds, sem_rate), _frames(seconds, ac_rate)
         semantic = semantic.expand(num_samples, -1)  # [B, T_s]
         codes = codes.expand(num_samples, -1, -1)  # [B, K, T_a]
-        semantic = self._semantic_stage(semantic, n_sem, sampling.semantic, gen, progress)
-        coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], n_ac, sampling.coarse, gen, progress)
-        full = self._fine_stage(coarse, codes[:, self.num_coarse:], sampling.fine, gen, progress)  # [B, K, T_a]
+        semantic = self._semantic_stage(semantic, n_sem, sampling, gen, progress)
+        coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], n_ac, sampling, gen, progress)
+        full = self._fine_stage(coarse, codes[:, self.num_coarse:], sampling, gen, progress)  # [B, K, T_a]
         with torch.inference_mode():
             return self.codec.decode(full).float()  # [B, C, S]
 
-    def _semantic_stage(self, semantic: torch.Tensor, total: int, params: SamplingParams,
+    def _semantic_stage(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,
                         gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend semantic ids [B, T0] to [B, total] window by window."""
         from soundlm.lm.generate import generate
@@ -321,7 +335,8 @@ class AudioLMPipeline:
         stage, layout = self.semantic, self.semantic.layout
         window = max(2, int(stage.window_seconds * float(stage.meta["semantic_rate"])))
         allowed = layout.range_of("semantic")
-        for start, new in context_windows(semantic.shape[1], total, window, window // 2):
+        params = sampling.semantic
+        for start, new in context_windows(semantic.shape[1], total, window, sampling.keep(window)):
             context = semantic[:, start:]
             prompt = torch.cat([_fill(context.shape[0], layout.bos_id, self.device),
                                 layout.semantic_to_global(context)], dim=1)  # [B, 1 + ctx]
@@ -330,7 +345,7 @@ class AudioLMPipeline:
             semantic = torch.cat([semantic, layout.global_to_semantic(out[:, prompt.shape[1]:])], dim=1)
         return semantic
 
-    def _coarse_stage(self, semantic: torch.Tensor, coarse: torch.Tensor, total: int, params: SamplingParams,
+    def _coarse_stage(self, semantic: torch.Tensor, coarse: torch.Tensor, total: int, sampling: AudioLMSampling,
                       gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend coarse codes [B, Qc, T0] to [B, Qc, total], conditioned on the semantic ids of each window."""
         from soundlm import patterns
@@ -340,7 +355,8 @@ class AudioLMPipeline:
         sem_rate, ac_rate = float(stage.meta["semantic_rate"]), float(stage.meta["acoustic_rate"])
         window = max(2, int(stage.window_seconds * ac_rate))
         sem_window = int(round(stage.window_seconds * sem_rate))
-        for start, new in context_windows(coarse.shape[2], total, window, window // 2):
+        params = sampling.coarse
+        for start, new in context_windows(coarse.shape[2], total, window, sampling.keep(window)):
             # Training crops start on a semantic frame boundary; move the window start onto one.
             s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
             # Moving it later only shortens the context, so context + new still fits the window.
@@ -358,8 +374,8 @@ class AudioLMPipeline:
             coarse = torch.cat([coarse, fresh], dim=2)
         return coarse
 
-    def _fine_stage(self, coarse: torch.Tensor, fine: torch.Tensor, params: SamplingParams, gen: torch.Generator,
-                    progress: bool) -> torch.Tensor:
+    def _fine_stage(self, coarse: torch.Tensor, fine: torch.Tensor, sampling: AudioLMSampling,
+                    gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
         from soundlm import patterns
         from soundlm.lm.generate import generate, generate_delayed
@@ -370,7 +386,8 @@ class AudioLMPipeline:
         window = max(2, int(stage.window_seconds * float(stage.meta["acoustic_rate"])))
         fine = fine[:, :qf]
         total = coarse.shape[2]
-        for start, new in context_windows(fine.shape[2], total, window, window // 2):
+        params = sampling.fine
+        for start, new in context_windows(fine.shape[2], total, window, sampling.keep(window)):
             end = fine.shape[2] + new
             if stage.delayed:
                 prefix = delay_prefix("fine", semantic=None, coarse=coarse[:, :, start:end],

@@ -101,17 +101,28 @@ def continuation_command(
     num_prompts: int = typer.Option(20, help="Prompts, taken round-robin over voices."),
     enrol_fraction: float = typer.Option(0.5, help="Share of each voice's utterances used to enrol it."),
     save_audio: bool = typer.Option(True, help="Also write the continuations under OUT/continuation_audio/."),
+    temperature_coarse: float | None = typer.Option(None, help="Coarse stage temperature (default: AudioLM's 0.8)."),
+    context: float | None = typer.Option(None, help="Fraction of each stage's window kept as context when "
+                                                    "generation slides past it (default 0.5)."),
     seed: int = typer.Option(0, help="Seed (utterance choice and sampling)."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
     """AudioLM's speaker test: voice accuracy of continuations, with vs without the acoustic prompt."""
 
     def go() -> Any:
-        from soundlm.eval.suite import eval_continuation
+        from dataclasses import replace
 
+        from soundlm.eval.suite import eval_continuation
+        from soundlm.pipeline import AudioLMSampling
+
+        sampling = None  # the defaults, recorded as "default"
+        if temperature_coarse is not None or context is not None:
+            sampling = AudioLMSampling(context=0.5 if context is None else context)
+            if temperature_coarse is not None:
+                sampling.coarse = replace(sampling.coarse, temperature=temperature_coarse)
         pipe = _pipeline(model, device)
         return eval_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, enrol_fraction,
-                                 seed=seed, out_dir=out, save_audio=save_audio)
+                                 sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio)
 
     _run(go, out)
 

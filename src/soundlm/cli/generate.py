@@ -15,13 +15,13 @@ _MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokeniz
 
 def _sampling(temperature_semantic: float, temperature_coarse: float, temperature_fine: float,
               top_k_semantic: int, top_k_coarse: int, top_k_fine: int,
-              top_p_semantic: float, top_p_coarse: float, top_p_fine: float) -> Any:
+              top_p_semantic: float, top_p_coarse: float, top_p_fine: float, context: float) -> Any:
     from soundlm.pipeline import AudioLMSampling
     from soundlm.sampler import SamplingParams
 
     return AudioLMSampling(semantic=SamplingParams(temperature_semantic, top_k_semantic or None, top_p_semantic),
                            coarse=SamplingParams(temperature_coarse, top_k_coarse or None, top_p_coarse),
-                           fine=SamplingParams(temperature_fine, top_k_fine or None, top_p_fine))
+                           fine=SamplingParams(temperature_fine, top_k_fine or None, top_p_fine), context=context)
 
 
 def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None, fine_run: Path | None,
@@ -72,6 +72,8 @@ def _options() -> dict[str, Any]:
         top_p_semantic=typer.Option(0.95, help="Semantic nucleus top-p (1 = off)."),
         top_p_coarse=typer.Option(0.95, help="Coarse nucleus top-p (1 = off)."),
         top_p_fine=typer.Option(0.95, help="Fine nucleus top-p (1 = off)."),
+        context=typer.Option(0.5, help="Fraction of each stage's training window kept as context when generation "
+                             "slides past it, in (0, 1)."),
     )
 
 
@@ -95,7 +97,7 @@ def continue_command(
     temperature_fine: float = _o["temperature_fine"], top_k_semantic: int = _o["top_k_semantic"],
     top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
     top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
-    top_p_fine: float = _o["top_p_fine"],
+    top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
@@ -103,10 +105,10 @@ def continue_command(
     from soundlm.audio import AudioError, load_audio
 
     try:
-        load_audio(prompt)  # fail on a bad prompt before loading any model
-        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+        load_audio(prompt)  # fail on a bad prompt or option before loading any model
         sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
-                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine)
+                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
+        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
         waves = pipe.continue_audio(prompt, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
                                     include_prompt=include_prompt, progress=True)
     except (AudioError, ValueError, FileNotFoundError) as e:
@@ -130,15 +132,15 @@ def generate_command(
     temperature_fine: float = _o["temperature_fine"], top_k_semantic: int = _o["top_k_semantic"],
     top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
     top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
-    top_p_fine: float = _o["top_p_fine"],
+    top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
     try:
-        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
         sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
-                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine)
+                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
+        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
         waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
     except (ValueError, FileNotFoundError) as e:
         _fail(e)
