@@ -305,6 +305,14 @@ def test_lexical_pairs_are_matched_nonwords():
         assert len(p.nonword) == len(p.word) and p.nonword != p.word
     assert len({p.nonword for p in pairs}) == len(pairs)
     assert make_lexical_pairs(COMMON_WORDS, lexicon, seed=0) == pairs  # deterministic
+    # A word's non-word does not depend on the words before it: reversed or subset lists agree.
+    by_word = {p.word: p.nonword for p in pairs}
+    for other in (list(reversed(COMMON_WORDS)), COMMON_WORDS[5::3]):
+        again = make_lexical_pairs(other, lexicon, seed=0)
+        shared = [p for p in again if p.word in by_word]
+        assert len(shared) >= 0.9 * len(again)
+        assert all(by_word[p.word] == p.nonword for p in shared)
+    assert make_lexical_pairs(COMMON_WORDS, lexicon, seed=1) != pairs
     with pytest.raises(ValueError, match="not in the lexicon"):
         make_lexical_pairs(["blicket"], lexicon)
 

@@ -173,11 +173,12 @@ def make_lexical_pairs(words: Iterable[str] = COMMON_WORDS, lexicon: frozenset[s
                        seed: int = 0) -> list[LexicalPair]:
     """Pair each word with a matched non-word; words with no legal non-word are skipped.
 
-    Deterministic for a given seed, word list and lexicon. Raises ValueError if a word is
-    not itself in the lexicon (it could not then be told apart from a non-word).
+    A word's non-word depends only on the word, the seed and the lexicon, not on the other
+    words or their order, so two word lists that share a word give it the same non-word
+    (a later word whose non-word is already taken is skipped). Raises ValueError if a word
+    is not itself in the lexicon (it could not then be told apart from a non-word).
     """
     lexicon = lexicon if lexicon is not None else load_lexicon()
-    rng = np.random.default_rng(seed)
     pairs, seen = [], set()
     for raw in words:
         word = raw.strip().lower()
@@ -185,6 +186,8 @@ def make_lexical_pairs(words: Iterable[str] = COMMON_WORDS, lexicon: frozenset[s
             raise ValueError(f"word {raw!r} has non-letters; pass plain words")
         if word not in lexicon:
             raise ValueError(f"word {raw!r} is not in the lexicon; only real words can anchor a pair")
+        # One generator per word, seeded by the seed and the word's bytes.
+        rng = np.random.default_rng([seed, *word.encode()])
         nonword = make_nonword(word, lexicon, rng)
         if nonword is not None and nonword not in seen:
             seen.add(nonword)
