@@ -154,8 +154,8 @@ def semantic_to_audio(semantic: np.ndarray, audiolm: "str | Path | AudioLMPipeli
     semantic_all = torch.cat([prompt_sem, target], dim=1)  # [1, T_p + T]
     total = codes.shape[2] + new_frames
     # The pipeline's stage methods are the same windowed decoding AudioLM continuation uses.
-    coarse = pipe._coarse_stage(semantic_all, codes[:, : pipe.num_coarse], total, params.coarse, gen, False)
-    full = pipe._fine_stage(coarse, codes[:, pipe.num_coarse:], params.fine, gen, False)  # [1, K, T_a]
+    coarse = pipe._coarse_stage(semantic_all, codes[:, : pipe.num_coarse], total, params, gen, False)
+    full = pipe._fine_stage(coarse, codes[:, pipe.num_coarse:], params, gen, False)  # [1, K, T_a]
     with torch.inference_mode():
         wav = pipe.codec.decode(full).float()[0].cpu().numpy()  # [C, S]
     cut = int(round(codes.shape[2] * hop))
