@@ -127,6 +127,33 @@ def test_manifest_roundtrip_and_errors(tmp_path):
 # ---------------------------------------------------------------- speech corpus
 
 
+def test_espeak_variant_names_keep_spaces_and_drop_other_languages(monkeypatch):
+    """Splitting the listing on spaces once gave "Mr" for the file "Mr serious": espeak-ng does
+    not know "+Mr" and silently renders its default voice under that name."""
+    import subprocess
+
+    listing = (
+        "Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
+        " 5  variant         --/M      Mr_Serious         !v/Mr serious        \n"
+        " 5  variant         --/M      Storm              !v/Storm             (en-us 5)\n"
+        " 5  variant         --/F      f3                 !v/f3                \n"
+        " 5  variant         --/F      whisperf           !v/whisperf          \n")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout=listing))
+    assert speech_mod.espeak_variants() == ["Mr serious", "Storm", "f3"]  # whispered ones are excluded
+
+
+@needs_espeak
+def test_installed_variants_are_files_espeak_knows():
+    import re
+    import subprocess
+
+    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
+    folder = Path(re.search(r"Data at: (.+)$", version.strip()).group(1)) / "voices" / "!v"
+    variants = speech_mod.espeak_variants()
+    assert len(variants) >= 50
+    assert [v for v in variants if not (folder / v).is_file()] == []
+
+
 @needs_espeak
 def test_speech_manifest_schema(speech_corpus):
     rows = read_manifest(speech_corpus)

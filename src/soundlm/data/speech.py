@@ -16,6 +16,7 @@ Layout of the output folder:
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -79,9 +80,12 @@ def espeak_variants() -> list[str]:
     out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
     names = set()
     for line in out.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 5 and fields[4].startswith("!v/"):
-            names.add(fields[4][3:])
+        # The file column can hold spaces ("!v/Mr serious") and be followed by other languages
+        # ("!v/Storm   (en-us 5)"). Splitting on spaces once gave "Mr", which espeak-ng does not
+        # know and silently renders as its default voice.
+        match = re.search(r" !v/(.+?)\s*(\(.*\))?$", line)
+        if match:
+            names.add(match.group(1))
     return sorted(names - EXCLUDED_VARIANTS)
 
 
