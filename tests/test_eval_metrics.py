@@ -43,6 +43,16 @@ def add_noise(x: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- signal metrics
 
+def test_unknown_espeak_variant_is_refused_not_silently_default():
+    from soundlm.eval.tts import synthesize
+
+    for bad in ("en-us+Mr", "en-us+nosuch"):  # "Mr" is not a variant; "Mr serious" is
+        with pytest.raises(ValueError, match="no voice variant"):
+            synthesize("garden", voice=bad, sample_rate=SR)
+    named = synthesize("garden", voice="en-us+Mr serious", sample_rate=SR)
+    assert not np.array_equal(named, synthesize("garden", voice="en-us", sample_rate=SR))
+
+
 def test_identical_audio_scores_perfectly(speech):
     r = codec_report(speech, speech.copy(), SR)
     assert r.mel_distance == 0.0

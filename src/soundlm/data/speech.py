@@ -75,8 +75,8 @@ def _require_espeak() -> None:
         raise MissingToolError("espeak-ng not found: install it with `sudo apt-get install espeak-ng`")
 
 
-def espeak_variants() -> list[str]:
-    """Installed espeak-ng voice variants (the `+NAME` suffixes), sorted."""
+def installed_espeak_variants() -> list[str]:
+    """Every installed espeak-ng voice variant (the `+NAME` suffixes), sorted."""
     out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
     names = set()
     for line in out.splitlines()[1:]:
@@ -86,7 +86,12 @@ def espeak_variants() -> list[str]:
         match = re.search(r" !v/(.+?)\s*(\(.*\))?$", line)
         if match:
             names.add(match.group(1))
-    return sorted(names - EXCLUDED_VARIANTS)
+    return sorted(names)
+
+
+def espeak_variants() -> list[str]:
+    """Installed espeak-ng voice variants a corpus speaker may use, sorted."""
+    return sorted(set(installed_espeak_variants()) - EXCLUDED_VARIANTS)
 
 
 def flite_voices() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,22 @@ def espeak_phonemes(text: str, voice: str = "en-us") -> str:
     return " ".join(out.stdout.split())
 
 
+@lru_cache(maxsize=1)
+def _variants() -> frozenset[str]:
+    from soundlm.data.speech import installed_espeak_variants
+
+    return frozenset(installed_espeak_variants())
+
+
+def _check_variant(voice: str) -> None:
+    # espeak-ng renders an unknown variant ("en-us+Mr" for "Mr serious") as its default voice
+    # without a warning, so a typo would silently change the speaker.
+    variant = voice.partition("+")[2]
+    if variant and variant not in _variants():
+        raise ValueError(f"espeak-ng has no voice variant {variant!r} (in {voice!r}); "
+                         "list them with `espeak-ng --voices=variant`")
+
+
 def synthesize(text: str, voice: str = "en-us", sample_rate: int = 16_000, pitch: int | None = None,
                speed: int | None = None) -> np.ndarray:
     """Speak `text` with espeak-ng; returns float32 [S] at `sample_rate`.
@@ -38,6 +55,7 @@ def synthesize(text: str, voice: str = "en-us", sample_rate: int = 16_000, pitch
     if not text.strip():
         raise ValueError("nothing to synthesise: text is empty")
     cmd = [require_espeak(), "-v", voice]
+    _check_variant(voice)
     if pitch is not None:
         cmd += ["-p", str(pitch)]
     if speed is not None:
