@@ -13,10 +13,10 @@ the codec's decoding of the full code sequence, so there is no seam at the bound
 samples. `generate(seconds)` returns exactly `round(seconds * sample_rate)` samples.
 
 Windows. Each stage was trained on crops of `window_seconds` (stored in its folder).
-Longer audio is generated window by window: every new window keeps the last half of
-the window as context (for the coarse stage, together with the semantic ids of the
-whole window, as in training) and generates the rest, so no stage ever sees a sequence
-longer than it was trained on. Coarse and fine stages trained with the delay pattern
+Longer audio is generated window by window: every new window keeps the last part of
+the window as context (half by default, `AudioLMSampling.context`; for the coarse stage
+together with the semantic ids of the whole window, as in training) and generates the
+rest, so no stage ever sees a sequence longer than it was trained on. Coarse and fine stages trained with the delay pattern
 (`--pattern delay`, MusicGen's `DelayLM`) are decoded the same way, window by window, with
 `generate_delayed`.
 """
