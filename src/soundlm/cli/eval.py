@@ -117,7 +117,9 @@ def continuation_command(
 
         sampling = None  # the defaults, recorded as "default"
         if temperature_coarse is not None or context is not None:
-            sampling = AudioLMSampling(context=0.5 if context is None else context)
+            sampling = AudioLMSampling()
+            if context is not None:
+                sampling = replace(sampling, context=context)  # validated again by __post_init__
             if temperature_coarse is not None:
                 sampling.coarse = replace(sampling.coarse, temperature=temperature_coarse)
         pipe = _pipeline(model, device)
