@@ -25,20 +25,18 @@ import torch  # noqa: E402
 
 
 def build_pipeline(preset: str, folder: Path):
-    from soundlm.lm.model import TokenLM, save_lm
+    from soundlm.lm.model import TokenLM, lm_preset, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import default_model_dir, load_pipeline
-    from soundlm.train.lm_stage import stage_layout
-    import soundlm.lm.model as lm_model
+    from soundlm.stages import stage_layout
 
     shipped = load_pipeline(default_model_dir(), device="cpu")
-    make_config = getattr(lm_model, f"lm_{preset}")
     for part in (shipped.semantic, shipped.coarse, shipped.fine):
-        layout = stage_layout(part.stage, shipped.semantic_tokenizer.vocab_size, shipped.codec.codebook_size,
+        layout = stage_layout(part.name, shipped.semantic_tokenizer.vocab_size, shipped.codec.codebook_size,
                               shipped.codec.total_codebooks, shipped.num_coarse)
         positions = part.model.config.max_positions if hasattr(part.model, "config") else 1024
-        cfg = make_config(layout.vocab_size, max_positions=max(positions, 1024))
-        save_lm(TokenLM.from_config(cfg, layout=layout, meta=part.meta), folder / part.stage)
+        cfg = lm_preset(preset, layout.vocab_size, max_positions=max(positions, 1024))
+        save_lm(TokenLM.from_config(cfg, layout=layout, meta=part.meta.to_json()), folder / part.name)
     pipe = AudioLMPipeline.from_runs(folder / "semantic", folder / "coarse", folder / "fine",
                                      semantic_tokenizer=default_model_dir() / "semantic_tokenizer",
                                      codec=default_model_dir() / "codec", device="cpu")

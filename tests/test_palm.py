@@ -34,7 +34,7 @@ def word_semantic(text: str, repeat: int = 2) -> np.ndarray:
 
 
 def make_store(folder: Path, sentences=SENTENCES) -> Path:
-    from soundlm.store import TokenRecord, write_manifest, write_part
+    from soundlm.store import TokenRecord, StoreManifest, write_part
 
     records = []
     for i, pair in enumerate(sentences):
@@ -45,8 +45,8 @@ def make_store(folder: Path, sentences=SENTENCES) -> Path:
                                        transcript=text, language=lang, sample_rate=16000, split="train",
                                        text_id=f"t{i}"))
     write_part(folder, 0, 1, 0, records, [])
-    write_manifest(folder, {"version": 1, "semantic_vocab_size": SEMANTIC, "acoustic_num_codebooks": 2,
-                            "acoustic_codebook_size": 8, "semantic_frame_rate": 25.0, "num_shards": 1})
+    StoreManifest.from_json({"version": 1, "semantic_vocab_size": SEMANTIC, "acoustic_num_codebooks": 2,
+                            "acoustic_codebook_size": 8, "semantic_frame_rate": 25.0, "num_shards": 1}).write(folder)
     return folder
 
 

@@ -20,7 +20,7 @@ def make_split_store(folder: Path, semantic_spec: Path | None = None) -> Path:
     The held-out reading's translation partner is a training-voice recording, as in the
     synthetic corpus (a sentence's readings go to random speakers).
     """
-    from soundlm.store import TokenRecord, write_manifest, write_part
+    from soundlm.store import TokenRecord, StoreManifest, write_part
 
     records = []
     for i, pair in enumerate(SENTENCES):
@@ -34,9 +34,9 @@ def make_split_store(folder: Path, semantic_spec: Path | None = None) -> Path:
                                    acoustic=np.zeros((2, 5), dtype=np.int64), speaker="held_en", transcript=text,
                                    language="en", sample_rate=16000, split="heldout", text_id=f"t{i}"))
     write_part(folder, 0, 1, 0, records, [])
-    write_manifest(folder, {"version": 1, "semantic_vocab_size": SEMANTIC, "acoustic_num_codebooks": 2,
+    StoreManifest.from_json({"version": 1, "semantic_vocab_size": SEMANTIC, "acoustic_num_codebooks": 2,
                             "acoustic_codebook_size": 8, "semantic_frame_rate": 25.0, "num_shards": 1,
-                            **({"semantic_spec": str(semantic_spec)} if semantic_spec else {})})
+                            **({"semantic_spec": str(semantic_spec)} if semantic_spec else {})}).write(folder)
     return folder
 
 

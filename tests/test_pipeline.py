@@ -20,7 +20,8 @@ def parts(tmp_path_factory) -> dict[str, Path]:
     from soundlm.lm.model import TokenLM, lm_tiny, save_lm
     from soundlm.semantic.features import MFCCFeatures
     from soundlm.semantic.tokenizer import SemanticTokenizer
-    from soundlm.train.lm_stage import stage_layout, stage_meta
+    from soundlm.stages import StageMeta, stage_layout
+    from soundlm.store import StoreManifest
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("audiolm")
@@ -29,12 +30,14 @@ def parts(tmp_path_factory) -> dict[str, Path]:
     codec = random_codec()
     codec.save_pretrained(root / "codec")
     k = codec.total_codebooks
-    tokenizers = {"semantic_spec": str(root / "semantic_tokenizer"), "acoustic_spec": str(root / "codec")}
+    tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(root / "semantic_tokenizer"),
+                                              acoustic_spec=str(root / "codec"))
     folders = {}
     for stage, window in WINDOWS.items():
         layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE)
-        meta = stage_meta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers)
-        model = TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta)
+        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers)
+        model = TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout,
+                                    meta=meta.to_json())
         folders[stage] = save_lm(model, root / "runs" / stage / "final")
     folders["root"] = root
     return folders
@@ -197,19 +200,23 @@ def test_delay_pattern_stages(parts, tmp_path):
     """Coarse and fine stages trained with the delay pattern decode window by window too."""
     from soundlm.codec import load_codec
     from soundlm.lm.model import DelayLM, DelayLMConfig, lm_tiny
-    from soundlm.train.lm_stage import stage_layout, stage_meta, write_stage_files
+    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.stages import StageMeta, stage_layout, write_stage_files
+    from soundlm.store import StoreManifest
 
     codec = load_codec(parts["root"] / "codec", device="cpu")
+    sem = SemanticTokenizer.load(parts["root"] / "semantic_tokenizer")
     k, card = codec.total_codebooks, codec.codebook_size
-    tokenizers = {"semantic_spec": str(parts["root"] / "semantic_tokenizer"),
-                  "acoustic_spec": str(parts["root"] / "codec")}
+    tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts["root"] / "semantic_tokenizer"),
+                                              acoustic_spec=str(parts["root"] / "codec"))
     folders = {}
     for stage, own, prefix_vocab in (("coarse", NUM_COARSE, 16), ("fine", k - NUM_COARSE, NUM_COARSE * card)):
         model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=card, backbone=lm_tiny(1, max_positions=128),
                                       prefix_vocab_size=prefix_vocab))
         folders[stage] = tmp_path / stage
         folders[stage].mkdir()
-        meta = stage_meta(stage, WINDOWS[stage], NUM_COARSE, k, 50.0, codec.frame_rate, tokenizers, pattern="delay")
+        meta = StageMeta(stage, WINDOWS[stage], NUM_COARSE, k, 50.0, codec.frame_rate, pattern="delay",
+                         tokenizers=tokenizers)
         write_stage_files(model, folders[stage], meta, stage_layout(stage, 16, card, k, NUM_COARSE))
     pipe = AudioLMPipeline.from_runs(parts["semantic"], folders["coarse"], folders["fine"], device="cpu")
     waves = pipe.continue_audio(_prompt(0.3), seconds=0.4, num_samples=2, prompt_sample_rate=SR)

@@ -18,7 +18,7 @@ from soundlm.store import (
     part_name,
     records_to_table,
     store_schema,
-    write_manifest,
+    StoreManifest,
     write_part,
 )
 
@@ -34,8 +34,8 @@ def _record(i: int, rng: np.random.Generator, k: int = 3, codebook: int = 1024) 
 
 def _make_store(tmp_path, n_parts=2, per_part=3, codebook=1024):
     rng = np.random.default_rng(0)
-    write_manifest(tmp_path, {"version": 1, "semantic": {"kind": "test"}, "acoustic": {"backend": "test"},
-                              "num_shards": 1, "source": "nowhere"})
+    StoreManifest.from_json({"version": 1, "semantic": {"kind": "test"}, "acoustic": {"backend": "test"},
+                              "num_shards": 1, "source": "nowhere"}).write(tmp_path)
     records = [_record(i, rng, codebook=codebook) for i in range(n_parts * per_part)]
     for k in range(n_parts):
         write_part(tmp_path, 0, 1, k, records[k * per_part:(k + 1) * per_part],
@@ -105,7 +105,7 @@ def test_errors_are_merged_from_finished_parts_only(tmp_path):
 
 
 def test_empty_part_is_a_valid_table(tmp_path):
-    write_manifest(tmp_path, {"version": 1})
+    StoreManifest.from_json({"version": 1}).write(tmp_path)
     write_part(tmp_path, 0, 1, 0, [], [ErrorEntry("a.wav", "silent")])
     store = TokenStore(tmp_path)
     assert len(store) == 0 and list(store.records()) == []
@@ -115,7 +115,7 @@ def test_empty_part_is_a_valid_table(tmp_path):
 def test_bad_input_raises_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a token store"):
         TokenStore(tmp_path)
-    write_manifest(tmp_path, {"version": 99})
+    StoreManifest.from_json({"version": 99}).write(tmp_path)
     with pytest.raises(ValueError, match="version 99"):
         TokenStore(tmp_path)
     rng = np.random.default_rng(0)
@@ -123,3 +123,50 @@ def test_bad_input_raises_clear_errors(tmp_path):
         records_to_table([_record(0, rng, codebook=70000)], pa.int16())
     with pytest.raises(ValueError, match="incomplete"):
         records_to_table([TokenRecord(id="x")])
+
+
+def _previous_version_store_json() -> dict:
+    """store.json exactly as the soundlm before StoreManifest wrote it: the shipped model's
+    coarse stage keeps a copy (less its "shards"), which is the literal file of that store."""
+    from soundlm.pretrained import default_model_dir
+
+    config = json.loads((default_model_dir() / "coarse" / "config.json").read_text())
+    return {**config["meta"]["tokenizers"], "shards": {"0": {"files": 6, "parts": 2, "complete": True}}}
+
+
+def test_store_written_by_the_previous_version_loads(tmp_path):
+    from soundlm.stages import build_stage
+    from soundlm.store import load_store_tokens
+
+    (tmp_path / "store.json").write_text(json.dumps(_previous_version_store_json()))
+    records = _make_parts_only(tmp_path)
+    store = TokenStore(tmp_path)
+    m = store.manifest
+    assert (m.semantic_vocab_size, m.acoustic_num_codebooks, m.acoustic_frame_rate) == (100, 8, 50.0)
+    assert m.shards["0"]["complete"] and m.semantic["features"]["kind"] == "phonetic"
+    tokens = load_store_tokens(tmp_path, exclude_splits=("heldout",))
+    assert [r.id for r in tokens.records] == [r.id for r in records if r.split != "heldout"]
+    stage = build_stage("coarse", m, window_seconds=0.2, store=tmp_path)
+    assert stage.meta.tokenizers.semantic_spec == m.semantic_spec and stage.layout.semantic_size == 100
+    # Writing it back keeps every key the old readers read.
+    m.write(tmp_path)
+    assert json.loads((tmp_path / "store.json").read_text()) == {**_previous_version_store_json()}
+
+
+def test_manifest_with_descriptions_only_is_upgraded(tmp_path):
+    """Stores older still kept rates and sizes only inside the tokenizer descriptions."""
+    old = _previous_version_store_json()
+    flat = [k for k in old if k.startswith(("semantic_", "acoustic_")) and not k.endswith(("_spec", "_dtype"))]
+    (tmp_path / "store.json").write_text(json.dumps({k: v for k, v in old.items() if k not in flat}))
+    m = TokenStore(tmp_path).manifest
+    assert (m.semantic_frame_rate, m.semantic_vocab_size, m.acoustic_codebook_size) == (50.0, 100, 1024)
+
+
+def _make_parts_only(folder):
+    rng = np.random.default_rng(0)
+    records = [_record(i, rng, codebook=100) for i in range(6)]
+    for r in records:
+        r.semantic = r.semantic % 100
+    for k in range(2):
+        write_part(folder, 0, 1, k, records[k * 3:(k + 1) * 3], [], acoustic_value_type(1024))
+    return records

@@ -92,11 +92,11 @@ def test_store_contents_and_manifest(tmp_path, models):
     assert "tokenized 7 files, skipped 0" in summary.line()
     store = TokenStore(tmp_path / "store")
     m = store.manifest
-    assert m["version"] == 1 and m["num_shards"] == 1 and m["shards"]["0"]["complete"]
-    assert m["semantic_frame_rate"] == 50.0 and m["acoustic_frame_rate"] == 50.0
-    assert m["acoustic_codebook_size"] == 64 and m["acoustic_num_codebooks"] == 4
-    assert m["semantic"]["features"]["kind"] == "mfcc" and m["acoustic"]["backend"] == "soundlm"
-    assert m["semantic_spec"] == str(models[0].resolve())
+    assert m.version == 1 and m.num_shards == 1 and m.shards["0"]["complete"]
+    assert m.semantic_frame_rate == 50.0 and m.acoustic_frame_rate == 50.0
+    assert m.acoustic_codebook_size == 64 and m.acoustic_num_codebooks == 4
+    assert m.semantic["features"]["kind"] == "mfcc" and m.acoustic["backend"] == "soundlm"
+    assert m.semantic_spec == str(models[0].resolve())
     codec = load_codec(str(models[1]), device="cpu")
     recs = list(store.records())
     assert [r.id for r in recs] == [f"spk{i % 2}/utt{i:02d}" for i in sorted(range(7), key=lambda i: (i % 2, i))]
@@ -207,7 +207,7 @@ def test_shards_cover_all_files_disjointly(tmp_path, models):
     for i in range(3):
         tokenize_corpus(_cfg(src, store, models, num_shards=3, shard_index=i), progress=False)
     assert sorted(r["id"] for r in _rows(store)) == sorted(f.id for f in files)
-    assert sorted(TokenStore(store).manifest["shards"]) == ["0", "1", "2"]
+    assert sorted(TokenStore(store).manifest.shards) == ["0", "1", "2"]
     assert all(p.name.split(".")[0].endswith("-of-00003") for p in list_parts(store))
     full = tmp_path / "full"
     tokenize_corpus(_cfg(src, full, models), progress=False)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from soundlm.store import TokenRecord, write_manifest, write_part
+from soundlm.store import TokenRecord, StoreManifest, write_part
 from soundlm.train import lm_data
 from soundlm.train.lm import LMTrainConfig, train_lm, warmup_cosine
-from soundlm.train.lm_data import IGNORE_INDEX, TokenArrays, crop_window, split_heldout
-from soundlm.train.lm_stage import stage_layout, window_example
+from soundlm.stages import IGNORE_INDEX, stage_layout, window_example
+from soundlm.train.lm_data import crop_window, split_heldout
 
 SEM_RATE, AC_RATE, SEM_SIZE, CB_SIZE, K = 25.0, 50.0, 12, 16, 3
 
@@ -28,10 +28,10 @@ def make_store(root: Path, n: int = 6, seconds: float = 2.0, seed: int = 0,
         records.append(TokenRecord(id=f"utt{i:02d}", path=f"utt{i:02d}.wav", duration=seconds, semantic=semantic,
                                    acoustic=acoustic, sample_rate=16000, split=splits[i] if splits else None))
     write_part(root, 0, 1, 0, records, [])
-    write_manifest(root, {"version": 1, "semantic": {"kind": "synthetic"}, "acoustic": {"backend": "synthetic"},
+    StoreManifest.from_json({"version": 1, "semantic": {"kind": "synthetic"}, "acoustic": {"backend": "synthetic"},
                           "semantic_frame_rate": SEM_RATE, "semantic_vocab_size": SEM_SIZE,
                           "acoustic_frame_rate": AC_RATE, "acoustic_codebook_size": CB_SIZE,
-                          "acoustic_num_codebooks": K, "num_shards": 1})
+                          "acoustic_num_codebooks": K, "num_shards": 1}).write(root)
     return root
 
 
@@ -73,17 +73,18 @@ def test_step_sampler_is_a_function_of_the_step():
 def test_crop_is_time_aligned_across_streams():
     sem = np.arange(50)  # 2 s at 25 Hz
     ac = np.stack([np.arange(100) // 2, np.arange(100) // 2])  # 2 s at 50 Hz, value = semantic frame
-    rec = TokenArrays("r", sem, ac)
+    rec = TokenRecord("r", semantic=sem, acoustic=ac)
     for seed in range(20):
         w = crop_window(rec, 0.4, 25.0, 50.0, np.random.default_rng(seed))
         assert w.semantic.shape == (10,) and w.acoustic.shape == (2, 20)
         assert w.acoustic[0, 0] == w.semantic[0] and w.acoustic[0, -1] == w.semantic[-1]
-    short = crop_window(TokenArrays("s", sem[:5], ac[:, :10]), 0.4, 25.0, 50.0, np.random.default_rng(0))
+    short = crop_window(TokenRecord("s", semantic=sem[:5], acoustic=ac[:, :10]), 0.4, 25.0, 50.0,
+                        np.random.default_rng(0))
     assert short.semantic.shape == (5,) and short.acoustic.shape == (2, 10)  # whole record, padded later
 
 
 def test_stage_examples_train_only_generated_tokens():
-    rec = TokenArrays("r", np.arange(10) % SEM_SIZE, np.arange(3 * 20).reshape(3, 20) % CB_SIZE)
+    rec = TokenRecord("r", semantic=np.arange(10) % SEM_SIZE, acoustic=np.arange(3 * 20).reshape(3, 20) % CB_SIZE)
     w = crop_window(rec, 0.4, SEM_RATE, AC_RATE, np.random.default_rng(0))
     coarse = stage_layout("coarse", SEM_SIZE, CB_SIZE, K, coarse_codebooks=1)
     ex = window_example(w, "coarse", coarse, coarse_codebooks=1)
@@ -217,7 +218,7 @@ def test_bf16_and_worker_processes_in_one_process(store, tmp_path):
 
 def test_records_of_the_heldout_split_are_never_trained_on(tmp_path):
     """Held-out voices are for evaluation: the LM trainer leaves the corpus's heldout split out."""
-    from soundlm.train.lm_stage import load_store_tokens
+    from soundlm.store import load_store_tokens
 
     store = make_store(tmp_path / "store", n=6, splits=["train", "heldout", None, "train", "heldout", "train"])
     kept = [r.id for r in load_store_tokens(store, exclude_splits=("heldout",)).records]

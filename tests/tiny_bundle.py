@@ -33,7 +33,8 @@ def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.semantic.features import MFCCFeatures
     from soundlm.semantic.tokenizer import SemanticTokenizer
-    from soundlm.train.lm_stage import stage_layout, stage_meta
+    from soundlm.stages import StageMeta, stage_layout
+    from soundlm.store import StoreManifest
 
     torch.manual_seed(0)
     parts = root / "parts"
@@ -47,11 +48,12 @@ def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
     codec = random_codec()
     codec.save_pretrained(parts / "codec")
     k = codec.total_codebooks
-    tokenizers = {"semantic_spec": str(parts / "semantic_tokenizer"), "acoustic_spec": str(parts / "codec")}
+    tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts / "semantic_tokenizer"),
+                                              acoustic_spec=str(parts / "codec"))
     for stage, window in WINDOWS.items():
         layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE)
-        meta = stage_meta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers)
-        save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta),
+        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers)
+        save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta.to_json()),
                 parts / stage)
     pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", parts / "fine", device="cpu")
     return pipe.save_bundle(root / "bundle")

@@ -132,7 +132,7 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
                for i, (w, sim) in enumerate(zip(waves, similarities))]
     report = DemoReport(
         model=str(folder),
-        model_parameters={p.stage: sum(x.numel() for x in p.model.parameters())
+        model_parameters={p.name: sum(x.numel() for x in p.model.parameters())
                           for p in (pipe.semantic, pipe.coarse, pipe.fine)},
         prompt=str(prompt_path), prompt_seconds=prompt_seconds, sample_rate=sr,
         settings={"num_samples": num_samples, "seconds": seconds, "seed": seed, "device": str(pipe.device),

@@ -31,13 +31,11 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import torch
 
-from soundlm.fileio import read_json
 from soundlm.sampler import SamplingParams
+from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
 if TYPE_CHECKING:
     from soundlm.codec.base import AcousticTokenizer
-    from soundlm.lm.model import DelayLM, TokenLM
-    from soundlm.vocab import VocabLayout
 
 BUNDLE_PARTS = ("semantic", "coarse", "fine")
 SEMANTIC_TOKENIZER_DIR = "semantic_tokenizer"
@@ -67,60 +65,6 @@ class AudioLMSampling:
         return min(max(int(round(self.context * window)), 1), window - 1)
 
 
-@dataclass
-class StageModel:
-    """A trained stage: the LM and the `meta` it was saved with (stage, window, rates, tokenizers)."""
-
-    model: TokenLM | DelayLM
-    meta: dict
-    layout: VocabLayout
-    folder: Path
-
-    @property
-    def stage(self) -> str:
-        return self.meta["stage"]
-
-    @property
-    def delayed(self) -> bool:
-        return self.meta.get("pattern") == "delay"
-
-    @property
-    def window_seconds(self) -> float:
-        return float(self.meta["window_seconds"])
-
-
-def resolve_stage_folder(path: str | Path) -> Path:
-    """A stage folder from a path: the folder itself, a run's `final/`, or its latest checkpoint."""
-    from soundlm.checkpoint import resolve_model_folder
-
-    folder = resolve_model_folder(path)
-    if folder is not None:
-        return folder
-    raise FileNotFoundError(f"{path}: no stage model here (no config.json, no final/ and no checkpoints); pass a "
-                            "`soundlm train lm` run folder or its final/ folder")
-
-
-def load_stage(path: str | Path, expected_stage: str, device: torch.device | str = "cpu") -> StageModel:
-    """Load a stage model and check it is the stage the caller expects."""
-    from soundlm.lm.model import DelayLM, load_lm
-    from soundlm.vocab import VocabLayout
-
-    folder = resolve_stage_folder(path)
-    config = read_json(folder / "config.json")
-    meta = config.get("meta") or {}
-    stage = meta.get("stage")
-    if stage != expected_stage:
-        raise ValueError(f"{folder} holds a {stage or 'non-AudioLM'} model, but the {expected_stage} stage was "
-                         f"asked for; pass the run of `soundlm train lm --stage {expected_stage}`")
-    if not config.get("layout"):
-        raise ValueError(f"{folder}/config.json has no vocabulary layout; export the stage with `soundlm train lm`")
-    model = load_lm(folder, device=device)
-    if isinstance(model, DelayLM) != (meta.get("pattern") == "delay"):
-        raise ValueError(f"{folder}: config.json says pattern {meta.get('pattern')!r} but holds a "
-                         f"{type(model).__name__}; the folder is inconsistent, re-export it")
-    return StageModel(model=model, meta=meta, layout=VocabLayout.from_dict(config["layout"]), folder=folder)
-
-
 def context_windows(have: int, total: int, window: int, keep: int) -> Iterator[tuple[int, int]]:
     """Plan windowed generation in frames: yields (context_start, new_frames) until `total`.
 
@@ -146,15 +90,15 @@ def _frames(seconds: float, rate: float) -> int:
 class AudioLMPipeline:
     """Semantic tokenizer + codec + the three stage LMs (AudioLM, Borsos et al. 2022)."""
 
-    def __init__(self, semantic_tokenizer: Any, codec: AcousticTokenizer, semantic: StageModel, coarse: StageModel,
-                 fine: StageModel, device: torch.device | str | None = None):
+    def __init__(self, semantic_tokenizer: Any, codec: AcousticTokenizer, semantic: Stage, coarse: Stage,
+                 fine: Stage, device: torch.device | str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.semantic_tokenizer = semantic_tokenizer
         self.codec = codec
         self.semantic, self.coarse, self.fine = semantic, coarse, fine
         for part in (semantic, coarse, fine):
             part.model.to(self.device).eval()
-        self.num_coarse = int(coarse.meta["coarse_codebooks"])
+        self.num_coarse = coarse.meta.coarse_codebooks
         self.num_codebooks = fine.layout.num_codebooks
         self._check_compatible()
         self.codec.set_num_codebooks(self.num_codebooks)
@@ -170,9 +114,10 @@ class AudioLMPipeline:
         """
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         stages = [load_stage(p, name, device) for p, name in zip((semantic_run, coarse_run, fine_run), BUNDLE_PARTS)]
-        tok_info = stages[1].meta.get("tokenizers") or {}
-        sem = _load_semantic_tokenizer(semantic_tokenizer or tok_info.get("semantic_spec"), stages[0].folder, device)
-        ac = _load_codec(codec or tok_info.get("acoustic_spec"), stages[1].folder, device)
+        trained_on = stages[1].meta.tokenizers
+        sem = _load_semantic_tokenizer(semantic_tokenizer or (trained_on and trained_on.semantic_spec),
+                                       stages[0].folder, device)
+        ac = _load_codec(codec or (trained_on and trained_on.acoustic_spec), stages[1].folder, device)
         return cls(sem, ac, *stages, device=device)
 
     @classmethod
@@ -194,13 +139,12 @@ class AudioLMPipeline:
     def save_bundle(self, folder: str | Path) -> Path:
         """Write one folder holding all parts (stage models, semantic tokenizer, codec)."""
         from soundlm.fileio import atomic_dir
-        from soundlm.train.lm_stage import write_stage_files
 
         folder = Path(folder)
         with atomic_dir(folder) as tmp:
             for part in (self.semantic, self.coarse, self.fine):
-                (tmp / part.stage).mkdir()
-                write_stage_files(part.model, tmp / part.stage, part.meta, part.layout)
+                (tmp / part.name).mkdir()
+                write_stage_files(part.model, tmp / part.name, part.meta, part.layout)
             self.semantic_tokenizer.save(tmp / SEMANTIC_TOKENIZER_DIR)
             if hasattr(self.codec, "save_pretrained"):
                 self.codec.save_pretrained(tmp / CODEC_DIR)
@@ -213,18 +157,18 @@ class AudioLMPipeline:
              f"semantic LM has {sem.layout.semantic_size} semantic ids, coarse LM {coarse.layout.semantic_size}"),
             (int(self.semantic_tokenizer.vocab_size) == sem.layout.semantic_size,
              f"semantic tokenizer has {self.semantic_tokenizer.vocab_size} ids, the LMs {sem.layout.semantic_size}"),
-            (coarse.layout.num_codebooks == self.num_coarse and int(fine.meta["coarse_codebooks"]) == self.num_coarse,
-             f"coarse LM models {coarse.layout.num_codebooks} codebooks, fine LM expects {fine.meta['coarse_codebooks']}"),
+            (coarse.layout.num_codebooks == self.num_coarse and fine.meta.coarse_codebooks == self.num_coarse,
+             f"coarse LM models {coarse.layout.num_codebooks} codebooks, fine LM expects {fine.meta.coarse_codebooks}"),
             (self.num_codebooks > self.num_coarse, f"fine LM has no codebooks beyond the {self.num_coarse} coarse ones"),
             (coarse.layout.codebook_size == fine.layout.codebook_size == self.codec.codebook_size,
              f"codebook sizes differ: coarse {coarse.layout.codebook_size}, fine {fine.layout.codebook_size}, "
              f"codec {self.codec.codebook_size}"),
             (self.num_codebooks <= self.codec.total_codebooks,
              f"fine LM models {self.num_codebooks} codebooks, the codec has {self.codec.total_codebooks}"),
-            (abs(float(self.semantic_tokenizer.frame_rate) - float(sem.meta["semantic_rate"])) < 1e-6,
-             f"semantic tokenizer runs at {self.semantic_tokenizer.frame_rate} Hz, the LMs at {sem.meta['semantic_rate']}"),
-            (abs(float(self.codec.frame_rate) - float(coarse.meta["acoustic_rate"])) < 1e-6,
-             f"codec runs at {self.codec.frame_rate} Hz, the LMs at {coarse.meta['acoustic_rate']}"),
+            (abs(float(self.semantic_tokenizer.frame_rate) - sem.meta.semantic_rate) < 1e-6,
+             f"semantic tokenizer runs at {self.semantic_tokenizer.frame_rate} Hz, the LMs at {sem.meta.semantic_rate}"),
+            (abs(float(self.codec.frame_rate) - coarse.meta.acoustic_rate) < 1e-6,
+             f"codec runs at {self.codec.frame_rate} Hz, the LMs at {coarse.meta.acoustic_rate}"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -317,7 +261,7 @@ class AudioLMPipeline:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         sampling = sampling or AudioLMSampling()
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        sem_rate, ac_rate = float(self.semantic.meta["semantic_rate"]), float(self.codec.frame_rate)
+        sem_rate, ac_rate = self.semantic.meta.semantic_rate, float(self.codec.frame_rate)
         n_sem, n_ac = _frames(seconds, sem_rate), _frames(seconds, ac_rate)
         semantic = semantic.expand(num_samples, -1)  # [B, T_s]
         codes = codes.expand(num_samples, -1, -1)  # [B, K, T_a]
@@ -333,7 +277,7 @@ class AudioLMPipeline:
         from soundlm.lm.generate import generate
 
         stage, layout = self.semantic, self.semantic.layout
-        window = max(2, int(stage.window_seconds * float(stage.meta["semantic_rate"])))
+        window = max(2, int(stage.window_seconds * stage.meta.semantic_rate))
         allowed = layout.range_of("semantic")
         params = sampling.semantic
         for start, new in context_windows(semantic.shape[1], total, window, sampling.keep(window)):
@@ -352,7 +296,7 @@ class AudioLMPipeline:
         from soundlm.lm.generate import generate, generate_delayed
 
         stage, layout, qc = self.coarse, self.coarse.layout, self.num_coarse
-        sem_rate, ac_rate = float(stage.meta["semantic_rate"]), float(stage.meta["acoustic_rate"])
+        sem_rate, ac_rate = stage.meta.semantic_rate, stage.meta.acoustic_rate
         window = max(2, int(stage.window_seconds * ac_rate))
         sem_window = int(round(stage.window_seconds * sem_rate))
         params = sampling.coarse
@@ -379,11 +323,10 @@ class AudioLMPipeline:
         """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
         from soundlm import patterns
         from soundlm.lm.generate import generate, generate_delayed
-        from soundlm.train.lm_stage import delay_prefix
 
         stage, layout, qc = self.fine, self.fine.layout, self.num_coarse
         qf = self.num_codebooks - qc
-        window = max(2, int(stage.window_seconds * float(stage.meta["acoustic_rate"])))
+        window = max(2, int(stage.window_seconds * stage.meta.acoustic_rate))
         fine = fine[:, :qf]
         total = coarse.shape[2]
         params = sampling.fine

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from soundlm.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
 
 STORE_VERSION = 1
-MANIFEST_NAME = "store.json"
+STORE_JSON = "store.json"
 ERRORS_NAME = "errors.jsonl"
 ERRORS_DIR = "errors"
 
@@ -58,6 +58,141 @@ def store_schema(acoustic_type: pa.DataType = pa.int16()) -> pa.Schema:
         pa.field("acoustic_shape", pa.list_(pa.int32()), nullable=False),  # [K, T]
         *[pa.field(name, pa.string(), nullable=True) for name in METADATA_COLUMNS],
     ])
+
+
+@dataclass(frozen=True)
+class StoreManifest:
+    """`store.json`: which tokenizers made a store's tokens, their rates and sizes, the corpus
+    and the part layout. Training copies it into each stage folder (`StageMeta.tokenizers`),
+    so a pipeline can find and check the tokenizers a model was trained with.
+
+    `soundlm tokenize` fills every field; a field another writer left out is None, and
+    `required` names it when a reader needs it.
+    """
+
+    semantic: dict = field(default_factory=dict)  # the semantic tokenizer's describe()
+    acoustic: dict = field(default_factory=dict)  # the codec's describe()
+    semantic_sample_rate: int | None = None
+    semantic_frame_rate: float | None = None
+    semantic_vocab_size: int | None = None
+    acoustic_sample_rate: int | None = None
+    acoustic_frame_rate: float | None = None
+    acoustic_num_codebooks: int | None = None
+    acoustic_codebook_size: int | None = None
+    semantic_spec: str | None = None  # where the tokenizer loads from: a folder, or a hub id
+    acoustic_spec: str | None = None
+    acoustic_dtype: str | None = None
+    source: str | None = None  # the corpus the job read
+    num_shards: int | None = None
+    part_size: int | None = None
+    min_seconds: float | None = None
+    max_seconds: float | None = None
+    normalize: str | None = None
+    shards: dict[str, dict] = field(default_factory=dict)  # shard index -> its job's status
+    version: int = STORE_VERSION
+
+    @classmethod
+    def for_tokenizers(cls, semantic: Any, codec: Any, semantic_spec: str | None = None,
+                       acoustic_spec: str | None = None, **job: Any) -> "StoreManifest":
+        """The manifest of tokens made by `semantic` (a SemanticTokenizer) and `codec` (an
+        AcousticTokenizer); `job` sets the corpus and layout fields (source, num_shards...)."""
+        def jsonable(d: dict) -> dict:
+            return json.loads(json.dumps(d, default=str))
+
+        return cls(semantic=jsonable(semantic.describe()), acoustic=jsonable(codec.describe()),
+                   semantic_sample_rate=int(semantic.sample_rate), semantic_frame_rate=float(semantic.frame_rate),
+                   semantic_vocab_size=int(semantic.vocab_size), acoustic_sample_rate=int(codec.sample_rate),
+                   acoustic_frame_rate=float(codec.frame_rate), acoustic_num_codebooks=int(codec.num_codebooks),
+                   acoustic_codebook_size=int(codec.codebook_size),
+                   acoustic_dtype=str(acoustic_value_type(int(codec.codebook_size))),
+                   semantic_spec=semantic_spec, acoustic_spec=acoustic_spec, **job)
+
+    def to_json(self, shards: bool = True) -> dict:
+        """The JSON object of store.json; shards=False leaves out the jobs' status (for stage folders)."""
+        out = asdict(self)
+        if not shards:
+            del out["shards"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = STORE_JSON) -> "StoreManifest":
+        """Read store.json's object (or a stage folder's copy of it); unknown keys are ignored."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}; re-tokenize the corpus")
+        data = upgrade_descriptions_only(data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+
+    @classmethod
+    def read(cls, store_dir: str | Path) -> "StoreManifest":
+        path = Path(store_dir) / STORE_JSON
+        return cls.from_json(read_json(path), str(path))
+
+    def write(self, store_dir: str | Path) -> None:
+        write_json_atomic(Path(store_dir) / STORE_JSON, self.to_json())
+
+    def with_shard_status(self, shard_index: int, status: dict) -> "StoreManifest":
+        return replace(self, shards={**self.shards, str(shard_index): status})
+
+    def required(self, name: str, where: str | Path) -> Any:
+        """A field's value, or a ValueError naming the store and the fix when it is missing."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"{where}/{STORE_JSON} has no {name!r} (nor in its tokenizer description); "
+                             "re-tokenize the corpus with `soundlm tokenize`")
+        return value
+
+    def check_compatible(self, new: "StoreManifest", store: str | Path) -> None:
+        """Refuse to add `new`'s tokens to this store: other tokenizers, corpus or layout."""
+        if self.version != new.version:
+            raise ValueError(f"{store}: store version {self.version!r} differs from {new.version}; "
+                             "write to a new --out folder")
+        mine, theirs = self.to_json(), new.to_json()
+        diffs = [k for k in _IDENTITY_KEYS if _identity(mine.get(k)) != _identity(theirs.get(k))]
+        if diffs:
+            detail = "; ".join(f"{k}: store has {mine.get(k)!r}, this run {theirs.get(k)!r}" for k in diffs)
+            raise ValueError(f"{store} was made with different settings ({detail}). A store holds tokens of one "
+                             "tokenizer pair over one corpus: pass a new --out folder, or the original settings")
+
+
+# Keys that must match for a rerun to add to an existing store: different tokenizers,
+# corpus or part layout would mix incompatible tokens or duplicate files.
+_IDENTITY_KEYS = ("semantic", "acoustic", "semantic_spec", "acoustic_spec", "semantic_vocab_size",
+                  "semantic_frame_rate", "acoustic_frame_rate", "acoustic_num_codebooks",
+                  "acoustic_codebook_size", "source", "num_shards", "part_size", "min_seconds",
+                  "max_seconds", "normalize")
+
+
+def _identity(value: Any) -> Any:
+    # describe() may name the folder as typed (relative or absolute); the resolved
+    # *_spec keys already pin the location, so the typed form must not cause a refusal.
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "source"}
+    return value
+
+
+# A flat key of store.json and where a manifest that lacks it keeps the same value: the
+# tokenizer description's keys, in order of preference.
+_FROM_DESCRIPTION = {
+    "semantic_sample_rate": ("semantic", ("sample_rate",)),
+    "semantic_frame_rate": ("semantic", ("frame_rate",)),
+    "semantic_vocab_size": ("semantic", ("vocab_size", "num_clusters")),
+    "acoustic_sample_rate": ("acoustic", ("sample_rate",)),
+    "acoustic_frame_rate": ("acoustic", ("frame_rate",)),
+    "acoustic_num_codebooks": ("acoustic", ("num_codebooks",)),
+    "acoustic_codebook_size": ("acoustic", ("codebook_size",)),
+}
+
+
+def upgrade_descriptions_only(data: dict) -> dict:
+    """Fill the flat rate and size keys of a manifest that has only the tokenizer descriptions
+    (stores written before `soundlm tokenize` wrote them) from those descriptions."""
+    data = dict(data)
+    for key, (stream, desc_keys) in _FROM_DESCRIPTION.items():
+        if data.get(key) is None:
+            desc = data.get(stream) or {}
+            data[key] = next((desc[k] for k in desc_keys if desc.get(k) is not None), None)
+    return data
 
 
 @dataclass
@@ -150,10 +285,6 @@ def write_part(store_dir: str | Path, shard_index: int, num_shards: int, part_in
     return target
 
 
-def write_manifest(store_dir: str | Path, manifest: dict) -> None:
-    write_json_atomic(Path(store_dir) / MANIFEST_NAME, manifest)
-
-
 def merge_errors(store_dir: str | Path) -> list[dict]:
     """Rewrite STORE/errors.jsonl from the error files of all finished parts; return its entries."""
     store_dir = Path(store_dir)
@@ -200,15 +331,16 @@ class TokenStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        manifest_file = self.path / MANIFEST_NAME
+        manifest_file = self.path / STORE_JSON
         if not manifest_file.exists():
-            raise FileNotFoundError(f"{self.path}: not a token store (no {MANIFEST_NAME}); "
+            raise FileNotFoundError(f"{self.path}: not a token store (no {STORE_JSON}); "
                                     "create one with `soundlm tokenize AUDIO --out STORE ...`")
-        self.manifest: dict = read_json(manifest_file)
-        version = self.manifest.get("version")
+        data = read_json(manifest_file)
+        version = data.get("version") if isinstance(data, dict) else None
         if version != STORE_VERSION:
             raise ValueError(f"{manifest_file}: store version {version!r}, this soundlm reads version "
                              f"{STORE_VERSION}; re-tokenize the corpus with this soundlm")
+        self.manifest = StoreManifest.from_json(data, str(manifest_file))
 
     def shards(self) -> list[Path]:
         """Parquet files of all finished parts, in (shard, part) order."""
@@ -273,3 +405,54 @@ def _batch_records(batch: pa.RecordBatch) -> Iterator[TokenRecord]:
             k, t = cols["acoustic_shape"][i]
             fields["acoustic"] = fields["acoustic"].reshape(k, t)  # [K, T]
         yield TokenRecord(**fields)
+
+
+@dataclass
+class StoreTokens:
+    """The token arrays of a store's records, in memory, with the manifest that gives their rates."""
+
+    records: list[TokenRecord]  # id, semantic [T_s] and acoustic [K, T_a] int64 set
+    manifest: StoreManifest
+    semantic_rate: float
+    acoustic_rate: float  # 1.0 when the acoustic codes were not read
+
+
+def load_store_tokens(store_path: str | Path, need_acoustic: bool = True, exclude_splits: Sequence[str] = (),
+                      split: str | None = None) -> StoreTokens:
+    """Read the tokens of every record whose corpus split is not in `exclude_splits` (records
+    without a split are kept) or, with `split`, of the records of that split only.
+
+    need_acoustic=False reads the semantic ids alone (acoustic is an empty [0, 0] array).
+    """
+    store = TokenStore(store_path)
+    m, name = store.manifest, str(store_path)
+    semantic_rate = float(m.required("semantic_frame_rate", name))
+    acoustic_rate = float(m.required("acoustic_frame_rate", name)) if need_acoustic else 1.0
+    records: list[TokenRecord] = []
+    num_codebooks = None
+    columns = ["semantic", "acoustic", "split"] if need_acoustic else ["semantic", "split"]
+    excluded, seen_splits = 0, set()
+    for r in store.records(columns=columns):
+        seen_splits.add(r.split)
+        if (split is not None and r.split != split) or (r.split is not None and r.split in exclude_splits):
+            excluded += 1
+            continue
+        acoustic = r.acoustic if need_acoustic else np.zeros((0, 0), dtype=np.int64)
+        if need_acoustic:
+            if num_codebooks is None:
+                num_codebooks = int(acoustic.shape[0])
+            elif acoustic.shape[0] != num_codebooks:
+                raise ValueError(f"{name}: record {r.id!r} has {acoustic.shape[0]} codebooks, others "
+                                 f"{num_codebooks}; a store must be tokenized with one codec setting")
+        records.append(TokenRecord(id=r.id, semantic=r.semantic.astype(np.int64), acoustic=acoustic.astype(np.int64),
+                                   split=r.split))
+    if not records and split is not None:
+        raise ValueError(f"{name}: no record has split {split!r} (splits present: {sorted(map(str, seen_splits))}); "
+                         "tokenize a corpus whose manifest marks held-out voices (`soundlm data speech "
+                         "--heldout-voices N`), or pass --split train")
+    if not records and excluded:
+        raise ValueError(f"{name}: all {excluded} records are in the excluded split(s) {list(exclude_splits)}; "
+                         "tokenize training data or pass --exclude-split none")
+    if not records:
+        raise ValueError(f"{name}: the token store has no records; run `soundlm tokenize` to fill it")
+    return StoreTokens(records=records, manifest=m, semantic_rate=semantic_rate, acoustic_rate=acoustic_rate)

@@ -26,28 +26,18 @@ import numpy as np
 from soundlm import audio as audio_io
 from soundlm.store import (
     ERRORS_NAME,
-    MANIFEST_NAME,
-    STORE_VERSION,
+    STORE_JSON,
     ErrorEntry,
+    StoreManifest,
     TokenRecord,
     acoustic_value_type,
     list_parts,
     merge_errors,
     part_name,
-    write_manifest,
     write_part,
 )
-from soundlm.fileio import read_json
 
 MANIFEST_FILE = "manifest.jsonl"
-
-# store.json keys that must match for a rerun to add to an existing store: different
-# tokenizers, corpus or part layout would mix incompatible tokens or duplicate files.
-_IDENTITY_KEYS = ("semantic", "acoustic", "semantic_spec", "acoustic_spec", "semantic_vocab_size",
-                  "semantic_frame_rate", "acoustic_frame_rate", "acoustic_num_codebooks",
-                  "acoustic_codebook_size", "source", "num_shards", "part_size", "min_seconds",
-                  "max_seconds", "normalize")
-
 
 @dataclass
 class TokenizeConfig:
@@ -407,66 +397,21 @@ def batch_tokenizers(semantic: Any, codec: Any, device: str, probe: bool = True)
 
 # ---------------------------------------------------------------------------- the job
 
-def store_manifest(cfg: TokenizeConfig, semantic: Any, codec: Any) -> dict:
+def store_manifest(cfg: TokenizeConfig, semantic: Any, codec: Any) -> StoreManifest:
     """store.json content for this job (identity of tokenizers, corpus and layout)."""
-    import json
-
     def spec(s: str) -> str:
         p = Path(s)
         return str(p.resolve()) if p.exists() else s
 
-    def jsonable(d: dict) -> dict:
-        return json.loads(json.dumps(d, default=str))
-
-    return {
-        "version": STORE_VERSION,
-        "semantic": jsonable(semantic.describe()),
-        "acoustic": jsonable(codec.describe()),
-        "semantic_spec": spec(cfg.semantic),
-        "acoustic_spec": spec(cfg.codec),
-        "semantic_sample_rate": int(semantic.sample_rate),
-        "semantic_frame_rate": float(semantic.frame_rate),
-        "semantic_vocab_size": int(semantic.vocab_size),
-        "acoustic_sample_rate": int(codec.sample_rate),
-        "acoustic_frame_rate": float(codec.frame_rate),
-        "acoustic_num_codebooks": int(codec.num_codebooks),
-        "acoustic_codebook_size": int(codec.codebook_size),
-        "acoustic_dtype": str(acoustic_value_type(int(codec.codebook_size))),
-        "source": str(Path(cfg.source).resolve()),
-        "num_shards": cfg.num_shards,
-        "part_size": cfg.part_size,
-        "min_seconds": cfg.min_seconds,
-        "max_seconds": cfg.max_seconds,
-        "normalize": cfg.normalize,
-        "shards": {},
-    }
-
-
-def _identity(value: Any) -> Any:
-    # describe() may name the folder as typed (relative or absolute); the resolved
-    # *_spec keys already pin the location, so the typed form must not cause a refusal.
-    if isinstance(value, dict):
-        return {k: v for k, v in value.items() if k != "source"}
-    return value
-
-
-def check_compatible(existing: dict, new: dict, store: Path) -> None:
-    """Refuse to add to a store made with other tokenizers, corpus or layout."""
-    if existing.get("version") != new["version"]:
-        raise ValueError(f"{store}: store version {existing.get('version')!r} differs from "
-                         f"{new['version']}; write to a new --out folder")
-    diffs = [k for k in _IDENTITY_KEYS if _identity(existing.get(k)) != _identity(new.get(k))]
-    if diffs:
-        detail = "; ".join(f"{k}: store has {existing.get(k)!r}, this run {new.get(k)!r}" for k in diffs)
-        raise ValueError(f"{store} was made with different settings ({detail}). A store holds tokens of one "
-                         "tokenizer pair over one corpus: pass a new --out folder, or the original settings")
+    return StoreManifest.for_tokenizers(
+        semantic, codec, semantic_spec=spec(cfg.semantic), acoustic_spec=spec(cfg.codec),
+        source=str(Path(cfg.source).resolve()), num_shards=cfg.num_shards, part_size=cfg.part_size,
+        min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, normalize=cfg.normalize)
 
 
 def _update_shard_status(store: Path, shard_index: int, status: dict) -> None:
     # Re-read just before writing: other machines may have added their shards meanwhile.
-    manifest = read_json(store / MANIFEST_NAME)
-    manifest.setdefault("shards", {})[str(shard_index)] = status
-    write_manifest(store, manifest)
+    StoreManifest.read(store).with_shard_status(shard_index, status).write(store)
 
 
 def _resolve_device(device: str | None) -> str:
@@ -527,11 +472,11 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
     semantic, codec = tokenizers if tokenizers is not None else load_tokenizers(cfg.semantic, cfg.codec, device)
 
     manifest = store_manifest(cfg, semantic, codec)
-    if (store / MANIFEST_NAME).exists():
-        check_compatible(read_json(store / MANIFEST_NAME), manifest, store)
+    if (store / STORE_JSON).exists():
+        StoreManifest.read(store).check_compatible(manifest, store)
     else:
         store.mkdir(parents=True, exist_ok=True)
-        write_manifest(store, manifest)
+        manifest.write(store)
 
     finished = {p.name for p in list_parts(store, cfg.shard_index)}
     names = [part_name(cfg.shard_index, cfg.num_shards, k) + ".parquet" for k in range(len(parts))]
@@ -567,7 +512,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
         finally:
             bar.close()
             loaded.close()
-    shard_status = read_json(store / MANIFEST_NAME).get("shards", {}).get(str(cfg.shard_index), {})
+    shard_status = StoreManifest.read(store).shards.get(str(cfg.shard_index), {})
     # A finished shard whose status says so is left untouched: a rerun writes nothing.
     if todo or not shard_status.get("complete") or not (store / ERRORS_NAME).exists():
         merge_errors(store)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,19 @@ def lm_base(vocab_size: int, max_positions: int = 2048) -> LMConfig:
     """~0.3B parameters per stage (hidden 1024, 24 layers, 16 heads), AudioLM's size."""
     return LMConfig(vocab_size, hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=2816,
                     max_positions=max_positions)
+
+
+LM_PRESETS: dict[str, Callable[..., LMConfig]] = {"tiny": lm_tiny, "micro": lm_micro, "mini": lm_mini,
+                                                  "small": lm_small, "base": lm_base}
+
+
+def lm_preset(name: str, vocab_size: int, max_positions: int | None = None) -> LMConfig:
+    """The preset called `name` (`--preset`), with its own context length unless one is given."""
+    if name not in LM_PRESETS:
+        raise ValueError(f"--preset must be one of {', '.join(LM_PRESETS)}, got {name!r}")
+    if max_positions is None:
+        return LM_PRESETS[name](vocab_size)
+    return LM_PRESETS[name](vocab_size, max_positions=max_positions)
 
 
 @dataclass

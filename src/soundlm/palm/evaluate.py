@@ -234,7 +234,7 @@ def _audio_root(cfg: PalmEvalConfig) -> Path | None:
         return Path(cfg.manifest).parent
     from soundlm.store import TokenStore
 
-    source = TokenStore(cfg.store).manifest.get("source")
+    source = TokenStore(cfg.store).manifest.source
     if source:
         p = Path(source)
         return p.parent if p.suffix == ".jsonl" else p

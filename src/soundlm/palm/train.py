@@ -72,8 +72,7 @@ def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
     out = Path(cfg.out)
     store = TokenStore(cfg.store)  # fails early with a clear error if STORE is not a token store
     sm = store.manifest
-    if "semantic_vocab_size" not in sm:
-        raise ValueError(f"{cfg.store}/store.json has no semantic_vocab_size; re-tokenize with this soundlm")
+    semantic_vocab_size = int(sm.required("semantic_vocab_size", cfg.store))
     out.mkdir(parents=True, exist_ok=True)
     check_resume_settings(out, asdict(cfg), _RESUME_MUST_MATCH)
 
@@ -86,16 +85,15 @@ def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
         # The checkpoint carries vocabulary and tokenizer; the init model is not needed again.
         palm = load_palm(ckpt)
     else:
-        codebooks = int(sm.get("acoustic_num_codebooks", 0)) if cfg.acoustic_vocab else 0
-        palm = extend_causal_lm(cfg.init, languages, int(sm["semantic_vocab_size"]),
-                                codebook_size=int(sm.get("acoustic_codebook_size", 0)) if codebooks else 0,
+        codebooks = int(sm.acoustic_num_codebooks or 0) if cfg.acoustic_vocab else 0
+        palm = extend_causal_lm(cfg.init, languages, semantic_vocab_size,
+                                codebook_size=int(sm.acoustic_codebook_size or 0) if codebooks else 0,
                                 num_codebooks=codebooks, tokenizer=cfg.tokenizer, from_scratch=cfg.from_scratch,
                                 new_rows=cfg.new_rows, seed=cfg.seed)
         palm.meta.update({
             "tasks": tasks, "languages": languages, "store": str(Path(cfg.store).resolve()),
-            "semantic_spec": sm.get("semantic_spec"), "acoustic_spec": sm.get("acoustic_spec"),
-            "semantic_frame_rate": sm.get("semantic_frame_rate"),
-            "semantic_sample_rate": sm.get("semantic_sample_rate"),
+            "semantic_spec": sm.semantic_spec, "acoustic_spec": sm.acoustic_spec,
+            "semantic_frame_rate": sm.semantic_frame_rate, "semantic_sample_rate": sm.semantic_sample_rate,
         })
     model_max = int(getattr(palm.model.config, "max_position_embeddings", cfg.max_length))
     limit = min(cfg.max_length, model_max)

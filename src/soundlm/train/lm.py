@@ -29,8 +29,9 @@ import torch
 
 from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state
 from soundlm.fileio import atomic_path, read_json, write_json_atomic
+from soundlm.stages import IGNORE_INDEX, PATTERNS, STAGES, Stage, build_stage, collate, token_loss_sum
+from soundlm.store import StoreTokens, load_store_tokens
 from soundlm.train import lm_data
-from soundlm.train.lm_data import IGNORE_INDEX, STAGES
 
 # Arguments that define what is trained; resuming with different values would silently mix runs.
 _RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
@@ -73,7 +74,7 @@ class LMTrainConfig:
     def validate(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"--stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        if self.pattern not in ("flatten", "delay"):
+        if self.pattern not in PATTERNS:
             raise ValueError(f"--pattern must be 'flatten' or 'delay', got {self.pattern!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"--mixed-precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
@@ -133,12 +134,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
         tmp.write_text("".join(line + "\n" for line in keep))
 
 
-def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy over positions with a target: logits [..., V], targets [...]."""
-    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                                             targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-
-
 def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """Full weights of an FSDP-sharded model (every process must call this); None otherwise."""
     from accelerate.utils import DistributedType
@@ -156,8 +151,6 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
-    from soundlm.train.lm_stage import build_stage
-
     cfg.validate()
     run_dir = Path(cfg.out)
     # Accelerate keeps its settings in a process-wide singleton that refuses a second, different
@@ -172,7 +165,17 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         _check_resume_config(run_dir, cfg)
 
     set_seed(cfg.seed)
-    stage = build_stage(cfg, init_weights_from=ckpt)
+    # The corpus's held-out split (e.g. held-out voices) is for evaluation: never train on it.
+    tokens = load_store_tokens(cfg.store, need_acoustic=cfg.stage != "semantic",
+                               exclude_splits=(cfg.exclude_split,) if cfg.exclude_split else ())
+    stage = build_stage(cfg.stage, tokens.manifest, preset=cfg.preset, pattern=cfg.pattern,
+                        window_seconds=cfg.window_seconds, coarse_codebooks=cfg.coarse_codebooks, init=cfg.init,
+                        store=cfg.store)
+    if ckpt is not None:
+        from safetensors.torch import load_model
+
+        load_model(stage.model, str(ckpt / "model.safetensors"))
+    split = lm_data.split_heldout([r.id for r in tokens.records], cfg.heldout_fraction)
     model = stage.model
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -198,12 +201,12 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         write_json_atomic(run_dir / "train_config.json", asdict(cfg))
         _truncate_metrics(run_dir / "metrics.jsonl", start_step)
 
-    train_set = stage.dataset(stage.split.train, stream=lm_data._TRAIN_STREAM)
+    train_set = lm_data.stage_dataset(stage, tokens, split.train, cfg.seed, stream=lm_data._TRAIN_STREAM)
     sampler = lm_data.StepSampler(start_step, cfg.steps, cfg.batch_size, cfg.grad_accum,
                                   accelerator.num_processes, accelerator.process_index)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-        collate_fn=partial(lm_data.collate, pad_id=stage.pad_id), pin_memory=torch.cuda.is_available())
+        collate_fn=partial(collate, pad_id=stage.pad_id), pin_memory=torch.cuda.is_available())
     batches = iter(loader)
 
     def save_checkpoint(step: int) -> None:
@@ -248,8 +251,8 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
             ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
             with ctx:
                 with accelerator.autocast():
-                    logits = stage.logits(model, mb, accelerator.device)  # [B, L, V] or [B, K, S, card]
-                loss = _token_loss(logits, mb["targets"].to(accelerator.device)) / max(n_targets, 1)
+                    logits = stage.logits(mb, accelerator.device, model)  # [B, L, V] or [B, K, S, card]
+                loss = token_loss_sum(logits, mb["targets"].to(accelerator.device)) / max(n_targets, 1)
                 accelerator.backward(loss)
             step_loss += loss.item()
             tokens_seen += mb["input_ids"].numel()
@@ -268,8 +271,8 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         if done % cfg.log_every == 0 or done == cfg.steps or done == 1:
             log(done, {"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0],
                        "train/grad_norm": float(grad_norm), "train/tokens_per_s": tok_s})
-        if stage.split.heldout and (done % cfg.eval_every == 0 or done == cfg.steps):
-            result.heldout_loss = evaluate(model, stage, cfg, accelerator)
+        if split.heldout and (done % cfg.eval_every == 0 or done == cfg.steps):
+            result.heldout_loss = evaluate(model, stage, tokens, split.heldout, cfg, accelerator)
             log(done, {"heldout/loss": result.heldout_loss})
             bar.write(f"step {done}: held-out loss {result.heldout_loss:.4f}")
         if done % cfg.ckpt_every == 0 or done == end_step:
@@ -286,7 +289,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     accelerator.wait_for_everyone()
     weights = _gathered_weights(accelerator, model)
     if is_main:
-        stage.export_final(result.final_dir, accelerator.unwrap_model(model), weights)
+        stage.export(result.final_dir, accelerator.unwrap_model(model), weights)
         writer.close()
         metrics_file.close()
     accelerator.wait_for_everyone()
@@ -294,19 +297,20 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, stage: Any, cfg: LMTrainConfig, accelerator: Any) -> float:
+def evaluate(model: torch.nn.Module, stage: Stage, tokens: StoreTokens, heldout: list[int], cfg: LMTrainConfig,
+             accelerator: Any) -> float:
     """Mean token loss on a fixed set of held-out crops (the same crops at every evaluation)."""
     model.eval()
-    data = stage.dataset(stage.split.heldout, stream=lm_data._EVAL_STREAM)
+    data = lm_data.stage_dataset(stage, tokens, heldout, cfg.seed, stream=lm_data._EVAL_STREAM)
     total, count = 0.0, 0
     for b in range(cfg.eval_batches):
         idx = range((b * accelerator.num_processes + accelerator.process_index) * cfg.batch_size,
                     (b * accelerator.num_processes + accelerator.process_index + 1) * cfg.batch_size)
-        batch = lm_data.collate([data[i] for i in idx], stage.pad_id)
+        batch = collate([data[i] for i in idx], stage.pad_id)
         with accelerator.autocast():
-            logits = stage.logits(model, batch, accelerator.device)
+            logits = stage.logits(batch, accelerator.device, model)
         targets = batch["targets"].to(accelerator.device)
-        sums = accelerator.reduce(torch.stack([_token_loss(logits, targets),
+        sums = accelerator.reduce(torch.stack([token_loss_sum(logits, targets),
                                                (targets != IGNORE_INDEX).sum().float()]), "sum")
         total += float(sums[0])
         count += int(sums[1])

@@ -8,55 +8,18 @@ would have read (no iterator state to pickle, and `num_workers` cannot change th
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-STAGES = ("semantic", "coarse", "fine")
-
-# AudioLM (Borsos et al. 2022, sec. 4) trained on 30 s / 10 s / 3 s windows per stage.
-AUDIOLM_WINDOW_SECONDS = {"semantic": 30.0, "coarse": 10.0, "fine": 3.0}
-
-IGNORE_INDEX = -100
+from soundlm.stages import Example, Stage, Window, example_fn, frame_index
+from soundlm.store import StoreTokens, TokenRecord
 
 # Namespaces for the per-example random generators, so train and eval crops never coincide.
 _TRAIN_STREAM = 1
 _EVAL_STREAM = 2
-
-
-@dataclass
-class TokenArrays:
-    """One record's tokens, kept in memory for cropping."""
-
-    id: str
-    semantic: np.ndarray  # [T_s] int64
-    acoustic: np.ndarray  # [K, T_a] int64
-
-
-@dataclass
-class Window:
-    """Time-aligned semantic and acoustic tokens of one crop."""
-
-    record_id: str
-    start_seconds: float
-    semantic: np.ndarray  # [T_s] int64
-    acoustic: np.ndarray  # [K, T_a] int64
-
-
-@dataclass
-class Example:
-    """A training example: predict `targets[..., i]` from `inputs[..., :i+1]` (and `prefix`).
-
-    Flattened stages: inputs/targets [L]. Delay-pattern stages: inputs/targets [K, S] delayed
-    codes and a conditioning prefix [P] (see `soundlm.lm.model.DelayLM`).
-    """
-
-    inputs: np.ndarray  # [L] or [K, S] int64
-    targets: np.ndarray  # same shape, IGNORE_INDEX where the stage does not train
-    prefix: np.ndarray | None = None  # [P] int64
 
 
 @dataclass
@@ -91,12 +54,7 @@ def split_heldout(record_ids: Sequence[str], fraction: float) -> HeldoutSplit:
     return HeldoutSplit(train=train, heldout=heldout)
 
 
-def frame_index(seconds: float, rate: float) -> int:
-    """The frame that contains time `seconds` (tolerant to float error at exact boundaries)."""
-    return int(math.floor(seconds * rate + 1e-6))
-
-
-def crop_window(record: TokenArrays, window_seconds: float, semantic_rate: float, acoustic_rate: float,
+def crop_window(record: TokenRecord, window_seconds: float, semantic_rate: float, acoustic_rate: float,
                 rng: np.random.Generator) -> Window:
     """A random window of `window_seconds`, cut at the same time in both token streams.
 
@@ -127,7 +85,7 @@ class StageDataset(torch.utils.data.Dataset):
     `build(window) -> Example` turns a crop into the stage's token sequence.
     """
 
-    def __init__(self, records: Sequence[TokenArrays], window_seconds: float, semantic_rate: float,
+    def __init__(self, records: Sequence[TokenRecord], window_seconds: float, semantic_rate: float,
                  acoustic_rate: float, build: Callable[[Window], Example], seed: int,
                  stream: int = _TRAIN_STREAM):
         if not records:
@@ -180,35 +138,16 @@ class StepSampler(torch.utils.data.Sampler):
                 yield from range(base, base + self.batch_size)
 
 
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padded positions have no target, so causal attention needs no mask."""
-    if examples[0].prefix is not None:
-        return _collate_delayed(examples)
-    length = max(e.inputs.shape[0] for e in examples)
-    inputs = torch.full((len(examples), length), pad_id, dtype=torch.long)  # [B, L]
-    targets = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)  # [B, L]
-    for b, e in enumerate(examples):
-        inputs[b, : e.inputs.shape[0]] = torch.from_numpy(e.inputs)
-        targets[b, : e.targets.shape[0]] = torch.from_numpy(e.targets)
-    return {"input_ids": inputs, "targets": targets}
-
-
-def _collate_delayed(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-    """Stack delay-pattern examples, cut to the shortest prefix and sequence of the batch.
-
-    The prefix sits before the codes, so it cannot be padded; crops of full windows (the
-    delay stages only train on records at least a window long) have equal lengths anyway.
-    """
-    p = min(e.prefix.shape[0] for e in examples)
-    s = min(e.inputs.shape[1] for e in examples)
-    return {"input_ids": torch.stack([torch.from_numpy(e.inputs[:, :s]) for e in examples]),  # [B, K, S]
-            "targets": torch.stack([torch.from_numpy(e.targets[:, :s]) for e in examples]),  # [B, K, S]
-            "prefix": torch.stack([torch.from_numpy(e.prefix[:p]) for e in examples])}  # [B, P]
-
-
-def sequence_to_example(tokens: np.ndarray, trained: np.ndarray) -> Example:
-    """Shift a full sequence into (inputs, targets); `trained[i]` says whether token i is a target."""
-    if tokens.shape[0] < 2:
-        raise ValueError("a training sequence needs at least 2 tokens; the window is too short")
-    targets = np.where(trained[1:], tokens[1:], IGNORE_INDEX).astype(np.int64)
-    return Example(inputs=tokens[:-1].astype(np.int64), targets=targets)
+def stage_dataset(stage: Stage, tokens: StoreTokens, indices: Sequence[int], seed: int,
+                  stream: int = _TRAIN_STREAM) -> StageDataset:
+    """The crops of `tokens.records[indices]` as `stage` trains on them."""
+    records = [tokens.records[i] for i in indices]
+    if stage.delayed:
+        # A delay batch cannot pad its prefix (it precedes the codes): train on full windows only.
+        records = [r for r in records if min(r.semantic.shape[0] / tokens.semantic_rate,
+                                             r.acoustic.shape[1] / tokens.acoustic_rate) >= stage.window_seconds]
+        if not records and indices:
+            raise ValueError(f"no record is at least --window-seconds {stage.window_seconds} long; the delay "
+                             "pattern trains on full windows, so lower --window-seconds")
+    return StageDataset(records, stage.window_seconds, tokens.semantic_rate, tokens.acoustic_rate,
+                        example_fn(stage.meta, stage.layout), seed, stream)
