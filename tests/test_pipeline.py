@@ -88,8 +88,7 @@ def test_generate_unconditional_length(pipe):
 
 def test_continuation_keeps_prompt_codes(pipe):
     """The prompt's semantic ids and codes stay in place; only frames after it are sampled."""
-    audio = torch.from_numpy(_prompt(0.4))[None]  # [1, S]
-    semantic, codes = pipe._tokenize_prompt(audio, 0.4)
+    semantic, codes = pipe.tokenize_prompt(_prompt(0.4), SR)
     assert semantic.shape == (1, 20) and codes.shape == (1, 4, 20)
     sem = pipe._semantic_stage(semantic.expand(2, -1), 45, pipe_sampling(), torch.Generator().manual_seed(0),
                                False)
@@ -221,3 +220,21 @@ def test_delay_pattern_stages(parts, tmp_path):
     pipe = AudioLMPipeline.from_runs(parts["semantic"], folders["coarse"], folders["fine"], device="cpu")
     waves = pipe.continue_audio(_prompt(0.3), seconds=0.4, num_samples=2, prompt_sample_rate=SR)
     assert [w.shape for w in waves] == [(1, 4800 + 6400)] * 2 and not np.allclose(waves[0], waves[1])
+
+
+def test_prompt_tokens_are_the_tokenize_jobs_tokens(parts, pipe, tmp_path):
+    """One audio -> tokens path: a 22.05 kHz prompt gets the tokens `soundlm tokenize` stores for it."""
+    from soundlm.store import TokenStore
+    from soundlm.tokenize import TokenizeConfig, tokenize_corpus
+
+    (tmp_path / "corpus").mkdir()
+    t = np.arange(int(0.4 * 22050)) / 22050  # 20 frames of the 50 Hz codec exactly
+    sf.write(tmp_path / "corpus" / "p.wav", (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(9 * t))), 22050)
+    cfg = TokenizeConfig(source=str(tmp_path / "corpus"), out=str(tmp_path / "store"),
+                         semantic=str(parts["root"] / "semantic_tokenizer"), codec=str(parts["root"] / "codec"),
+                         workers=0)
+    tokenize_corpus(cfg, progress=False)
+    record = next(TokenStore(tmp_path / "store").records())
+    semantic, codes = pipe.tokenize_prompt(tmp_path / "corpus" / "p.wav")
+    assert codes.shape[2] == 20 and np.array_equal(codes[0].numpy(), record.acoustic)
+    assert np.array_equal(semantic[0].numpy(), record.semantic[: semantic.shape[1]])

@@ -15,19 +15,8 @@ from soundlm.codec import SoundStreamCodec, codec_16k_tiny, load_codec
 from soundlm.semantic.features import MFCCFeatures
 from soundlm.semantic.tokenizer import SemanticTokenizer
 from soundlm.store import ERRORS_NAME, TokenStore, list_parts
-from soundlm.tokenize import (
-    BatchTokenizer,
-    LoadSpec,
-    TokenizeConfig,
-    batch_tokenizers,
-    encode_batch,
-    encode_group,
-    list_sources,
-    load_for_tokenizers,
-    probe_pad_invariance,
-    select_shard,
-    tokenize_corpus,
-)
+from soundlm.audio_tokenizer import AudioSpec
+from soundlm.tokenize import LoadSpec, TokenizeConfig, list_sources, load_for_tokenizers, select_shard, tokenize_corpus
 
 
 def _tokenizers(root: Path) -> tuple[Path, Path]:
@@ -128,28 +117,13 @@ def test_batched_equals_unbatched(tmp_path, models):
     assert a.shape == b.shape and (a == b).mean() >= 0.99
     # And the job's tokens are those of each tokenizer run on the file alone.
     sem, codec = SemanticTokenizer.load(models[0], device="cpu"), load_codec(str(models[1]), device="cpu")
-    spec = LoadSpec(16000, 1, 16000, 0.1, None, None)
+    spec = LoadSpec(AudioSpec(16000, 1, 16000), 0.1, None, None)
     path = next(src.rglob("utt05.wav"))
-    codec_audio, sem_audio, _, _ = load_for_tokenizers(str(path), spec)
+    prepared, _, _ = load_for_tokenizers(str(path), spec)
     row = next(r for r in one if r["id"] == "spk1/utt05")
-    expected_codes = codec.encode(torch.from_numpy(codec_audio)[None])[0]  # [K, T]
+    expected_codes = codec.encode(torch.from_numpy(prepared.codec)[None])[0]  # [K, T]
     assert np.array_equal(np.array(row["acoustic"]).reshape(row["acoustic_shape"]), expected_codes.numpy())
-    assert np.array_equal(row["semantic"], sem.encode(torch.from_numpy(sem_audio)[None])[0].numpy())
-
-
-def test_encode_batch_crops_each_file(models):
-    sem, codec = SemanticTokenizer.load(models[0], device="cpu"), load_codec(str(models[1]), device="cpu")
-    sem_tok, ac_tok = batch_tokenizers(sem, codec, "cpu")
-    # A causal codec is pad invariant in exact arithmetic. The probe compares codes exactly, so a
-    # near-tie flip from another summation order (seen with one torch thread) can make it say no;
-    # the job then batches only equal lengths. Either way each file gets its own tokens.
-    waves = [_tone(s, 16000, 300, i)[None] for i, s in enumerate((0.3, 0.71, 0.5))]
-    together = encode_batch(sem_tok, ac_tok, waves, waves, "cpu")
-    for w, enc in zip(waves, together):
-        alone = encode_batch(sem_tok, ac_tok, [w], [w], "cpu")[0]
-        assert enc.acoustic.shape == (4, codec.num_frames(w.shape[-1]))
-        assert (enc.acoustic == alone.acoustic).mean() >= 0.99
-        np.testing.assert_array_equal(enc.semantic, alone.semantic)
+    assert np.array_equal(row["semantic"], sem.encode(torch.from_numpy(prepared.semantic)[None])[0].numpy())
 
 
 def test_bad_files_are_skipped_and_logged(tmp_path, models):
@@ -286,29 +260,6 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, models):
     assert TokenStore(store).to_table().equals(TokenStore(full).to_table())
     assert (store / ERRORS_NAME).read_text() == (full / ERRORS_NAME).read_text()
     assert [e["path"] for e in TokenStore(store).read_errors()] == ["broken.wav"]
-
-
-def test_padding_probe_tells_exact_from_padding_sensitive_tokenizers():
-    def framewise(x):  # [B, 1, S] -> [B, T]: each 160-sample frame on its own, like a causal model
-        frames = torch.nn.functional.pad(x[:, 0], (0, (-x.shape[-1]) % 160)).unfold(-1, 160, 160)
-        return (frames.mean(-1) > 0).long()
-
-    def utterance_normalised(x):  # per-utterance mean removal: padding shifts every frame
-        return framewise(x - x.mean(dim=-1, keepdim=True))
-
-    def frames(n):
-        return -(-n // 160)
-
-    exact = BatchTokenizer("exact", framewise, frames, 16000, 1)
-    sensitive = BatchTokenizer("sensitive", utterance_normalised, frames, 16000, 1)
-    assert probe_pad_invariance(exact, "cpu")
-    assert not probe_pad_invariance(sensitive, "cpu")
-    # A padding-sensitive tokenizer still gives each file its unbatched tokens: equal lengths only share a batch.
-    sensitive.pad_invariant = False
-    waves = [_tone(s, 16000, 300, i)[None] for i, s in enumerate((0.2, 0.37, 0.2))]
-    together = encode_group(sensitive, waves, "cpu")
-    for w, tokens in zip(waves, together):
-        np.testing.assert_array_equal(tokens, utterance_normalised(torch.from_numpy(w)[None])[0].numpy())
 
 
 def test_cli_tokenize(tmp_path, models):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import torch
 
+from soundlm.audio_tokenizer import AudioTokenizer
 from soundlm.sampler import SamplingParams
 from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
@@ -102,6 +103,8 @@ class AudioLMPipeline:
         self.num_codebooks = fine.layout.num_codebooks
         self._check_compatible()
         self.codec.set_num_codebooks(self.num_codebooks)
+        # The prompt's path to tokens: the same one `soundlm tokenize` takes.
+        self.audio_tokenizer = AudioTokenizer(semantic_tokenizer, codec, self.device, probe=False)
 
     # ---- loading -----------------------------------------------------------------------
     @classmethod
@@ -191,19 +194,9 @@ class AudioLMPipeline:
         whole file afresh: AudioLM's contrast for speaker preservation (sec. 5.3).
         Returns `num_samples` waveforms [C, S] at `self.sample_rate` (see the module doc for lengths).
         """
-        audio = self._prompt_audio(prompt, prompt_sample_rate)  # [1, S] at the codec rate
-        hop = self.codec.sample_rate / self.codec.frame_rate
-        prompt_frames = int(audio.shape[-1] // hop)
-        if prompt_frames < 1:
-            from soundlm.audio import AudioError
-
-            raise AudioError(prompt if isinstance(prompt, (str, Path)) else None,
-                             f"prompt too short: {audio.shape[-1]} samples, less than one codec frame ({hop:g})",
-                             "use a longer prompt")
-        prompt_samples = int(round(prompt_frames * hop))
-        audio = audio[:, :prompt_samples]
-        prompt_seconds = prompt_frames / self.codec.frame_rate
-        semantic, codes = self._tokenize_prompt(audio, prompt_seconds)
+        semantic, codes = self.tokenize_prompt(prompt, prompt_sample_rate)
+        prompt_samples = int(round(codes.shape[2] * self.codec.sample_rate / self.codec.frame_rate))
+        prompt_seconds = codes.shape[2] / self.codec.frame_rate
         if not acoustic_prompt:
             codes = codes[:, :, :0]  # [1, K, 0]
         out = self._run(semantic, codes, prompt_seconds + seconds, num_samples, sampling, seed, progress)
@@ -222,34 +215,42 @@ class AudioLMPipeline:
         return [x for x in _fit_length(out, int(round(seconds * self.sample_rate))).cpu().numpy()]
 
     # ---- stages ------------------------------------------------------------------------
-    def _prompt_audio(self, prompt: str | Path | np.ndarray, sample_rate: int | None) -> torch.Tensor:
-        from soundlm.audio import check_audio, load_audio, resample, to_mono
+    def _prompt_audio(self, prompt: str | Path | np.ndarray, sample_rate: int | None) -> tuple[np.ndarray, int]:
+        """The prompt as float32 [C, S] at its own rate, checked; and that rate."""
+        from soundlm.audio import check_audio, info, load_audio
 
         if isinstance(prompt, (str, Path)):
-            audio = load_audio(prompt, sample_rate=self.codec.sample_rate, mono=True)  # [1, S]
-        else:
-            if sample_rate is None:
-                raise ValueError("an array prompt needs prompt_sample_rate (the rate of its samples)")
-            audio = np.asarray(prompt, dtype=np.float32)
-            audio = audio[None] if audio.ndim == 1 else audio
-            if audio.ndim != 2:
-                raise ValueError(f"an array prompt must be [S] or [C, S], got shape {audio.shape}")
-            check_audio(audio)
-            audio = resample(to_mono(audio), sample_rate, self.codec.sample_rate)
-        return torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)
+            return load_audio(prompt, sample_rate=None, mono=False), info(prompt).sample_rate
+        if sample_rate is None:
+            raise ValueError("an array prompt needs prompt_sample_rate (the rate of its samples)")
+        audio = np.asarray(prompt, dtype=np.float32)
+        audio = audio[None] if audio.ndim == 1 else audio
+        if audio.ndim != 2:
+            raise ValueError(f"an array prompt must be [S] or [C, S], got shape {audio.shape}")
+        check_audio(audio)
+        return audio, int(sample_rate)
 
     @torch.inference_mode()
-    def _tokenize_prompt(self, audio: torch.Tensor, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """audio [1, S] at the codec rate -> semantic ids [1, T_s] and codes [1, K, T_a] of the prompt."""
-        from soundlm.audio import resample
+    def tokenize_prompt(self, prompt: str | Path | np.ndarray,
+                        sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A prompt (file, or [C, S] / [S] array at `sample_rate`) -> semantic ids [1, T_s], codes [1, K, T_a].
 
-        codes = self.codec.encode(audio[None])[:, :, : _frames(seconds, self.codec.frame_rate)]  # [1, K, T_a]
-        sem_rate = int(self.semantic_tokenizer.sample_rate)
-        sem_audio = audio
-        if sem_rate != self.codec.sample_rate:
-            sem_audio = torch.from_numpy(resample(audio.cpu().numpy(), self.codec.sample_rate, sem_rate)).to(self.device)
-        semantic = self.semantic_tokenizer.encode(sem_audio[None])  # [1, T_s]
-        semantic = semantic[:, : _frames(seconds, self.semantic_tokenizer.frame_rate)]
+        The prompt is cut to whole codec frames (T_a of them), so its semantic ids and codes
+        cover the same time and what follows starts on a frame boundary.
+        """
+        audio, rate = self._prompt_audio(prompt, sample_rate)  # [C, S] at its own rate
+        native_hop = rate / self.codec.frame_rate
+        frames = int(audio.shape[-1] // native_hop)
+        if frames < 1:
+            from soundlm.audio import AudioError
+
+            raise AudioError(prompt if isinstance(prompt, (str, Path)) else None,
+                             f"prompt too short: {audio.shape[-1]} samples, less than one codec frame "
+                             f"({native_hop:g})", "use a longer prompt")
+        seconds = frames / self.codec.frame_rate
+        tokens = self.audio_tokenizer.encode(audio[:, : int(round(frames * native_hop))], rate)
+        codes = torch.from_numpy(tokens.acoustic)[None, :, : _frames(seconds, self.codec.frame_rate)]  # [1, K, T_a]
+        semantic = torch.from_numpy(tokens.semantic)[None, : _frames(seconds, self.semantic_tokenizer.frame_rate)]
         return semantic.long().to(self.device), codes.long().to(self.device)
 
     def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from soundlm import audio as audio_io
+from soundlm.audio_tokenizer import AudioSpec, AudioTokenizer, PreparedAudio, Tokens, prepare_audio
 from soundlm.store import (
     ERRORS_NAME,
     STORE_JSON,
@@ -72,11 +73,10 @@ class SourceFile:
 
 @dataclass
 class LoadedAudio:
-    """What a worker hands the main process: audio at both tokenizer rates, or an error."""
+    """What a worker hands the main process: the file prepared for both tokenizers, or an error."""
 
     index: int  # position in the shard's file list
-    codec_audio: np.ndarray | None = None  # [C, S_codec] float32
-    semantic_audio: np.ndarray | None = None  # [1, S_sem] float32
+    prepared: PreparedAudio | None = None
     duration: float = 0.0
     sample_rate: int = 0
     error: str | None = None
@@ -183,42 +183,27 @@ def split_parts(n_files: int, part_size: int) -> list[range]:
 
 # ---------------------------------------------------------------------------- loading
 
-@dataclass
+@dataclass(frozen=True)
 class LoadSpec:
-    """What a worker needs to prepare one file for both tokenizers (picklable)."""
+    """What a worker needs to load one file and prepare it for both tokenizers (picklable)."""
 
-    codec_rate: int
-    codec_channels: int
-    semantic_rate: int
+    audio: AudioSpec
     min_seconds: float
     max_seconds: float | None
     normalize: str | None
 
 
-def load_for_tokenizers(path: str, spec: LoadSpec) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """Load, check and resample one file; returns (codec [C, S], semantic [1, S'], seconds, rate).
+def load_for_tokenizers(path: str, spec: LoadSpec) -> tuple[PreparedAudio, float, int]:
+    """Load, check and prepare one file; returns (prepared audio, seconds, native rate).
 
     Raises AudioError for anything unusable (unreadable, empty, NaN, silent, too short/long).
     """
     meta = audio_io.info(path)
     native = audio_io.load_audio(path, sample_rate=None, mono=False, max_seconds=spec.max_seconds,
                                  normalize=spec.normalize)  # [C, S]
-    mono = audio_io.to_mono(native) if native.shape[0] > 1 else native  # [1, S]
-    if spec.codec_channels == 1:
-        codec_in = mono
-    elif native.shape[0] == spec.codec_channels:
-        codec_in = native
-    elif native.shape[0] == 1:
-        codec_in = np.repeat(native, spec.codec_channels, axis=0)
-    else:
-        raise audio_io.AudioError(path, f"{native.shape[0]} channels, the codec takes {spec.codec_channels}",
-                                  "mix the file down to mono first")
-    codec_audio = audio_io.resample(codec_in, meta.sample_rate, spec.codec_rate)
-    semantic_audio = audio_io.resample(mono, meta.sample_rate, spec.semantic_rate)
-    for x, rate in ((codec_audio, spec.codec_rate), (semantic_audio, spec.semantic_rate)):
-        audio_io.check_audio(x, path, sample_rate=rate, min_seconds=spec.min_seconds)
+    prepared = prepare_audio(native, meta.sample_rate, spec.audio, path, min_seconds=spec.min_seconds)
     # Decoded length, not the header's frame count: compressed formats may not agree with it.
-    return codec_audio, semantic_audio, native.shape[-1] / meta.sample_rate, meta.sample_rate
+    return prepared, native.shape[-1] / meta.sample_rate, meta.sample_rate
 
 
 class _LoadDataset:
@@ -234,12 +219,12 @@ class _LoadDataset:
     def __getitem__(self, i: int) -> LoadedAudio:
         index, path = self.items[i]
         try:
-            codec_audio, semantic_audio, duration, rate = load_for_tokenizers(path, self.spec)
+            prepared, duration, rate = load_for_tokenizers(path, self.spec)
         except audio_io.AudioError as e:
             return LoadedAudio(index, error=str(e))
         except Exception as e:  # a decoder or resampler bug on one file must not stop the corpus
             return LoadedAudio(index, error=f"{path}: failed to load ({type(e).__name__}: {e})")
-        return LoadedAudio(index, codec_audio, semantic_audio, duration, rate)
+        return LoadedAudio(index, prepared, duration, rate)
 
 
 def _no_collate(item: Any) -> Any:
@@ -282,117 +267,6 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (sorted, stable), to waste little padding."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return [order[s: s + batch_size] for s in range(0, len(order), batch_size)]
-
-
-def _pad_stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """[C, S_i] arrays -> [B, C, max S_i], zero-padded on the right."""
-    longest = max(a.shape[-1] for a in arrays)
-    out = np.zeros((len(arrays), arrays[0].shape[0], longest), dtype=np.float32)
-    for b, a in enumerate(arrays):
-        out[b, :, : a.shape[-1]] = a
-    return out
-
-
-def semantic_num_frames(semantic: Any, num_samples: int) -> int:
-    """Frames the semantic tokenizer emits for `num_samples` samples at its own rate."""
-    if hasattr(semantic, "num_frames"):
-        return int(semantic.num_frames(num_samples))
-    return math.ceil(num_samples * semantic.frame_rate / semantic.sample_rate)
-
-
-@dataclass
-class BatchTokenizer:
-    """One tokenizer as the job sees it: encode [B, C, S] -> [B, T] or [B, K, T], frame count.
-
-    `pad_invariant` says whether right zero-padding and batch neighbours leave a file's
-    own frames unchanged; if not, only files of identical length share a batch.
-    """
-
-    name: str
-    encode: Any  # Callable[[torch.Tensor], torch.Tensor]
-    num_frames: Any  # Callable[[int], int]
-    sample_rate: int
-    channels: int
-    pad_invariant: bool = True
-
-
-def probe_pad_invariance(tok: BatchTokenizer, device: str, seconds: Sequence[float] = (0.53, 0.81, 1.27)) -> bool:
-    """Whether padding a file (and batching it with another) changes its tokens.
-
-    Causal codecs are exact under right padding; features with utterance-level steps
-    (deltas with edge replication, per-utterance normalisation, self-attention over the
-    padding) are not. This checks a few seeded test signals with rich spectra, so a
-    tokenizer that passes is exact on them, not proven exact on every input.
-    """
-    import torch
-
-    g = torch.Generator().manual_seed(1234)
-    for sec in seconds:
-        n = int(sec * tok.sample_rate)
-        t = torch.arange(n) / tok.sample_rate
-        # A chirp under a slow tremolo plus noise: frames differ from each other, so the
-        # tokens near the end are sensitive to what the tokenizer sees after it.
-        chirp = torch.sin(2 * math.pi * (100 + 1500 * t) * t) * (0.5 + 0.4 * torch.sin(2 * math.pi * 3 * t))
-        x = (0.3 * chirp + 0.05 * torch.randn(n, generator=g)).expand(tok.channels, n)[None]  # [1, C, S]
-        other = 0.2 * torch.randn(1, tok.channels, n + n // 2 + 97, generator=g)  # [1, C, S + pad]
-        padded = torch.cat([torch.nn.functional.pad(x, (0, other.shape[-1] - n)), other])  # [2, C, S + pad]
-        with torch.inference_mode():
-            alone = tok.encode(x.float().to(device)).cpu()
-            batched = tok.encode(padded.float().to(device)).cpu()
-        frames = tok.num_frames(n)
-        if alone.shape[-1] != frames or not torch.equal(alone[0, ..., :frames], batched[0, ..., :frames]):
-            return False
-    return True
-
-
-@dataclass
-class Encoded:
-    semantic: np.ndarray  # [T_sem] int64
-    acoustic: np.ndarray  # [K, T_ac] int64
-
-
-def encode_group(tok: BatchTokenizer, arrays: Sequence[np.ndarray], device: str) -> list[np.ndarray]:
-    """Tokenize files [C, S_i] together where that is exact; return each file's own frames."""
-    import torch
-
-    if tok.pad_invariant:
-        groups = [list(range(len(arrays)))]
-    else:
-        by_length: dict[int, list[int]] = {}
-        for i, a in enumerate(arrays):
-            by_length.setdefault(a.shape[-1], []).append(i)
-        groups = list(by_length.values())
-    out: list[np.ndarray | None] = [None] * len(arrays)
-    for group in groups:
-        x = torch.from_numpy(_pad_stack([arrays[i] for i in group])).to(device)  # [B, C, S]
-        with torch.inference_mode():
-            tokens = tok.encode(x).cpu().numpy()  # [B, T] or [B, K, T]
-        for b, i in enumerate(group):
-            n = tok.num_frames(arrays[i].shape[-1])
-            if n > tokens.shape[-1]:
-                raise ValueError(f"{tok.name} tokenizer returned {tokens.shape[-1]} frames for a file it says "
-                                 f"has {n}")
-            out[i] = tokens[b, ..., :n].astype(np.int64)
-    return out  # type: ignore[return-value]
-
-
-def encode_batch(semantic: BatchTokenizer, codec: BatchTokenizer, codec_audio: Sequence[np.ndarray],
-                 semantic_audio: Sequence[np.ndarray], device: str) -> list[Encoded]:
-    """Tokenize a batch of files with both tokenizers; each result has its file's own length."""
-    sem = encode_group(semantic, semantic_audio, device)  # [T_sem] each
-    codes = encode_group(codec, codec_audio, device)  # [K, T_ac] each
-    return [Encoded(s, c) for s, c in zip(sem, codes)]
-
-
-def batch_tokenizers(semantic: Any, codec: Any, device: str, probe: bool = True) -> tuple[BatchTokenizer, BatchTokenizer]:
-    sem = BatchTokenizer("semantic", lambda x: semantic.encode(x), lambda n: semantic_num_frames(semantic, n),
-                         int(semantic.sample_rate), 1)
-    ac = BatchTokenizer("acoustic", lambda x: codec.encode(x), codec.num_frames, int(codec.sample_rate),
-                        int(codec.channels))
-    if probe:
-        for tok in (sem, ac):
-            tok.pad_invariant = probe_pad_invariance(tok, device)
-    return sem, ac
 
 
 # ---------------------------------------------------------------------------- the job
@@ -488,11 +362,10 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
         _update_shard_status(store, cfg.shard_index, status)
         _remove_stale_temp_files(store, cfg.shard_index, cfg.num_shards)
         acoustic_type = acoustic_value_type(int(codec.codebook_size))
-        spec = LoadSpec(codec_rate=int(codec.sample_rate), codec_channels=int(codec.channels),
-                        semantic_rate=int(semantic.sample_rate), min_seconds=cfg.min_seconds,
-                        max_seconds=cfg.max_seconds, normalize=cfg.normalize)
-        sem_tok, ac_tok = batch_tokenizers(semantic, codec, device)
-        for tok in (sem_tok, ac_tok):
+        tokenizer = AudioTokenizer(semantic, codec, device)
+        spec = LoadSpec(tokenizer.spec, min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds,
+                        normalize=cfg.normalize)
+        for tok in tokenizer.tokenizers():
             if not tok.pad_invariant:
                 summary.notes.append(
                     f"the {tok.name} tokenizer's tokens near a file's end depend on padding, so files are "
@@ -507,7 +380,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
         try:
             for k in todo:
                 batch = [next(loaded) for _ in parts[k]]
-                _run_part(store, cfg, k, files, batch, sem_tok, ac_tok, device, acoustic_type, summary, bar)
+                _run_part(store, cfg, k, files, batch, tokenizer, acoustic_type, summary, bar)
                 summary.parts_written += 1
         finally:
             bar.close()
@@ -523,16 +396,16 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
 
 
 def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence[SourceFile],
-              loaded: Sequence[LoadedAudio], semantic: BatchTokenizer, codec: BatchTokenizer, device: str,
-              acoustic_type: Any, summary: TokenizeSummary, bar: Any) -> None:
+              loaded: Sequence[LoadedAudio], tokenizer: AudioTokenizer, acoustic_type: Any,
+              summary: TokenizeSummary, bar: Any) -> None:
     """Tokenize one part's loaded files and write the part (Parquet + error file)."""
     errors = {x.index: x.error for x in loaded if x.error is not None}
     good = [x for x in loaded if x.error is None]
-    encoded: dict[int, Encoded] = {}
-    for batch_idx in length_batches([x.codec_audio.shape[-1] for x in good], cfg.batch_size):
+    encoded: dict[int, Tokens] = {}
+    for batch_idx in length_batches([x.prepared.codec.shape[-1] for x in good], cfg.batch_size):
         batch = [good[i] for i in batch_idx]
-        for x, enc in zip(batch, _encode_or_isolate(semantic, codec, batch, device)):
-            if isinstance(enc, Encoded):
+        for x, enc in zip(batch, _encode_or_isolate(tokenizer, batch)):
+            if isinstance(enc, Tokens):
                 encoded[x.index] = enc
             else:
                 errors[x.index] = enc
@@ -556,15 +429,14 @@ def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence
     bar.set_postfix(skipped=summary.skipped)
 
 
-def _encode_or_isolate(semantic: BatchTokenizer, codec: BatchTokenizer, batch: Sequence[LoadedAudio], device: str) -> list[Encoded | str]:
+def _encode_or_isolate(tokenizer: AudioTokenizer, batch: Sequence[LoadedAudio]) -> list[Tokens | str]:
     """Encode a batch; if it fails, encode its files one by one so one bad file costs only itself."""
     try:
-        return list(encode_batch(semantic, codec, [x.codec_audio for x in batch],
-                                 [x.semantic_audio for x in batch], device))
+        return tokenizer.encode_prepared([x.prepared for x in batch])
     except Exception as batch_error:
         if len(batch) == 1:
             return [f"tokenizer failed ({type(batch_error).__name__}: {batch_error})"]
-    return [_encode_or_isolate(semantic, codec, [x], device)[0] for x in batch]
+    return [_encode_or_isolate(tokenizer, [x])[0] for x in batch]
 
 
 def _remove_stale_temp_files(store: Path, shard_index: int, num_shards: int) -> None:

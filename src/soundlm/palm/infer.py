@@ -97,16 +97,17 @@ def synthesize(palm: PalmModel, text: str, language: str, **kw) -> np.ndarray:
 
 def encode_audio(palm: PalmModel, path: str | Path, semantic_tokenizer: str | Path | None = None) -> np.ndarray:
     """A wav file -> semantic ids [T] with the tokenizer of the training store (or the one given)."""
-    from soundlm.audio import load_audio
+    from soundlm.audio import info, load_audio
+    from soundlm.audio_tokenizer import AudioTokenizer
     from soundlm.semantic import SemanticTokenizer
 
     spec = semantic_tokenizer or palm.meta.get("semantic_spec")
     if not spec:
         raise ValueError("this palm model does not name its semantic tokenizer; pass --semantic-tokenizer FOLDER")
-    tok = SemanticTokenizer.load(spec)
-    audio = load_audio(path, sample_rate=int(tok.sample_rate), mono=True)  # [1, S]
-    ids = tok.encode(torch.from_numpy(np.ascontiguousarray(audio))[None])  # [1, T]
-    return ids[0].cpu().numpy()
+    # The path `soundlm tokenize` took for the training store, so the ids match what the model learned.
+    tokens = AudioTokenizer(SemanticTokenizer.load(spec), None).encode(load_audio(path, sample_rate=None, mono=False),
+                                                                     info(path).sample_rate, path)
+    return tokens.semantic
 
 
 def semantic_to_audio(semantic: np.ndarray, audiolm: "str | Path | AudioLMPipeline | None",
@@ -140,14 +141,8 @@ def semantic_to_audio(semantic: np.ndarray, audiolm: "str | Path | AudioLMPipeli
     new_frames = max(1, int(round(target.shape[1] / sem_rate * ac_rate)))
     hop = pipe.codec.sample_rate / ac_rate
     if voice_prompt is not None:
-        audio = pipe._prompt_audio(voice_prompt, None)  # [1, S] at the codec rate
-        # Whole codec frames only (as AudioLM continuation does), so the prompt's semantic
-        # ids and codes cover the same time and the target starts on a frame boundary.
-        frames = int(audio.shape[-1] // hop)
-        if frames < 1:
-            raise ValueError(f"{voice_prompt}: voice prompt shorter than one codec frame ({hop:g} samples)")
-        audio = audio[:, : int(round(frames * hop))]
-        prompt_sem, codes = pipe._tokenize_prompt(audio, frames / ac_rate)  # [1, T_s], [1, K, T_a]
+        # Whole codec frames, as AudioLM continuation cuts its prompt: the target starts on a frame boundary.
+        prompt_sem, codes = pipe.tokenize_prompt(voice_prompt)  # [1, T_s], [1, K, T_a]
     else:
         prompt_sem = torch.zeros(1, 0, dtype=torch.long, device=dev)
         codes = torch.zeros(1, pipe.num_codebooks, 0, dtype=torch.long, device=dev)
