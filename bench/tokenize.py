@@ -6,9 +6,9 @@ Tokenizers (all randomly initialised: speed does not depend on the weights' valu
 - hf-encodec: transformers `EncodecModel(EncodecConfig())` (24 kHz, 75 Hz), saved with
   `save_pretrained` and loaded through `soundlm.codec.hf.HFCodec.from_pretrained`, asked
   for 8 codebooks like ours.
-- semantic-mfcc: `SemanticTokenizer` over the built-in MFCC features (39 dims) and k-means
+- semantic-mfcc: `KMeansTokenizer` over the built-in MFCC features (39 dims) and k-means
   assignment to 500 random centroids.
-- semantic-hubert: `SemanticTokenizer` over a small random `HubertModel` (hidden 256,
+- semantic-hubert: `KMeansTokenizer` over a small random `HubertModel` (hidden 256,
   4 layers, read at the last layer, same `from_pretrained` path) and 500 centroids.
 
 Each at batch 1 (one clip) and batched (8 clips), clips of 10 s; a warm-up, then rounds
@@ -93,10 +93,10 @@ def semantic_mfcc() -> Tokenizer:
     import torch
 
     from soundlm.semantic.features import MFCCFeatures
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
 
     features = MFCCFeatures()
-    tok = SemanticTokenizer(features, torch.randn(NUM_CENTROIDS, features.dim)).eval()
+    tok = KMeansTokenizer(features, torch.randn(NUM_CENTROIDS, features.dim)).eval()
     return Tokenizer("semantic-mfcc", tok.sample_rate, tok.frame_rate, tok.encode, common.num_params(tok),
                      tok.describe())
 
@@ -106,12 +106,12 @@ def semantic_hubert(folder: Path) -> Tokenizer:
     from transformers import HubertConfig, HubertModel
 
     from soundlm.semantic.features import HFSSLFeatures
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
 
     cfg = HubertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
     HubertModel(cfg).save_pretrained(folder)
     features = HFSSLFeatures(folder, layer=cfg.num_hidden_layers, device="cpu")
-    tok = SemanticTokenizer(features, torch.randn(NUM_CENTROIDS, features.dim)).eval()
+    tok = KMeansTokenizer(features, torch.randn(NUM_CENTROIDS, features.dim)).eval()
     return Tokenizer("semantic-hubert", tok.sample_rate, tok.frame_rate, tok.encode, common.num_params(tok),
                      tok.describe())
 

@@ -8,14 +8,14 @@ from soundlm.audio import AudioError, resample
 from soundlm.audio_tokenizer import (AudioSpec, AudioTokenizer, BatchTokenizer, encode_group, prepare_audio,
                                      probe_pad_invariance)
 from soundlm.codec import load_codec
-from soundlm.semantic.tokenizer import SemanticTokenizer
+from soundlm.semantic.tokenizer import KMeansTokenizer
 from test_tokenize import _tokenizers, _tone
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory) -> AudioTokenizer:
     sem_dir, codec_dir = _tokenizers(tmp_path_factory.mktemp("tok"))
-    return AudioTokenizer(SemanticTokenizer.load(sem_dir, device="cpu"), load_codec(str(codec_dir), device="cpu"))
+    return AudioTokenizer(KMeansTokenizer.load(sem_dir, device="cpu"), load_codec(str(codec_dir), device="cpu"))
 
 
 def test_encode_batch_crops_each_file(tokenizer):
@@ -48,7 +48,7 @@ def test_each_stream_is_resampled_once_from_the_native_rate(tokenizer):
 def test_one_tokenizer_alone_and_bad_input():
     from soundlm.semantic.features import MFCCFeatures
 
-    semantic_only = AudioTokenizer(SemanticTokenizer(MFCCFeatures(), torch.randn(8, 39)), None)
+    semantic_only = AudioTokenizer(KMeansTokenizer(MFCCFeatures(), torch.randn(8, 39)), None)
     tokens = semantic_only.encode(_tone(0.4, 16000, 200, 0), 16000)
     assert tokens.acoustic is None and tokens.semantic.ndim == 1 and tokens.semantic.max() < 8
     with pytest.raises(ValueError, match="needs a semantic tokenizer, a codec, or both"):

@@ -28,13 +28,13 @@ def world(tmp_path_factory) -> dict[str, Path]:
     from soundlm.lm.model import TokenLM, lm_tiny
     from soundlm.pipeline import AudioLMPipeline, StageModel
     from soundlm.semantic.features import MFCCFeatures
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
     from soundlm.tokenize import TokenizeConfig, tokenize_corpus
     from soundlm.train.lm_stage import stage_layout, stage_meta
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("evalsuite")
-    sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
+    sem = KMeansTokenizer(MFCCFeatures(), torch.randn(16, 39))
     codec = SoundStreamCodec(codec_16k_tiny())
     for name, buf in codec.named_buffers():  # random codebooks: different codes decode differently
         if name.endswith(("embed", "embed_avg")):

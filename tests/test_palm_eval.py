@@ -45,12 +45,12 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     import torch
 
     from soundlm.semantic.features import MFCCFeatures
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
 
     root = tmp_path_factory.mktemp("palm_eval")
     # A random MFCC tokenizer with the store's vocabulary: `soundlm asr/translate` on a wav go through it.
     torch.manual_seed(0)
-    SemanticTokenizer(MFCCFeatures(), torch.randn(SEMANTIC, 39)).save(root / "semantic")
+    KMeansTokenizer(MFCCFeatures(), torch.randn(SEMANTIC, 39)).save(root / "semantic")
     store = make_split_store(root / "store", root / "semantic")
     cfg = PalmTrainConfig(store=str(store), out=str(root / "run"), init=str(tiny_text_lm(root / "textlm")),
                           tasks=("asr", "ast", "tts", "s2st"), steps=200, batch_size=8, lr=3e-3, warmup=10,

@@ -75,14 +75,14 @@ def test_features_are_at_the_mfcc_frame_rate():
 
 def test_tokenizer_folder_carries_the_encoder(tmp_path):
     from soundlm.pretrained import export_bundle_fp16  # noqa: F401 (the bundle path is tested below)
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
 
     torch.manual_seed(0)
     fx = PhoneticFeatures("abc ", conv_dim=16, hidden=8, layers=1).eval()
-    tok = SemanticTokenizer(fx, torch.randn(12, 16))
+    tok = KMeansTokenizer(fx, torch.randn(12, 16))
     tok.save(tmp_path / "tok")
     assert (tmp_path / "tok" / "phonetic.safetensors").is_file()
-    back = SemanticTokenizer.load(tmp_path / "tok", device="cpu")
+    back = KMeansTokenizer.load(tmp_path / "tok", device="cpu")
     audio = 0.1 * torch.randn(1, 1, 8000)
     assert torch.equal(back.encode(audio), tok.encode(audio))
 
@@ -92,13 +92,13 @@ def test_tokenizer_folder_carries_the_encoder(tmp_path):
     state = load_file(tmp_path / "tok" / "phonetic.safetensors")
     save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()},
               tmp_path / "tok" / "phonetic.safetensors")
-    half = SemanticTokenizer.load(tmp_path / "tok", device="cpu")
+    half = KMeansTokenizer.load(tmp_path / "tok", device="cpu")
     assert half.features.conv[0].weight.dtype == torch.float32
     assert torch.allclose(half.features(audio), fx(audio), atol=2e-2)
 
     (tmp_path / "tok" / "phonetic.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="phonetic.safetensors"):
-        SemanticTokenizer.load(tmp_path / "tok", device="cpu")
+        KMeansTokenizer.load(tmp_path / "tok", device="cpu")
 
 
 def test_features_need_an_encoder_folder():

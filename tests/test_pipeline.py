@@ -19,13 +19,13 @@ def parts(tmp_path_factory) -> dict[str, Path]:
     """Tiny random semantic tokenizer, codec and three stage models, saved as folders."""
     from soundlm.lm.model import TokenLM, lm_tiny, save_lm
     from soundlm.semantic.features import MFCCFeatures
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
     from soundlm.stages import StageMeta, stage_layout
     from soundlm.store import StoreManifest
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("audiolm")
-    sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
+    sem = KMeansTokenizer(MFCCFeatures(), torch.randn(16, 39))
     sem.save(root / "semantic_tokenizer")
     codec = random_codec()
     codec.save_pretrained(root / "codec")
@@ -199,12 +199,12 @@ def test_delay_pattern_stages(parts, tmp_path):
     """Coarse and fine stages trained with the delay pattern decode window by window too."""
     from soundlm.codec import load_codec
     from soundlm.lm.model import DelayLM, DelayLMConfig, lm_tiny
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
     from soundlm.stages import StageMeta, stage_layout, write_stage_files
     from soundlm.store import StoreManifest
 
     codec = load_codec(parts["root"] / "codec", device="cpu")
-    sem = SemanticTokenizer.load(parts["root"] / "semantic_tokenizer")
+    sem = KMeansTokenizer.load(parts["root"] / "semantic_tokenizer")
     k, card = codec.total_codebooks, codec.codebook_size
     tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts["root"] / "semantic_tokenizer"),
                                               acoustic_spec=str(parts["root"] / "codec"))

@@ -10,7 +10,7 @@ from soundlm.semantic import (
     HFSSLFeatures,
     MelFeatures,
     MFCCFeatures,
-    SemanticTokenizer,
+    KMeansTokenizer,
     build_features,
     dedup,
     expand,
@@ -138,10 +138,10 @@ def test_hf_features_reads_saved_feature_extractor_and_checks_layer(tmp_path):
 
 # ---------------------------------------------------------------- tokenizer
 
-def _tokenizer(k: int = 8) -> SemanticTokenizer:
+def _tokenizer(k: int = 8) -> KMeansTokenizer:
     fx = MFCCFeatures().to("cpu")
     frames = fx(torch.from_numpy(_tone(1.0))[None, None])[0]  # [T, D]
-    return SemanticTokenizer(fx, frames[torch.linspace(0, len(frames) - 1, k).long()])
+    return KMeansTokenizer(fx, frames[torch.linspace(0, len(frames) - 1, k).long()])
 
 
 def test_tokenizer_encode_shapes_and_determinism():
@@ -159,7 +159,7 @@ def test_tokenizer_save_load_round_trip(tmp_path):
     tok.save(tmp_path / "tok")
     cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
     assert cfg["type"] == "soundlm-semantic" and cfg["features"]["kind"] == "mfcc" and cfg["num_clusters"] == 8
-    again = SemanticTokenizer.load(tmp_path / "tok", device="cpu")
+    again = KMeansTokenizer.load(tmp_path / "tok", device="cpu")
     audio = torch.from_numpy(_tone(0.7, 300))[None, None]
     assert torch.equal(tok.encode(audio), again.encode(audio))
     assert again.describe()["source"] == str((tmp_path / "tok").resolve())
@@ -168,23 +168,23 @@ def test_tokenizer_save_load_round_trip(tmp_path):
 def test_tokenizer_hf_save_load_round_trip(tmp_path):
     _save_tiny_hf("hubert", tmp_path / "m")
     fx = HFSSLFeatures(tmp_path / "m", layer=1, device="cpu")
-    tok = SemanticTokenizer(fx, torch.randn(5, 16))
+    tok = KMeansTokenizer(fx, torch.randn(5, 16))
     tok.save(tmp_path / "tok")
     cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
     assert cfg["features"]["model"] == str((tmp_path / "m").resolve()) and cfg["features"]["layer"] == 1
-    again = SemanticTokenizer.load(tmp_path / "tok", device="cpu")
+    again = KMeansTokenizer.load(tmp_path / "tok", device="cpu")
     audio = torch.randn(2, 1, 8000)
     assert torch.equal(tok.encode(audio), again.encode(audio))
 
 
 def test_tokenizer_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        SemanticTokenizer.load(tmp_path)
+        KMeansTokenizer.load(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"type": "soundlm-codec"}))
     with pytest.raises(ValueError, match="not a semantic tokenizer"):
-        SemanticTokenizer.load(tmp_path)
+        KMeansTokenizer.load(tmp_path)
     with pytest.raises(ValueError, match="fit the centroids on these features"):
-        SemanticTokenizer(MelFeatures(), torch.randn(4, 39))
+        KMeansTokenizer(MelFeatures(), torch.randn(4, 39))
 
 
 # ---------------------------------------------------------------- dedup
@@ -241,7 +241,7 @@ def test_train_semantic_cli_skips_and_logs_bad_files(tmp_path):
     assert log["sampled_frames"] == log["total_frames"] == sum(int((1.0 + 0.3 * i) * SR) // 320 for i in range(4))
     assert sum(log["cluster_counts"]) == log["sampled_frames"]
     assert not (out / ".work").exists()
-    tok = SemanticTokenizer.load(out, device="cpu")
+    tok = KMeansTokenizer.load(out, device="cpu")
     assert tok.vocab_size == 6
     ids = tok.encode(torch.from_numpy(_tone(1.0, 150))[None, None])
     assert ids.shape == (1, 50)
@@ -272,8 +272,8 @@ def test_train_semantic_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(ts.audio_io, "load_audio", real_load)
     resumed = ts.train_semantic(corpus, tmp_path / "run", cfg, device="cpu", progress=False)
     assert resumed.sampled_frames == ref.sampled_frames and resumed.num_errors == ref.num_errors == 2
-    a = SemanticTokenizer.load(tmp_path / "ref", device="cpu").centroids
-    b = SemanticTokenizer.load(tmp_path / "run", device="cpu").centroids
+    a = KMeansTokenizer.load(tmp_path / "ref", device="cpu").centroids
+    b = KMeansTokenizer.load(tmp_path / "run", device="cpu").centroids
     assert torch.equal(a, b)
 
 
@@ -290,3 +290,21 @@ def test_train_semantic_reads_manifest_and_rejects_tiny_corpus(tmp_path):
     with pytest.raises(ValueError, match="fewer than 100 clusters"):
         ts.train_semantic(corpus, tmp_path / "out", ts.SemanticTrainConfig(clusters=100), device="cpu",
                           progress=False)
+
+
+def test_kmeans_tokenizer_meets_the_semantic_contract(tmp_path):
+    """What the pipeline, the store and AudioTokenizer rely on: the SemanticTokenizer protocol."""
+    from soundlm.semantic import MFCCFeatures, SemanticTokenizer, load_semantic_tokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
+
+    tok = KMeansTokenizer(MFCCFeatures(), torch.randn(8, 39))
+    assert isinstance(tok, SemanticTokenizer)
+    tok.save(tmp_path / "tok")
+    again = load_semantic_tokenizer(tmp_path / "tok")
+    # describe() also names the folder a loaded tokenizer came from.
+    assert isinstance(again, SemanticTokenizer) and {**again.describe(), "source": None} == {**tok.describe(),
+                                                                                            "source": None}
+    audio = torch.randn(2, 1, 8000) * 0.1
+    assert torch.equal(again.encode(audio), tok.encode(audio)) and tok.encode(audio).shape[1] == tok.num_frames(8000)
+    with pytest.raises(FileNotFoundError, match="train one with `soundlm train semantic`"):
+        load_semantic_tokenizer(tmp_path / "missing")

@@ -13,7 +13,7 @@ import torch
 
 from soundlm.codec import SoundStreamCodec, codec_16k_tiny, load_codec
 from soundlm.semantic.features import MFCCFeatures
-from soundlm.semantic.tokenizer import SemanticTokenizer
+from soundlm.semantic.tokenizer import KMeansTokenizer
 from soundlm.store import ERRORS_NAME, TokenStore, list_parts
 from soundlm.audio_tokenizer import AudioSpec
 from soundlm.tokenize import LoadSpec, TokenizeConfig, list_sources, load_for_tokenizers, select_shard, tokenize_corpus
@@ -27,7 +27,7 @@ def _tokenizers(root: Path) -> tuple[Path, Path]:
     waves = torch.from_numpy(np.stack([_tone(0.5, 16000, f, i) for i, f in enumerate((150, 400, 900, 2000))]))
     frames = mfcc(waves[:, None]).reshape(-1, mfcc.dim)  # [4 * T, 39]
     centroids = frames[torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(0))[:16]]
-    SemanticTokenizer(mfcc, centroids).save(sem_dir)
+    KMeansTokenizer(mfcc, centroids).save(sem_dir)
     codec = SoundStreamCodec(codec_16k_tiny())
     # One training pass initialises the codebooks from data (k-means), as the first step of training does.
     codec.train()
@@ -116,7 +116,7 @@ def test_batched_equals_unbatched(tmp_path, models):
     b = np.concatenate([np.asarray(r["acoustic"]) for r in many])
     assert a.shape == b.shape and (a == b).mean() >= 0.99
     # And the job's tokens are those of each tokenizer run on the file alone.
-    sem, codec = SemanticTokenizer.load(models[0], device="cpu"), load_codec(str(models[1]), device="cpu")
+    sem, codec = KMeansTokenizer.load(models[0], device="cpu"), load_codec(str(models[1]), device="cpu")
     spec = LoadSpec(AudioSpec(16000, 1, 16000), 0.1, None, None)
     path = next(src.rglob("utt05.wav"))
     prepared, _, _ = load_for_tokenizers(str(path), spec)

@@ -32,7 +32,7 @@ def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
     from soundlm.lm.model import TokenLM, lm_tiny, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.semantic.features import MFCCFeatures
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
     from soundlm.stages import StageMeta, stage_layout
     from soundlm.store import StoreManifest
 
@@ -41,9 +41,9 @@ def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
     if phonetic:
         from soundlm.semantic.phonetic import PhoneticFeatures
 
-        sem = SemanticTokenizer(PhoneticFeatures("abc ", conv_dim=16, hidden=8, layers=1).eval(), torch.randn(16, 16))
+        sem = KMeansTokenizer(PhoneticFeatures("abc ", conv_dim=16, hidden=8, layers=1).eval(), torch.randn(16, 16))
     else:
-        sem = SemanticTokenizer(MFCCFeatures(), torch.randn(16, 39))
+        sem = KMeansTokenizer(MFCCFeatures(), torch.randn(16, 39))
     sem.save(parts / "semantic_tokenizer")
     codec = random_codec()
     codec.save_pretrained(parts / "codec")

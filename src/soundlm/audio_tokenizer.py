@@ -21,12 +21,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
 from soundlm import audio as audio_io
+
+if TYPE_CHECKING:
+    from soundlm.codec.base import AcousticTokenizer
+    from soundlm.semantic.base import SemanticTokenizer
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def prepare_audio(audio: np.ndarray, sample_rate: int, spec: AudioSpec, path: st
     return PreparedAudio(codec=codec_audio, semantic=semantic_audio)
 
 
-def semantic_num_frames(semantic: Any, num_samples: int) -> int:
+def semantic_num_frames(semantic: SemanticTokenizer, num_samples: int) -> int:
     """Frames the semantic tokenizer emits for `num_samples` samples at its own rate."""
     if hasattr(semantic, "num_frames"):
         return int(semantic.num_frames(num_samples))
@@ -169,12 +173,12 @@ def encode_group(tok: BatchTokenizer, arrays: Sequence[np.ndarray], device: str 
 class AudioTokenizer:
     """A semantic tokenizer and a codec (either may be None) behind one `encode`.
 
-    semantic: a `soundlm.semantic.SemanticTokenizer`; codec: a `soundlm.codec.AcousticTokenizer`.
     probe: check once, on first batched use, whether each tokenizer is exact under padding
     (else files of different lengths are encoded apart).
     """
 
-    def __init__(self, semantic: Any | None, codec: Any | None, device: str | torch.device = "cpu",
+    def __init__(self, semantic: SemanticTokenizer | None, codec: AcousticTokenizer | None,
+                 device: str | torch.device = "cpu",
                  probe: bool = True):
         if semantic is None and codec is None:
             raise ValueError("an AudioTokenizer needs a semantic tokenizer, a codec, or both")

@@ -37,6 +37,7 @@ from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
 if TYPE_CHECKING:
     from soundlm.codec.base import AcousticTokenizer
+    from soundlm.semantic.base import SemanticTokenizer
 
 BUNDLE_PARTS = ("semantic", "coarse", "fine")
 SEMANTIC_TOKENIZER_DIR = "semantic_tokenizer"
@@ -91,7 +92,7 @@ def _frames(seconds: float, rate: float) -> int:
 class AudioLMPipeline:
     """Semantic tokenizer + codec + the three stage LMs (AudioLM, Borsos et al. 2022)."""
 
-    def __init__(self, semantic_tokenizer: Any, codec: AcousticTokenizer, semantic: Stage, coarse: Stage,
+    def __init__(self, semantic_tokenizer: SemanticTokenizer, codec: AcousticTokenizer, semantic: Stage, coarse: Stage,
                  fine: Stage, device: torch.device | str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.semantic_tokenizer = semantic_tokenizer
@@ -363,15 +364,15 @@ def _fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
 
 
-def _load_semantic_tokenizer(spec: str | Path | None, stage_folder: Path, device: torch.device) -> Any:
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+def _load_semantic_tokenizer(spec: str | Path | None, stage_folder: Path, device: torch.device) -> SemanticTokenizer:
+    from soundlm.semantic import load_semantic_tokenizer
 
     if spec is None:
         raise ValueError(f"{stage_folder}: its config names no semantic tokenizer; pass --semantic-tokenizer")
     if not Path(spec).exists():
         raise FileNotFoundError(f"semantic tokenizer {spec} (named by {stage_folder}/config.json) does not exist; "
                                 "pass --semantic-tokenizer with its folder")
-    return SemanticTokenizer.load(spec, device=device)
+    return load_semantic_tokenizer(spec, device=device)
 
 
 def _load_codec(spec: str | Path | None, stage_folder: Path, device: torch.device) -> AcousticTokenizer:

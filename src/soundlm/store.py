@@ -18,13 +18,17 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from soundlm.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from soundlm.codec.base import AcousticTokenizer
+    from soundlm.semantic.base import SemanticTokenizer
 
 STORE_VERSION = 1
 STORE_JSON = "store.json"
@@ -92,10 +96,10 @@ class StoreManifest:
     version: int = STORE_VERSION
 
     @classmethod
-    def for_tokenizers(cls, semantic: Any, codec: Any, semantic_spec: str | None = None,
+    def for_tokenizers(cls, semantic: SemanticTokenizer, codec: AcousticTokenizer, semantic_spec: str | None = None,
                        acoustic_spec: str | None = None, **job: Any) -> "StoreManifest":
-        """The manifest of tokens made by `semantic` (a SemanticTokenizer) and `codec` (an
-        AcousticTokenizer); `job` sets the corpus and layout fields (source, num_shards...)."""
+        """The manifest of tokens made by `semantic` and `codec`; `job` sets the corpus and
+        layout fields (source, num_shards...)."""
         def jsonable(d: dict) -> dict:
             return json.loads(json.dumps(d, default=str))
 

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -38,13 +38,17 @@ from soundlm.store import (
     write_part,
 )
 
+if TYPE_CHECKING:
+    from soundlm.codec.base import AcousticTokenizer
+    from soundlm.semantic.base import SemanticTokenizer
+
 MANIFEST_FILE = "manifest.jsonl"
 
 @dataclass
 class TokenizeConfig:
     source: str  # an audio folder, one audio file, or a corpus manifest.jsonl
     out: str  # the token store folder
-    semantic: str  # a SemanticTokenizer folder
+    semantic: str  # a semantic tokenizer folder
     codec: str  # a codec spec for soundlm.codec.load_codec
     batch_size: int = 16
     workers: int = 2
@@ -271,7 +275,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 # ---------------------------------------------------------------------------- the job
 
-def store_manifest(cfg: TokenizeConfig, semantic: Any, codec: Any) -> StoreManifest:
+def store_manifest(cfg: TokenizeConfig, semantic: SemanticTokenizer, codec: AcousticTokenizer) -> StoreManifest:
     """store.json content for this job (identity of tokenizers, corpus and layout)."""
     def spec(s: str) -> str:
         p = Path(s)
@@ -312,11 +316,11 @@ def _check_config(cfg: TokenizeConfig) -> None:
                                 "train one with `soundlm train semantic`")
 
 
-def load_tokenizers(semantic_spec: str, codec_spec: str, device: str) -> tuple[Any, Any]:
+def load_tokenizers(semantic_spec: str, codec_spec: str, device: str) -> tuple[SemanticTokenizer, AcousticTokenizer]:
     from soundlm.codec import load_codec
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic import load_semantic_tokenizer
 
-    semantic = SemanticTokenizer.load(semantic_spec, device=device)
+    semantic = load_semantic_tokenizer(semantic_spec, device=device)
     codec = load_codec(codec_spec, device=device)
     for model in (semantic, codec):
         if hasattr(model, "eval"):
@@ -325,7 +329,7 @@ def load_tokenizers(semantic_spec: str, codec_spec: str, device: str) -> tuple[A
 
 
 def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
-                    tokenizers: tuple[Any, Any] | None = None) -> TokenizeSummary:
+                    tokenizers: tuple[SemanticTokenizer, AcousticTokenizer] | None = None) -> TokenizeSummary:
     """Run (or resume) the tokenize job for one shard; returns what this run did.
 
     `tokenizers` passes already loaded (semantic, codec) models instead of loading

@@ -169,11 +169,11 @@ def units_command(
     def go() -> Any:
         from soundlm.eval.suite import eval_units
         from soundlm.pipeline import SEMANTIC_TOKENIZER_DIR
-        from soundlm.semantic.tokenizer import SemanticTokenizer
+        from soundlm.semantic.tokenizer import KMeansTokenizer
 
         in_bundle = tokenizer / SEMANTIC_TOKENIZER_DIR
         folder = in_bundle if in_bundle.is_dir() else tokenizer
-        return eval_units(SemanticTokenizer.load(folder, device=device), data, split, max_files, folds, seed)
+        return eval_units(KMeansTokenizer.load(folder, device=device), data, split, max_files, folds, seed)
 
     _run(go, out)
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from soundlm.codec.base import AcousticTokenizer
     from soundlm.pipeline import AudioLMPipeline, AudioLMSampling, StageModel
-    from soundlm.semantic.tokenizer import SemanticTokenizer
+    from soundlm.semantic.tokenizer import KMeansTokenizer
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 STATE_DIR = ".state"
@@ -679,7 +679,7 @@ def eval_lexical(pipe: AudioLMPipeline, num_pairs: int = 50, voice: str = "en-us
 
 # ----------------------------------------------------------------------------- semantic units
 
-def eval_units(tokenizer: SemanticTokenizer, data: str | Path, split: str = "heldout", max_files: int | None = None,
+def eval_units(tokenizer: KMeansTokenizer, data: str | Path, split: str = "heldout", max_files: int | None = None,
                folds: int = 5, seed: int = 0, progress: bool = True) -> EvalSection:
     """How much of the voice the semantic units carry: cross-validated speaker ID from unit histograms.
 

@@ -99,14 +99,14 @@ def encode_audio(palm: PalmModel, path: str | Path, semantic_tokenizer: str | Pa
     """A wav file -> semantic ids [T] with the tokenizer of the training store (or the one given)."""
     from soundlm.audio import info, load_audio
     from soundlm.audio_tokenizer import AudioTokenizer
-    from soundlm.semantic import SemanticTokenizer
+    from soundlm.semantic import load_semantic_tokenizer
 
     spec = semantic_tokenizer or palm.meta.get("semantic_spec")
     if not spec:
         raise ValueError("this palm model does not name its semantic tokenizer; pass --semantic-tokenizer FOLDER")
     # The path `soundlm tokenize` took for the training store, so the ids match what the model learned.
-    tokens = AudioTokenizer(SemanticTokenizer.load(spec), None).encode(load_audio(path, sample_rate=None, mono=False),
-                                                                     info(path).sample_rate, path)
+    tokenizer = AudioTokenizer(load_semantic_tokenizer(spec), None)
+    tokens = tokenizer.encode(load_audio(path, sample_rate=None, mono=False), info(path).sample_rate, path)
     return tokens.semantic
 
 

@@ -159,7 +159,7 @@ def phonetic_from_config(config: dict, folder: str | Path | None,
     """Rebuild the extractor a tokenizer config describes; its weights sit in `folder`."""
     if folder is None:
         raise ValueError("phonetic features keep their weights in the tokenizer folder; load them with "
-                         "SemanticTokenizer.load(folder)")
+                         "soundlm.semantic.load_semantic_tokenizer(folder)")
     fx = PhoneticFeatures(config["alphabet"], int(config["conv_dim"]), int(config["hidden"]), int(config["layers"]))
     fx.load_weights(Path(folder) / config.get("weights", WEIGHTS_NAME))
     return fx.eval().to(_device(device))

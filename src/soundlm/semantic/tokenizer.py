@@ -1,4 +1,4 @@
-"""`SemanticTokenizer`: frame features + k-means centroids -> semantic ids [B, T].
+"""`KMeansTokenizer`: frame features + k-means centroids -> semantic ids [B, T].
 
 A tokenizer folder holds `config.json` (`"type": "soundlm-semantic"`, the feature
 extractor config, cluster count) and `centroids.safetensors` (`centroids` [K, D]). For
@@ -26,7 +26,7 @@ CONFIG_NAME = "config.json"
 CENTROIDS_NAME = "centroids.safetensors"
 
 
-class SemanticTokenizer(nn.Module):
+class KMeansTokenizer(nn.Module):
     """Maps audio to the id of the nearest centroid of each feature frame."""
 
     def __init__(self, features: FeatureExtractor, centroids: torch.Tensor):
@@ -94,7 +94,7 @@ class SemanticTokenizer(nn.Module):
                 "sample_rate": self.sample_rate, "frame_rate": self.frame_rate}
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> "SemanticTokenizer":
+    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> "KMeansTokenizer":
         """Load a folder written by `save` (features are rebuilt, HF weights loaded from their source)."""
         from safetensors.torch import load_file
 
@@ -102,7 +102,7 @@ class SemanticTokenizer(nn.Module):
         config_path = folder / CONFIG_NAME
         if not config_path.is_file():
             raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; pass a folder written by "
-                                    "`soundlm train semantic` or SemanticTokenizer.save")
+                                    "`soundlm train semantic` or KMeansTokenizer.save")
         config = read_json(config_path)
         if config.get("type") != TOKENIZER_TYPE:
             raise ValueError(f"{config_path}: type is {config.get('type')!r}, not {TOKENIZER_TYPE!r}; "

@@ -1,7 +1,7 @@
 """Fit a semantic tokenizer: extract features over a corpus, sample frames, run k-means.
 
 Output folder (`out`):
-    config.json, centroids.safetensors   the tokenizer (`SemanticTokenizer.load(out)`)
+    config.json, centroids.safetensors   the tokenizer (`load_semantic_tokenizer(out)`)
     errors.jsonl                         `{"path", "reason"}` per skipped file
     train_log.json                       config, counts, inertia and cluster usage
     .work/                               sampled frames + progress while running; removed at the end
@@ -28,7 +28,7 @@ from soundlm import audio as audio_io
 from soundlm.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
 from soundlm.semantic.features import FeatureExtractor, build_features
 from soundlm.semantic.kmeans import KMeansResult, fit_kmeans
-from soundlm.semantic.tokenizer import SemanticTokenizer
+from soundlm.semantic.tokenizer import KMeansTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def train_semantic(source: str | Path, out_dir: str | Path, config: SemanticTrai
 
     km: KMeansResult = fit_kmeans(torch.from_numpy(frames), config.clusters, max_iter=config.max_iter,
                                   seed=config.seed, device=features.device, progress=progress)
-    tokenizer = SemanticTokenizer(features, km.centroids)
+    tokenizer = KMeansTokenizer(features, km.centroids)
     tokenizer.save(out_dir)
     result = SemanticTrainResult(
         out_dir=out_dir, num_files=len(files), num_errors=len(state["errors"]), total_frames=state["total_frames"],
