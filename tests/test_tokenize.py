@@ -22,7 +22,7 @@ from soundlm.tokenize import (
     batch_tokenizers,
     encode_batch,
     encode_group,
-    list_sources,
+    job_files,
     load_for_tokenizers,
     probe_pad_invariance,
     select_shard,
@@ -199,7 +199,7 @@ def test_refuses_a_store_of_other_tokenizers(tmp_path, models):
 
 def test_shards_cover_all_files_disjointly(tmp_path, models):
     src = _corpus(tmp_path)
-    files = list_sources(src)
+    files = job_files(src)
     picked = [select_shard(files, 3, i) for i in range(3)]
     ids = [f.id for shard in picked for f in shard]
     assert sorted(ids) == sorted(f.id for f in files) and len(set(ids)) == len(ids)
