@@ -279,14 +279,15 @@ def test_train_semantic_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_train_semantic_reads_manifest_and_rejects_tiny_corpus(tmp_path):
     import soundlm.train.semantic as ts
+    from soundlm.data import open_corpus
 
     corpus = _corpus(tmp_path / "corpus", n=2)
     rows = [{"id": f"u{i}", "path": f"good{i}.wav", "duration": 1.0, "sample_rate": SR, "speaker": "s",
              "language": "en", "transcript": "", "split": split} for i, split in enumerate(["train", "heldout"])]
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    files = ts.list_inputs(corpus / "manifest.jsonl")
+    files = [item.path for item in open_corpus(corpus / "manifest.jsonl", split=ts.SemanticTrainConfig().split)]
     assert [f.name for f in files] == ["good0.wav"]
-    assert len(ts.list_inputs(corpus, split=None)) == 2
+    assert len(open_corpus(corpus, split=None)) == 2
     with pytest.raises(ValueError, match="fewer than 100 clusters"):
         ts.train_semantic(corpus, tmp_path / "out", ts.SemanticTrainConfig(clusters=100), device="cpu",
                           progress=False)

@@ -16,7 +16,7 @@ from soundlm.semantic.features import MFCCFeatures
 from soundlm.semantic.tokenizer import KMeansTokenizer
 from soundlm.store import ERRORS_NAME, TokenStore, list_parts
 from soundlm.audio_tokenizer import AudioSpec
-from soundlm.tokenize import LoadSpec, TokenizeConfig, list_sources, load_for_tokenizers, select_shard, tokenize_corpus
+from soundlm.tokenize import LoadSpec, TokenizeConfig, job_files, load_for_tokenizers, select_shard, tokenize_corpus
 
 
 def _tokenizers(root: Path) -> tuple[Path, Path]:
@@ -173,7 +173,7 @@ def test_refuses_a_store_of_other_tokenizers(tmp_path, models):
 
 def test_shards_cover_all_files_disjointly(tmp_path, models):
     src = _corpus(tmp_path)
-    files = list_sources(src)
+    files = job_files(src)
     picked = [select_shard(files, 3, i) for i in range(3)]
     ids = [f.id for shard in picked for f in shard]
     assert sorted(ids) == sorted(f.id for f in files) and len(set(ids)) == len(ids)

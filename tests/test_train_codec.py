@@ -147,3 +147,19 @@ def test_manifest_input_and_cli(corpus, tmp_path):
     assert samples[0].startswith("00_h0")  # the manifest's held-out file is the evaluation clip
     res = CliRunner().invoke(app, ["train", "codec", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "nowhere" in res.output
+
+
+def test_scan_takes_corpus_ids_and_holds_out_loose_files_by_relative_path(corpus, tmp_path):
+    import zlib
+
+    from soundlm.train.codec import scan_corpus
+
+    (corpus / "sub").mkdir()
+    sf.write(corpus / "sub" / "h9.flac", harmonic(0.6, 400, 9), SR)
+    items, _ = scan_corpus(corpus, SR, 0.4, 3600.0, tmp_path / "errors.jsonl")
+    assert [it.id for it in items] == ["h0", "h1", "h2", "h3", "h4", "sub/h9"]  # open_corpus ids
+    # The hash-chosen hold-out keys on the path with its extension, as this trainer always did.
+    rels = ["h0.wav", "h1.wav", "h2.wav", "h3.wav", "h4.wav", "sub/h9.flac"]
+    assert [it.holdout_key for it in items] == rels
+    held = sorted(rels, key=lambda r: zlib.crc32(r.encode()))[:math.ceil(0.4 * len(rels))]
+    assert sorted(it.holdout_key for it in items if it.split == "heldout") == sorted(held)

@@ -40,9 +40,8 @@ from soundlm.store import (
 
 if TYPE_CHECKING:
     from soundlm.codec.base import AcousticTokenizer
+    from soundlm.data import CorpusItem
     from soundlm.semantic.base import SemanticTokenizer
-
-MANIFEST_FILE = "manifest.jsonl"
 
 @dataclass
 class TokenizeConfig:
@@ -59,20 +58,6 @@ class TokenizeConfig:
     min_seconds: float = 0.1
     max_seconds: float | None = 120.0
     normalize: str | None = None  # None, "peak" or "rms", applied before tokenizing
-
-
-@dataclass
-class SourceFile:
-    """One input file and the corpus metadata that travels with it into the store."""
-
-    id: str
-    path: str  # absolute, for loading
-    rel_path: str  # as stored in the `path` column: relative to the folder or manifest
-    speaker: str | None = None
-    transcript: str | None = None
-    language: str | None = None
-    split: str | None = None
-    text_id: str | None = None
 
 
 @dataclass
@@ -125,51 +110,18 @@ class TokenizeSummary:
 
 # ---------------------------------------------------------------------------- file list
 
-def list_sources(source: str | Path) -> list[SourceFile]:
-    """The corpus as a sorted list: a manifest's rows (by id) or a folder's audio files.
+def job_files(source: str | Path) -> list[CorpusItem]:
+    """The job's file list: `open_corpus(source)` with a manifest's rows sorted by id.
 
-    A folder that holds a `manifest.jsonl` (as `soundlm data` writes) is read through
-    its manifest so speaker, transcript and language reach the store.
+    Shards and parts take files by position, so the order is part of a store's layout.
     """
-    source = Path(source)
-    if source.is_dir() and (source / MANIFEST_FILE).is_file():
-        source = source / MANIFEST_FILE
-    if source.is_file() and source.suffix == ".jsonl":
-        return _sources_from_manifest(source)
-    files = audio_io.list_audio_files(source)
-    root = source.parent if source.is_file() else source
-    rels = [f.relative_to(root).as_posix() for f in files]
-    stems = [r.rsplit(".", 1)[0] for r in rels]
-    # Ids are paths without extension; `a.wav` next to `a.flac` would collide, so those keep it.
-    counts: dict[str, int] = {}
-    for s in stems:
-        counts[s] = counts.get(s, 0) + 1
-    return [SourceFile(id=s if counts[s] == 1 else r, path=str(f.resolve()), rel_path=r)
-            for f, r, s in zip(files, rels, stems)]
+    from soundlm.data import find_manifest, open_corpus
+
+    items = open_corpus(source)
+    return sorted(items, key=lambda item: item.id) if find_manifest(source) is not None else items
 
 
-def _sources_from_manifest(manifest: Path) -> list[SourceFile]:
-    from soundlm.data import read_manifest
-
-    rows = read_manifest(manifest)
-    out: dict[str, SourceFile] = {}
-    for row in rows:
-        if "id" not in row or "path" not in row:
-            raise ValueError(f"{manifest}: every row needs 'id' and 'path', got keys {sorted(row)}")
-        rid = str(row["id"])
-        if rid in out:
-            raise ValueError(f"{manifest}: id {rid!r} appears twice; ids must be unique (fix the manifest)")
-
-        def text(key: str) -> str | None:
-            return None if row.get(key) is None else str(row[key])
-
-        out[rid] = SourceFile(id=rid, path=str((manifest.parent / row["path"]).resolve()), rel_path=str(row["path"]),
-                              speaker=text("speaker"), transcript=text("transcript"), language=text("language"),
-                              split=text("split"), text_id=text("text_id"))
-    return [out[k] for k in sorted(out)]
-
-
-def select_shard(files: Sequence[SourceFile], num_shards: int, shard_index: int) -> list[SourceFile]:
+def select_shard(files: Sequence[CorpusItem], num_shards: int, shard_index: int) -> list[CorpusItem]:
     """Files whose position % num_shards == shard_index: disjoint shards that cover the list."""
     if num_shards < 1:
         raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
@@ -339,10 +291,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
 
     start = time.perf_counter()
     _check_config(cfg)
-    corpus = list_sources(cfg.source)
-    if not corpus:
-        raise ValueError(f"{cfg.source}: no audio files found (extensions {', '.join(audio_io.AUDIO_EXTENSIONS)}) "
-                         "and no manifest.jsonl; point at the corpus folder or its manifest")
+    corpus = job_files(cfg.source)
     files = select_shard(corpus, cfg.num_shards, cfg.shard_index)
     parts = split_parts(len(files), cfg.part_size)
     store = Path(cfg.out)
@@ -376,7 +325,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
                     f"{tok.name}-encoded in batches of equal length only (exact, slower)")
         for note in summary.notes:
             tqdm.write(f"note: {note}", file=sys.stderr)
-        items = [(i, files[i].path) for k in todo for i in parts[k]]
+        items = [(i, str(files[i].path)) for k in todo for i in parts[k]]
         loaded = _iter_loaded(_LoadDataset(items, spec), cfg.workers, readahead=cfg.part_size)
         done_files = sum(len(parts[k]) for k in range(len(parts)) if k not in set(todo))
         bar = tqdm(total=len(files), initial=done_files, unit="file", desc="tokenize", disable=not progress,
@@ -399,7 +348,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
     return summary
 
 
-def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence[SourceFile],
+def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence[CorpusItem],
               loaded: Sequence[LoadedAudio], tokenizer: AudioTokenizer, acoustic_type: Any,
               summary: TokenizeSummary, bar: Any) -> None:
     """Tokenize one part's loaded files and write the part (Parquet + error file)."""

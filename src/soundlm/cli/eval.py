@@ -28,7 +28,7 @@ def _run(fn: Callable[[], Any], out: Path) -> Any:
     except (AudioError, ValueError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2)
-    from soundlm.eval.suite import write_section
+    from soundlm.eval.report import write_section
 
     md, _ = write_section(section, out)
     typer.echo(section.markdown())
@@ -61,7 +61,7 @@ def codec_command(
         import torch
 
         from soundlm.codec import load_codec
-        from soundlm.eval.suite import eval_codec
+        from soundlm.eval.sections.codec import eval_codec
 
         counts = [int(k) for k in num_codebooks.split(",")] if num_codebooks else None
         c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -82,7 +82,7 @@ def lm_command(
     """Per-stage held-out loss (nats per predicted token, as training computes it) and bits per token."""
 
     def go() -> Any:
-        from soundlm.eval.suite import eval_lm
+        from soundlm.eval.sections.lm import eval_lm
 
         pipe = _pipeline(model, device)
         return eval_lm([pipe.semantic, pipe.coarse, pipe.fine], store, split, batch_size, pipe.device)
@@ -112,7 +112,7 @@ def continuation_command(
     def go() -> Any:
         from dataclasses import replace
 
-        from soundlm.eval.suite import eval_continuation
+        from soundlm.eval.sections.continuation import eval_continuation
         from soundlm.pipeline import AudioLMSampling
 
         sampling = None  # the defaults, recorded as "default"
@@ -145,7 +145,7 @@ def lexical_command(
     """sWUGGY-style lexical accuracy: the semantic LM's total log-prob of word vs non-word."""
 
     def go() -> Any:
-        from soundlm.eval.suite import eval_lexical
+        from soundlm.eval.sections.lexical import eval_lexical
 
         return eval_lexical(_pipeline(model, device), num_pairs, voice, seed, work_dir=out, data=data,
                             words_split=words_split)
@@ -167,7 +167,7 @@ def units_command(
     """Speaker information in the semantic units: cross-validated speaker ID from unit histograms."""
 
     def go() -> Any:
-        from soundlm.eval.suite import eval_units
+        from soundlm.eval.sections.units import eval_units
         from soundlm.pipeline import SEMANTIC_TOKENIZER_DIR
         from soundlm.semantic.tokenizer import KMeansTokenizer
 
@@ -196,7 +196,7 @@ def asr_command(
         import torch
 
         from soundlm.codec import load_codec
-        from soundlm.eval.suite import eval_asr
+        from soundlm.eval.sections.asr import eval_asr
 
         c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return eval_asr(c, data, split, max_files, num_codebooks, seed, out_dir=out,

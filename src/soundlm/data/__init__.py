@@ -1,4 +1,5 @@
-"""Synthetic corpora and their manifest (`manifest.jsonl`, see docs/ARCHITECTURE.md).
+"""Corpora: their manifest (`manifest.jsonl`, see docs/ARCHITECTURE.md), the one reader every job
+uses (`open_corpus`) and the synthetic corpora.
 
 A manifest is one JSON object per line: `id`, `path` (relative to the manifest's folder),
 `duration`, `sample_rate`, `speaker`, `language`, `transcript`, and optionally `text_id`
@@ -88,9 +89,10 @@ def audio_path(manifest: str | Path, row: dict) -> Path:
     return manifest_path(manifest).parent / row["path"]
 
 
-# Imported last: the corpus builders use the helpers above.
+# Imported last: the corpus reader and builders use the helpers above.
+from soundlm.data.corpus import CorpusItem, find_manifest, open_corpus  # noqa: E402
 from soundlm.data.piano import make_piano_corpus  # noqa: E402
 from soundlm.data.speech import make_speech_corpus  # noqa: E402
 
-__all__ = ["MANIFEST_NAME", "MissingToolError", "audio_path", "make_piano_corpus", "make_speech_corpus",
-           "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "CorpusItem", "MissingToolError", "audio_path", "find_manifest", "make_piano_corpus",
+           "make_speech_corpus", "open_corpus", "read_manifest", "write_manifest"]

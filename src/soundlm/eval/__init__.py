@@ -1,6 +1,9 @@
 """Evaluation metrics: codec signal quality, speaker similarity, ASR word error rate and
 sWUGGY-style lexical discrimination. Plain functions returning dataclasses; heavy
-dependencies (torch, pystoi, pesq, resemblyzer, pocketsphinx, jiwer) load on first use."""
+dependencies (torch, pystoi, pesq, resemblyzer, pocketsphinx, jiwer) load on first use.
+
+The `soundlm eval` sections that run them on a corpus or a bundle are `soundlm.eval.sections.*`,
+their report format and resume state `soundlm.eval.report`, the `eval all` driver `soundlm.eval.suite`."""
 
 from soundlm.eval.asr import PocketsphinxASR, WERResult, normalize_text, transcribe_and_score, word_error_rate
 from soundlm.eval.codec_metrics import (CodecEvalRow, CodecReport, codec_report, evaluate_codec, mel_distance,

@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from soundlm.audio import AudioError, crop_or_pad, list_audio_files, load_audio, save_audio
+from soundlm.audio import AudioError, crop_or_pad, load_audio, save_audio
 from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state, step_dir_name
 from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
                                          generator_adversarial_loss)
@@ -114,20 +114,10 @@ class AudioItem:
     path: str
     num_samples: int
     split: str  # "train" | "heldout"
-
-
-def _list_sources(data: str | Path) -> list[tuple[str, str, str | None]]:
-    """(id, path, split or None) for every input file of an audio folder or a manifest."""
-    from soundlm.data import MANIFEST_NAME, audio_path, read_manifest
-
-    data = Path(data)
-    if not data.exists():
-        raise FileNotFoundError(f"{data}: no such file or folder (pass an audio folder or a manifest.jsonl)")
-    if data.suffix == ".jsonl" or (data.is_dir() and (data / MANIFEST_NAME).is_file()):
-        rows = read_manifest(data)
-        return [(str(r["id"]), str(audio_path(data, r)), r.get("split")) for r in rows]
-    root = data if data.is_dir() else data.parent
-    return [(str(p.relative_to(root)), str(p), None) for p in list_audio_files(data)]
+    # What the hash-chosen hold-out hashes: a manifest row's id; a loose file's relative path with
+    # its extension (this trainer's id for loose files before `open_corpus`), so that runs and
+    # resumed runs keep holding out the same files.
+    holdout_key: str
 
 
 def scan_corpus(data: str | Path, sample_rate: int, heldout_fraction: float, max_cache_seconds: float,
@@ -136,20 +126,23 @@ def scan_corpus(data: str | Path, sample_rate: int, heldout_fraction: float, max
 
     Returns the items and a cache {path: [S] float32} of decoded audio (up to the budget).
     """
-    sources = _list_sources(data)
-    if not sources:
-        raise ValueError(f"{data}: no audio files found (expected {', '.join(('.wav', '.flac', '.ogg', '.mp3'))})")
+    from soundlm.data import find_manifest, open_corpus
+
+    sources = open_corpus(data)
+    loose = find_manifest(data) is None
     items: list[AudioItem] = []
     cache: dict[str, np.ndarray] = {}
     errors: list[dict] = []
     cached = 0
-    for id_, path, split in tqdm(sources, desc="scan audio", unit="file", leave=False):
+    for source in tqdm(sources, desc="scan audio", unit="file", leave=False):
+        path = str(source.path)
         try:
             audio = load_audio(path, sample_rate=sample_rate, mono=True, min_seconds=0.05)[0]  # [S]
         except (AudioError, OSError, RuntimeError) as e:
             errors.append({"path": path, "reason": str(e)})
             continue
-        items.append(AudioItem(id=id_, path=path, num_samples=int(audio.shape[0]), split=split or ""))
+        items.append(AudioItem(id=source.id, path=path, num_samples=int(audio.shape[0]), split=source.split or "",
+                               holdout_key=source.rel_path if loose else source.id))
         if cached + audio.shape[0] <= max_cache_seconds * sample_rate:
             cache[path] = audio
             cached += audio.shape[0]
@@ -173,7 +166,7 @@ def _assign_splits(items: list[AudioItem], heldout_fraction: float) -> None:
     n_held = math.ceil(heldout_fraction * len(items)) if heldout_fraction > 0 and len(items) >= 2 else 0
     n_held = min(n_held, len(items) - 1)
     # Hashing the id (not the listing order) keeps the split stable when files are added.
-    for it in sorted(items, key=lambda it: zlib.crc32(it.id.encode()))[:n_held]:
+    for it in sorted(items, key=lambda it: zlib.crc32(it.holdout_key.encode()))[:n_held]:
         it.split = "heldout"
 
 

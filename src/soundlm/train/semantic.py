@@ -46,7 +46,7 @@ class SemanticTrainConfig:
     batch_size: int = 8  # equal-length chunks per feature forward pass
     chunk_seconds: float = 10.0  # long files are cut into chunks of this length
     max_iter: int = 50  # Lloyd iterations
-    split: str | None = "train"  # manifest rows with another `split` are skipped; None keeps all
+    split: str | None = "train"  # manifest rows of other splits are skipped (no split = "train"); None keeps all
     checkpoint_every: int = 200  # files between resume checkpoints
 
 
@@ -64,25 +64,6 @@ class SemanticTrainResult:
     iterations: int
     converged: bool
     errors: list[dict] = field(default_factory=list)
-
-
-def list_inputs(source: str | Path, split: str | None = "train") -> list[Path]:
-    """Audio files of a folder, a single file, or a corpus manifest (`manifest.jsonl` or its folder)."""
-    from soundlm.data import MANIFEST_NAME, audio_path, read_manifest
-
-    source = Path(source)
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder (pass a folder of audio or a manifest.jsonl)")
-    is_manifest = source.suffix == ".jsonl" or (source.is_dir() and (source / MANIFEST_NAME).is_file())
-    if not is_manifest:
-        files = audio_io.list_audio_files(source)
-    else:
-        rows = read_manifest(source)
-        files = [audio_path(source, r) for r in rows if split is None or r.get("split", split) == split]
-    if not files:
-        raise ValueError(f"{source}: no audio found (expected files with extensions "
-                         f"{', '.join(audio_io.AUDIO_EXTENSIONS)} or manifest rows of split {split!r})")
-    return files
 
 
 # Settings that change which frames are sampled; the others (batch size, k-means
@@ -196,7 +177,9 @@ def train_semantic(source: str | Path, out_dir: str | Path, config: SemanticTrai
     if config.batch_size < 1 or config.chunk_seconds <= 0:
         raise ValueError("batch_size must be >= 1 and chunk_seconds > 0")
     out_dir = Path(out_dir)
-    files = list_inputs(source, config.split)
+    from soundlm.data import open_corpus
+
+    files = [item.path for item in open_corpus(source, split=config.split)]
     features = build_features(config.features, config.model, config.layer, device=device)
     work = out_dir / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
