@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import torch
 
+from soundlm.devices import default_device
 from soundlm.fileio import read_json
 from soundlm.sampler import SamplingParams
 
@@ -148,7 +149,7 @@ class AudioLMPipeline:
 
     def __init__(self, semantic_tokenizer: Any, codec: AcousticTokenizer, semantic: StageModel, coarse: StageModel,
                  fine: StageModel, device: torch.device | str | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.semantic_tokenizer = semantic_tokenizer
         self.codec = codec
         self.semantic, self.coarse, self.fine = semantic, coarse, fine
@@ -168,7 +169,7 @@ class AudioLMPipeline:
 
         The tokenizers default to the ones named in the stages' token store manifest.
         """
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = default_device(device)
         stages = [load_stage(p, name, device) for p, name in zip((semantic_run, coarse_run, fine_run), BUNDLE_PARTS)]
         tok_info = stages[1].meta.get("tokenizers") or {}
         sem = _load_semantic_tokenizer(semantic_tokenizer or tok_info.get("semantic_spec"), stages[0].folder, device)

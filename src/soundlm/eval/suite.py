@@ -305,6 +305,7 @@ def stage_heldout_loss(stage: StageModel, records: HeldoutRecords, batch_size: i
     import torch
     from tqdm import tqdm
 
+    from soundlm.devices import default_device
     from soundlm.train.lm_data import IGNORE_INDEX, collate
     from soundlm.train.lm_stage import delay_example, window_example
 
@@ -325,7 +326,7 @@ def stage_heldout_loss(stage: StageModel, records: HeldoutRecords, batch_size: i
     if not examples:
         raise ValueError(f"no {name} window to score: the held-out records are shorter than the stage's "
                          f"{stage.window_seconds} s window (the delay pattern scores full windows only)")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     model = stage.model.to(device).eval()
     # Delay examples cannot be padded (their prefix precedes the codes): batch equal shapes only.
     groups: dict[tuple, list] = defaultdict(list)

@@ -56,13 +56,6 @@ class LoopResult:
     first_loss: float | None  # loss of the first step trained in this call
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (or what the caller names)."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     """Example indices of batch `step`: consecutive slices of a per-epoch permutation."""
     if n <= 0:

@@ -39,6 +39,7 @@ from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discrimina
                                          generator_adversarial_loss)
 from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
 from soundlm.codec.soundstream import CodecConfig, SoundStreamCodec, codec_preset
+from soundlm.devices import default_device
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic, write_text_atomic
 
 # Options that must not change when a run is resumed (they change what the run computes).
@@ -307,7 +308,7 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
     cfg.check()
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(cfg.device)
 
     ckpt = latest_checkpoint(run)
     saved_train = read_json(run / "train_config.json") if (run / "train_config.json").exists() else None
