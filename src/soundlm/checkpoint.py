@@ -3,7 +3,9 @@
 Layout of a run folder:
     run/
       checkpoints/step_00000100/   one folder per saved step, written by `atomic_dir`
+      checkpoints/step_00000100/train_state.pt   what resuming needs besides the model files
       checkpoints/latest           text file naming the newest complete step folder
+      train_config.json            the run's settings, checked when it is resumed
 
 Each step folder is new (never overwritten), and `latest` is replaced atomically after
 the folder exists, so a reader always finds a complete checkpoint.
@@ -16,6 +18,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from soundlm.fileio import atomic_dir, write_text_atomic
+
+TRAIN_STATE = "train_state.pt"  # in each step folder: optimizer, step, RNG states, ...
+TRAIN_CONFIG = "train_config.json"  # in the run folder
 
 
 def step_dir_name(step: int) -> str:
@@ -90,21 +95,41 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def check_resume_settings(run_dir: str | Path, settings: dict, locked: Sequence[str]) -> None:
-    """Refuse to resume a run whose `locked` settings changed; record the settings otherwise.
+def load_train_state(folder: str | Path) -> dict:
+    """The `train_state.pt` of a checkpoint folder, its tensors on the CPU."""
+    import torch
 
-    The settings live in RUN/train_config.json (JSON: tuples compare as lists).
+    return torch.load(Path(folder) / TRAIN_STATE, map_location="cpu", weights_only=False)
+
+
+def refuse_changed_settings(run_dir: str | Path, settings: dict, locked: Sequence[str]) -> None:
+    """Raise ValueError naming every `locked` setting that differs from RUN/train_config.json.
+
+    Resuming with other values would silently mix two runs. Settings compare as JSON (a
+    tuple equals the list it was saved as); a setting the file lacks is not compared: the
+    run predates it. Nothing to compare (no file) passes.
     """
     import json
 
-    from soundlm.fileio import read_json, write_json_atomic
+    from soundlm.fileio import read_json
 
-    path = Path(run_dir) / "train_config.json"
+    path = Path(run_dir) / TRAIN_CONFIG
+    if not path.exists():
+        return
+    old = read_json(path)
     wanted = json.loads(json.dumps(settings))
-    if path.exists():
-        old = read_json(path)
-        diffs = [f"{k}: {old.get(k)!r} -> {wanted.get(k)!r}" for k in locked if old.get(k) != wanted.get(k)]
-        if diffs:
-            raise ValueError(f"{path}: this run was started with other settings ({'; '.join(diffs)}); "
-                             "rerun with the original settings to resume, or use a new --out folder")
-    write_json_atomic(path, wanted)
+    diffs = [f"{k}: {old[k]!r} -> {wanted.get(k)!r}" for k in locked if k in old and old[k] != wanted.get(k)]
+    if diffs:
+        raise ValueError(f"{path}: this run was started with other settings ({'; '.join(diffs)}); rerun with the "
+                         "original settings to resume, or pass a new --out to start a new run")
+
+
+def check_resume_settings(run_dir: str | Path, settings: dict, locked: Sequence[str]) -> None:
+    """Refuse to resume a run whose `locked` settings changed; record the settings otherwise.
+
+    The settings live in RUN/train_config.json (see `refuse_changed_settings`).
+    """
+    from soundlm.fileio import write_json_atomic
+
+    refuse_changed_settings(run_dir, settings, locked)
+    write_json_atomic(Path(run_dir) / TRAIN_CONFIG, settings)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from soundlm.audio_tokenizer import AudioTokenizer
+from soundlm.devices import default_device
 from soundlm.sampler import SamplingParams
 from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
@@ -94,7 +95,7 @@ class AudioLMPipeline:
 
     def __init__(self, semantic_tokenizer: SemanticTokenizer, codec: AcousticTokenizer, semantic: Stage, coarse: Stage,
                  fine: Stage, device: torch.device | str | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.semantic_tokenizer = semantic_tokenizer
         self.codec = codec
         self.semantic, self.coarse, self.fine = semantic, coarse, fine
@@ -116,7 +117,7 @@ class AudioLMPipeline:
 
         The tokenizers default to the ones named in the stages' token store manifest.
         """
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = default_device(device)
         stages = [load_stage(p, name, device) for p, name in zip((semantic_run, coarse_run, fine_run), BUNDLE_PARTS)]
         trained_on = stages[1].meta.tokenizers
         sem = _load_semantic_tokenizer(semantic_tokenizer or (trained_on and trained_on.semantic_spec),

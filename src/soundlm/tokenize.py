@@ -244,14 +244,6 @@ def _update_shard_status(store: Path, shard_index: int, status: dict) -> None:
     StoreManifest.read(store).with_shard_status(shard_index, status).write(store)
 
 
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _check_config(cfg: TokenizeConfig) -> None:
     if cfg.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
@@ -289,13 +281,15 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
     """
     from tqdm import tqdm
 
+    from soundlm.devices import default_device
+
     start = time.perf_counter()
     _check_config(cfg)
     corpus = job_files(cfg.source)
     files = select_shard(corpus, cfg.num_shards, cfg.shard_index)
     parts = split_parts(len(files), cfg.part_size)
     store = Path(cfg.out)
-    device = _resolve_device(cfg.device)
+    device = str(default_device(cfg.device))
     semantic, codec = tokenizers if tokenizers is not None else load_tokenizers(cfg.semantic, cfg.codec, device)
 
     manifest = store_manifest(cfg, semantic, codec)

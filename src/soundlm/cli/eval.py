@@ -58,13 +58,11 @@ def codec_command(
     """Mel / multi-resolution STFT distance, SI-SDR, STOI, PESQ-wb at each bitrate (mean over files)."""
 
     def go() -> Any:
-        import torch
-
         from soundlm.codec import load_codec
         from soundlm.eval.sections.codec import eval_codec
 
         counts = [int(k) for k in num_codebooks.split(",")] if num_codebooks else None
-        c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        c = load_codec(codec, device=device)
         return eval_codec(c, data, split, max_files, counts, max_seconds, stoi, pesq, out_dir=out)
 
     _run(go, out)
@@ -193,12 +191,10 @@ def asr_command(
     """Pocketsphinx WER (closed corpus vocabulary) of the original audio and of the codec resynthesis."""
 
     def go() -> Any:
-        import torch
-
         from soundlm.codec import load_codec
         from soundlm.eval.sections.asr import eval_asr
 
-        c = load_codec(codec, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        c = load_codec(codec, device=device)
         return eval_asr(c, data, split, max_files, num_codebooks, seed, out_dir=out,
                         max_hmm_per_frame=max_hmm_per_frame)
 

@@ -11,6 +11,7 @@ from soundlm.codec.base import AcousticTokenizer
 from soundlm.codec.hf import HFCodec
 from soundlm.codec.soundstream import (CONFIG_TYPE, CodecConfig, SoundStreamCodec, codec_16k_fast,
                                        codec_16k_small, codec_16k_tiny, codec_24k_base, codec_preset)
+from soundlm.devices import default_device
 
 __all__ = ["AcousticTokenizer", "HFCodec", "CodecConfig", "SoundStreamCodec", "codec_16k_tiny", "codec_16k_small",
            "codec_16k_fast", "codec_24k_base", "codec_preset", "load_codec", "resolve_codec_folder"]
@@ -38,8 +39,7 @@ def load_codec(spec: str | Path, device: str | torch.device | None = None) -> Ac
 
     The model is returned in eval mode on `device` (default: CUDA when available).
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device(device)
     path = Path(spec)
     if path.exists():
         if not path.is_dir():

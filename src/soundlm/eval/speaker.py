@@ -59,11 +59,10 @@ def _import_quietly():
 @lru_cache(maxsize=2)
 def load_voice_encoder(device: str | None = None):
     """The pretrained VoiceEncoder (loaded once per device; CUDA when available)."""
-    import torch
+    from soundlm.devices import default_device
 
     resemblyzer = _import_resemblyzer()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return resemblyzer.VoiceEncoder(device=device, verbose=False)
+    return resemblyzer.VoiceEncoder(device=default_device(device), verbose=False)
 
 
 def speaker_embedding(audio, sample_rate: int, encoder=None) -> np.ndarray:

@@ -108,15 +108,15 @@ def evaluate_palm(cfg: PalmEvalConfig) -> PalmEvalResult:
     import torch
     from tqdm.auto import tqdm
 
+    from soundlm.devices import default_device
     from soundlm.palm.data import build_task_examples, parse_tasks
     from soundlm.palm.infer import run_task, transcribe
-    from soundlm.palm.loop import pick_device
     from soundlm.palm.model import load_palm, resolve_model_folder
 
     if cfg.max_examples is not None and cfg.max_examples <= 0:
         raise ValueError(f"max_examples must be > 0 (or None for all), got {cfg.max_examples}")
     folder = resolve_model_folder(cfg.model)
-    palm = load_palm(folder, device=pick_device(cfg.device))
+    palm = load_palm(folder, device=default_device(cfg.device))
     trained = list(palm.meta.get("tasks") or EVAL_TASKS)
     if cfg.tasks is None:
         tasks = [t for t in EVAL_TASKS if all(n in trained for n in _NEEDS[t])]

@@ -1,29 +1,26 @@
-"""The resumable training loop shared by the text LM and the AudioPaLM model.
+"""The causal-LM trainer of the text LM and the AudioPaLM model, on the shared loop (`train.loop`).
 
 The data order is a pure function of (seed, step): batch `step` takes its slice of the
 permutation of epoch `step * batch_size // n`, so resuming needs only the step number,
 and a resumed run sees exactly the batches an uninterrupted run would. Each checkpoint
 folder holds the model files (written by the caller) and `train_state.pt` (optimizer,
-step, RNG states).
+step, RNG states). metrics.jsonl gets the mean loss of every 10 steps.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state
-from soundlm.fileio import write_text_atomic
 from soundlm.palm.tasks import IGNORE_INDEX, Batch
+from soundlm.train.loop import Trainer, run_training
+from soundlm.train.metrics_log import MetricsLog
 
-TRAIN_STATE = "train_state.pt"
-METRICS = "metrics.jsonl"
+LOG_EVERY = 10  # steps per metrics.jsonl line (their mean loss)
 
 
 @dataclass
@@ -56,13 +53,6 @@ class LoopResult:
     first_loss: float | None  # loss of the first step trained in this call
 
 
-def pick_device(device: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (or what the caller names)."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     """Example indices of batch `step`: consecutive slices of a per-epoch permutation."""
     if n <= 0:
@@ -91,15 +81,59 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return warmup_cosine(step, warmup, total, 0.1)
 
 
+class _CausalLMTrainer(Trainer):
+    """AdamW with warmup + cosine decay on next-token loss; logs the mean loss of each window of steps."""
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines past the resumed step (written after the checkpoint a crash fell back to)."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    if len(kept) != len(lines):
-        write_text_atomic(path, "".join(kept))
+    def __init__(self, model: torch.nn.Module, make_batch: Callable[[int], Batch],
+                 write_model: Callable[[Path], None], restore_model: Callable[[Path], None], cfg: LoopConfig,
+                 device: torch.device):
+        self.model, self.make_batch, self.cfg, self.device = model, make_batch, cfg, device
+        self._write_model, self._restore_model = write_model, restore_model
+        model.to(device).train()
+        decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+        self.lr = cfg.lr
+        self.first: float | None = None
+        self.last: float | None = None
+        self.window: list[float] = []
+
+    def restore(self, folder: Path, state: dict) -> None:
+        self._restore_model(folder)
+        self.model.to(self.device).train()
+        self.opt.load_state_dict(state["optimizer"])
+
+    def train_step(self, step: int) -> float:
+        self.lr = self.cfg.lr * _lr_factor(step, self.cfg.warmup, self.cfg.steps)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+        batch = self.make_batch(step)
+        batch = Batch(batch.tokens.to(self.device), batch.labels.to(self.device),
+                      batch.attention_mask.to(self.device))
+        loss = lm_loss(self.model, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        value = float(loss.detach())
+        if self.first is None:
+            self.first = value
+        self.window.append(value)
+        return value
+
+    def report(self, done: int, out: float, metrics: MetricsLog, last: bool) -> dict[str, str]:
+        if done % LOG_EVERY == 0 or last:
+            self.last = sum(self.window) / len(self.window)
+            self.window.clear()
+            metrics.log(done, {"loss": self.last, "lr": self.lr})
+        return {"loss": f"{out:.3f}"}
+
+    def write_model(self, folder: Path) -> None:
+        self._write_model(folder)
+
+    def train_state(self, step: int) -> dict:
+        return {"optimizer": self.opt.state_dict()}
 
 
 def train_loop(model: torch.nn.Module, make_batch: Callable[[int], Batch], run_dir: str | Path,
@@ -111,65 +145,8 @@ def train_loop(model: torch.nn.Module, make_batch: Callable[[int], Batch], run_d
     them back into `model` (same architecture).
     """
     cfg.validate()
-    run_dir = Path(run_dir)
-    model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    start = 0
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is not None:
-        restore_model(ckpt)
-        model.to(device).train()
-        state = torch.load(ckpt / TRAIN_STATE, map_location="cpu", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        start = int(state["step"])
-
-    def save(step: int) -> None:
-        def write(folder: Path) -> None:
-            write_model(folder)
-            torch.save({"optimizer": opt.state_dict(), "step": step, "rng": rng_state()}, folder / TRAIN_STATE)
-
-        save_step_checkpoint(run_dir, step, write, keep=cfg.keep)
-
-    metrics = run_dir / METRICS
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _truncate_metrics(metrics, start)
-    first: float | None = None
-    window: list[float] = []
-    last: float | None = None
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not cfg.progress, dynamic_ncols=True)
-    for step in range(start, cfg.steps):
-        factor = _lr_factor(step, cfg.warmup, cfg.steps)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * factor
-        batch = make_batch(step)
-        batch = Batch(batch.tokens.to(device), batch.labels.to(device), batch.attention_mask.to(device))
-        loss = lm_loss(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        value = float(loss.detach())
-        if first is None:
-            first = value
-        window.append(value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.3f}")
-        done = step + 1
-        if done % 10 == 0 or done == cfg.steps:
-            last = sum(window) / len(window)
-            window.clear()
-            with open(metrics, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": done, "loss": last, "lr": cfg.lr * factor}) + "\n")
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            model.eval()
-            save(done)
-            model.train()
-    bar.close()
-    if window:
-        last = sum(window) / len(window)
+    trainer = _CausalLMTrainer(model, make_batch, write_model, restore_model, cfg, device)
+    trained = run_training(trainer, run_dir, cfg.steps, cfg.ckpt_every, keep=cfg.keep, progress=cfg.progress,
+                           desc=desc)
     model.eval()
-    return LoopResult(step=max(start, cfg.steps), last_loss=last, first_loss=first)
+    return LoopResult(step=trained.step, last_loss=trainer.last, first_loss=trainer.first)

@@ -16,7 +16,8 @@ import torch
 
 from soundlm.checkpoint import check_resume_settings
 from soundlm.fileio import atomic_dir
-from soundlm.palm.loop import LoopConfig, batch_indices, pick_device, train_loop
+from soundlm.devices import default_device
+from soundlm.palm.loop import LoopConfig, batch_indices, train_loop
 from soundlm.palm.tasks import Batch, FormattedExample, collate
 
 TOKENIZER_DIR = "tokenizer"
@@ -116,7 +117,7 @@ def train_text_lm(cfg: TextLMConfig) -> TextLMResult:
         loaded = LlamaForCausalLM.from_pretrained(str(folder))
         model.load_state_dict(loaded.state_dict())
 
-    device = pick_device(cfg.device)
+    device = default_device(cfg.device)
     loop = LoopConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
                       ckpt_every=cfg.ckpt_every, seed=cfg.seed, progress=cfg.progress)
     result = train_loop(model, make_batch, out, write_model, restore_model, loop, device, desc="textlm")

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from soundlm.checkpoint import check_resume_settings
-from soundlm.palm.loop import LoopConfig, batch_indices, pick_device, train_loop
+from soundlm.devices import default_device
+from soundlm.palm.loop import LoopConfig, batch_indices, train_loop
 from soundlm.palm.tasks import Batch, collate, format_example
 
 _RESUME_MUST_MATCH = ("store", "init", "tokenizer", "from_scratch", "tasks", "languages", "manifest",
@@ -111,7 +112,7 @@ def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
     def restore_model(folder: Path) -> None:
         load_model(palm.model, str(folder / "model.safetensors"))
 
-    device = pick_device(cfg.device)
+    device = default_device(cfg.device)
     loop = LoopConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
                       ckpt_every=cfg.ckpt_every, seed=cfg.seed, progress=cfg.progress)
     result = train_loop(palm.model, make_batch, out, lambda folder: write_palm_files(palm, folder), restore_model,

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from soundlm.devices import default_device
+
 
 class FeatureExtractor(nn.Module, ABC):
     """Audio [B, 1, S] -> frame features [B, T, D]."""
@@ -303,9 +305,7 @@ class HFSSLFeatures(FeatureExtractor):
         self.model = model.eval()
         self._dim = config.hidden_size
         self._load_input_processing(config)
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.to(device)
+        self.to(default_device(device))
 
     def _load_input_processing(self, config) -> None:
         """Read the model's feature extractor settings; folders saved without one get defaults."""
@@ -409,9 +409,7 @@ def build_features(kind: str, model: str | Path | None = None, layer: int | None
         return PhoneticFeatures.load(model, device=device)
     else:
         raise ValueError(f"unknown features {kind!r}; use one of {', '.join(FEATURE_KINDS)}")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return fx.to(device)
+    return fx.to(default_device(device))
 
 
 def features_from_config(config: dict, device: str | torch.device | None = None,
@@ -429,6 +427,4 @@ def features_from_config(config: dict, device: str | torch.device | None = None,
     if kind not in classes:
         raise ValueError(f"feature config has kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
     fx = classes[kind](**cfg)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return fx.to(device)
+    return fx.to(default_device(device))

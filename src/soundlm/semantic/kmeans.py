@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from soundlm.devices import default_device
+
 
 @dataclass
 class KMeansResult:
@@ -113,8 +115,7 @@ def fit_kmeans(x: torch.Tensor, k: int, max_iter: int = 50, tol: float = 1e-4, s
         raise ValueError(f"cannot fit {k} clusters to {x.shape[0]} frames; use more audio or fewer clusters")
     if not torch.isfinite(x).all():
         raise ValueError("frames contain NaN/inf values; check the feature extractor input")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device(device)
     generator = torch.Generator().manual_seed(seed)
     x = x.to(device, torch.float32)
     # Centre the data once for numerical accuracy of the distance expansion (see `assign`).

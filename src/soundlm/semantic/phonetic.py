@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from soundlm.devices import default_device
 from soundlm.fileio import atomic_path, read_json, write_json_atomic
 from soundlm.semantic.features import FeatureExtractor, MFCCFeatures
 
@@ -150,10 +151,6 @@ class PhoneticFeatures(FeatureExtractor):
         return phonetic_from_config(cfg, folder, device)
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def phonetic_from_config(config: dict, folder: str | Path | None,
                          device: str | torch.device | None = None) -> PhoneticFeatures:
     """Rebuild the extractor a tokenizer config describes; its weights sit in `folder`."""
@@ -162,7 +159,7 @@ def phonetic_from_config(config: dict, folder: str | Path | None,
                          "soundlm.semantic.load_semantic_tokenizer(folder)")
     fx = PhoneticFeatures(config["alphabet"], int(config["conv_dim"]), int(config["hidden"]), int(config["layers"]))
     fx.load_weights(Path(folder) / config.get("weights", WEIGHTS_NAME))
-    return fx.eval().to(_device(device))
+    return fx.eval().to(default_device(device))
 
 
 def ctc_greedy(ids: list[int], alphabet: str) -> str:

@@ -4,6 +4,7 @@ Data: every usable file of an audio folder or a `manifest.jsonl`, resampled to t
 rate and mixed to mono; unusable files are skipped and listed in RUN/errors.jsonl. The
 batch of step s is a pure function of (seed, s) (random files weighted by length, random
 crops), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+The loop, its checkpoints and metrics.jsonl are `soundlm.train.loop`'s.
 
 Losses: multi-scale mel + multi-resolution STFT + small waveform L1 + RVQ commitment;
 optionally, after `adv_start_step`, MS-STFT discriminator hinge/LSGAN loss and feature
@@ -27,6 +28,7 @@ import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -34,12 +36,15 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from soundlm.audio import AudioError, crop_or_pad, load_audio, save_audio
-from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state, step_dir_name
+from soundlm.checkpoint import TRAIN_CONFIG, latest_checkpoint, refuse_changed_settings, step_dir_name
 from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
                                          generator_adversarial_loss)
 from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
-from soundlm.codec.soundstream import CodecConfig, SoundStreamCodec, codec_preset
+from soundlm.codec.soundstream import CodecConfig, CodecOutput, SoundStreamCodec, codec_preset
+from soundlm.devices import default_device
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic, write_text_atomic
+from soundlm.train.loop import Trainer, run_training
+from soundlm.train.metrics_log import MetricsLog
 
 # Options that must not change when a run is resumed (they change what the run computes).
 RESUME_LOCKED = ("preset", "batch_size", "segment_seconds", "seed", "adversarial", "adv_start_step", "adv_kind",
@@ -215,51 +220,7 @@ def _eval_clips(items: list[AudioItem], dataset: CropBatches, cfg: CodecTrainCon
     return [it.id for it in held], torch.from_numpy(np.stack(clips))  # [N, 1, S]
 
 
-# --- state -----------------------------------------------------------------------------------
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after `step` (by a run that died before its next checkpoint)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    write_text_atomic(path, "".join(line + "\n" for line in keep))
-
-
-class _Logger:
-    def __init__(self, run: Path, use_tb: bool, purge_step: int):
-        self.path = run / "metrics.jsonl"
-        self.tb = None
-        if use_tb:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run / "tb"), purge_step=purge_step)
-            except ImportError:
-                tqdm.write("tensorboard is not installed: metrics go to metrics.jsonl only")
-
-    def log(self, step: int, kind: str, values: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "kind": kind, **values}) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{kind}/{k}", v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 # --- the loop --------------------------------------------------------------------------------
-
-def _check_resume(run: Path, cfg: CodecTrainConfig, saved: dict) -> None:
-    changed = [k for k in RESUME_LOCKED if k in saved and saved[k] != getattr(cfg, k)
-               and not (isinstance(saved[k], list) and tuple(saved[k]) == getattr(cfg, k))]
-    if changed:
-        diffs = ", ".join(f"{k}: {saved[k]!r} -> {getattr(cfg, k)!r}" for k in changed)
-        raise ValueError(f"{run} was started with other options ({diffs}); rerun with the original options "
-                         "to resume, or pass a new --out to start a new run")
-
 
 @torch.no_grad()
 def evaluate(model: SoundStreamCodec, clips: torch.Tensor, mel_loss: MultiScaleMelLoss,
@@ -292,6 +253,119 @@ def _write_samples(run: Path, step: int, model: SoundStreamCodec, ids: list[str]
     model.train()
 
 
+@dataclass
+class _StepLosses:
+    total: torch.Tensor  # the generator's weighted loss
+    losses: dict[str, torch.Tensor]  # its terms (and the discriminator's loss, once adversarial)
+    out: CodecOutput
+
+
+class _CodecTrainer(Trainer):
+    """Reconstruction losses (+ the adversarial ones after `adv_start_step`); batch s is `dataset[s]`."""
+
+    def __init__(self, run: Path, cfg: CodecTrainConfig, codec_config: CodecConfig, dataset: CropBatches,
+                 eval_ids: list[str], eval_clips: torch.Tensor, device: torch.device):
+        self.run, self.cfg, self.dataset, self.eval_ids, self.eval_clips = run, cfg, dataset, eval_ids, eval_clips
+        self.n_qs = tuple(sorted({1, codec_config.n_q}))
+        sr = codec_config.sample_rate
+        self.model = SoundStreamCodec(codec_config).to(device)
+        self.model.source = str(run)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.disc = self.disc_opt = None
+        if cfg.adversarial:
+            self.disc = MultiScaleSTFTDiscriminator(channels=codec_config.channels, filters=cfg.disc_filters,
+                                                    n_ffts=default_fft_sizes(sr)).to(device)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
+        self.mel_loss = MultiScaleMelLoss(sr).to(device)
+        self.stft_loss = MultiResolutionSTFTLoss(default_fft_sizes(sr)).to(device)
+        self.device = device
+        self.batches: Iterator[torch.Tensor] | None = None  # made by `begin`, from the resumed step on
+        self.last_eval: dict | None = None
+
+    def restore(self, folder: Path, state: dict) -> None:
+        from safetensors.torch import load_file
+
+        self.model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        self.opt.load_state_dict(state["optimizer"])
+        if self.disc is not None:
+            if state.get("discriminator") is None:
+                raise ValueError(f"{folder} has no discriminator state; resume with --no-adversarial")
+            self.disc.load_state_dict(state["discriminator"])
+            self.disc_opt.load_state_dict(state["disc_optimizer"])
+        tqdm.write(f"resuming {self.run} from step {state['step']}")
+
+    def begin(self, start: int) -> None:
+        # A private generator: creating the loader must not draw from the global RNG we restore.
+        loader = torch.utils.data.DataLoader(self.dataset, batch_size=None,
+                                             sampler=range(start + 1, self.cfg.steps + 1),
+                                             num_workers=self.cfg.num_workers,
+                                             generator=torch.Generator().manual_seed(self.cfg.seed))
+        self.batches = iter(loader)
+        self.model.train()
+
+    def train_step(self, step: int) -> _StepLosses:
+        cfg = self.cfg
+        step += 1  # the dataset and the adversarial start count steps from 1
+        x = next(self.batches).to(self.device)  # [B, 1, S]
+        out = self.model(x)
+        y = out.audio
+        losses = {"mel": self.mel_loss(y, x), "stft": self.stft_loss(y, x), "l1": F.l1_loss(y, x),
+                  "commit": out.commit_loss}
+        total = (cfg.mel_weight * losses["mel"] + cfg.stft_weight * losses["stft"]
+                 + cfg.l1_weight * losses["l1"] + cfg.commit_weight * losses["commit"])
+        use_adv = self.disc is not None and step > cfg.adv_start_step
+        if use_adv:
+            fake, real = self.disc(y), self.disc(x)
+            losses["adv"] = generator_adversarial_loss(fake.logits, cfg.adv_kind)
+            losses["feat"] = feature_matching_loss(real.features, fake.features)
+            total = total + cfg.adv_weight * losses["adv"] + cfg.feat_weight * losses["feat"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"loss became {float(total)} at step {step}; lower --lr and resume "
+                                     f"from {latest_checkpoint(self.run)}")
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        if use_adv:
+            # Discriminator step on the detached reconstruction (the generator step is done).
+            d = discriminator_loss(self.disc(x).logits, self.disc(y.detach()).logits, cfg.adv_kind)
+            self.disc_opt.zero_grad(set_to_none=True)
+            d.backward()
+            self.disc_opt.step()
+            losses["disc"] = d
+        return _StepLosses(total, losses, out)
+
+    def report(self, done: int, out: _StepLosses, metrics: MetricsLog, last: bool) -> dict[str, str] | None:
+        cfg = self.cfg
+        shown = None
+        if done % cfg.log_every == 0 or last:
+            # .item() only on logged steps: each one waits for the GPU.
+            values = {"loss": out.total.item(), **{k: v.item() for k, v in out.losses.items()}, "n_q": out.out.n_q,
+                      "perplexity": float(out.out.perplexity.mean())}
+            metrics.log(done, values, kind="train")
+            shown = {"loss": f"{values['loss']:.3f}", "mel": f"{values['mel']:.3f}"}
+        if done % cfg.eval_every == 0 or last:
+            self.last_eval = evaluate(self.model, self.eval_clips, self.mel_loss, self.n_qs)
+            metrics.log(done, self.last_eval, kind="eval")
+        # Samples go with the checkpoints the loop writes after this step.
+        if (done % cfg.ckpt_every == 0 or last) and (done % cfg.sample_every == 0 or last):
+            _write_samples(self.run, done, self.model, self.eval_ids, self.eval_clips, cfg.num_samples)
+        return shown
+
+    def write_model(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+
+    def train_state(self, step: int) -> dict:
+        return {
+            "optimizer": self.opt.state_dict(),
+            "discriminator": None if self.disc is None else self.disc.state_dict(),
+            "disc_optimizer": None if self.disc_opt is None else self.disc_opt.state_dict(),
+            # Batches are a function of (seed, step): the next batch is that of step + 1.
+            "data": {"seed": self.cfg.seed, "next_step": step + 1, "train_files": len(self.dataset.items)},
+            "train_config": dataclasses.asdict(self.cfg),
+        }
+
+
 def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) -> CodecTrainResult:
     """Train (or resume) a codec run in `cfg.out`; export RUN/final at the end.
 
@@ -300,20 +374,18 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
     cfg.check()
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(cfg.device)
 
     ckpt = latest_checkpoint(run)
-    saved_train = read_json(run / "train_config.json") if (run / "train_config.json").exists() else None
-    if ckpt is not None and saved_train is not None:
-        _check_resume(run, cfg, saved_train)
     if ckpt is not None:
+        refuse_changed_settings(run, dataclasses.asdict(cfg), RESUME_LOCKED)
         codec_config = CodecConfig.from_dict(read_json(ckpt / "config.json"))
     elif codec_config is None:
         codec_config = codec_preset(cfg.preset)
     if codec_config.channels != 1:
         raise ValueError(f"training reads audio as mono, but the codec has {codec_config.channels} channels; "
                          "use a mono preset (channels=1)")
-    write_json_atomic(run / "train_config.json", {**dataclasses.asdict(cfg), "codec": codec_config.to_dict()})
+    write_json_atomic(run / TRAIN_CONFIG, {**dataclasses.asdict(cfg), "codec": codec_config.to_dict()})
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -325,107 +397,12 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
     segment = int(round(cfg.segment_seconds * sr))
     dataset = CropBatches(train_items, cache, sr, segment, cfg.batch_size, cfg.seed)
     eval_ids, eval_clips = _eval_clips(items, dataset, cfg, sr)
-    eval_clips = eval_clips.to(device)
-
-    model = SoundStreamCodec(codec_config).to(device)
-    model.source = str(run)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
-    disc = disc_opt = None
-    if cfg.adversarial:
-        disc = MultiScaleSTFTDiscriminator(channels=codec_config.channels, filters=cfg.disc_filters,
-                                           n_ffts=default_fft_sizes(sr)).to(device)
-        disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
-    mel_loss = MultiScaleMelLoss(sr).to(device)
-    stft_loss = MultiResolutionSTFTLoss(default_fft_sizes(sr)).to(device)
-
-    start = 0
-    if ckpt is not None:
-        from safetensors.torch import load_file
-
-        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-        opt.load_state_dict(state["optimizer"])
-        if disc is not None:
-            if state.get("discriminator") is None:
-                raise ValueError(f"{ckpt} has no discriminator state; resume with --no-adversarial")
-            disc.load_state_dict(state["discriminator"])
-            disc_opt.load_state_dict(state["disc_optimizer"])
-        set_rng_state(state["rng"])
-        start = int(state["step"])
-        tqdm.write(f"resuming {run} from step {start}")
-    _truncate_metrics(run / "metrics.jsonl", start)
-    logger = _Logger(run, cfg.tensorboard, purge_step=start + 1)
-
-    def write_checkpoint(folder: Path, step: int) -> None:
-        model.save_pretrained(folder)
-        torch.save({
-            "step": step,
-            "optimizer": opt.state_dict(),
-            "discriminator": None if disc is None else disc.state_dict(),
-            "disc_optimizer": None if disc_opt is None else disc_opt.state_dict(),
-            "rng": rng_state(),
-            # Batches are a function of (seed, step): the next batch is that of step + 1.
-            "data": {"seed": cfg.seed, "next_step": step + 1, "train_files": len(train_items)},
-            "train_config": dataclasses.asdict(cfg),
-        }, folder / "train_state.pt")
-
-    # A private generator: creating the loader must not draw from the global RNG we restore.
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start + 1, cfg.steps + 1),
-                                         num_workers=cfg.num_workers,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    model.train()
-    last_eval = None
-    bar = tqdm(total=cfg.steps, initial=start, desc="train codec", unit="step", dynamic_ncols=True)
-    step = start
-    try:
-        for step, x in enumerate(loader, start + 1):
-            x = x.to(device)  # [B, 1, S]
-            out = model(x)
-            y = out.audio
-            losses = {"mel": mel_loss(y, x), "stft": stft_loss(y, x), "l1": F.l1_loss(y, x),
-                      "commit": out.commit_loss}
-            total = (cfg.mel_weight * losses["mel"] + cfg.stft_weight * losses["stft"]
-                     + cfg.l1_weight * losses["l1"] + cfg.commit_weight * losses["commit"])
-            use_adv = disc is not None and step > cfg.adv_start_step
-            if use_adv:
-                fake, real = disc(y), disc(x)
-                losses["adv"] = generator_adversarial_loss(fake.logits, cfg.adv_kind)
-                losses["feat"] = feature_matching_loss(real.features, fake.features)
-                total = total + cfg.adv_weight * losses["adv"] + cfg.feat_weight * losses["feat"]
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"loss became {float(total)} at step {step}; lower --lr and resume "
-                                         f"from {latest_checkpoint(run)}")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if use_adv:
-                # Discriminator step on the detached reconstruction (the generator step is done).
-                d = discriminator_loss(disc(x).logits, disc(y.detach()).logits, cfg.adv_kind)
-                disc_opt.zero_grad(set_to_none=True)
-                d.backward()
-                disc_opt.step()
-                losses["disc"] = d
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                values = {"loss": total.item(), **{k: v.item() for k, v in losses.items()}, "n_q": out.n_q,
-                          "perplexity": float(out.perplexity.mean())}
-                logger.log(step, "train", values)
-                bar.set_postfix(loss=f"{values['loss']:.3f}", mel=f"{values['mel']:.3f}")
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                last_eval = evaluate(model, eval_clips, mel_loss, tuple(sorted({1, codec_config.n_q})))
-                logger.log(step, "eval", last_eval)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                if step % cfg.sample_every == 0 or step == cfg.steps:
-                    _write_samples(run, step, model, eval_ids, eval_clips, cfg.num_samples)
-                save_step_checkpoint(run, step, lambda folder: write_checkpoint(folder, step),
-                                     keep=cfg.keep_checkpoints)
-    finally:
-        bar.close()
-        logger.close()
+    trainer = _CodecTrainer(run, cfg, codec_config, dataset, eval_ids, eval_clips.to(device), device)
+    trained = run_training(trainer, run, cfg.steps, cfg.ckpt_every, keep=cfg.keep_checkpoints, desc="train codec",
+                           tensorboard=cfg.tensorboard)
 
     final = run / "final"
     with atomic_dir(final) as tmp:
-        model.save_pretrained(tmp)
-    return CodecTrainResult(run_dir=run, final_dir=final, step=max(step, start), resumed_from=start,
-                            last_eval=last_eval)
+        trainer.model.save_pretrained(tmp)
+    return CodecTrainResult(run_dir=run, final_dir=final, step=trained.step, resumed_from=trained.start,
+                            last_eval=trainer.last_eval)

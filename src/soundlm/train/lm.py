@@ -17,7 +17,6 @@ checkpoint restores weights, optimizer, scheduler and every RNG, so `k` steps + 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,11 +26,13 @@ from typing import Any
 
 import torch
 
-from soundlm.checkpoint import latest_checkpoint, rng_state, save_step_checkpoint, set_rng_state
-from soundlm.fileio import atomic_path, read_json, write_json_atomic
+from soundlm.checkpoint import (TRAIN_CONFIG, TRAIN_STATE, latest_checkpoint, load_train_state, refuse_changed_settings,
+                                rng_state, save_step_checkpoint, set_rng_state)
+from soundlm.fileio import write_json_atomic
 from soundlm.stages import IGNORE_INDEX, PATTERNS, STAGES, Stage, build_stage, collate, token_loss_sum
 from soundlm.store import StoreTokens, load_store_tokens
 from soundlm.train import lm_data
+from soundlm.train.metrics_log import MetricsLog
 
 # Arguments that define what is trained; resuming with different values would silently mix runs.
 _RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
@@ -107,32 +108,6 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 
 
 
-def _check_resume_config(run_dir: Path, cfg: LMTrainConfig) -> None:
-    path = run_dir / "train_config.json"
-    if not path.exists():
-        return
-    old = read_json(path)
-    new = asdict(cfg)
-    diffs = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in _RESUME_MUST_MATCH if old.get(k) != new[k]]
-    if diffs:
-        raise ValueError(f"{path}: this run was started with other settings ({'; '.join(diffs)}); "
-                         "rerun with the original arguments to resume, or pass a new --out")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from (they will be redone)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:  # a line cut by kill -9
-            continue
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in keep))
-
 
 def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """Full weights of an FSDP-sharded model (every process must call this); None otherwise."""
@@ -148,7 +123,6 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
     cfg.validate()
@@ -162,7 +136,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     is_main = accelerator.is_main_process
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
-        _check_resume_config(run_dir, cfg)
+        refuse_changed_settings(run_dir, asdict(cfg), _RESUME_MUST_MATCH)
 
     set_seed(cfg.seed)
     # The corpus's held-out split (e.g. held-out voices) is for evaluation: never train on it.
@@ -187,7 +161,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
 
     start_step = 0
     if ckpt is not None:
-        state = torch.load(ckpt / "train_state.pt", map_location="cpu", weights_only=False)
+        state = load_train_state(ckpt)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_step = int(state["step"])
@@ -198,8 +172,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     model, optimizer = accelerator.prepare(model, optimizer)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "train_config.json", asdict(cfg))
-        _truncate_metrics(run_dir / "metrics.jsonl", start_step)
+        write_json_atomic(run_dir / TRAIN_CONFIG, asdict(cfg))
 
     train_set = lm_data.stage_dataset(stage, tokens, split.train, cfg.seed, stream=lm_data._TRAIN_STREAM)
     sampler = lm_data.StepSampler(start_step, cfg.steps, cfg.batch_size, cfg.grad_accum,
@@ -219,20 +192,11 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
                 stage.save(folder, accelerator.unwrap_model(model), weights)
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "step": step, "rng": rng_states, "data": {"seed": cfg.seed, "next_step": step}},
-                           folder / "train_state.pt")
+                           folder / TRAIN_STATE)
             save_step_checkpoint(run_dir, step, write, keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step) if is_main else None
-    metrics_file = open(run_dir / "metrics.jsonl", "a") if is_main else None
-
-    def log(step: int, values: dict[str, float]) -> None:
-        if not is_main:
-            return
-        for k, v in values.items():
-            writer.add_scalar(k, v, step)
-        metrics_file.write(json.dumps({"step": step, **values}) + "\n")
-        metrics_file.flush()
+    metrics = MetricsLog(run_dir, start_step, tensorboard=True, enabled=is_main)
 
     result = LMTrainResult(run_dir=run_dir, final_dir=run_dir / "final", step=start_step)
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (is_main and cfg.progress),
@@ -269,19 +233,17 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tok_s:,.0f}")
         if done % cfg.log_every == 0 or done == cfg.steps or done == 1:
-            log(done, {"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0],
-                       "train/grad_norm": float(grad_norm), "train/tokens_per_s": tok_s})
+            metrics.log(done, {"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0],
+                               "train/grad_norm": float(grad_norm), "train/tokens_per_s": tok_s})
         if split.heldout and (done % cfg.eval_every == 0 or done == cfg.steps):
             result.heldout_loss = evaluate(model, stage, tokens, split.heldout, cfg, accelerator)
-            log(done, {"heldout/loss": result.heldout_loss})
+            metrics.log(done, {"heldout/loss": result.heldout_loss})
             bar.write(f"step {done}: held-out loss {result.heldout_loss:.4f}")
         if done % cfg.ckpt_every == 0 or done == end_step:
             save_checkpoint(done)
     bar.close()
     if end_step < cfg.steps:
-        if is_main:
-            writer.close()
-            metrics_file.close()
+        metrics.close()
         return result
 
     if start_step >= cfg.steps and is_main:
@@ -290,8 +252,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     weights = _gathered_weights(accelerator, model)
     if is_main:
         stage.export(result.final_dir, accelerator.unwrap_model(model), weights)
-        writer.close()
-        metrics_file.close()
+    metrics.close()
     accelerator.wait_for_everyone()
     return result
 

@@ -9,7 +9,8 @@ A run folder holds:
     RUN/final/                   the encoder (`PhoneticFeatures.load(RUN/final)`) and its held-out CER
 
 Batches are a pure function of (seed, step) and the checkpoint restores weights, optimizer
-and scheduler, so `k` steps + resume gives the same weights as the whole run straight.
+and scheduler, so `k` steps + resume gives the same weights as the whole run straight
+(the loop, checkpoints and metrics are `soundlm.train.loop`'s).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import torch
 from torch import nn
 
 from soundlm import audio as audio_io
-from soundlm.checkpoint import check_resume_settings, latest_checkpoint, save_step_checkpoint
+from soundlm.checkpoint import check_resume_settings
 from soundlm.fileio import atomic_dir, write_text_atomic
 from soundlm.semantic.phonetic import PhoneticFeatures, ctc_greedy, normalize_transcript
 from soundlm.train.lm import warmup_cosine
+from soundlm.train.loop import Trainer, run_training
+from soundlm.train.metrics_log import MetricsLog
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +132,60 @@ def _load_examples(rows: list[dict], manifest: Path, fx: PhoneticFeatures, alpha
     return out
 
 
+class _PhoneticTrainer(Trainer):
+    """CTC on whole utterances; the batch and the copy of each file are a function of (seed, step)."""
+
+    def __init__(self, model: PhoneticFeatures, examples: list[tuple[list[torch.Tensor], str]],
+                 targets: list[torch.Tensor], cfg: PhoneticTrainConfig, result: PhoneticTrainResult):
+        self.model, self.examples, self.targets, self.cfg, self.result = model, examples, targets, cfg, result
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
+        # Linear warm-up over the first 10% of the steps, then cosine decay to 5%.
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: warmup_cosine(step, max(cfg.steps // 10, 1), cfg.steps, 0.05))
+        self.ctc = nn.CTCLoss(zero_infinity=True)
+
+    def restore(self, folder: Path, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        log.info("resuming %s at step %d", self.cfg.out, state["step"])
+
+    def begin(self, start: int) -> None:
+        self.model.train()
+
+    def train_step(self, step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        pick = torch.randperm(len(self.examples), generator=g)[: self.cfg.batch_size].tolist()
+        copies = torch.randint(0, len(self.examples[0][0]), (len(pick),), generator=g).tolist()
+        xs = [self.examples[i][0][c] for i, c in zip(pick, copies)]
+        x = nn.utils.rnn.pad_sequence(xs, batch_first=True)  # [B, T, 39]
+        in_lens = PhoneticFeatures.ctc_frames(torch.tensor([len(t) for t in xs]))
+        ys = [self.targets[i] for i in pick]
+        logits = self.model.ctc_logits(x)  # [B, T', V]
+        loss = self.ctc(logits.log_softmax(-1).transpose(0, 1), torch.cat(ys), in_lens,
+                        torch.tensor([len(y) for y in ys]))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        return loss
+
+    def report(self, done: int, out: torch.Tensor, metrics: MetricsLog, last: bool) -> dict[str, str] | None:
+        loss = out.item()
+        self.result.losses[done] = loss
+        if done % self.cfg.log_every == 0 or last:
+            metrics.log(done, {"loss": loss, "lr": self.sched.get_last_lr()[0]})
+            return {"loss": f"{loss:.3f}"}
+        return None
+
+    def train_state(self, step: int) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict()}
+
+
 def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
     """Train (or resume) the phonetic encoder; returns the run's result (final/ holds the encoder)."""
-    from tqdm.auto import tqdm
-
     from soundlm.data import read_manifest
     from soundlm.data import manifest_path as resolve_manifest
 
@@ -163,57 +216,11 @@ def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
     model.feat_std.copy_(frames.std(0).clamp_min(1e-3))
     targets = [torch.tensor([alphabet.index(c) + 1 for c in text]) for _, text in examples]
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
-    # Linear warm-up over the first 10% of the steps, then cosine decay to 5%.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: warmup_cosine(step, max(cfg.steps // 10, 1), cfg.steps, 0.05))
-    ctc = nn.CTCLoss(zero_infinity=True)
-    start = 0
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None:
-        state = torch.load(ckpt / "train_state.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
-        log.info("resuming %s at step %d", out, start)
-
-    def write_ckpt(folder: Path, step: int) -> None:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step}, folder / "train_state.pt")
-
     result = PhoneticTrainResult(out_dir=out, final_dir=None, train_files=len(examples), skipped=errors)
-    end = cfg.steps if cfg.stop_at is None else min(cfg.stop_at, cfg.steps)
-    bar = tqdm(total=cfg.steps, initial=start, desc="phonetic", unit="step", disable=not cfg.progress)
-    model.train()
-    metrics = open(out / "metrics.jsonl", "a")
-    for step in range(start, end):
-        # The batch and the copy of each file are a function of (seed, step): resume is exact.
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        pick = torch.randperm(len(examples), generator=g)[: cfg.batch_size].tolist()
-        copies = torch.randint(0, len(examples[0][0]), (len(pick),), generator=g).tolist()
-        xs = [examples[i][0][c] for i, c in zip(pick, copies)]
-        x = nn.utils.rnn.pad_sequence(xs, batch_first=True)  # [B, T, 39]
-        in_lens = PhoneticFeatures.ctc_frames(torch.tensor([len(t) for t in xs]))
-        ys = [targets[i] for i in pick]
-        logits = model.ctc_logits(x)  # [B, T', V]
-        loss = ctc(logits.log_softmax(-1).transpose(0, 1), torch.cat(ys), in_lens, torch.tensor([len(y) for y in ys]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        result.losses[step + 1] = loss.item()
-        bar.update(1)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == end:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            metrics.write(json.dumps({"step": step + 1, "loss": loss.item(), "lr": sched.get_last_lr()[0]}) + "\n")
-            metrics.flush()
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
-            save_step_checkpoint(out, step + 1, lambda folder, s=step + 1: write_ckpt(folder, s))
-    metrics.close()
-    bar.close()
-    if end < cfg.steps:
+    trainer = _PhoneticTrainer(model, examples, targets, cfg, result)
+    run_training(trainer, out, cfg.steps, cfg.ckpt_every, stop_at=cfg.stop_at, progress=cfg.progress,
+                 desc="phonetic")
+    if cfg.stop_at is not None and cfg.stop_at < cfg.steps:
         return result
 
     model.eval()

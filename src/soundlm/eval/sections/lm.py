@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from soundlm.devices import default_device
 from soundlm.eval.report import EvalSection
 from soundlm.store import load_store_tokens
 
@@ -87,7 +88,7 @@ def stage_heldout_loss(stage: Stage, records: StoreTokens, batch_size: int = 8,
     if not examples:
         raise ValueError(f"no {name} window to score: the held-out records are shorter than the stage's "
                          f"{stage.window_seconds} s window (the delay pattern scores full windows only)")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = default_device(device)
     model = stage.model.to(device).eval()
     # Delay examples cannot be padded (their prefix precedes the codes): batch equal shapes only.
     groups: dict[tuple, list] = defaultdict(list)

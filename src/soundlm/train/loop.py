@@ -1,0 +1,113 @@
+"""The resumable training loop that the codec, phonetic-encoder, text-LM and AudioPaLM trainers run on.
+
+A `Trainer` says how to train one step, what to log and what its checkpoints hold;
+`run_training` does the rest, the same way for each of them:
+
+- resume from the run's latest checkpoint: the trainer restores its model and optimizer,
+  the loop the step number and every RNG state;
+- train steps `start .. end - 1` (`stop_at` ends a call early, for time-sliced jobs; the
+  trainer's schedules still span `steps`), with a progress bar;
+- RUN/metrics.jsonl, cut back to `start` first (`MetricsLog`);
+- a checkpoint every `ckpt_every` steps and at the end of the call:
+  `checkpoints/step_XXXXXXXX/` holds the trainer's model files and `train_state.pt`
+  (`{"step", "rng", **trainer.train_state(step)}`); the newest `keep` are kept.
+
+Resume is exact when the batch of a step is a pure function of (seed, step): k steps, then
+resume to N, gives the losses and weights of N steps straight. The AudioLM stage trainer
+(`train/lm.py`) keeps its own loop, because Accelerate saves collectively and keeps one RNG
+state per process, and shares the parts: `MetricsLog`, `refuse_changed_settings`,
+`save_step_checkpoint`, `load_train_state`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from soundlm.checkpoint import (TRAIN_STATE, latest_checkpoint, load_train_state, rng_state, save_step_checkpoint,
+                                set_rng_state)
+from soundlm.train.metrics_log import MetricsLog
+
+
+class Trainer(ABC):
+    """One model's training as `run_training` drives it. Steps count from 0; `done` is step + 1."""
+
+    @abstractmethod
+    def restore(self, folder: Path, state: dict) -> None:
+        """Load the checkpoint being resumed: the model files in `folder` and `state` (its train_state.pt)."""
+
+    def begin(self, start: int) -> None:
+        """Called once before the first step of a call, `start` steps being done (data loaders, train mode)."""
+
+    @abstractmethod
+    def train_step(self, step: int) -> Any:
+        """Train on the batch of `step`; returns what `report` needs."""
+
+    @abstractmethod
+    def report(self, done: int, out: Any, metrics: MetricsLog, last: bool) -> dict[str, str] | None:
+        """After step `done` (`last`: the final step of this call): log what is due, evaluate what is due.
+
+        Returns the values to show beside the progress bar, or None to leave them as they are.
+        """
+
+    def write_model(self, folder: Path) -> None:
+        """Write the model files of a checkpoint into `folder` (none when `train_state` holds the weights)."""
+
+    @abstractmethod
+    def train_state(self, step: int) -> dict:
+        """What train_state.pt holds besides the step and the RNG states (optimizer, scheduler, ...)."""
+
+
+@dataclass
+class TrainedSteps:
+    start: int  # the step this call resumed from (0 for a fresh run)
+    step: int  # the step the run has reached
+
+
+def run_training(trainer: Trainer, run_dir: str | Path, steps: int, ckpt_every: int, keep: int = 3,
+                 stop_at: int | None = None, progress: bool = True, desc: str = "train",
+                 tensorboard: bool = False) -> TrainedSteps:
+    """Train `trainer` to `steps` (or `stop_at`) in `run_dir`, resuming from its latest checkpoint."""
+    if steps < 1 or ckpt_every < 1:
+        raise ValueError(f"steps and ckpt_every must be positive, got {steps} and {ckpt_every}")
+    if stop_at is not None and stop_at < 1:
+        raise ValueError(f"stop_at must be a positive step, got {stop_at}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = 0
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        state = load_train_state(ckpt)
+        trainer.restore(ckpt, state)
+        # Checkpoints of phonetic runs made before this loop hold no RNG states (nothing in them drew any).
+        if "rng" in state:
+            set_rng_state(state["rng"])
+        start = int(state["step"])
+    end = steps if stop_at is None else min(stop_at, steps)
+
+    def write(folder: Path, step: int) -> None:
+        trainer.write_model(folder)
+        torch.save({"step": step, "rng": rng_state(), **trainer.train_state(step)}, folder / TRAIN_STATE)
+
+    metrics = MetricsLog(run_dir, start, tensorboard)
+    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        trainer.begin(start)
+        for step in range(start, end):
+            out = trainer.train_step(step)
+            done = step + 1
+            bar.update(1)
+            shown = trainer.report(done, out, metrics, last=done == end)
+            if shown:
+                bar.set_postfix(shown)
+            if done % ckpt_every == 0 or done == end:
+                save_step_checkpoint(run_dir, done, lambda folder: write(folder, done), keep=keep)
+    finally:
+        bar.close()
+        metrics.close()
+    return TrainedSteps(start=start, step=max(start, end))
