@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
+from soundlm.cli.errors import reported
+
 app = typer.Typer(no_args_is_help=True)
 
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+# `soundlm data` has always exited 1 on a documented error (the other commands 2).
+_EXIT_CODE = 1
 
 
 @app.command()
@@ -30,15 +30,12 @@ def speech(
                                                 help="Sentences joined into one recording (longer utterances)."),
 ) -> None:
     """Multi-speaker parallel speech from espeak-ng/flite, with manifest.jsonl and speakers.json."""
-    from soundlm.data import MissingToolError
     from soundlm.data.speech import make_speech_corpus
 
-    try:
+    with reported(exit_code=_EXIT_CODE):
         manifest = make_speech_corpus(out, hours, seed=seed, languages=[x.strip() for x in languages.split(",") if x.strip()],
                                       voices=voices, heldout_voices=heldout_voices, sample_rate=sample_rate,
                                       workers=workers, sentences_per_utterance=sentences_per_utterance)
-    except (MissingToolError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
     typer.echo(f"wrote {manifest}")
 
 
@@ -56,13 +53,10 @@ def piano(
     workers: int | None = typer.Option(None, "--workers", help="Parallel processes (default: number of CPUs)."),
 ) -> None:
     """Solo piano from music21 scores rendered with fluidsynth, with manifest.jsonl."""
-    from soundlm.data import MissingToolError
     from soundlm.data.piano import make_piano_corpus
 
-    try:
+    with reported(exit_code=_EXIT_CODE):
         manifest = make_piano_corpus(out, pieces=pieces, max_seconds=max_seconds, seed=seed, sample_rate=sample_rate,
                                      composer=composer, heldout_fraction=heldout_fraction, soundfont=soundfont,
                                      workers=workers)
-    except (MissingToolError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
     typer.echo(f"wrote {manifest}")

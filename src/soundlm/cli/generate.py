@@ -7,8 +7,6 @@ from typing import Any
 
 import typer
 
-from soundlm.cli import app
-
 _MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs "
                "(default, when neither is given: the model shipped with soundlm).")
 
@@ -54,12 +52,6 @@ def _write(out: Path, name: str, waves: list, sample_rate: int) -> list[Path]:
     return paths
 
 
-def _fail(e: Exception) -> None:
-    # One line, naming the file and the fix (AudioError and our ValueErrors are written that way).
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(code=2)
-
-
 # The sampling options are shared by both commands; typer needs them spelled out per command.
 def _options() -> dict[str, Any]:
     return dict(
@@ -80,7 +72,6 @@ def _options() -> dict[str, Any]:
 _o = _options()
 
 
-@app.command("continue")
 def continue_command(
     prompt: Path = typer.Argument(..., help="Audio prompt (wav/flac/ogg/mp3)."),
     seconds: float = typer.Option(..., help="Seconds of continuation after the prompt."),
@@ -102,22 +93,18 @@ def continue_command(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Continue an audio prompt with AudioLM (semantic -> coarse -> fine -> codec)."""
-    from soundlm.audio import AudioError, load_audio
+    from soundlm.audio import load_audio
 
-    try:
-        load_audio(prompt)  # fail on a bad prompt or option before loading any model
-        sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
-                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
-        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
-        waves = pipe.continue_audio(prompt, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
-                                    include_prompt=include_prompt, progress=True)
-    except (AudioError, ValueError, FileNotFoundError) as e:
-        _fail(e)
+    load_audio(prompt)  # fail on a bad prompt or option before loading any model
+    sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
+                         top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
+    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+    waves = pipe.continue_audio(prompt, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
+                                include_prompt=include_prompt, progress=True)
     paths = _write(out, "continuation", waves, pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
-@app.command("generate")
 def generate_command(
     seconds: float = typer.Option(..., help="Seconds of audio per sample."),
     out: Path = typer.Option(..., help="Output folder for sample_XXX.wav."),
@@ -137,12 +124,9 @@ def generate_command(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
-    try:
-        sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
-                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
-        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
-        waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
+                         top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
+    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+    waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
     paths = _write(out, "sample", waves, pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")

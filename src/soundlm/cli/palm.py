@@ -1,4 +1,5 @@
-"""AudioPaLM commands: `soundlm train textlm`, `soundlm train palm`, `soundlm asr`, `soundlm translate`, `soundlm tts`."""
+"""AudioPaLM commands: `soundlm train textlm`, `soundlm train palm`, `soundlm asr`, `soundlm translate`,
+`soundlm tts` and `soundlm eval palm`."""
 
 from __future__ import annotations
 
@@ -6,16 +7,7 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli import app
-from soundlm.cli.train import app as train_app
 
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(code=2) from None
-
-
-@train_app.command("textlm")
 def train_textlm_command(
     out: Path = typer.Option(..., help="Run folder; the Hugging Face model goes to OUT/final. Rerun to resume."),
     sentences: int = typer.Option(5000, help="Parallel sentences drawn from soundlm.data.text (each in every language)."),
@@ -38,15 +30,11 @@ def train_textlm_command(
                        vocab_size=vocab_size, hidden_size=hidden_size, num_layers=layers, num_heads=heads,
                        steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every, seed=seed,
                        progress=progress)
-    try:
-        result = train_text_lm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    result = train_text_lm(cfg)
     loss = "" if result.loss is None else f", loss {result.loss:.4f}"
     typer.echo(f"text LM trained to step {result.step}{loss}: {result.folder}")
 
 
-@train_app.command("palm")
 def train_palm_command(
     store: Path = typer.Option(..., help="Token store of parallel speech (written by `soundlm tokenize`)."),
     init: str = typer.Option(..., help="Text LM: Hugging Face hub id, HF folder, or a `soundlm train textlm` run."),
@@ -76,10 +64,7 @@ def train_palm_command(
                           manifest=None if manifest is None else str(manifest), acoustic_vocab=acoustic_vocab,
                           new_rows=new_rows, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
                           max_length=max_length, ckpt_every=ckpt_every, seed=seed, progress=progress)
-    try:
-        result = train_palm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    result = train_palm(cfg)
     loss = "" if result.last_loss is None else f", loss {result.last_loss:.4f}"
     dropped = f" ({result.dropped_too_long} too long, dropped)" if result.dropped_too_long else ""
     typer.echo(f"trained on {result.num_examples} examples {result.counts}{dropped} to step {result.step}{loss}; "
@@ -92,7 +77,6 @@ def _load(model: Path):
     return load_palm(model)
 
 
-@app.command("asr")
 def asr_command(
     wav: Path = typer.Argument(..., help="Audio file to transcribe."),
     model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
@@ -102,14 +86,10 @@ def asr_command(
     """Transcribe speech with a palm model."""
     from soundlm.palm.infer import encode_audio, transcribe
 
-    try:
-        palm = _load(model)
-        typer.echo(transcribe(palm, encode_audio(palm, wav, semantic_tokenizer), language))
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    palm = _load(model)
+    typer.echo(transcribe(palm, encode_audio(palm, wav, semantic_tokenizer), language))
 
 
-@app.command("translate")
 def translate_command(
     wav: Path = typer.Argument(..., help="Audio file to translate."),
     to: str = typer.Option(..., "--to", help="Target language code, e.g. fr."),
@@ -125,20 +105,16 @@ def translate_command(
     """Translate speech into text (AST) or, with --speech, into speech in the source voice (S2ST)."""
     from soundlm.palm.infer import encode_audio, translate
 
-    try:
-        palm = _load(model)
-        result = translate(palm, encode_audio(palm, wav, semantic_tokenizer), source, to, speech=speech,
-                           multi_step=multi_step)
-        if not speech:
-            for step in result.steps or []:
-                typer.echo(step)
-            return
-        _write_speech(result.semantic, audiolm, out or wav.with_suffix(f".{to}.wav"), out_tokens, voice_prompt=wav)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    palm = _load(model)
+    result = translate(palm, encode_audio(palm, wav, semantic_tokenizer), source, to, speech=speech,
+                       multi_step=multi_step)
+    if not speech:
+        for step in result.steps or []:
+            typer.echo(step)
+        return
+    _write_speech(result.semantic, audiolm, out or wav.with_suffix(f".{to}.wav"), out_tokens, voice_prompt=wav)
 
 
-@app.command("tts")
 def tts_command(
     text: str = typer.Argument(..., help="Text to speak."),
     model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
@@ -151,11 +127,8 @@ def tts_command(
     """Text to speech: the palm model writes semantic ids, the AudioLM acoustic stages render them."""
     from soundlm.palm.infer import synthesize
 
-    try:
-        palm = _load(model)
-        _write_speech(synthesize(palm, text, language), audiolm, out, out_tokens, voice_prompt=voice)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    palm = _load(model)
+    _write_speech(synthesize(palm, text, language), audiolm, out, out_tokens, voice_prompt=voice)
 
 
 def _write_speech(semantic, audiolm: Path | None, out: Path, out_tokens: Path | None,
@@ -177,20 +150,6 @@ def _write_speech(semantic, audiolm: Path | None, out: Path, out_tokens: Path | 
     typer.echo(f"wrote {out} ({wav.shape[-1] / sr:.2f} s)")
 
 
-def _eval_app() -> typer.Typer:
-    """The `soundlm eval` group of the evaluation suite (`soundlm.cli.eval`), or a new one without it."""
-    try:
-        from soundlm.cli.eval import app as eval_app
-    except ImportError:
-        for group in app.registered_groups:
-            if group.name == "eval" and group.typer_instance is not None:
-                return group.typer_instance
-        eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
-        app.add_typer(eval_app, name="eval", help="Evaluate trained models.")
-    return eval_app
-
-
-@_eval_app().command("palm")
 def eval_palm_command(
     model: Path = typer.Option(..., help="Palm run folder (or its final/ folder or a checkpoint)."),
     store: Path = typer.Option(..., help="Token store holding the evaluation split (written by `soundlm tokenize`)."),
@@ -220,9 +179,6 @@ def eval_palm_command(
                          max_examples=max_examples or None, max_semantic_tokens=max_semantic_tokens,
                          audiolm=None if audiolm is None else str(audiolm), voice_examples=voice_examples,
                          device=device, progress=progress)
-    try:
-        result = evaluate_palm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    result = evaluate_palm(cfg)
     typer.echo(result.md_path.read_text(encoding="utf-8"))
     typer.echo(f"wrote {result.md_path} and {result.json_path}")

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli import app
 
-
-@app.command("tokenize")
 def tokenize_command(
     source: Path = typer.Argument(..., help="Audio folder (searched recursively), one audio file, or a corpus "
                                             "manifest.jsonl. A folder holding manifest.jsonl is read through it "
@@ -40,9 +37,5 @@ def tokenize_command(
                          part_size=part_size, device=device, min_seconds=min_seconds,
                          max_seconds=max_seconds if max_seconds > 0 else None,
                          normalize=None if normalize == "none" else normalize)
-    try:
-        summary = tokenize_corpus(cfg, progress=progress)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from None
+    summary = tokenize_corpus(cfg, progress=progress)
     typer.echo(summary.line())

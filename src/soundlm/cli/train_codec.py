@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli.train import app
 
-
-@app.command("codec")
 def train_codec_command(
     data: Path = typer.Argument(..., help="Audio folder/file, or a manifest.jsonl (or the corpus folder holding it)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder. Rerun the same command to resume from its "
@@ -42,11 +39,7 @@ def train_codec_command(
                            adv_start_step=adv_start_step, ckpt_every=ckpt_every, eval_every=eval_every,
                            sample_every=sample_every, heldout_fraction=heldout_fraction, seed=seed,
                            num_workers=num_workers, device=device)
-    try:
-        result = train_codec(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+    result = train_codec(cfg)
     summary = ""
     if result.last_eval:
         summary = "  " + "  ".join(f"{k}={v:.3f}" for k, v in sorted(result.last_eval.items()))

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli.train import app
 
-
-@app.command("lm")
 def train_lm_command(
     store: Path = typer.Argument(..., help="Token store folder written by `soundlm tokenize`."),
     stage: str = typer.Option(..., help="Which AudioLM stage: semantic, coarse or fine."),
@@ -53,11 +50,7 @@ def train_lm_command(
                         coarse_codebooks=coarse_codebooks, pattern=pattern, mixed_precision=mixed_precision,
                         ckpt_every=ckpt_every, eval_every=eval_every, heldout_fraction=heldout_fraction,
                         exclude_split=None if exclude_split.lower() in ("", "none") else exclude_split, seed=seed, num_workers=num_workers, log_every=log_every, stop_at=stop_at, progress=progress)
-    try:
-        result = train_lm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from None
+    result = train_lm(cfg)
     loss = "" if result.heldout_loss is None else f", held-out loss {result.heldout_loss:.4f}"
     if result.final_dir.exists() and result.step >= steps:
         typer.echo(f"trained {stage} stage to step {result.step}{loss}; inference folder: {result.final_dir}")

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli.train import app
 
-
-@app.command("phonetic")
 def train_phonetic_cmd(
     data: Path = typer.Argument(..., help="Corpus manifest.jsonl (or its folder) whose rows have a transcript; "
                                           "rows of split 'train' are learnt, 'heldout' ones scored."),
@@ -34,11 +31,7 @@ def train_phonetic_cmd(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = PhoneticTrainConfig(data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr,
                               hidden=hidden, layers=layers, seed=seed, stop_at=stop_at)
-    try:
-        result = train_phonetic(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from e
+    result = train_phonetic(cfg)
     typer.echo(f"trained on {result.train_files} files ({len(result.skipped)} skipped, see {out / 'errors.jsonl'})")
     if result.final_dir is None:
         typer.echo(f"stopped at step {max(result.losses, default=0)}; rerun the command to resume")

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli.train import app
 
-
-@app.command("semantic")
 def train_semantic_cmd(
     source: Path = typer.Argument(..., help="Folder of audio files, a single file, or a corpus manifest.jsonl "
                                             "(or the corpus folder holding one)."),
@@ -46,11 +43,7 @@ def train_semantic_cmd(
                                  max_frames=max_frames, seed=seed, batch_size=batch_size,
                                  chunk_seconds=chunk_seconds, max_iter=max_iter,
                                  split=None if split == "all" else split)
-    try:
-        result = train_semantic(source, out, config, device=device)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from e
+    result = train_semantic(source, out, config, device=device)
     typer.echo(f"saved tokenizer to {result.out_dir}")
     typer.echo(f"files: {result.num_files} ({result.num_errors} skipped, see {result.out_dir / 'errors.jsonl'})")
     typer.echo(f"frames: {result.sampled_frames} sampled of {result.total_frames}")
