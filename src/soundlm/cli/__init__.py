@@ -1,12 +1,14 @@
 """The `soundlm` command line. Commands stay thin: parse arguments, call library code.
 
-Heavy imports (torch, transformers) happen inside each command so `--help` is instant.
-
 Registration is explicit: a command module only defines functions, and the module of its
 group adds them, here for the top level, in `train.py` for `soundlm train`. A group whose
 commands live in its own module (`data.py`, `eval.py`) decorates them on its own `app`, and
 is added here with `app.add_typer`. A new command is one function plus one line in its group.
-Documented errors (ValueError, FileNotFoundError, MissingToolError) become one line
+
+Options take their defaults from the library's config dataclasses (see `options.py`), so
+importing the command line imports the modules that define them, torch included: `--help`
+takes about as long as `import torch`. Models and transformers still load inside the
+commands. Documented errors (ValueError, FileNotFoundError, MissingToolError) become one line
 `error: ...` for every command, in `errors.ReportingGroup`.
 """
 
