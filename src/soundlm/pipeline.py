@@ -188,7 +188,7 @@ class AudioLMPipeline:
     def continue_audio(self, prompt: str | Path | np.ndarray, seconds: float, num_samples: int = 1,
                        sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
                        include_prompt: bool = True, progress: bool = False,
-                       acoustic_prompt: bool = True) -> list[np.ndarray]:
+                       acoustic_prompt: bool = True, prompt_source: str | Path | None = None) -> list[np.ndarray]:
         """Continue a prompt (a file, or a [C, S] / [S] array at `prompt_sample_rate`) by `seconds`.
 
         acoustic_prompt=False gives the coarse and fine stages the prompt's semantic ids only,
@@ -196,7 +196,7 @@ class AudioLMPipeline:
         whole file afresh: AudioLM's contrast for speaker preservation (sec. 5.3).
         Returns `num_samples` waveforms [C, S] at `self.sample_rate` (see the module doc for lengths).
         """
-        semantic, codes = self.tokenize_prompt(prompt, prompt_sample_rate)
+        semantic, codes = self.tokenize_prompt(prompt, prompt_sample_rate, prompt_source)
         prompt_samples = int(round(codes.shape[2] * self.codec.sample_rate / self.codec.frame_rate))
         prompt_seconds = codes.shape[2] / self.codec.frame_rate
         if not acoustic_prompt:
@@ -233,9 +233,11 @@ class AudioLMPipeline:
         return audio, int(sample_rate)
 
     @torch.inference_mode()
-    def tokenize_prompt(self, prompt: str | Path | np.ndarray,
-                        sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokenize_prompt(self, prompt: str | Path | np.ndarray, sample_rate: int | None = None,
+                        source: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A prompt (file, or [C, S] / [S] array at `sample_rate`) -> semantic ids [1, T_s], codes [1, K, T_a].
+
+        source: the file an array prompt was read from, named in error messages.
 
         The prompt is cut to whole codec frames (T_a of them), so its semantic ids and codes
         cover the same time and what follows starts on a frame boundary.
@@ -246,11 +248,12 @@ class AudioLMPipeline:
         if frames < 1:
             from soundlm.audio import AudioError
 
-            raise AudioError(prompt if isinstance(prompt, (str, Path)) else None,
+            raise AudioError(prompt if isinstance(prompt, (str, Path)) else source,
                              f"prompt too short: {audio.shape[-1]} samples, less than one codec frame "
                              f"({native_hop:g})", "use a longer prompt")
         seconds = frames / self.codec.frame_rate
-        tokens = self.audio_tokenizer.encode(audio[:, : int(round(frames * native_hop))], rate)
+        tokens = self.audio_tokenizer.encode(audio[:, : int(round(frames * native_hop))], rate,
+                                             prompt if isinstance(prompt, (str, Path)) else source)
         codes = torch.from_numpy(tokens.acoustic)[None, :, : _frames(seconds, self.codec.frame_rate)]  # [1, K, T_a]
         semantic = torch.from_numpy(tokens.semantic)[None, : _frames(seconds, self.semantic_tokenizer.frame_rate)]
         return semantic.long().to(self.device), codes.long().to(self.device)

@@ -1,27 +1,40 @@
 """The `soundlm` command line. Commands stay thin: parse arguments, call library code.
 
-Heavy imports (torch, transformers) happen inside each command so `--help` is instant.
+Registration is explicit: a command module only defines functions, and the module of its
+group adds them, here for the top level, in `train.py` for `soundlm train`. A group whose
+commands live in its own module (`data.py`, `eval.py`) decorates them on its own `app`, and
+is added here with `app.add_typer`. A new command is one function plus one line in its group.
+
+Options take their defaults from the library's config dataclasses (see `options.py`), so
+importing the command line imports the modules that define them, torch included: `--help`
+takes about as long as `import torch`. Models and transformers still load inside the
+commands. Documented errors (ValueError, FileNotFoundError, MissingToolError) become one line
+`error: ...` for every command, in `errors.ReportingGroup`.
 """
 
 from __future__ import annotations
 
 import typer
 
-from soundlm.cli import data as data_cli
-from soundlm.cli import train as train_cli
+from soundlm.cli import data, demo, generate, palm, recipe, tokenize, train
+from soundlm.cli import eval as eval_cli  # not `eval`: that would hide the builtin
+from soundlm.cli.errors import ReportingGroup
 
 app = typer.Typer(help="soundlm: audio language modeling from the command line.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-app.add_typer(data_cli.app, name="data", help="Synthesize corpora (speech, piano).")
-app.add_typer(train_cli.app, name="train", help="Train tokenizers and language models.")
+                  add_completion=False, pretty_exceptions_enable=False, cls=ReportingGroup)
 
-# Top-level commands are registered by their modules.
-from soundlm.cli import tokenize as _tokenize  # noqa: E402,F401
-from soundlm.cli import demo as _demo  # noqa: E402,F401
-from soundlm.cli import palm as _palm  # noqa: E402,F401
-from soundlm.cli import generate as _generate  # noqa: E402,F401
-from soundlm.cli import eval as _eval  # noqa: E402,F401
-from soundlm.cli import recipe as _recipe  # noqa: E402,F401
+# `soundlm --help` lists the commands in this order, then the groups.
+app.command("tokenize")(tokenize.tokenize_command)
+app.command("demo")(demo.demo)
+app.command("asr")(palm.asr_command)
+app.command("translate")(palm.translate_command)
+app.command("tts")(palm.tts_command)
+app.command("continue")(generate.continue_command)
+app.command("generate")(generate.generate_command)
+app.command("recipe")(recipe.recipe)
+app.add_typer(data.app, name="data", help="Synthesize corpora (speech, piano).")
+app.add_typer(train.app, name="train", help="Train tokenizers and language models.")
+app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, all.")
 
 
 def main() -> None:

@@ -4,27 +4,21 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli import app
+from soundlm.cli.options import keyword_defaults
+from soundlm.demo import render_markdown, run_demo
+
+_DEMO = keyword_defaults(run_demo)
 
 
-@app.command()
 def demo(out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's audio, figure and report."),
-         num_samples: int = typer.Option(3, help="Continuations to sample (one batch)."),
-         seconds: float = typer.Option(4.0, help="Seconds generated after the prompt."),
-         seed: int = typer.Option(0, help="Sampling seed."),
+         num_samples: int = typer.Option(_DEMO["num_samples"], help="Continuations to sample (one batch)."),
+         seconds: float = typer.Option(_DEMO["seconds"], help="Seconds generated after the prompt."),
+         seed: int = typer.Option(_DEMO["seed"], help="Sampling seed."),
          model: Path | None = typer.Option(None, help="A bundle folder (default: the model shipped with soundlm)."),
          prompt: Path | None = typer.Option(None, help="Prompt audio (default: the bundled 3 s prompt)."),
          device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available).")) -> None:
     """Continue a held-out voice's 3 s prompt with the shipped AudioLM model; write wavs, a figure and a report."""
-    from soundlm.audio import AudioError
-    from soundlm.demo import render_markdown, run_demo
-
-    try:
-        report = run_demo(out, model=model, prompt=prompt, num_samples=num_samples, seconds=seconds, seed=seed,
-                          device=device, log=typer.echo)
-    except (AudioError, ValueError, FileNotFoundError) as e:
-        # One line naming the file and the fix.
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2)
+    report = run_demo(out, model=model, prompt=prompt, num_samples=num_samples, seconds=seconds, seed=seed,
+                      device=device, log=typer.echo)
     typer.echo(render_markdown(report))
     typer.echo(f"wrote {', '.join(report.files)} to {out}/")

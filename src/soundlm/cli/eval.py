@@ -8,26 +8,23 @@ from typing import Any, Callable
 
 import typer
 
-from soundlm.cli import app as main_app
+from soundlm.cli import palm
+from soundlm.cli.options import config_from
+from soundlm.eval.suite import SuiteConfig
+from soundlm.pipeline import AudioLMSampling
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate a codec and an AudioLM model (tables in markdown + JSON).")
-main_app.add_typer(app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, all.")
 
 _MODEL = "Model bundle folder (semantic/ coarse/ fine/ semantic_tokenizer/ codec/)."
 _OUT = "Output folder for the markdown table and JSON (and resume state)."
 _SPLIT = "Manifest/store split to evaluate ('heldout' or 'train')."
 _DEVICE = "cpu or cuda (default: cuda when available)."
+_SAMPLING = AudioLMSampling()  # the defaults `eval continuation` falls back to
 
 
 def _run(fn: Callable[[], Any], out: Path) -> Any:
-    """Run an evaluation, turning our documented errors into one line naming the fix."""
-    from soundlm.audio import AudioError
-
-    try:
-        section = fn()
-    except (AudioError, ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2)
+    """Run an evaluation, write its section to `out` and print it."""
+    section = fn()
     from soundlm.eval.report import write_section
 
     md, _ = write_section(section, out)
@@ -99,9 +96,10 @@ def continuation_command(
     num_prompts: int = typer.Option(20, help="Prompts, taken round-robin over voices."),
     enrol_fraction: float = typer.Option(0.5, help="Share of each voice's utterances used to enrol it."),
     save_audio: bool = typer.Option(True, help="Also write the continuations under OUT/continuation_audio/."),
-    temperature_coarse: float | None = typer.Option(None, help="Coarse stage temperature (default: AudioLM's 0.8)."),
+    temperature_coarse: float | None = typer.Option(
+        None, help=f"Coarse stage temperature (default: AudioLM's {_SAMPLING.coarse.temperature})."),
     context: float | None = typer.Option(None, help="Fraction of each stage's window kept as context when "
-                                                    "generation slides past it (default 0.5)."),
+                                                    f"generation slides past it (default {_SAMPLING.context})."),
     seed: int = typer.Option(0, help="Seed (utterance choice and sampling)."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
@@ -111,7 +109,6 @@ def continuation_command(
         from dataclasses import replace
 
         from soundlm.eval.sections.continuation import eval_continuation
-        from soundlm.pipeline import AudioLMSampling
 
         sampling = None  # the defaults, recorded as "default"
         if temperature_coarse is not None or context is not None:
@@ -167,11 +164,11 @@ def units_command(
     def go() -> Any:
         from soundlm.eval.sections.units import eval_units
         from soundlm.pipeline import SEMANTIC_TOKENIZER_DIR
-        from soundlm.semantic.tokenizer import KMeansTokenizer
+        from soundlm.semantic import load_semantic_tokenizer
 
         in_bundle = tokenizer / SEMANTIC_TOKENIZER_DIR
         folder = in_bundle if in_bundle.is_dir() else tokenizer
-        return eval_units(KMeansTokenizer.load(folder, device=device), data, split, max_files, folds, seed)
+        return eval_units(load_semantic_tokenizer(folder, device=device), data, split, max_files, folds, seed)
 
     _run(go, out)
 
@@ -203,38 +200,36 @@ def asr_command(
 
 @app.command("all")
 def all_command(
+    ctx: typer.Context,
     model: Path = typer.Option(..., help=_MODEL),
     data: Path = typer.Option(..., help="Corpus manifest (or its folder) with speakers, transcripts, splits."),
     store: Path = typer.Option(..., help="Token store of that corpus (for the held-out LM loss)."),
     out: Path = typer.Option(..., help="Output folder: results.md, results.json and one file pair per section."),
-    split: str = typer.Option("heldout", help=_SPLIT),
-    max_files: int | None = typer.Option(20, help="Files for the codec evaluation."),
-    asr_max_files: int | None = typer.Option(10, help="Files for the ASR evaluation (pocketsphinx: ~1 min each)."),
-    prompt_seconds: float = typer.Option(3.0, help="Continuation prompt length."),
-    seconds: float = typer.Option(3.0, help="Continuation length."),
-    num_prompts: int = typer.Option(20, help="Continuation prompts."),
-    num_pairs: int = typer.Option(50, help="Lexical word / non-word pairs."),
-    voice: str = typer.Option("en-us", help="espeak-ng voice of the lexical pairs (comma-separated: several, "
-                                            "averaged)."),
-    skip: str = typer.Option("", help="Comma-separated sections to leave out (codec,lm,units,continuation,lexical,asr)."),
-    seed: int = typer.Option(0, help="Seed for every evaluation."),
+    split: str = typer.Option(SuiteConfig.split, help=_SPLIT),
+    max_files: int | None = typer.Option(SuiteConfig.max_files, help="Files for the codec evaluation."),
+    asr_max_files: int | None = typer.Option(SuiteConfig.asr_max_files,
+                                             help="Files for the ASR evaluation (pocketsphinx: ~1 min each)."),
+    prompt_seconds: float = typer.Option(SuiteConfig.prompt_seconds, help="Continuation prompt length."),
+    seconds: float = typer.Option(SuiteConfig.seconds, help="Continuation length."),
+    num_prompts: int = typer.Option(SuiteConfig.num_prompts, help="Continuation prompts."),
+    num_pairs: int = typer.Option(SuiteConfig.num_pairs, help="Lexical word / non-word pairs."),
+    voice: str = typer.Option(SuiteConfig.voice, help="espeak-ng voice of the lexical pairs (comma-separated: "
+                                                      "several, averaged)."),
+    skip: str = typer.Option(",".join(SuiteConfig.skip), help="Comma-separated sections to leave out "
+                                                              "(codec,lm,units,continuation,lexical,asr)."),
+    seed: int = typer.Option(SuiteConfig.seed, help="Seed for every evaluation."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
     """Run every evaluation on one model; writes OUT/results.md and OUT/results.json."""
-    from soundlm.audio import AudioError
+    from soundlm.eval.suite import run_all
 
-    try:
-        from soundlm.eval.suite import SuiteConfig, run_all
-
-        cfg = SuiteConfig(model=str(model), data=str(data), store=str(store), out=str(out), split=split,
-                          max_files=max_files, asr_max_files=asr_max_files, prompt_seconds=prompt_seconds, seconds=seconds,
-                          num_prompts=num_prompts, num_pairs=num_pairs, voice=voice, seed=seed, device=device,
-                          skip=tuple(s.strip() for s in skip.split(",") if s.strip()))
-        sections = run_all(cfg)
-    except (AudioError, ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2)
+    sections = run_all(config_from(SuiteConfig, ctx.params,
+                                   skip=tuple(s.strip() for s in skip.split(",") if s.strip())))
     for s in sections:
         typer.echo(f"{s.name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                             for k, v in s.summary.items()))
     typer.echo(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+
+
+# AudioPaLM's evaluation is defined beside the other palm commands.
+app.command("palm")(palm.eval_palm_command)

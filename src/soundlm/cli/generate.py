@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from soundlm.cli import app
+from soundlm.pipeline import AudioLMSampling
+from soundlm.sampler import SamplingParams
 
 _MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs "
                "(default, when neither is given: the model shipped with soundlm).")
 
 
-def _sampling(temperature_semantic: float, temperature_coarse: float, temperature_fine: float,
-              top_k_semantic: int, top_k_coarse: int, top_k_fine: int,
-              top_p_semantic: float, top_p_coarse: float, top_p_fine: float, context: float) -> Any:
-    from soundlm.pipeline import AudioLMSampling
-    from soundlm.sampler import SamplingParams
-
-    return AudioLMSampling(semantic=SamplingParams(temperature_semantic, top_k_semantic or None, top_p_semantic),
-                           coarse=SamplingParams(temperature_coarse, top_k_coarse or None, top_p_coarse),
-                           fine=SamplingParams(temperature_fine, top_k_fine or None, top_p_fine), context=context)
+def _sampling(params: Mapping[str, Any]) -> AudioLMSampling:
+    """The sampling options of a command (its `ctx.params`) as an AudioLMSampling (which checks them)."""
+    stages = {stage: SamplingParams(params[f"temperature_{stage}"], params[f"top_k_{stage}"] or None,
+                                    params[f"top_p_{stage}"]) for stage in ("semantic", "coarse", "fine")}
+    return AudioLMSampling(**stages, context=params["context"])
 
 
 def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None, fine_run: Path | None,
@@ -54,34 +52,30 @@ def _write(out: Path, name: str, waves: list, sample_rate: int) -> list[Path]:
     return paths
 
 
-def _fail(e: Exception) -> None:
-    # One line, naming the file and the fix (AudioError and our ValueErrors are written that way).
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(code=2)
-
-
 # The sampling options are shared by both commands; typer needs them spelled out per command.
+# Their defaults are AudioLMSampling's (None, meaning off, shows as 0 for top-k and 1 for top-p).
 def _options() -> dict[str, Any]:
+    s = AudioLMSampling()
     return dict(
-        temperature_semantic=typer.Option(0.6, help="Semantic stage temperature (AudioLM: 0.6)."),
-        temperature_coarse=typer.Option(0.8, help="Coarse stage temperature (AudioLM: 0.8)."),
-        temperature_fine=typer.Option(0.6, help="Fine stage temperature (AudioLM: 0.6)."),
-        top_k_semantic=typer.Option(0, help="Semantic top-k (0 = off)."),
-        top_k_coarse=typer.Option(0, help="Coarse top-k (0 = off)."),
-        top_k_fine=typer.Option(0, help="Fine top-k (0 = off)."),
-        top_p_semantic=typer.Option(0.95, help="Semantic nucleus top-p (1 = off)."),
-        top_p_coarse=typer.Option(0.95, help="Coarse nucleus top-p (1 = off)."),
-        top_p_fine=typer.Option(0.95, help="Fine nucleus top-p (1 = off)."),
-        context=typer.Option(0.5, help="Fraction of each stage's training window kept as context when generation "
-                             "slides past it, in (0, 1)."),
+        temperature_semantic=typer.Option(s.semantic.temperature, help="Semantic stage temperature (AudioLM: 0.6)."),
+        temperature_coarse=typer.Option(s.coarse.temperature, help="Coarse stage temperature (AudioLM: 0.8)."),
+        temperature_fine=typer.Option(s.fine.temperature, help="Fine stage temperature (AudioLM: 0.6)."),
+        top_k_semantic=typer.Option(s.semantic.top_k or 0, help="Semantic top-k (0 = off)."),
+        top_k_coarse=typer.Option(s.coarse.top_k or 0, help="Coarse top-k (0 = off)."),
+        top_k_fine=typer.Option(s.fine.top_k or 0, help="Fine top-k (0 = off)."),
+        top_p_semantic=typer.Option(s.semantic.top_p or 1.0, help="Semantic nucleus top-p (1 = off)."),
+        top_p_coarse=typer.Option(s.coarse.top_p or 1.0, help="Coarse nucleus top-p (1 = off)."),
+        top_p_fine=typer.Option(s.fine.top_p or 1.0, help="Fine nucleus top-p (1 = off)."),
+        context=typer.Option(s.context, help="Fraction of each stage's training window kept as context when "
+                             "generation slides past it, in (0, 1)."),
     )
 
 
 _o = _options()
 
 
-@app.command("continue")
 def continue_command(
+    ctx: typer.Context,
     prompt: Path = typer.Argument(..., help="Audio prompt (wav/flac/ogg/mp3)."),
     seconds: float = typer.Option(..., help="Seconds of continuation after the prompt."),
     out: Path = typer.Option(..., help="Output folder for continuation_XXX.wav."),
@@ -102,23 +96,21 @@ def continue_command(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Continue an audio prompt with AudioLM (semantic -> coarse -> fine -> codec)."""
-    from soundlm.audio import AudioError, load_audio
+    from soundlm.audio import info, load_audio
 
-    try:
-        load_audio(prompt)  # fail on a bad prompt or option before loading any model
-        sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
-                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
-        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
-        waves = pipe.continue_audio(prompt, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
-                                    include_prompt=include_prompt, progress=True)
-    except (AudioError, ValueError, FileNotFoundError) as e:
-        _fail(e)
+    # Decoded once, before any model loads: a bad prompt or option fails at once.
+    audio, rate = load_audio(prompt, sample_rate=None, mono=False), info(prompt).sample_rate
+    sampling = _sampling(ctx.params)
+    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+    waves = pipe.continue_audio(audio, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
+                                prompt_sample_rate=rate, include_prompt=include_prompt, progress=True,
+                                prompt_source=prompt)
     paths = _write(out, "continuation", waves, pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
-@app.command("generate")
 def generate_command(
+    ctx: typer.Context,
     seconds: float = typer.Option(..., help="Seconds of audio per sample."),
     out: Path = typer.Option(..., help="Output folder for sample_XXX.wav."),
     num_samples: int = typer.Option(1, help="Samples to generate (one batch)."),
@@ -137,12 +129,8 @@ def generate_command(
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
-    try:
-        sampling = _sampling(temperature_semantic, temperature_coarse, temperature_fine, top_k_semantic,
-                             top_k_coarse, top_k_fine, top_p_semantic, top_p_coarse, top_p_fine, context)
-        pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
-        waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    sampling = _sampling(ctx.params)
+    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+    waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
     paths = _write(out, "sample", waves, pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")

@@ -1,4 +1,5 @@
-"""AudioPaLM commands: `soundlm train textlm`, `soundlm train palm`, `soundlm asr`, `soundlm translate`, `soundlm tts`."""
+"""AudioPaLM commands: `soundlm train textlm`, `soundlm train palm`, `soundlm asr`, `soundlm translate`,
+`soundlm tts` and `soundlm eval palm`."""
 
 from __future__ import annotations
 
@@ -6,80 +7,70 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli import app
-from soundlm.cli.train import app as train_app
+from soundlm.cli.options import config_from
+from soundlm.palm.evaluate import PalmEvalConfig, evaluate_palm
+from soundlm.palm.text_lm import TextLMConfig, train_text_lm
+from soundlm.palm.train import PalmTrainConfig, train_palm
 
 
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(code=2) from None
+def _split(values: str) -> tuple[str, ...]:
+    """A comma-separated option (languages, tasks) as the tuple the configs hold."""
+    return tuple(values.split(","))
 
 
-@train_app.command("textlm")
 def train_textlm_command(
+    ctx: typer.Context,
     out: Path = typer.Option(..., help="Run folder; the Hugging Face model goes to OUT/final. Rerun to resume."),
-    sentences: int = typer.Option(5000, help="Parallel sentences drawn from soundlm.data.text (each in every language)."),
-    languages: str = typer.Option("en,fr,de,es", help="Comma-separated languages."),
-    vocab_size: int = typer.Option(1000, help="Byte-level BPE vocabulary size."),
-    hidden_size: int = typer.Option(128, help="Model width."),
-    layers: int = typer.Option(4, help="Transformer layers."),
-    heads: int = typer.Option(4, help="Attention heads."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    batch_size: int = typer.Option(32, help="Sentences per step."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate."),
-    ckpt_every: int = typer.Option(500, help="Checkpoint every N steps."),
-    seed: int = typer.Option(0, help="Seed for sentences, weights and order."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    sentences: int = typer.Option(TextLMConfig.num_sentences,
+                                  help="Parallel sentences drawn from soundlm.data.text (each in every language)."),
+    languages: str = typer.Option(",".join(TextLMConfig.languages), help="Comma-separated languages."),
+    vocab_size: int = typer.Option(TextLMConfig.vocab_size, help="Byte-level BPE vocabulary size."),
+    hidden_size: int = typer.Option(TextLMConfig.hidden_size, help="Model width."),
+    layers: int = typer.Option(TextLMConfig.num_layers, help="Transformer layers."),
+    heads: int = typer.Option(TextLMConfig.num_heads, help="Attention heads."),
+    steps: int = typer.Option(TextLMConfig.steps, help="Optimizer steps."),
+    batch_size: int = typer.Option(TextLMConfig.batch_size, help="Sentences per step."),
+    lr: float = typer.Option(TextLMConfig.lr, help="Peak learning rate."),
+    ckpt_every: int = typer.Option(TextLMConfig.ckpt_every, help="Checkpoint every N steps."),
+    seed: int = typer.Option(TextLMConfig.seed, help="Seed for sentences, weights and order."),
+    progress: bool = typer.Option(TextLMConfig.progress, help="Show a progress bar."),
 ) -> None:
     """Train a tiny Llama text LM offline (the text initialisation for `soundlm train palm`)."""
-    from soundlm.palm.text_lm import TextLMConfig, train_text_lm
-
-    cfg = TextLMConfig(out=str(out), num_sentences=sentences, languages=tuple(languages.split(",")),
-                       vocab_size=vocab_size, hidden_size=hidden_size, num_layers=layers, num_heads=heads,
-                       steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every, seed=seed,
-                       progress=progress)
-    try:
-        result = train_text_lm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    cfg = config_from(TextLMConfig, ctx.params, num_sentences=sentences, languages=_split(languages),
+                      num_layers=layers, num_heads=heads)
+    result = train_text_lm(cfg)
     loss = "" if result.loss is None else f", loss {result.loss:.4f}"
     typer.echo(f"text LM trained to step {result.step}{loss}: {result.folder}")
 
 
-@train_app.command("palm")
 def train_palm_command(
+    ctx: typer.Context,
     store: Path = typer.Option(..., help="Token store of parallel speech (written by `soundlm tokenize`)."),
     init: str = typer.Option(..., help="Text LM: Hugging Face hub id, HF folder, or a `soundlm train textlm` run."),
     out: Path = typer.Option(..., help="Run folder; rerunning the same command resumes from its latest checkpoint."),
-    tasks: str = typer.Option("asr,ast,tts,s2st", help="Comma-separated: asr, tts, ast, s2st, asr_ast, continue."),
-    scratch: bool = typer.Option(False, "--scratch", help="Same architecture as --init, random weights (ablation)."),
+    tasks: str = typer.Option(",".join(PalmTrainConfig.tasks),
+                              help="Comma-separated: asr, tts, ast, s2st, asr_ast, continue."),
+    scratch: bool = typer.Option(PalmTrainConfig.from_scratch, "--scratch",
+                                 help="Same architecture as --init, random weights (ablation)."),
     tokenizer: str | None = typer.Option(None, help="Text tokenizer (default: the one of --init)."),
     languages: str | None = typer.Option(None, help="Comma-separated languages to use (default: all in the store)."),
     manifest: Path | None = typer.Option(None, help="Corpus manifest, if the store lacks text_id/transcript."),
-    acoustic_vocab: bool = typer.Option(False, help="Also append the store's acoustic codebooks to the vocabulary."),
-    new_rows: str = typer.Option("mean", help="Init of the new embedding rows: mean or random."),
-    steps: int = typer.Option(2000, help="Optimizer steps."),
-    batch_size: int = typer.Option(16, help="Examples per step."),
-    lr: float = typer.Option(3e-4, help="Peak learning rate."),
-    warmup: int = typer.Option(100, help="Linear warmup steps."),
-    max_length: int = typer.Option(1024, help="Drop examples longer than this many tokens."),
-    ckpt_every: int = typer.Option(500, help="Checkpoint every N steps."),
-    seed: int = typer.Option(0, help="Seed for new rows and order."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    acoustic_vocab: bool = typer.Option(PalmTrainConfig.acoustic_vocab,
+                                        help="Also append the store's acoustic codebooks to the vocabulary."),
+    new_rows: str = typer.Option(PalmTrainConfig.new_rows, help="Init of the new embedding rows: mean or random."),
+    steps: int = typer.Option(PalmTrainConfig.steps, help="Optimizer steps."),
+    batch_size: int = typer.Option(PalmTrainConfig.batch_size, help="Examples per step."),
+    lr: float = typer.Option(PalmTrainConfig.lr, help="Peak learning rate."),
+    warmup: int = typer.Option(PalmTrainConfig.warmup, help="Linear warmup steps."),
+    max_length: int = typer.Option(PalmTrainConfig.max_length, help="Drop examples longer than this many tokens."),
+    ckpt_every: int = typer.Option(PalmTrainConfig.ckpt_every, help="Checkpoint every N steps."),
+    seed: int = typer.Option(PalmTrainConfig.seed, help="Seed for new rows and order."),
+    progress: bool = typer.Option(PalmTrainConfig.progress, help="Show a progress bar."),
 ) -> None:
     """Train one LM for ASR, TTS, speech translation and S2ST (AudioPaLM) from a text LM."""
-    from soundlm.palm.train import PalmTrainConfig, train_palm
-
-    cfg = PalmTrainConfig(store=str(store), out=str(out), init=init, tasks=tuple(tasks.split(",")),
-                          from_scratch=scratch, tokenizer=tokenizer,
-                          languages=tuple(languages.split(",")) if languages else None,
-                          manifest=None if manifest is None else str(manifest), acoustic_vocab=acoustic_vocab,
-                          new_rows=new_rows, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup,
-                          max_length=max_length, ckpt_every=ckpt_every, seed=seed, progress=progress)
-    try:
-        result = train_palm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    cfg = config_from(PalmTrainConfig, ctx.params, tasks=_split(tasks), from_scratch=scratch,
+                      languages=_split(languages) if languages else None)
+    result = train_palm(cfg)
     loss = "" if result.last_loss is None else f", loss {result.last_loss:.4f}"
     dropped = f" ({result.dropped_too_long} too long, dropped)" if result.dropped_too_long else ""
     typer.echo(f"trained on {result.num_examples} examples {result.counts}{dropped} to step {result.step}{loss}; "
@@ -92,7 +83,6 @@ def _load(model: Path):
     return load_palm(model)
 
 
-@app.command("asr")
 def asr_command(
     wav: Path = typer.Argument(..., help="Audio file to transcribe."),
     model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
@@ -102,14 +92,10 @@ def asr_command(
     """Transcribe speech with a palm model."""
     from soundlm.palm.infer import encode_audio, transcribe
 
-    try:
-        palm = _load(model)
-        typer.echo(transcribe(palm, encode_audio(palm, wav, semantic_tokenizer), language))
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    palm = _load(model)
+    typer.echo(transcribe(palm, encode_audio(palm, wav, semantic_tokenizer), language))
 
 
-@app.command("translate")
 def translate_command(
     wav: Path = typer.Argument(..., help="Audio file to translate."),
     to: str = typer.Option(..., "--to", help="Target language code, e.g. fr."),
@@ -125,20 +111,16 @@ def translate_command(
     """Translate speech into text (AST) or, with --speech, into speech in the source voice (S2ST)."""
     from soundlm.palm.infer import encode_audio, translate
 
-    try:
-        palm = _load(model)
-        result = translate(palm, encode_audio(palm, wav, semantic_tokenizer), source, to, speech=speech,
-                           multi_step=multi_step)
-        if not speech:
-            for step in result.steps or []:
-                typer.echo(step)
-            return
-        _write_speech(result.semantic, audiolm, out or wav.with_suffix(f".{to}.wav"), out_tokens, voice_prompt=wav)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    palm = _load(model)
+    result = translate(palm, encode_audio(palm, wav, semantic_tokenizer), source, to, speech=speech,
+                       multi_step=multi_step)
+    if not speech:
+        for step in result.steps or []:
+            typer.echo(step)
+        return
+    _write_speech(result.semantic, audiolm, out or wav.with_suffix(f".{to}.wav"), out_tokens, voice_prompt=wav)
 
 
-@app.command("tts")
 def tts_command(
     text: str = typer.Argument(..., help="Text to speak."),
     model: Path = typer.Option(..., help="Palm run folder (or its final/ folder)."),
@@ -151,11 +133,8 @@ def tts_command(
     """Text to speech: the palm model writes semantic ids, the AudioLM acoustic stages render them."""
     from soundlm.palm.infer import synthesize
 
-    try:
-        palm = _load(model)
-        _write_speech(synthesize(palm, text, language), audiolm, out, out_tokens, voice_prompt=voice)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    palm = _load(model)
+    _write_speech(synthesize(palm, text, language), audiolm, out, out_tokens, voice_prompt=voice)
 
 
 def _write_speech(semantic, audiolm: Path | None, out: Path, out_tokens: Path | None,
@@ -177,52 +156,33 @@ def _write_speech(semantic, audiolm: Path | None, out: Path, out_tokens: Path | 
     typer.echo(f"wrote {out} ({wav.shape[-1] / sr:.2f} s)")
 
 
-def _eval_app() -> typer.Typer:
-    """The `soundlm eval` group of the evaluation suite (`soundlm.cli.eval`), or a new one without it."""
-    try:
-        from soundlm.cli.eval import app as eval_app
-    except ImportError:
-        for group in app.registered_groups:
-            if group.name == "eval" and group.typer_instance is not None:
-                return group.typer_instance
-        eval_app = typer.Typer(help="Evaluate trained models.", no_args_is_help=True)
-        app.add_typer(eval_app, name="eval", help="Evaluate trained models.")
-    return eval_app
-
-
-@_eval_app().command("palm")
 def eval_palm_command(
+    ctx: typer.Context,
     model: Path = typer.Option(..., help="Palm run folder (or its final/ folder or a checkpoint)."),
     store: Path = typer.Option(..., help="Token store holding the evaluation split (written by `soundlm tokenize`)."),
     manifest: Path | None = typer.Option(None, help="Corpus manifest.jsonl: fills missing store columns and locates "
                                                     "the audio for voice transfer."),
-    split: str = typer.Option("heldout", help="Split of the source utterances (held-out voices by default)."),
+    split: str = typer.Option(PalmEvalConfig.split,
+                              help="Split of the source utterances (held-out voices by default)."),
     out: Path | None = typer.Option(None, help="Report folder (default: MODEL/eval_SPLIT). Rerun to resume."),
     tasks: str | None = typer.Option(None, help="Comma-separated subset of asr,ast,asr_ast,tts,s2st "
                                                "(default: those the model was trained on)."),
     languages: str | None = typer.Option(None, help="Comma-separated source languages (default: all)."),
-    max_examples: int = typer.Option(50, help="Examples per task (0: all)."),
-    max_semantic_tokens: int = typer.Option(500, help="Longest TTS/S2ST output, in semantic ids."),
+    max_examples: int = typer.Option(PalmEvalConfig.max_examples or 0, help="Examples per task (0: all)."),
+    max_semantic_tokens: int = typer.Option(PalmEvalConfig.max_semantic_tokens,
+                                            help="Longest TTS/S2ST output, in semantic ids."),
     audiolm: Path | None = typer.Option(None, help="AudioLM bundle (coarse/fine + codec): renders S2ST in the source "
                                                    "voice for the speaker-similarity score; skipped without it."),
-    voice_examples: int = typer.Option(10, help="S2ST outputs rendered to audio for voice transfer."),
+    voice_examples: int = typer.Option(PalmEvalConfig.voice_examples,
+                                       help="S2ST outputs rendered to audio for voice transfer."),
     device: str | None = typer.Option(None, help="cpu, cuda, ...; default: cuda if available."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    progress: bool = typer.Option(PalmEvalConfig.progress, help="Show progress bars."),
 ) -> None:
     """Score a palm model on a split: ASR WER/CER, AST BLEU vs the copy baseline, multi-step, TTS and S2ST
     intelligibility (through the model's own ASR), voice transfer. Writes report.md and report.json."""
-    from soundlm.palm.evaluate import PalmEvalConfig, evaluate_palm
-
-    cfg = PalmEvalConfig(model=str(model), store=str(store), out=str(out or Path(model) / f"eval_{split}"),
-                         manifest=None if manifest is None else str(manifest), split=split,
-                         languages=tuple(languages.split(",")) if languages else None,
-                         tasks=tuple(tasks.split(",")) if tasks else None,
-                         max_examples=max_examples or None, max_semantic_tokens=max_semantic_tokens,
-                         audiolm=None if audiolm is None else str(audiolm), voice_examples=voice_examples,
-                         device=device, progress=progress)
-    try:
-        result = evaluate_palm(cfg)
-    except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+    cfg = config_from(PalmEvalConfig, ctx.params, out=str(out or Path(model) / f"eval_{split}"),
+                      languages=_split(languages) if languages else None, tasks=_split(tasks) if tasks else None,
+                      max_examples=max_examples or None)
+    result = evaluate_palm(cfg)
     typer.echo(result.md_path.read_text(encoding="utf-8"))
     typer.echo(f"wrote {result.md_path} and {result.json_path}")

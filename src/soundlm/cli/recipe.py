@@ -4,10 +4,9 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli import app
+from soundlm.cli.errors import reported
 
 
-@app.command()
 def recipe(
     name: str = typer.Argument("speech-tiny", help="Recipe name (speech-tiny)."),
     work: Path = typer.Option(Path("work/speech-tiny"), help="Working folder (corpus, runs, store); resumable."),
@@ -31,17 +30,11 @@ def recipe(
 
     from soundlm.recipe import recipe_config, run_recipe
 
-    try:
-        cfg = recipe_config(name)
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
+    cfg = recipe_config(name)
     if hours is not None and not 0 < hours < float("inf"):
-        typer.echo(f"error: --hours must be positive and finite, got {hours}", err=True)
-        raise typer.Exit(2)
+        raise ValueError(f"--hours must be positive and finite, got {hours}")
     if voices is not None and voices < 1:
-        typer.echo(f"error: --voices must be at least 1, got {voices}", err=True)
-        raise typer.Exit(2)
+        raise ValueError(f"--voices must be at least 1, got {voices}")
     cfg = replace(cfg, hours=cfg.hours if hours is None else hours, voices=cfg.voices if voices is None else voices)
     if codec_steps is not None:
         cfg = replace(cfg, codec_steps=codec_steps)
@@ -49,17 +42,14 @@ def recipe(
         cfg = replace(cfg, codec_from=str(codec))
     if semantic_features is not None:
         if semantic_features not in ("phonetic", "mfcc"):
-            typer.echo(f"error: --semantic-features must be phonetic or mfcc, got {semantic_features!r}", err=True)
-            raise typer.Exit(2)
+            raise ValueError(f"--semantic-features must be phonetic or mfcc, got {semantic_features!r}")
         cfg = replace(cfg, semantic_features=semantic_features)
     if lm_steps is not None:
         cfg = replace(cfg, semantic_lm=replace(cfg.semantic_lm, steps=lm_steps),
                       coarse_lm=replace(cfg.coarse_lm, steps=lm_steps), fine_lm=replace(cfg.fine_lm, steps=lm_steps))
-    try:
+    # A failed run has always exited 1, a bad option 2 (the error handler's default).
+    with reported(exit_code=1):
         result = run_recipe(cfg, work, out, prompt_path=prompt, device=device, results_md=results_md)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"model: {result.model_dir} ({result.size_megabytes:.1f} MiB)")
     for step, seconds in result.wall_seconds.items():
         typer.echo(f"  {step:<20} {seconds:8.1f} s")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli import app
+from soundlm.cli.options import config_from
+from soundlm.tokenize import TokenizeConfig, tokenize_corpus
 
 
-@app.command("tokenize")
 def tokenize_command(
+    ctx: typer.Context,
     source: Path = typer.Argument(..., help="Audio folder (searched recursively), one audio file, or a corpus "
                                             "manifest.jsonl. A folder holding manifest.jsonl is read through it "
                                             "so speaker/transcript/language reach the store."),
@@ -19,30 +20,25 @@ def tokenize_command(
     semantic: Path = typer.Option(..., help="Semantic tokenizer folder (from `soundlm train semantic`)."),
     codec: str = typer.Option(..., help="Codec: a soundlm codec folder, or a Hugging Face EnCodec/DAC/Mimi "
                                         "folder or hub id."),
-    batch_size: int = typer.Option(16, help="Files per inference batch (files of similar length go together)."),
-    workers: int = typer.Option(2, help="Processes that load and resample audio (0: in the main process)."),
-    num_shards: int = typer.Option(1, help="Split the corpus over this many machines/jobs."),
-    shard_index: int = typer.Option(0, help="Which shard this job does: the files at positions i with "
-                                            "i % num_shards == shard_index."),
-    part_size: int = typer.Option(64, help="Files per Parquet part, the unit of resuming."),
+    batch_size: int = typer.Option(TokenizeConfig.batch_size,
+                                   help="Files per inference batch (files of similar length go together)."),
+    workers: int = typer.Option(TokenizeConfig.workers,
+                                help="Processes that load and resample audio (0: in the main process)."),
+    num_shards: int = typer.Option(TokenizeConfig.num_shards, help="Split the corpus over this many machines/jobs."),
+    shard_index: int = typer.Option(TokenizeConfig.shard_index, help="Which shard this job does: the files at "
+                                                                     "positions i with i % num_shards == shard_index."),
+    part_size: int = typer.Option(TokenizeConfig.part_size, help="Files per Parquet part, the unit of resuming."),
     device: str | None = typer.Option(None, help="Torch device; default: cuda if available, else cpu."),
-    min_seconds: float = typer.Option(0.1, help="Skip files shorter than this."),
-    max_seconds: float = typer.Option(120.0, help="Skip files longer than this (0: no limit)."),
-    normalize: str = typer.Option("none", help="Level before tokenizing: none, peak or rms. Use what the "
-                                               "tokenizers were trained with."),
+    min_seconds: float = typer.Option(TokenizeConfig.min_seconds, help="Skip files shorter than this."),
+    max_seconds: float = typer.Option(TokenizeConfig.max_seconds or 0,
+                                      help="Skip files longer than this (0: no limit)."),
+    normalize: str = typer.Option(TokenizeConfig.normalize or "none",
+                                  help="Level before tokenizing: none, peak or rms. Use what the tokenizers were "
+                                       "trained with."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Tokenize a corpus into a sharded, resumable Parquet token store."""
-    from soundlm.tokenize import TokenizeConfig, tokenize_corpus
-
-    cfg = TokenizeConfig(source=str(source), out=str(out), semantic=str(semantic), codec=codec,
-                         batch_size=batch_size, workers=workers, num_shards=num_shards, shard_index=shard_index,
-                         part_size=part_size, device=device, min_seconds=min_seconds,
-                         max_seconds=max_seconds if max_seconds > 0 else None,
-                         normalize=None if normalize == "none" else normalize)
-    try:
-        summary = tokenize_corpus(cfg, progress=progress)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from None
+    cfg = config_from(TokenizeConfig, ctx.params, max_seconds=max_seconds if max_seconds > 0 else None,
+                      normalize=None if normalize == "none" else normalize)
+    summary = tokenize_corpus(cfg, progress=progress)
     typer.echo(summary.line())

@@ -2,10 +2,14 @@
 
 import typer
 
+from soundlm.cli import palm, train_codec, train_lm, train_phonetic, train_semantic
+
 app = typer.Typer(no_args_is_help=True)
 
-# Each module adds its command to `app` on import.
-from soundlm.cli import train_codec as _codec  # noqa: E402,F401
-from soundlm.cli import train_semantic as _semantic  # noqa: E402,F401
-from soundlm.cli import train_lm as _lm  # noqa: E402,F401
-from soundlm.cli import train_phonetic as _phonetic  # noqa: E402,F401
+# `soundlm train --help` lists them in this order.
+app.command("codec")(train_codec.train_codec_command)
+app.command("semantic")(train_semantic.train_semantic_cmd)
+app.command("lm")(train_lm.train_lm_command)
+app.command("phonetic")(train_phonetic.train_phonetic_cmd)
+app.command("textlm")(palm.train_textlm_command)
+app.command("palm")(palm.train_palm_command)

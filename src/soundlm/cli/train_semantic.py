@@ -6,31 +6,39 @@ from pathlib import Path
 
 import typer
 
-from soundlm.cli.train import app
+from soundlm.cli.options import config_from
+from soundlm.train.semantic import SemanticTrainConfig, train_semantic
 
 
-@app.command("semantic")
 def train_semantic_cmd(
+    ctx: typer.Context,
     source: Path = typer.Argument(..., help="Folder of audio files, a single file, or a corpus manifest.jsonl "
                                             "(or the corpus folder holding one)."),
     out: Path = typer.Option(..., "--out", help="Output folder for the tokenizer (config.json, "
                                                 "centroids.safetensors, errors.jsonl, train_log.json)."),
-    features: str = typer.Option("mfcc", "--features", help="Frame features: mfcc (39-dim, HuBERT iteration 1), "
-                                                            "mel (80 log-mel), hf (SSL model hidden states) or phonetic "
-                                                            "(our CTC encoder, see `soundlm train phonetic`)."),
+    features: str = typer.Option(SemanticTrainConfig.features, "--features",
+                                 help="Frame features: mfcc (39-dim, HuBERT iteration 1), mel (80 log-mel), hf "
+                                      "(SSL model hidden states) or phonetic (our CTC encoder, see `soundlm train "
+                                      "phonetic`)."),
     model: str | None = typer.Option(None, "--model", help="HF hub id or local folder for --features hf, e.g. "
                                                            "facebook/hubert-base-ls960; the encoder folder for "
                                                            "--features phonetic."),
     layer: int | None = typer.Option(None, "--layer", help="Hidden-state layer for --features hf (0 = transformer "
                                                            "input), e.g. 6 for HuBERT base."),
-    clusters: int = typer.Option(500, "--clusters", help="Number of k-means clusters (the semantic vocabulary)."),
-    max_frames: int = typer.Option(200_000, "--max-frames", help="Frames sampled from the corpus for k-means."),
-    seed: int = typer.Option(0, "--seed", help="Seed for frame sampling and k-means++ seeding."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Equal-length audio chunks per feature forward pass."),
-    chunk_seconds: float = typer.Option(10.0, "--chunk-seconds", help="Longer files are cut into chunks of this "
-                                                                      "many seconds for feature extraction."),
-    max_iter: int = typer.Option(50, "--max-iter", help="Maximum Lloyd iterations of k-means."),
-    split: str = typer.Option("train", "--split", help="Manifest split to use ('all' for every row)."),
+    clusters: int = typer.Option(SemanticTrainConfig.clusters, "--clusters",
+                                 help="Number of k-means clusters (the semantic vocabulary)."),
+    max_frames: int = typer.Option(SemanticTrainConfig.max_frames, "--max-frames",
+                                   help="Frames sampled from the corpus for k-means."),
+    seed: int = typer.Option(SemanticTrainConfig.seed, "--seed", help="Seed for frame sampling and k-means++ seeding."),
+    batch_size: int = typer.Option(SemanticTrainConfig.batch_size, "--batch-size",
+                                   help="Equal-length audio chunks per feature forward pass."),
+    chunk_seconds: float = typer.Option(SemanticTrainConfig.chunk_seconds, "--chunk-seconds",
+                                        help="Longer files are cut into chunks of this many seconds for feature "
+                                             "extraction."),
+    max_iter: int = typer.Option(SemanticTrainConfig.max_iter, "--max-iter",
+                                 help="Maximum Lloyd iterations of k-means."),
+    split: str = typer.Option(SemanticTrainConfig.split or "all", "--split",
+                              help="Manifest split to use ('all' for every row)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1...; default: cuda if available."),
 ) -> None:
     """Extract features over a corpus, fit k-means and save a semantic tokenizer to OUT.
@@ -39,18 +47,9 @@ def train_semantic_cmd(
     """
     import logging
 
-    from soundlm.train.semantic import SemanticTrainConfig, train_semantic
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = SemanticTrainConfig(features=features, model=model, layer=layer, clusters=clusters,
-                                 max_frames=max_frames, seed=seed, batch_size=batch_size,
-                                 chunk_seconds=chunk_seconds, max_iter=max_iter,
-                                 split=None if split == "all" else split)
-    try:
-        result = train_semantic(source, out, config, device=device)
-    except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from e
+    config = config_from(SemanticTrainConfig, ctx.params, split=None if split == "all" else split)
+    result = train_semantic(source, out, config, device=device)
     typer.echo(f"saved tokenizer to {result.out_dir}")
     typer.echo(f"files: {result.num_files} ({result.num_errors} skipped, see {result.out_dir / 'errors.jsonl'})")
     typer.echo(f"frames: {result.sampled_frames} sampled of {result.total_frames}")
