@@ -22,6 +22,7 @@ from soundlm.cli import palm as _palm  # noqa: E402,F401
 from soundlm.cli import generate as _generate  # noqa: E402,F401
 from soundlm.cli import eval as _eval  # noqa: E402,F401
 from soundlm.cli import recipe as _recipe  # noqa: E402,F401
+from soundlm.cli import compress as _compress  # noqa: E402,F401
 
 
 def main() -> None:

@@ -215,5 +215,8 @@ class LosslessCodec:
                 out[i][c, start: start + len(seg)] = seg
         return out
 
+    def crc(self, header: Header, pcm: np.ndarray) -> int:
+        return pcm_crc32(pcm, header.bits)
+
     def write(self, path: Path, header: Header, pcm: np.ndarray) -> None:
         write_pcm(path, pcm, header.sample_rate, header.bits)
