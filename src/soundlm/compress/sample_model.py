@@ -41,7 +41,7 @@ W_FRAC = 10  # fractional bits of weights
 ACT_LIMIT = 1 << 20
 W_LIMIT = 1 << 15
 BIAS_LIMIT = 1 << 40
-LOG2_MIN_SCALE = -2  # the smallest scale level is 2**-2 sample units
+LOG2_MIN_SCALE = -6  # the smallest scale, 2**-6 units: digital silence costs next to nothing
 
 
 @dataclass
@@ -73,7 +73,7 @@ class SampleModelConfig:
 
     @property
     def num_levels(self) -> int:
-        """Scale levels: 2**-2 up to 2**(bits+1) sample units."""
+        """Scale levels: 2**LOG2_MIN_SCALE up to 2**(bits+1) sample units."""
         return (self.bits + 1 - LOG2_MIN_SCALE) * self.scales_per_octave
 
     @property

@@ -49,7 +49,7 @@ class CompressorTrainConfig:
     layers: int = 2
     steps: int = 3000
     batch_size: int = 4096  # samples per step
-    lr: float = 2e-3
+    lr: float = 5e-3
     seed: int = 0
     max_train_samples: int = 2_000_000  # positions drawn once (seeded) from the training files
     eval_files: int = 20  # held-out files whose real compressed size is measured at the end
