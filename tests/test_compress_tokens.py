@@ -95,14 +95,15 @@ def test_cli_tokens_mode_and_mode_mismatch(bundle, wav, tmp_path):
     r = runner.invoke(app, ["compress", str(wav), "--out", str(tmp_path / "c"), "--mode", "tokens", "--model",
                             str(bundle), "--no-progress"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "d"), "--mode", "tokens",
-                            "--model", str(bundle), "--no-progress"])
+    # No --mode: decompress takes it from the file.
+    r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "d"), "--model", str(bundle),
+                            "--no-progress"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d" / "tone.wav").is_file()
     # A token-mode file given to a lossless model: skipped with the reason, exit code 1.
     from test_compress import random_model
 
     random_model().save(tmp_path / "m")
-    r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "e"), "--model",
-                            str(tmp_path / "m"), "--no-progress"])
+    r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "e"), "--mode", "lossless",
+                            "--model", str(tmp_path / "m"), "--no-progress"])
     assert r.exit_code == 1 and "written in tokens mode" in r.output

@@ -33,18 +33,18 @@ def compress_command(
 def decompress_command(
     inputs: list[Path] = typer.Argument(..., help=".slmc files and folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Output folder: one OUT/REL.wav per input file."),
-    mode: str = typer.Option("lossless", "--mode", help="The mode the files were written in (lossless or tokens)."),
+    mode: str | None = typer.Option(None, "--mode", help="lossless or tokens (default: the first file's mode)."),
     model: Path | None = typer.Option(None, "--model", help="The model that compressed the files (its hash is "
-                                                            "checked)."),
+                                                            "checked; token mode defaults to the shipped bundle)."),
     files_per_batch: int = typer.Option(16, "--files-per-batch", help="Files decoded together (lossless mode "
                                                                       "steps their segments in lockstep); the "
                                                                       "output does not depend on it."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Decompress .slmc files to wav; lossless mode gives back the original samples bit for bit."""
-    from soundlm.compress.files import decompress_files, open_codec
+    from soundlm.compress.files import decompress_files, first_mode, open_codec
 
-    summary = decompress_files(inputs, out, open_codec(mode, model), progress=progress,
+    summary = decompress_files(inputs, out, open_codec(mode or first_mode(inputs), model), progress=progress,
                                files_per_batch=files_per_batch)
     _report(summary, "decompressed")
 

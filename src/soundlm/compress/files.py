@@ -175,6 +175,15 @@ def open_codec(mode: str, model: str | Path | None = None) -> FileCodec:
     raise ValueError(f"--mode must be 'lossless' or 'tokens', got {mode!r}")
 
 
+def first_mode(inputs: list[str | Path]) -> str:
+    """The mode of the first `.slmc` file among `inputs` (what `decompress` uses without --mode)."""
+    files = expand(inputs, (SUFFIX,))
+    if not files:
+        raise FileNotFoundError(f"no {SUFFIX} files in {', '.join(map(str, inputs))}; pass files written by "
+                                "`soundlm compress`")
+    return read_container(files[0][0])[0].mode
+
+
 def check_model(path: Path, header: Header, codec: FileCodec) -> None:
     """Refuse a file written in another mode or by another model than `codec`'s."""
     if header.mode != codec.mode:
@@ -197,4 +206,4 @@ def _decode_group(codec: FileCodec, group: list[tuple[FileOutcome, Header, list[
 
 
 __all__ = ["BatchSummary", "FileCodec", "FileOutcome", "check_model", "compress_files", "decompress_files", "expand",
-           "open_codec"]
+           "first_mode", "open_codec"]
