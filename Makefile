@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox
+APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac
 
 .PHONY: demo test test-slow system venv bench clean
 

@@ -1,0 +1,109 @@
+"""Token mode: exact code round trips through the stage LMs, windowing, model checks, the CLI."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from soundlm.compress.container import read_container
+from soundlm.compress.files import compress_files, decompress_files
+from soundlm.compress.tokens import TokenCodec, bundle_hash
+
+tiny_bundle = pytest.importorskip("tiny_bundle", reason="tests/tiny_bundle.py (a random AudioLM bundle) missing")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return tiny_bundle.make_tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def codec(bundle) -> TokenCodec:
+    return TokenCodec.load(bundle)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "tone.wav"
+    # 1.3 s: several semantic, coarse and fine windows of the tiny bundle (0.5 / 0.3 / 0.2 s).
+    sf.write(str(path), tiny_bundle.tone(1.3), tiny_bundle.SR, subtype="PCM_16")
+    return path
+
+
+def test_codes_round_trip_exactly_across_windows(codec, wav):
+    content, length = codec.tokenize(wav)
+    streams = codec.encode_content(content)
+    back = codec.decode_content(content.codes.shape[1], streams)
+    assert torch.equal(back.semantic, content.semantic) and torch.equal(back.codes, content.codes)
+    assert length == int(1.3 * tiny_bundle.SR)
+
+
+def test_streams_do_not_depend_on_the_callers_thread_count(codec, wav):
+    content, _ = codec.tokenize(wav)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.encode_content(content)
+        torch.set_num_threads(2)
+        two = codec.encode_content(content)
+        back = codec.decode_content(content.codes.shape[1], one)
+    finally:
+        torch.set_num_threads(before)
+    assert one == two and torch.equal(back.codes, content.codes)
+    assert torch.get_num_threads() == before
+
+
+def test_file_round_trip_gives_the_codec_decoding(codec, wav, tmp_path):
+    done = compress_files([wav], tmp_path / "c", codec, progress=False)
+    assert not done.failed
+    header, streams = read_container(tmp_path / "c" / "tone.slmc")
+    assert header.mode == "tokens" and header.model_hash == codec.hash and len(streams) == 4
+    back = decompress_files([tmp_path / "c"], tmp_path / "d", codec, progress=False)
+    assert not back.failed
+    audio, sr = sf.read(str(tmp_path / "d" / "tone.wav"), dtype="float32")
+    assert sr == tiny_bundle.SR and len(audio) == header.length
+    content, _ = codec.tokenize(wav)
+    with torch.inference_mode():
+        expected = codec.pipe.codec.decode(content.codes[None])[0, 0, : header.length].numpy()
+    assert np.abs(audio - np.clip(expected, -1, 1)).max() < 1e-4  # 16-bit rounding only
+
+
+def test_another_bundle_refuses(codec, bundle, wav, tmp_path):
+    from soundlm.lm.model import load_lm, save_lm
+
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    fine = load_lm(other / "fine")
+    with torch.no_grad():
+        for p in fine.parameters():
+            p.add_(0.01)
+    save_lm(fine, other / "fine")
+    assert bundle_hash(other) != bundle_hash(bundle)
+    compress_files([wav], tmp_path / "c", codec, progress=False)
+    summary = decompress_files([tmp_path / "c"], tmp_path / "d", TokenCodec.load(other), progress=False)
+    assert len(summary.failed) == 1 and "compressed by model" in summary.failed[0].error
+
+
+def test_cli_tokens_mode_and_mode_mismatch(bundle, wav, tmp_path):
+    from soundlm.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["compress", str(wav), "--out", str(tmp_path / "c"), "--mode", "tokens", "--model",
+                            str(bundle), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    # No --mode: decompress takes it from the file.
+    r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "d"), "--model", str(bundle),
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d" / "tone.wav").is_file()
+    # A token-mode file given to a lossless model: skipped with the reason, exit code 1.
+    from test_compress import random_model
+
+    random_model().save(tmp_path / "m")
+    r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "e"), "--mode", "lossless",
+                            "--model", str(tmp_path / "m"), "--no-progress"])
+    assert r.exit_code == 1 and "written in tokens mode" in r.output
