@@ -4,7 +4,7 @@ A run folder holds:
 
     RUN/train_config.json        the arguments of the run (checked on resume)
     RUN/errors.jsonl             `{"path", "reason"}` per skipped file
-    RUN/checkpoints/step_*/      float weights + optimizer + scheduler state
+    RUN/checkpoints/step_*/      train_state.pt: float weights, optimizer, scheduler, RNG
     RUN/metrics.jsonl            one JSON line per logged step (training bits per sample)
     RUN/final/                   the integer model (`SampleModel.load(RUN/final)`) and its held-out rates
 
@@ -12,7 +12,8 @@ The training examples are what the encoder itself computes: block LPC prediction
 residuals of every segment (`lossless.analyse`), the integer features of `sample_model`.
 The loss is the discretised logistic's code length in bits per sample. Batches are a
 pure function of (seed, step) and checkpoints restore weights, optimizer and scheduler,
-so a killed run resumes where its last checkpoint left it, to the same weights.
+so a killed run resumes where its last checkpoint left it, to the same weights (the
+shared loop, `soundlm.train.loop`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from soundlm.checkpoint import check_resume_settings, latest_checkpoint, save_step_checkpoint
+from soundlm.checkpoint import check_resume_settings
 from soundlm.compress.lossless import DEFAULT_SEGMENT, analyse, encode_pcm, read_pcm, residual_history
 from soundlm.compress.sample_model import A_FRAC, SampleModel, SampleModelConfig, features
 from soundlm.fileio import write_text_atomic
+from soundlm.train.loop import Trainer, run_training
+from soundlm.train.metrics_log import MetricsLog
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +141,11 @@ def file_examples(model_config: SampleModelConfig, pcm: np.ndarray) -> list[np.n
 
 
 def _corpus(data: str) -> tuple[list[Path], list[Path]]:
-    """(training files, held-out files) of a manifest's splits, or every audio file of a folder for training."""
-    from soundlm.audio import list_audio_files
-    from soundlm.data import audio_path, manifest_path, read_manifest
+    """(training files, held-out files): a manifest's splits, or every audio file of a folder for training."""
+    from soundlm.data import open_corpus
 
-    path = Path(data)
-    if manifest_path(path).is_file():
-        rows = read_manifest(path)
-        train = [audio_path(path, r) for r in rows if r.get("split", "train") == "train"]
-        held = [audio_path(path, r) for r in rows if r.get("split") == "heldout"]
-        return train, held
-    return list_audio_files(path), []
+    items = open_corpus(data)
+    return [x.path for x in items if x.in_split("train")], [x.path for x in items if x.in_split("heldout")]
 
 
 def _read(path: Path, bits: int) -> np.ndarray:
@@ -207,12 +204,54 @@ def heldout_rates(model: SampleModel, paths: list[Path], bits: int) -> dict:
     return {"heldout_files": len(paths), "heldout_ratio": coded / raw, "heldout_bits_per_sample": 8 * coded / samples}
 
 
+class _CompressorTrainer(Trainer):
+    """The float sample network on random positions of the training files (the shared loop drives it)."""
+
+    def __init__(self, cfg: CompressorTrainConfig, ex: Examples, result: CompressorTrainResult):
+        from soundlm.train.lm import warmup_cosine
+
+        self.cfg, self.ex, self.result = cfg, ex, result
+        torch.manual_seed(cfg.seed)
+        self.net = FloatSampleNet(cfg.model_config())
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: warmup_cosine(step, max(cfg.steps // 20, 1), cfg.steps, 0.05))
+
+    def restore(self, folder: Path, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        log.info("resuming %s at step %d", self.cfg.out, state["step"])
+
+    def begin(self, start: int) -> None:
+        self.net.train()
+
+    def train_step(self, step: int) -> float:
+        # The batch is a function of (seed, step): a resumed run sees the batches it would have seen.
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, len(self.ex.target), (self.cfg.batch_size,), generator=g)
+        loss = code_length_bits(self.net(self.ex.inputs[idx]), self.ex, idx).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.result.losses[step + 1] = loss.item()
+        return loss.item()
+
+    def report(self, done: int, out: float, metrics: MetricsLog, last: bool) -> dict[str, str] | None:
+        if done % self.cfg.log_every and not last:
+            return None
+        metrics.log(done, {"bits_per_sample": out, "lr": self.sched.get_last_lr()[0]})
+        return {"bits": f"{out:.3f}"}
+
+    def train_state(self, step: int) -> dict:
+        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict()}
+
+
 def train_compressor(cfg: CompressorTrainConfig) -> CompressorTrainResult:
     """Train (or resume) the sample model; final/ holds the integer model and its held-out rates."""
-    from tqdm.auto import tqdm
-
-    from soundlm.train.lm import warmup_cosine
-
     cfg.validate()
     out = Path(cfg.out)
     train_paths, held_paths = _corpus(cfg.data)
@@ -224,58 +263,17 @@ def train_compressor(cfg: CompressorTrainConfig) -> CompressorTrainResult:
     errors: list[dict] = []
     ex, used = _load_examples(train_paths, cfg, errors)
     write_text_atomic(out / "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors))
-    torch.manual_seed(cfg.seed)
-    net = FloatSampleNet(cfg.model_config())
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: warmup_cosine(step, max(cfg.steps // 20, 1), cfg.steps, 0.05))
-    start = 0
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None:
-        state = torch.load(ckpt / "train_state.pt", weights_only=False)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["step"]
-        log.info("resuming %s at step %d", out, start)
-
-    def write_ckpt(folder: Path, step: int) -> None:
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step}, folder / "train_state.pt")
-
     result = CompressorTrainResult(out_dir=out, final_dir=None, train_files=used, skipped=errors)
-    end = cfg.steps if cfg.stop_at is None else min(cfg.stop_at, cfg.steps)
-    n = len(ex.target)
-    bar = tqdm(total=cfg.steps, initial=start, desc="compressor", unit="step", disable=not cfg.progress)
-    net.train()
-    with open(out / "metrics.jsonl", "a") as metrics:
-        for step in range(start, end):
-            # The batch is a function of (seed, step): a resumed run sees the batches it would have seen.
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            idx = torch.randint(0, n, (cfg.batch_size,), generator=g)
-            loss = code_length_bits(net(ex.inputs[idx]), ex, idx).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            result.losses[step + 1] = loss.item()
-            bar.update(1)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == end:
-                bar.set_postfix(bits=f"{loss.item():.3f}")
-                metrics.write(json.dumps({"step": step + 1, "bits_per_sample": loss.item(),
-                                          "lr": sched.get_last_lr()[0]}) + "\n")
-                metrics.flush()
-            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == end:
-                save_step_checkpoint(out, step + 1, lambda folder, s=step + 1: write_ckpt(folder, s))
-    bar.close()
-    if end < cfg.steps:
+    trainer = _CompressorTrainer(cfg, ex, result)
+    run_training(trainer, out, cfg.steps, cfg.ckpt_every, stop_at=cfg.stop_at, progress=cfg.progress,
+                 desc="compressor")
+    if cfg.stop_at is not None and cfg.stop_at < cfg.steps:
         return result
 
-    net.eval()
-    model = SampleModel.from_float(cfg.model_config(), net.layers())
+    trainer.net.eval()
+    model = SampleModel.from_float(cfg.model_config(), trainer.net.layers())
     rates = heldout_rates(model, held_paths[: cfg.eval_files], cfg.bits)
-    model.metrics = {"train_files": used, "steps": cfg.steps, "train_samples": n,
+    model.metrics = {"train_files": used, "steps": cfg.steps, "train_samples": len(ex.target),
                      "final_train_bits_per_sample": result.losses.get(cfg.steps), **rates}
     final = out / "final"
     model.save(final)
