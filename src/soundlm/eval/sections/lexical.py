@@ -32,17 +32,19 @@ def semantic_logprob(pipe: AudioLMPipeline, audio: np.ndarray, sample_rate: int)
     semantic LM: log p(s_1..s_T | BOS), the full-vocabulary softmax the model was trained with."""
     import torch
 
-    from soundlm.audio import resample
+    from soundlm.audio_tokenizer import AudioTokenizer
 
     tok, stage = pipe.semantic_tokenizer, pipe.semantic
     audio = np.asarray(audio, dtype=np.float32)
     audio = audio[None] if audio.ndim == 1 else audio
-    mono = resample(audio.mean(axis=0, keepdims=True), sample_rate, int(tok.sample_rate))  # [1, S]
-    if mono.shape[1] < tok.min_samples:
-        raise ValueError(f"clip of {mono.shape[1]} samples is shorter than the semantic tokenizer's minimum "
-                         f"{tok.min_samples}; use longer audio")
+    # The ids `soundlm tokenize` would store for this clip: the path the LM's training data took.
+    tokenizer = AudioTokenizer(tok, None, pipe.device, probe=False)
+    prepared = tokenizer.prepare(audio, sample_rate)
+    if prepared.semantic.shape[1] < tok.min_samples:
+        raise ValueError(f"clip of {prepared.semantic.shape[1]} samples is shorter than the semantic tokenizer's "
+                         f"minimum {tok.min_samples}; use longer audio")
     with torch.inference_mode():
-        ids = tok.encode(torch.from_numpy(mono)[None].to(pipe.device)).long()  # [1, T]
+        ids = torch.from_numpy(tokenizer.encode_prepared([prepared])[0].semantic)[None].to(pipe.device)  # [1, T]
         layout = stage.layout
         tokens = torch.cat([torch.full((1, 1), layout.bos_id, dtype=torch.long, device=ids.device),
                             layout.semantic_to_global(ids)], dim=1)  # [1, T+1]
