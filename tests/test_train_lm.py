@@ -7,7 +7,8 @@ import torch
 
 from soundlm.store import TokenRecord, StoreManifest, write_part
 from soundlm.train import lm_data
-from soundlm.train.lm import LMTrainConfig, train_lm, warmup_cosine
+from soundlm.train.lm import LMTrainConfig, train_lm
+from soundlm.train.schedule import warmup_cosine
 from soundlm.stages import IGNORE_INDEX, stage_layout, window_example
 from soundlm.train.lm_data import crop_window, split_heldout
 

@@ -208,7 +208,7 @@ class _CompressorTrainer(Trainer):
     """The float sample network on random positions of the training files (the shared loop drives it)."""
 
     def __init__(self, cfg: CompressorTrainConfig, ex: Examples, result: CompressorTrainResult):
-        from soundlm.train.lm import warmup_cosine
+        from soundlm.train.schedule import warmup_cosine
 
         self.cfg, self.ex, self.result = cfg, ex, result
         torch.manual_seed(cfg.seed)

@@ -76,7 +76,7 @@ def lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
-    from soundlm.train.lm import warmup_cosine
+    from soundlm.train.schedule import warmup_cosine
 
     return warmup_cosine(step, warmup, total, 0.1)
 

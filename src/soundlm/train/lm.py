@@ -17,7 +17,6 @@ checkpoint restores weights, optimizer, scheduler and every RNG, so `k` steps + 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -33,6 +32,7 @@ from soundlm.stages import IGNORE_INDEX, PATTERNS, STAGES, Stage, build_stage, c
 from soundlm.store import StoreTokens, load_store_tokens
 from soundlm.train import lm_data
 from soundlm.train.metrics_log import MetricsLog
+from soundlm.train.schedule import warmup_cosine
 
 # Arguments that define what is trained; resuming with different values would silently mix runs.
 _RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
@@ -97,16 +97,6 @@ class LMTrainResult:
     step: int
     train_losses: dict[int, float] = field(default_factory=dict)  # step -> loss, this invocation
     heldout_loss: float | None = None
-
-
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, then cosine decay to `min_ratio` at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 
 
 def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:

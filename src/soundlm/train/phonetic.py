@@ -28,7 +28,7 @@ from soundlm import audio as audio_io
 from soundlm.checkpoint import check_resume_settings
 from soundlm.fileio import atomic_dir, write_text_atomic
 from soundlm.semantic.phonetic import PhoneticFeatures, ctc_greedy, normalize_transcript
-from soundlm.train.lm import warmup_cosine
+from soundlm.train.schedule import warmup_cosine
 from soundlm.train.loop import Trainer, run_training
 from soundlm.train.metrics_log import MetricsLog
 
