@@ -134,7 +134,10 @@ def create_app(config: ServeConfig, models: ServeModels | None = None) -> FastAP
             from soundlm.compress.files import check_model
 
             path = save_upload(upload.file, folder, upload.filename, config.max_upload_bytes, suffixes=(".slmc",))
-            header, _ = read_container(path)
+            try:
+                header, _ = read_container(path)
+            except ValueError as e:  # its message names the server's copy: name the upload instead
+                raise ValueError(str(e).replace(str(path), label)) from None
             check_model(Path(label), header, models.codec(header.mode))
             job = new_job(req, models, folder, None)
             job.payload.update(container=path, mode=header.mode, label=label)

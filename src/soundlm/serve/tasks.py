@@ -57,6 +57,9 @@ def check_request(req: JobRequest, models: ServeModels, config: ServeConfig, has
         if req.num_samples > config.max_samples:
             raise ValueError(f"num_samples={req.num_samples} is over this server's limit of {config.max_samples} "
                              "(--max-samples)")
+    if req.task == "compress" and req.mode == "lossless" and models.compressor is None:
+        raise ValueError("lossless compression needs a model; start the server with --compressor RUN (a `soundlm "
+                         "train compressor` run), or use mode=tokens")
     if req.task == "tts" and not req.text.strip():
         raise ValueError("tts needs text: fill the `text` field")
     if req.task in AUDIO_IN and req.prompt == "upload" and not has_upload:
