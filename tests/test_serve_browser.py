@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -29,6 +28,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from soundlm.pretrained import default_prompt_path  # noqa: E402
 from soundlm.serve.app import create_app  # noqa: E402
 from soundlm.serve.config import ServeConfig  # noqa: E402
+from test_serve import prompt_samples  # noqa: E402
 from tiny_bundle import make_tiny_bundle  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -59,14 +59,6 @@ def server(tmp_path_factory):
     server.should_exit = True
     thread.join(timeout=30)
     sock.close()
-
-
-def expected_length(app, prompt: Path, seconds: float) -> int:
-    """prompt cut to whole codec frames + the requested seconds (AudioLMPipeline.continue_audio's rule)."""
-    info = sf.info(str(prompt))
-    sr = app.state.models.sample_rate
-    hop = info.samplerate / app.state.models.pipe.codec.frame_rate
-    return int(round(int(info.frames // hop) * hop * sr / info.samplerate)) + round(seconds * sr)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +115,9 @@ def test_browser_uploads_the_prompt_and_plays_a_continuation_of_the_requested_le
     assert src.startswith(url + "/api/jobs/")
     data, rate = sf.read(io.BytesIO(urllib.request.urlopen(src, timeout=30).read()))
     assert rate == app.state.models.sample_rate
-    assert len(data) == expected_length(app, default_prompt_path(), 1.0)
+    prompt = sf.info(str(default_prompt_path()))
+    models = app.state.models
+    assert len(data) == prompt_samples(models, prompt.frames, prompt.samplerate) + round(1.0 * models.sample_rate)
     card = browser.find_elements(By.CSS_SELECTOR, "#results article")[0]
     image = card.find_element(By.CSS_SELECTOR, "img")
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.execute_script(

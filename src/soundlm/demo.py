@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from soundlm.fileio import read_json, write_json_atomic, write_text_atomic
 
 PLOT_NAME = "continuations.png"

@@ -190,7 +190,7 @@ def create_app(config: ServeConfig, models: ServeModels | None = None) -> FastAP
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
         if queue.waiting() >= config.queue_size:  # refuse before storing or decoding anything
-            return busy(QueueFull(queue.waiting(), queue._retry_after()))
+            return busy(QueueFull(queue.waiting(), queue.retry_after()))
         folder = jobs_dir / new_job_id()
         folder.mkdir()
         try:

@@ -145,7 +145,7 @@ class JobQueue:
             if self._closed:
                 raise RuntimeError("the job queue is closed")
             if len(self._pending) >= self.queue_size:
-                raise QueueFull(len(self._pending), self._retry_after())
+                raise QueueFull(len(self._pending), self.retry_after())
             self.jobs[job.id] = job
             self._pending.append(job)
             self._cond.notify_all()
@@ -246,7 +246,8 @@ class JobQueue:
             if old is not None:
                 shutil.rmtree(old.folder, ignore_errors=True)
 
-    def _retry_after(self) -> int:
+    def retry_after(self) -> int:
+        """Seconds until a slot likely frees: the mean batch time so far times the batches ahead."""
         per_batch = sum(self._durations) / len(self._durations) if self._durations else 5.0
         workers = max(len(self._threads) - 1, 1)
         return max(1, math.ceil(per_batch * (len(self._pending) / workers)))

@@ -18,6 +18,9 @@ from soundlm.serve.schema import TASKS
 if TYPE_CHECKING:
     from soundlm.pipeline import AudioLMPipeline
 
+NO_COMPRESSOR = ("lossless compression needs a model; start the server with --compressor RUN (a `soundlm train "
+                 "compressor` run), or use mode=tokens")
+
 
 @dataclass
 class ServeModels:
@@ -64,8 +67,7 @@ class ServeModels:
             from soundlm.compress.files import open_codec
 
             if mode == "lossless" and self.compressor is None:
-                raise ValueError("lossless compression needs a model; start the server with --compressor RUN "
-                                 "(a `soundlm train compressor` run), or use mode=tokens")
+                raise ValueError(NO_COMPRESSOR)
             if mode == "tokens" and self.pipe.device.type == "cpu":
                 from soundlm.compress.tokens import TokenCodec, bundle_hash
 

@@ -27,7 +27,7 @@ from soundlm.audio import AudioError
 from soundlm.pipeline import AudioLMSampling
 from soundlm.serve.config import ServeConfig
 from soundlm.serve.jobs import Batch, Job
-from soundlm.serve.models import ServeModels
+from soundlm.serve.models import NO_COMPRESSOR, ServeModels
 from soundlm.serve.results import audio_result
 from soundlm.serve.schema import JobRequest, JobResult, ResultFile
 from soundlm.serve.uploads import Prompt
@@ -58,8 +58,7 @@ def check_request(req: JobRequest, models: ServeModels, config: ServeConfig, has
             raise ValueError(f"num_samples={req.num_samples} is over this server's limit of {config.max_samples} "
                              "(--max-samples)")
     if req.task == "compress" and req.mode == "lossless" and models.compressor is None:
-        raise ValueError("lossless compression needs a model; start the server with --compressor RUN (a `soundlm "
-                         "train compressor` run), or use mode=tokens")
+        raise ValueError(NO_COMPRESSOR)
     if req.task == "tts" and not req.text.strip():
         raise ValueError("tts needs text: fill the `text` field")
     if req.task in AUDIO_IN and req.prompt == "upload" and not has_upload:

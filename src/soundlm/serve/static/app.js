@@ -118,7 +118,7 @@
   function addResult(status) {
     const r = status.result;
     const title = `${TASK_NAMES[status.task]} · ${new Date(status.created * 1000).toLocaleTimeString()} · ` +
-                  `${status.seconds_running.toFixed(1)} s`;
+                  `took ${status.seconds_running.toFixed(1)} s`;
     const card = el("article", { class: "result", "data-job": status.id }, el("h3", { text: title }));
     if (r.text !== null && r.text !== undefined) card.append(el("blockquote", { text: r.text || "(empty answer)" }));
     r.samples.forEach((s, i) => card.append(sampleView(status, s, i, r.speaker_similarity_note)));
