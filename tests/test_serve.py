@@ -276,8 +276,21 @@ def test_uploads_over_the_size_limit_get_413(models, tmp_path):
         assert response.status_code == 413 and "--max-upload-mb" in response.json()["detail"]
         # Over the body limit: refused from Content-Length, before the body is read.
         response = client.post("/api/jobs", data={"task": "continue"}, files={"audio": ("huge.wav", b"0" * 2_000_000)})
-        assert response.status_code == 413
+        assert response.status_code == 413 and "--max-upload-mb" in response.json()["detail"]
+        # A chunked body (no Content-Length) is cut off once it passes the limit while streaming in.
+        response = client.post("/api/jobs", content=chunked_form(3_000_000),
+                               headers={"Content-Type": "multipart/form-data; boundary=xx"})
+        assert response.status_code == 413 and "transfer-encoding" in response.request.headers
         assert jobs_on_disk(client) == []
+
+
+def chunked_form(size: int):
+    """A multipart body with one file of `size` bytes, as a generator (httpx sends it chunked)."""
+    yield b'--xx\r\nContent-Disposition: form-data; name="task"\r\n\r\ncontinue\r\n'
+    yield b'--xx\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'
+    for _ in range(size // 65536):
+        yield b"0" * 65536
+    yield b"\r\n--xx--\r\n"
 
 
 @pytest.mark.parametrize("fields,reason", [

@@ -46,23 +46,28 @@ MEDIA_TYPES = {".wav": "audio/wav", ".png": "image/png", ".slmc": "application/o
 
 
 class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"the request body is over this server's limit of {limit / 2**20:g} MB "
-                              "(--max-upload-mb); send a shorter or compressed file")
+    def __init__(self, upload_limit: int):
+        super().__init__(413, f"the request is larger than this server takes: uploads up to {upload_limit / 2**20:g} "
+                              "MB (--max-upload-mb); send a shorter or compressed file")
 
 
 class BodyLimit:
-    """ASGI middleware: refuse a request body over `limit` bytes while it streams in, not after it is stored."""
+    """ASGI middleware: refuse a request body past the upload limit while it streams in, not after it is stored.
 
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
+    The body may exceed the upload limit by FORM_OVERHEAD (the form fields around the file);
+    the exact limit on the file itself is enforced where it is stored (`save_upload`).
+    """
+
+    def __init__(self, app: Any, upload_limit: int):
+        self.app, self.upload_limit = app, upload_limit
+        self.limit = upload_limit + FORM_OVERHEAD
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            error = BodyTooLarge(self.limit)
+            error = BodyTooLarge(self.upload_limit)
             return await JSONResponse({"detail": error.detail}, 413)(scope, receive, send)
         received = 0
 
@@ -72,7 +77,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise BodyTooLarge(self.limit)  # an HTTPException: FastAPI answers 413
+                    raise BodyTooLarge(self.upload_limit)  # an HTTPException: FastAPI answers 413
             return message
 
         await self.app(scope, limited, send)
@@ -100,7 +105,7 @@ def create_app(config: ServeConfig, models: ServeModels | None = None) -> FastAP
                   description="AudioLM continuation and generation, AudioPaLM tasks and LM compression over HTTP. "
                               "Submit a job, follow it (poll or server-sent events), fetch its files.")
     app.state.queue, app.state.models, app.state.config, app.state.jobs_dir = queue, models, config, jobs_dir
-    app.add_middleware(BodyLimit, limit=config.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(BodyLimit, upload_limit=config.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(RequestValidationError)
