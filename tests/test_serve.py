@@ -193,6 +193,9 @@ def test_compress_then_decompress_round_trip(client, models):
     assert len(slmc) == stats["output_bytes"] and stats["ratio"] < 1
     unpacked = wait(client, submit(client, {"audio": ("clip.slmc", slmc)}, task="decompress")["id"])
     assert unpacked["state"] == "done", unpacked
+    for job in (packed, unpacked):  # both directions walk the stage LMs: the step hooks count every token
+        record = client.app.state.queue.jobs[job["id"]]
+        assert 0 < record.expected_steps <= record.steps <= 1.2 * record.expected_steps
     data, rate = sf.read(io.BytesIO(client.get(f"/api/jobs/{unpacked['id']}/files/sample_000.wav").content))
     assert rate == models.sample_rate and len(data) == round(len(audio) * models.sample_rate / SR)
 

@@ -35,7 +35,7 @@ from soundlm.serve.config import ServeConfig
 from soundlm.serve.jobs import Job, JobQueue, QueueFull
 from soundlm.serve.models import ServeModels
 from soundlm.serve.schema import JobRequest, JobStatus, Preference, ServerInfo
-from soundlm.serve.tasks import check_request, new_job, new_job_id, run_batch
+from soundlm.serve.tasks import audiolm_steps, check_request, new_job, new_job_id, run_batch
 from soundlm.serve.uploads import UploadTooLarge, display_name, read_prompt, save_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -146,6 +146,9 @@ def create_app(config: ServeConfig, models: ServeModels | None = None) -> FastAP
             check_model(Path(label), header, models.codec(header.mode))
             job = new_job(req, models, folder, None)
             job.payload.update(container=path, mode=header.mode, label=label)
+            if header.mode == "tokens":  # decoding walks the stage LMs over the whole file
+                seconds = header.length / header.sample_rate
+                job.expected_steps = audiolm_steps(models, seconds, seconds)
             return job
         prompt = None
         if req.task != "generate":
