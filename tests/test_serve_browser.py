@@ -177,3 +177,24 @@ def test_closing_the_event_stream_cancels_the_job(server):
         assert time.monotonic() < deadline, (job.state, job.stage)
         time.sleep(0.05)
     assert "disconnected" in job.stage and job.steps < job.expected_steps
+
+
+def test_browser_cancel_button_stops_the_job(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, app = server
+    browser.get(url + "/")
+    WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tasks button"))
+    browser.find_element(By.CSS_SELECTOR, 'input[name="source"][value="bundled"]').click()
+    field = browser.find_element(By.ID, "seconds")
+    field.clear()
+    field.send_keys("20")
+    browser.find_element(By.ID, "run").click()
+    WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "cancel").is_enabled())
+    browser.find_element(By.ID, "cancel").click()
+    WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "cancelled by the client" in browser.find_element(By.ID, "error").text
+    assert browser.find_element(By.ID, "run").is_enabled()
+    job = max(app.state.queue.jobs.values(), key=lambda j: j.created)
+    assert job.state == "cancelled" and job.settings["seconds"] == 20.0 and job.steps < job.expected_steps
