@@ -16,6 +16,7 @@ seed would get, and its settings say so (`batch`).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import uuid
 from pathlib import Path
@@ -33,7 +34,13 @@ from soundlm.serve.schema import JobRequest, JobResult, ResultFile
 from soundlm.serve.uploads import Prompt
 
 AUDIO_IN = ("continue", "asr", "translate", "compress")  # tasks that need an audio input
-PALM_MAX_NEW_TOKENS = 256  # the palm tasks' default answer length (soundlm.palm.infer.run_task)
+
+
+def palm_answer_cap() -> int:
+    """The longest palm answer in tokens: `run_task`'s default, which the palm commands and the server use."""
+    from soundlm.palm.infer import run_task
+
+    return int(inspect.signature(run_task).parameters["max_new_tokens"].default)
 
 
 def sampling_of(req: JobRequest) -> AudioLMSampling:
@@ -88,13 +95,14 @@ def new_job(req: JobRequest, models: ServeModels, folder: Path, prompt: Prompt |
         job.samples = req.num_samples
         sampling = dataclasses.astuple(sampling_of(req))
         digest = prompt.digest() if prompt is not None else None
-        job.batch_key = (req.task, digest, req.seconds, sampling, req.seed, req.acoustic_prompt)
+        job.batch_key = (req.task, digest, req.seconds, sampling, req.seed,
+                         req.acoustic_prompt if req.task == "continue" else None)
         extra = prompt.seconds if (prompt is not None and not req.acoustic_prompt) else 0.0
         job.expected_steps = audiolm_steps(models, req.seconds, acoustic_seconds=req.seconds + extra)
     elif req.task in ("tts", "asr", "translate"):
         speech = req.task == "tts" or (req.task == "translate" and req.speech)
         # A palm answer stops at EOS, usually well before the cap: the bar may jump at the end.
-        job.expected_steps = PALM_MAX_NEW_TOKENS + (audiolm_steps(models, 0.0, 3.0) if speech else 0)
+        job.expected_steps = palm_answer_cap() + (audiolm_steps(models, 0.0, 3.0) if speech else 0)
     elif req.task == "compress" and req.mode == "tokens" and prompt is not None:
         job.expected_steps = audiolm_steps(models, prompt.seconds, prompt.seconds)
     return job
