@@ -49,7 +49,8 @@ def test_batches_take_equal_keys_in_order_up_to_max_batch_samples(tmp_path):
         while first.state != "running":
             time.sleep(0.01)
         jobs = [job(tmp_path, "a1", "a", 2), job(tmp_path, "b1", "b"), job(tmp_path, "a2", "a", 1),
-                job(tmp_path, "a3", "a", 2), job(tmp_path, "a4", "a", 1), job(tmp_path, "solo1"), job(tmp_path, "solo2")]
+                job(tmp_path, "a3", "a", 2), job(tmp_path, "a4", "a", 1), job(tmp_path, "solo1"),
+                job(tmp_path, "solo2")]
         for j in jobs:
             queue.submit(j)
         runner.gate.set()
