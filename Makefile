@@ -3,26 +3,37 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac
+# The browser test of `soundlm serve` (headless Chromium driven by Selenium); skipped where it cannot install.
+BROWSER_PACKAGES := chromium chromium-driver
 
-.PHONY: demo test test-slow system venv bench clean
+.PHONY: demo test test-slow system venv bench clean serve
 
 system:
 	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi
+	@if command -v apt-get >/dev/null 2>&1 && ! (command -v chromium >/dev/null && command -v chromedriver >/dev/null); then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES)) \
+			|| echo "chromium did not install: the browser test of soundlm serve will be skipped"; \
+	fi
 
 $(BIN)/soundlm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,eval,plot]'
+	$(BIN)/pip install -q -e '.[test,eval,plot,serve]'
 	touch $@
 
 venv: $(BIN)/soundlm
 
 demo: system venv
 	$(BIN)/soundlm demo --out demo_out
+
+# The web page and API on http://127.0.0.1:8000/ with the shipped model (Ctrl-C stops).
+serve: system venv
+	$(BIN)/soundlm serve
 
 test: system venv
 	$(BIN)/python -m pytest -q -m "not slow"

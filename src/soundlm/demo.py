@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from soundlm.fileio import read_json, write_json_atomic, write_text_atomic
 
 PLOT_NAME = "continuations.png"
@@ -58,6 +56,7 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
     one line per step.
     """
     from soundlm.audio import load_audio, save_audio
+    from soundlm.eval.speaker import similarities_to_reference
     from soundlm.plot import Clip, plot_clips
     from soundlm.pretrained import (MISSING_FIX, check_model_folder, default_model_dir, default_prompt_path,
                                     load_pipeline)
@@ -108,7 +107,7 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
 
     log("[4/5] speaker similarity of each continuation to the prompt (Resemblyzer)")
     t0 = time.perf_counter()
-    similarities, note = _speaker_similarities(prompt_audio, [w[:, prompt_samples:] for w in waves], sr,
+    similarities, note = similarities_to_reference(prompt_audio, [w[:, prompt_samples:] for w in waves], sr,
                                                device=pipe.device.type)
     if note:
         log(f"      skipped: {note}")
@@ -146,20 +145,6 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
     write_json_atomic(out / "report.json", asdict(report))
     write_text_atomic(out / "report.md", render_markdown(report))
     return report
-
-
-def _speaker_similarities(prompt: np.ndarray, continuations: list[np.ndarray], sample_rate: int,
-                          device: str = "cpu") -> tuple[list[float | None], str | None]:
-    """Similarity of each continuation to the prompt, or Nones and the reason they could not be computed."""
-    try:
-        from soundlm.eval.speaker import cosine_similarity, load_voice_encoder, speaker_embedding
-
-        encoder = load_voice_encoder(device)
-        ref = speaker_embedding(prompt, sample_rate, encoder)
-        return [cosine_similarity(ref, speaker_embedding(c, sample_rate, encoder)) for c in continuations], None
-    except (ImportError, ValueError, OSError, RuntimeError) as e:
-        # The demo's audio and figure are the point; a missing optional package must not stop them.
-        return [None] * len(continuations), f"{type(e).__name__}: {e}"
 
 
 def render_markdown(r: DemoReport) -> str:

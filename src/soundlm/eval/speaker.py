@@ -104,6 +104,21 @@ def speaker_similarity(audio_a, sample_rate_a: int, audio_b, sample_rate_b: int,
                              speaker_embedding(audio_b, sample_rate_b, encoder))
 
 
+def similarities_to_reference(reference: np.ndarray, clips: Sequence[np.ndarray], sample_rate: int,
+                              device: str | None = "cpu") -> tuple[list[float | None], str | None]:
+    """Speaker similarity of each clip to `reference` (all at `sample_rate`), or Nones and the reason why not.
+
+    For reports around generated audio (the demo, `soundlm serve`): the audio is the point,
+    so a missing optional package or a clip too short to embed gives a note instead of an error.
+    """
+    try:
+        encoder = load_voice_encoder(device)
+        ref = speaker_embedding(reference, sample_rate, encoder)
+        return [cosine_similarity(ref, speaker_embedding(c, sample_rate, encoder)) for c in clips], None
+    except (ImportError, ValueError, OSError, RuntimeError) as e:
+        return [None] * len(clips), f"{type(e).__name__}: {e}"
+
+
 @dataclass
 class SpeakerEnrolment:
     """Per-speaker mean embeddings; row i of `centroids` [N, D] belongs to `speakers[i]`."""

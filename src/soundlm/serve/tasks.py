@@ -1,0 +1,303 @@
+"""Each task of `soundlm serve`: a request becomes a `Job`, and a batch of jobs runs the library's own calls.
+
+No task has an implementation of its own: continue and generate are
+`AudioLMPipeline.continue_audio` / `.generate` (what `soundlm continue` / `generate` call),
+tts / asr / translate are `soundlm.palm.infer`'s functions (as `soundlm tts/asr/translate`),
+compress and decompress are `soundlm.compress.files` (as `soundlm compress/decompress`).
+
+Batching: continue jobs with the same prompt (content hash), seconds, sampling settings and
+seed share one `continue_audio` call whose `num_samples` is the sum of theirs; generate jobs
+likewise with `generate`. The pipeline decodes one prompt per call (prompts in a batch share
+a length, without left padding), so jobs with different prompts run one call each. A batched
+sample is drawn from the batch's generator: it differs from the one a lone job with the same
+seed would get, and its settings say so (`batch`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soundlm.audio import AudioError
+from soundlm.pipeline import AudioLMSampling
+from soundlm.serve.config import ServeConfig
+from soundlm.serve.jobs import Batch, Job
+from soundlm.serve.models import NO_COMPRESSOR, ServeModels
+from soundlm.serve.results import audio_result
+from soundlm.serve.schema import JobRequest, JobResult, ResultFile
+from soundlm.serve.uploads import Prompt
+
+AUDIO_IN = ("continue", "asr", "translate", "compress")  # tasks that need an audio input
+
+
+def palm_answer_cap() -> int:
+    """The longest palm answer in tokens: `run_task`'s default, which the palm commands and the server use."""
+    from soundlm.palm.infer import run_task
+
+    return int(inspect.signature(run_task).parameters["max_new_tokens"].default)
+
+
+def sampling_of(req: JobRequest) -> AudioLMSampling:
+    """The request's temperatures over AudioLM's other defaults (top-p 0.95, context 0.5)."""
+    base = AudioLMSampling()
+    return AudioLMSampling(semantic=dataclasses.replace(base.semantic, temperature=req.temperature_semantic),
+                           coarse=dataclasses.replace(base.coarse, temperature=req.temperature_coarse),
+                           fine=dataclasses.replace(base.fine, temperature=req.temperature_fine),
+                           context=base.context)
+
+
+def check_request(req: JobRequest, models: ServeModels, config: ServeConfig, has_upload: bool) -> None:
+    """Refuse (ValueError, one line naming the limit or the fix) what this server cannot or will not run."""
+    why = models.unavailable()[req.task]
+    if why:
+        raise ValueError(f"task {req.task} is not available: {why}")
+    if req.task in ("continue", "generate"):
+        if req.seconds > config.max_seconds:
+            raise ValueError(f"seconds={req.seconds:g} is over this server's limit of {config.max_seconds:g} s "
+                             "(--max-seconds); ask for less")
+        if req.num_samples > config.max_samples:
+            raise ValueError(f"num_samples={req.num_samples} is over this server's limit of {config.max_samples} "
+                             "(--max-samples)")
+    if req.task == "compress" and req.mode == "lossless" and models.compressor is None:
+        raise ValueError(NO_COMPRESSOR)
+    if req.task == "tts" and not req.text.strip():
+        raise ValueError("tts needs text: fill the `text` field")
+    if req.task in AUDIO_IN and req.prompt == "upload" and not has_upload:
+        raise ValueError(f"{req.task} needs audio: upload a file in the `audio` field, or set prompt=bundled")
+    if req.task == "decompress" and not has_upload:
+        raise ValueError("decompress needs a .slmc file (written by `soundlm compress`) in the `audio` field")
+    palm = models.palm
+    if palm is not None and req.task in ("tts", "asr", "translate"):
+        langs = palm.vocab.languages
+        wanted = [req.language] + ([req.target] if req.task == "translate" else [])
+        bad = [x for x in wanted if x not in langs]
+        if bad:
+            raise ValueError(f"language {', '.join(bad)} is not one of the palm model's {list(langs)}")
+
+
+def new_job(req: JobRequest, models: ServeModels, folder: Path, prompt: Prompt | None) -> Job:
+    """The job of a checked request; `prompt` is its decoded audio input (or None)."""
+    if req.task == "continue" and prompt is not None:
+        hop = prompt.sample_rate / models.pipe.codec.frame_rate
+        if prompt.audio.shape[-1] < hop:
+            raise AudioError(prompt.label, f"prompt too short: {prompt.audio.shape[-1]} samples, less than one "
+                                           f"codec frame ({hop:g})", "use a longer prompt")
+    settings = settings_of(req, models) | ({"prompt": prompt.label} if prompt is not None else {})
+    job = Job(id=folder.name, task=req.task, settings=settings, folder=folder,
+              payload={"request": req, "prompt": prompt})
+    if req.task in ("continue", "generate"):
+        job.samples = req.num_samples
+        sampling = dataclasses.astuple(sampling_of(req))
+        digest = prompt.digest() if prompt is not None else None
+        job.batch_key = (req.task, digest, req.seconds, sampling, req.seed,
+                         req.acoustic_prompt if req.task == "continue" else None)
+        extra = prompt.seconds if (prompt is not None and not req.acoustic_prompt) else 0.0
+        job.expected_steps = audiolm_steps(models, req.seconds, acoustic_seconds=req.seconds + extra)
+    elif req.task in ("tts", "asr", "translate"):
+        speech = req.task == "tts" or (req.task == "translate" and req.speech)
+        # A palm answer stops at EOS, usually well before the cap: the bar may jump at the end.
+        job.expected_steps = palm_answer_cap() + (audiolm_steps(models, 0.0, 3.0) if speech else 0)
+    elif req.task == "compress" and req.mode == "tokens" and prompt is not None:
+        job.expected_steps = audiolm_steps(models, prompt.seconds, prompt.seconds)
+    return job
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def audiolm_steps(models: ServeModels, semantic_seconds: float, acoustic_seconds: float) -> int:
+    """Decoding steps of the three stages for this much new audio (the progress bar's 100 %)."""
+    pipe = models.pipe
+    qc, k = pipe.num_coarse, pipe.num_codebooks
+    sem = math.ceil(semantic_seconds * pipe.semantic.meta.semantic_rate)
+    frames = math.ceil(acoustic_seconds * float(pipe.codec.frame_rate))
+    coarse = frames * (1 if pipe.coarse.delayed else qc)
+    fine = frames * (1 if pipe.fine.delayed else k - qc)
+    return sem + coarse + fine
+
+
+def settings_of(req: JobRequest, models: ServeModels) -> dict:
+    """The settings a result is shown with: what matters for its task."""
+    keep = {"continue": ("seconds", "num_samples", "seed", "temperature_semantic", "temperature_coarse",
+                         "temperature_fine", "acoustic_prompt"),
+            "generate": ("seconds", "num_samples", "seed", "temperature_semantic", "temperature_coarse",
+                         "temperature_fine"),
+            "tts": ("text", "language"), "asr": ("language",), "translate": ("language", "target", "speech"),
+            "compress": ("mode",), "decompress": ()}[req.task]
+    settings: dict[str, Any] = {"task": req.task, "model": models.model_dir.name}
+    settings.update({name: getattr(req, name) for name in keep})
+    if req.task in ("continue", "generate"):
+        s = AudioLMSampling()
+        settings["top_p"] = [s.semantic.top_p, s.coarse.top_p, s.fine.top_p]
+    return settings
+
+
+# ---- running a batch -------------------------------------------------------------------------
+def run_batch(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    """Run the batch's task with the library; errors name the uploaded files, not the server's copies."""
+    task = batch.jobs[0].task
+    runner = {"continue": _continue, "generate": _generate, "tts": _tts, "asr": _asr, "translate": _translate,
+              "compress": _compress, "decompress": _decompress}[task]
+    try:
+        return runner(batch, models, config)
+    except (ValueError, FileNotFoundError) as e:
+        message = str(e)
+        for job in batch.jobs:
+            prompt = job.payload.get("prompt")
+            if prompt is not None:
+                message = message.replace(str(prompt.path), prompt.label)
+            message = message.replace(str(job.folder), "(upload)")
+        raise (FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError)(message) from None
+
+
+def _split(waves: list[np.ndarray], jobs: list[Job]) -> list[list[np.ndarray]]:
+    out, at = [], 0
+    for job in jobs:
+        out.append(waves[at: at + job.samples])
+        at += job.samples
+    return out
+
+
+def _batched(settings: dict, jobs: list[Job]) -> dict:
+    total = sum(j.samples for j in jobs)
+    return {**settings, "batch": {"jobs": len(jobs), "samples": total}} if len(jobs) > 1 else settings
+
+
+def _reference(prompt: Prompt, sample_rate: int) -> np.ndarray:
+    from soundlm.audio import resample, to_mono
+
+    return resample(to_mono(prompt.audio), prompt.sample_rate, sample_rate)
+
+
+def _continue(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    jobs, pipe = batch.jobs, models.pipe
+    req, prompt = jobs[0].payload["request"], jobs[0].payload["prompt"]
+    batch.stage("tokenizing the prompt")
+    waves = pipe.continue_audio(prompt.audio, req.seconds, num_samples=sum(j.samples for j in jobs),
+                                sampling=sampling_of(req), seed=req.seed, prompt_sample_rate=prompt.sample_rate,
+                                include_prompt=True, acoustic_prompt=req.acoustic_prompt, prompt_source=prompt.label)
+    batch.stage("writing results")
+    sr = pipe.sample_rate
+    prompt_samples = waves[0].shape[-1] - int(round(req.seconds * sr))
+    reference = _reference(prompt, sr)
+    return [audio_result(job.folder, part, sr, "continuation", _batched(job.settings, jobs),
+                         prompt_samples=prompt_samples, reference=reference, similarity=config.speaker_similarity,
+                         device=pipe.device.type)
+            for job, part in zip(jobs, _split(waves, jobs))]
+
+
+def _generate(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    jobs, pipe = batch.jobs, models.pipe
+    req = jobs[0].payload["request"]
+    batch.stage("semantic")
+    waves = pipe.generate(req.seconds, num_samples=sum(j.samples for j in jobs), sampling=sampling_of(req),
+                          seed=req.seed)
+    batch.stage("writing results")
+    return [audio_result(job.folder, part, pipe.sample_rate, "sample", _batched(job.settings, jobs))
+            for job, part in zip(jobs, _split(waves, jobs))]
+
+
+def _speech_result(job: Job, semantic: np.ndarray, models: ServeModels, config: ServeConfig, batch: Batch,
+                   title: str, text: str | None = None) -> JobResult:
+    """Semantic ids -> audio through the served AudioLM bundle, in the prompt's voice when there is one."""
+    from soundlm.palm.infer import semantic_to_audio
+
+    prompt: Prompt | None = job.payload["prompt"]
+    batch.stage("coarse")
+    wave, sr = semantic_to_audio(semantic, models.pipe, voice_prompt=prompt.path if prompt else None)
+    batch.stage("writing results")
+    settings = job.settings | {"semantic_ids": int(len(semantic))}
+    return audio_result(job.folder, [wave], sr, title, settings,
+                        reference=_reference(prompt, sr) if prompt else None, similarity=config.speaker_similarity,
+                        device=models.pipe.device.type, text=text)
+
+
+def _tts(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.palm.infer import synthesize
+
+    job = batch.jobs[0]
+    batch.stage("palm")
+    semantic = synthesize(models.palm, job.settings["text"], job.settings["language"])
+    return [_speech_result(job, semantic, models, config, batch, "speech")]
+
+
+def _palm_input(job: Job, models: ServeModels, batch: Batch) -> np.ndarray:
+    from soundlm.palm.infer import encode_audio
+
+    batch.stage("tokenizing the audio")
+    return encode_audio(models.palm, job.payload["prompt"].path)
+
+
+def _asr(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.palm.infer import transcribe
+
+    job = batch.jobs[0]
+    semantic = _palm_input(job, models, batch)
+    batch.stage("palm")
+    text = transcribe(models.palm, semantic, job.settings["language"])
+    return [JobResult(text=text, settings=job.settings)]
+
+
+def _translate(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.palm.infer import translate
+
+    job = batch.jobs[0]
+    s = job.settings
+    semantic = _palm_input(job, models, batch)
+    batch.stage("palm")
+    out = translate(models.palm, semantic, s["language"], s["target"], speech=s["speech"])
+    if not s["speech"]:
+        return [JobResult(text=out.text or "", settings=s)]
+    if out.semantic is None or len(out.semantic) == 0:
+        raise ValueError("the model produced no semantic ids for this audio (it emitted EOS at once)")
+    return [_speech_result(job, out.semantic, models, config, batch, "translation")]
+
+
+def _compress(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.compress.files import compress_files
+
+    job = batch.jobs[0]
+    prompt: Prompt = job.payload["prompt"]
+    codec = models.codec(job.settings["mode"])
+    batch.stage("compressing")
+    summary = compress_files([prompt.path], job.folder / "out", codec, progress=False)
+    if summary.failed:
+        raise ValueError(summary.failed[0].error)
+    done = summary.done[0]
+    name = "compressed.slmc"
+    done.target.rename(job.folder / name)
+    frames = prompt.audio.shape[-1]
+    stats = {"input_bytes": done.in_bytes, "output_bytes": done.out_bytes,
+             "ratio": round(done.out_bytes / done.in_bytes, 5),
+             "kilobits_per_second": round(done.out_bytes * 8 / 1000 / prompt.seconds, 3),
+             "bits_per_sample": round(done.out_bytes * 8 / (frames * prompt.audio.shape[0]), 4)}
+    return [JobResult(files=[ResultFile(name=name, kind="data", label=f"{prompt.label} compressed ({codec.mode})")],
+                      settings=job.settings, stats=stats)]
+
+
+def _decompress(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.audio import load_audio
+    from soundlm.compress.files import decompress_files
+
+    job = batch.jobs[0]
+    path, mode = job.payload["container"], job.payload["mode"]
+    batch.stage("decompressing")
+    summary = decompress_files([path], job.folder / "out", models.codec(mode), progress=False)
+    if summary.failed:
+        raise ValueError(summary.failed[0].error)
+    target = summary.done[0].target
+    from soundlm.audio import info
+
+    rate = info(target).sample_rate
+    wave = load_audio(target, sample_rate=None, mono=False, allow_silent=True)
+    result = audio_result(job.folder, [wave], rate, "decompressed", job.settings | {"mode": mode,
+                                                                                   "file": job.payload["label"]})
+    target.unlink()
+    return [result]
