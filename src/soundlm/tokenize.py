@@ -25,6 +25,7 @@ import numpy as np
 
 from soundlm import audio as audio_io
 from soundlm.audio_tokenizer import AudioSpec, AudioTokenizer, PreparedAudio, Tokens, prepare_audio
+from soundlm.distributed import die_with_parent
 from soundlm.store import (
     ERRORS_NAME,
     STORE_JSON,
@@ -188,18 +189,9 @@ def _no_collate(item: Any) -> Any:
 
 
 def _die_with_parent(_worker_id: int) -> None:
-    """Have the kernel kill this loader worker when the main process dies.
-
-    After a kill -9 of the main process a worker blocked on its full result queue would
-    otherwise live on forever. Linux only (prctl); elsewhere torch's own parent check
-    remains.
-    """
-    import ctypes
-    import signal
-
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    """A loader worker's init: die with the main process (after its kill -9, a worker blocked on
+    its full result queue would otherwise live on forever)."""
+    die_with_parent()
 
 
 def _iter_loaded(dataset: _LoadDataset, workers: int, readahead: int):

@@ -29,6 +29,7 @@ from torch import nn
 from soundlm.checkpoint import check_resume_settings, latest_checkpoint, save_step_checkpoint
 from soundlm.compress.lossless import DEFAULT_SEGMENT, analyse, encode_pcm, read_pcm, residual_history
 from soundlm.compress.sample_model import A_FRAC, SampleModel, SampleModelConfig, features
+from soundlm.distributed import require_single_process
 from soundlm.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ def train_compressor(cfg: CompressorTrainConfig) -> CompressorTrainResult:
     from soundlm.train.lm import warmup_cosine
 
     cfg.validate()
+    require_single_process("train compressor")
     out = Path(cfg.out)
     train_paths, held_paths = _corpus(cfg.data)
     if not train_paths:
