@@ -19,7 +19,10 @@ a step is normalised by the target tokens of all processes' micro-batches, so N 
 compute the gradient one process would on the N-times larger batch. Rank 0 alone writes;
 under FSDP the weights and the optimizer state are gathered whole before it writes them
 (`optimizer_layout: "fqn"` in train_state.pt), so a checkpoint does not depend on how the
-model was sharded.
+model was sharded. Accelerate applies FSDP on GPUs (and other accelerators) only: on CPU
+processes it would train DDP instead, so there soundlm shards the model itself with
+torch's FSDP2 `fully_shard` (each decoder layer, then the whole model) and leaves it out of
+`accelerator.prepare`.
 """
 
 from __future__ import annotations
@@ -125,9 +128,39 @@ def _is_fsdp(accelerator: Any) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
-def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
-    """Full weights of an FSDP-sharded model (every process must call this); None otherwise."""
-    return accelerator.get_state_dict(model) if _is_fsdp(accelerator) else None
+def _fsdp_requested() -> bool:
+    import os
+
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
+def _shard_on_cpu(model: torch.nn.Module) -> None:
+    """FSDP2 on CPU processes: `fully_shard` each decoder layer (FSDP_TRANSFORMER_CLS_TO_WRAP, as
+    `accelerate launch --fsdp_transformer_layer_cls_to_wrap` sets it; default LlamaDecoderLayer),
+    then the whole model. In place: build the optimizer afterwards, on the sharded parameters."""
+    import os
+
+    from torch.distributed.fsdp import fully_shard
+
+    if os.environ.get("FSDP_VERSION", "1") != "2":
+        raise ValueError("Accelerate runs FSDP on GPUs only; on CPU processes soundlm shards with torch's FSDP2 "
+                         "(`fully_shard`): launch with --fsdp_version 2")
+    layers = set(os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "LlamaDecoderLayer").split(","))
+    for module in list(model.modules()):
+        if type(module).__name__ in layers:
+            fully_shard(module)
+    fully_shard(model)
+
+
+def _gathered_weights(accelerator: Any, model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor] | None:
+    """Full weights of a sharded model (every process must call this; rank 0 gets them); None otherwise."""
+    if _is_fsdp(accelerator):
+        return accelerator.get_state_dict(model)
+    if not sharded:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def _full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -145,9 +178,7 @@ def _load_full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Op
 
 
 def _make_accelerator(mixed_precision: str) -> Any:
-    """The run's Accelerator: gloo on the CPU when launched on a machine without GPUs, and FSDP
-    there without `sync_module_states`, which Accelerate refuses on the CPU (every process builds
-    the same weights from the same seed or checkpoint, so there is nothing to sync)."""
+    """The run's Accelerator: gloo on the CPU when launched on a machine without GPUs."""
     import os
 
     from accelerate import Accelerator
@@ -161,10 +192,12 @@ def _make_accelerator(mixed_precision: str) -> Any:
     GradientState._reset_state()
     cpu = launched_world_size() > 1 and use_cpu_backend(None)
     fsdp_plugin = None
-    # FSDP2 (`--fsdp_version 2`) has no such option.
-    if cpu and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and os.environ.get("FSDP_VERSION", "1") == "1":
+    if cpu and _fsdp_requested() and os.environ.get("FSDP_VERSION", "1") == "1":
         from accelerate import FullyShardedDataParallelPlugin
 
+        # Accelerate ignores the plugin on CPU processes (see the module docstring), but builds an
+        # FSDP1 one from the launch's settings and refuses its `sync_module_states` there: this gets
+        # the run as far as `_shard_on_cpu`'s message.
         fsdp_plugin = FullyShardedDataParallelPlugin(sync_module_states=False, cpu_ram_efficient_loading=False)
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, fsdp_plugin=fsdp_plugin)
     if accelerator.num_processes > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
@@ -174,7 +207,7 @@ def _make_accelerator(mixed_precision: str) -> Any:
 
 def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     """Train (or resume) one stage; returns where the final inference folder is."""
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from tqdm.auto import tqdm
 
     cfg.validate()
@@ -201,6 +234,11 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         load_model(stage.model, str(ckpt / "model.safetensors"))
     split = lm_data.split_heldout([r.id for r in tokens.records], cfg.heldout_fraction)
     model = stage.model
+    fsdp = _is_fsdp(accelerator)
+    shard_here = _fsdp_requested() and accelerator.distributed_type == DistributedType.MULTI_CPU
+    if shard_here:
+        _shard_on_cpu(model)
+    sharded = fsdp or shard_here
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -210,11 +248,10 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         optimizer, lambda s: warmup_cosine(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
 
     start_step, state = 0, None
-    fsdp = _is_fsdp(accelerator)
     if ckpt is not None:
         state = load_train_state(ckpt)
         whole = state.get("optimizer_layout") == "fqn"
-        if fsdp and not whole:
+        if sharded and not whole:
             raise ValueError(f"{ckpt}: this checkpoint's optimizer state was saved without FSDP, as one process's "
                              "parameter list, which an FSDP-sharded model cannot take; resume it launched as it "
                              "was started (without --use_fsdp)")
@@ -226,7 +263,10 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
             else state["rng"][0]
         set_rng_state(rng)
 
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if shard_here:
+        optimizer = accelerator.prepare(optimizer)  # the model is sharded already; DDP must not wrap it
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     if state is not None and state.get("optimizer_layout") == "fqn":
         _load_full_optimizer_state(model, optimizer.optimizer, state["optimizer"])
     if is_main:
@@ -245,13 +285,13 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         accelerator.wait_for_everyone()
         rng_states = accelerator.gather_for_metrics([rng_state()]) if accelerator.num_processes > 1 \
             else [rng_state()]
-        weights = _gathered_weights(accelerator, model)
+        weights = _gathered_weights(accelerator, model, sharded)
         # A sharded optimizer's state is gathered whole, keyed by parameter names.
-        optim_state = _full_optimizer_state(model, optimizer.optimizer) if fsdp else optimizer.state_dict()
+        optim_state = _full_optimizer_state(model, optimizer.optimizer) if sharded else optimizer.state_dict()
         if is_main:
             def write(folder: Path) -> None:
                 stage.save(folder, accelerator.unwrap_model(model), weights)
-                torch.save({"optimizer": optim_state, "optimizer_layout": "fqn" if fsdp else "index",
+                torch.save({"optimizer": optim_state, "optimizer_layout": "fqn" if sharded else "index",
                             "scheduler": scheduler.state_dict(), "step": step, "rng": rng_states,
                             "data": {"seed": cfg.seed, "next_step": step}}, folder / TRAIN_STATE)
             save_step_checkpoint(run_dir, step, write, keep=cfg.keep_checkpoints)
@@ -289,6 +329,8 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         if world > 1:
             step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "sum"))
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):  # a DTensor when the parameters are FSDP2 shards
+            grad_norm = grad_norm.full_tensor()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -318,7 +360,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     if start_step >= cfg.steps and is_main:
         print(f"{run_dir}: already trained to step {start_step} (--steps {cfg.steps}); exporting final")
     accelerator.wait_for_everyone()
-    weights = _gathered_weights(accelerator, model)
+    weights = _gathered_weights(accelerator, model, sharded)
     if is_main:
         stage.export(result.final_dir, accelerator.unwrap_model(model), weights)
     metrics.close()
