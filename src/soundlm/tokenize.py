@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from soundlm.store import (
 
 if TYPE_CHECKING:
     from soundlm.codec.base import AcousticTokenizer
-    from soundlm.data import CorpusItem
+    from soundlm.data import CorpusIndex, CorpusItem
     from soundlm.semantic.base import SemanticTokenizer
 
 # Context on each side of a cut that found no silence, tokenized and trimmed off again.
@@ -133,25 +133,26 @@ class TokenizeSummary:
 
 # ---------------------------------------------------------------------------- file list
 
-def job_files(source: str | Path) -> list[CorpusItem]:
-    """The job's file list: `open_corpus(source)` with a manifest's rows sorted by id.
+def job_files(source: str | Path) -> CorpusIndex:
+    """The job's file list: `open_corpus(source)`'s items with a manifest's rows sorted by id, as an
+    index that makes each item when asked (a few dozen bytes per file held, not the items).
 
     Shards and parts take files by position, so the order is part of a store's layout.
     """
-    from soundlm.data import find_manifest, open_corpus
+    from soundlm.data import corpus_index
 
-    items = open_corpus(source)
-    return sorted(items, key=lambda item: item.id) if find_manifest(source) is not None else items
+    index = corpus_index(source)
+    return index.by_id() if index.manifest is not None else index
 
 
-def select_shard(files: Sequence[CorpusItem], num_shards: int, shard_index: int) -> list[CorpusItem]:
-    """Files whose position % num_shards == shard_index: disjoint shards that cover the list."""
+def select_shard(files: Sequence[CorpusItem], num_shards: int, shard_index: int) -> Sequence[CorpusItem]:
+    """Files whose position % num_shards == shard_index: disjoint shards that cover the list (a view)."""
     if num_shards < 1:
         raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"--shard-index must be in [0, {num_shards - 1}] for --num-shards {num_shards}, "
                          f"got {shard_index}")
-    return list(files[shard_index::num_shards])
+    return files[shard_index::num_shards]
 
 
 def split_parts(n_files: int, part_size: int) -> list[range]:
@@ -209,17 +210,17 @@ def load_for_tokenizers(path: str, spec: LoadSpec) -> tuple[PreparedAudio, float
 
 
 class _LoadDataset:
-    """Map-style dataset over (shard position, path); workers call __getitem__."""
+    """Map-style dataset over the shard's files (by position); workers call __getitem__."""
 
-    def __init__(self, items: Sequence[tuple[int, str]], spec: LoadSpec):
-        self.items = list(items)
+    def __init__(self, files: Sequence[CorpusItem], spec: LoadSpec):
+        self.files = files
         self.spec = spec
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.files)
 
-    def __getitem__(self, i: int) -> LoadedAudio:
-        index, path = self.items[i]
+    def __getitem__(self, index: int) -> LoadedAudio:
+        path = str(self.files[index].path)
         try:
             pieces, duration, rate = load_pieces(path, self.spec)
         except audio_io.AudioError as e:
@@ -239,15 +240,16 @@ def _die_with_parent(_worker_id: int) -> None:
     die_with_parent()
 
 
-def _iter_loaded(dataset: _LoadDataset, workers: int, readahead: int):
-    """Yield LoadedAudio in dataset order, loading in `workers` processes."""
+def _iter_loaded(dataset: _LoadDataset, positions: Iterable[int], workers: int, readahead: int):
+    """Yield the LoadedAudio of `positions` in order, loading in `workers` processes."""
     import torch.utils.data
 
     if workers <= 0:
-        yield from (dataset[i] for i in range(len(dataset)))
+        yield from (dataset[i] for i in positions)
         return
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_no_collate,
+        # A generator of positions: the job never lists them all.
+        dataset, batch_size=None, sampler=positions, num_workers=workers, collate_fn=_no_collate,
         worker_init_fn=_die_with_parent,
         # Read ahead about one part so loading overlaps the main process's inference.
         prefetch_factor=max(2, math.ceil(readahead / workers)))
@@ -359,8 +361,8 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
                     f"{tok.name}-encoded in batches of equal length only (exact, slower)")
         for note in summary.notes:
             tqdm.write(f"note: {note}", file=sys.stderr)
-        items = [(i, str(files[i].path)) for k in todo for i in parts[k]]
-        loaded = _iter_loaded(_LoadDataset(items, spec), cfg.workers, readahead=cfg.part_size)
+        positions = (i for k in todo for i in parts[k])
+        loaded = _iter_loaded(_LoadDataset(files, spec), positions, cfg.workers, readahead=cfg.part_size)
         done_files = sum(len(parts[k]) for k in range(len(parts)) if k not in set(todo))
         bar = tqdm(total=len(files), initial=done_files, unit="file", desc="tokenize", disable=not progress,
                    dynamic_ncols=True)
