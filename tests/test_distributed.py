@@ -261,7 +261,8 @@ CODEC_ARGS = ["--preset", "tiny", "--steps", "8", "--segment-seconds", "0.2", "-
               "--adv-start-step", "2", "--disc-filters", "4", "--ckpt-every", "4", "--eval-every", "4",
               "--sample-every", "4", "--log-every", "1", "--heldout-fraction", "0.2", "--device", "cpu",
               # The spectral-convergence term is normalised over each process's batch, so with it two
-              # processes' mean differs from one process's value by design (measured 1.5e-4 at step 1).
+              # processes' mean differs from one process's value by design (measured 1.5e-4 at step 1,
+              # 2% by step 7): the comparison leaves it out.
               "--stft-weight", "0"]
 
 
@@ -299,10 +300,15 @@ def test_codec_two_processes_match_one_process_and_one_writes(codec_runs):
     one, two = _codec_train_lines(codec_runs["one"]), _codec_train_lines(codec_runs["two"])
     assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, 9))
     for a, b in zip(one, two):
-        # The adversarial terms start after step 2; measured agreement 4e-5 over the 8 steps.
-        for key in ("loss", "mel", "l1", "commit", "adv", "feat", "disc"):
+        # Sums in another order (and one thread per process here, two in this process): measured
+        # within 4e-5 for loss, mel and l1 and 1.5e-4 for the small commitment loss over 8 steps.
+        # The feature-matching term is normalised by each process's batch, like spectral convergence:
+        # its mean over processes is not the one-process value (measured 6e-3 apart), so it is not compared.
+        for key, rel in (("loss", 1e-4), ("mel", 1e-4), ("l1", 1e-4), ("commit", 2e-3), ("adv", 2e-3),
+                         ("disc", 2e-3)):
             if key in a:
-                assert b[key] == pytest.approx(a[key], rel=2e-4, abs=1e-6), (a["step"], key)
+                assert b[key] == pytest.approx(a[key], rel=rel, abs=1e-6), (a["step"], key)
+        assert ("adv" in a) == ("adv" in b) == (a["step"] > 2)
     _one_writer(codec_runs["probe"], codec_runs["two"])
     assert (codec_runs["two"] / "samples").is_dir() and (codec_runs["two"] / "errors.jsonl").exists()
     # Each rank loaded its own rows of each step (which rows: test_codec_ranks_load_disjoint_rows_of_the_global_batch).
