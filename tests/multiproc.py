@@ -45,6 +45,12 @@ def launch(args: list[str], probe_dir: Path, watch: Path, processes: int = 2, fs
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
+def run_alone(args: list[str], probe_dir: Path, watch: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The same command as one process without a launcher (one thread, like each launched process)."""
+    return subprocess.run([sys.executable, str(PROBE), *args], env=probe_env(probe_dir, watch), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
 def probe_lines(probe_dir: Path) -> dict[int, list[dict]]:
     """What each rank recorded: rank -> its lines."""
     out: dict[int, list[dict]] = {}

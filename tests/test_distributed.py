@@ -24,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from multiproc import launch, launch_command, probe_env, probe_lines, reads, writes
+from multiproc import launch, launch_command, probe_env, probe_lines, reads, run_alone, writes
 from soundlm.distributed import Processes, check_launch, require_single_process
 from soundlm.palm.loop import rank_batch
 from soundlm.store import TokenRecord
@@ -156,16 +156,15 @@ def _one_writer(probe: Path, run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lm_runs(tmp_path_factory):
-    """One process at batch 4 (in this process) and two launched processes at batch 2."""
-    from soundlm.train.lm import LMTrainConfig, train_lm
+    """One process at batch 4 and two launched processes at batch 2 (one thread each)."""
     from test_train_lm import make_store
 
     root = tmp_path_factory.mktemp("lm")
     store = make_store(root / "store", n=8)
     one = root / "one"
-    train_lm(LMTrainConfig(store=str(store), out=str(one), stage="semantic", preset="tiny", steps=16, batch_size=4,
-                           window_seconds=0.4, warmup=2, ckpt_every=4, eval_every=8, log_every=1,
-                           heldout_fraction=0.2, progress=False))
+    alone = run_alone(["train", "lm", str(store), "--out", str(one), "--batch-size", "4", *LM_ARGS], root / "probe-one",
+                      one)
+    assert alone.returncode == 0, alone.stdout[-3000:]
     two = root / "two"
     done = launch(["train", "lm", str(store), "--out", str(two), "--batch-size", "2", *LM_ARGS], root / "probe-two",
                   two)
@@ -275,7 +274,6 @@ def _codec_train_lines(run: Path) -> list[dict]:
 def codec_runs(tmp_path_factory):
     import soundfile as sf
 
-    from soundlm.train.codec import CodecTrainConfig, train_codec
     from test_train_codec import SR, harmonic
 
     root = tmp_path_factory.mktemp("codec")
@@ -284,10 +282,9 @@ def codec_runs(tmp_path_factory):
     for i, f0 in enumerate((110, 165, 220, 275, 330)):
         sf.write(audio / f"h{i}.wav", harmonic(0.6, f0, i), SR)
     one = root / "one"
-    train_codec(CodecTrainConfig(data=str(audio), out=str(one), preset="tiny", steps=8, batch_size=4,
-                                 segment_seconds=0.2, lr=3e-3, adversarial=True, adv_start_step=2, disc_filters=4,
-                                 ckpt_every=4, eval_every=4, sample_every=4, log_every=1, heldout_fraction=0.2,
-                                 stft_weight=0.0, device="cpu"))
+    alone = run_alone(["train", "codec", str(audio), "--out", str(one), "--batch-size", "4", *CODEC_ARGS],
+                      root / "probe-one", one)
+    assert alone.returncode == 0, alone.stdout[-3000:]
     two = root / "two"
     done = launch(["train", "codec", str(audio), "--out", str(two), "--batch-size", "2", *CODEC_ARGS],
                   root / "probe-two", two)
@@ -300,8 +297,8 @@ def test_codec_two_processes_match_one_process_and_one_writes(codec_runs):
     one, two = _codec_train_lines(codec_runs["one"]), _codec_train_lines(codec_runs["two"])
     assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, 9))
     for a, b in zip(one, two):
-        # Sums in another order (and one thread per process here, two in this process): measured
-        # within 4e-5 for loss, mel and l1 and 1.5e-4 for the small commitment loss over 8 steps.
+        # Sums in another order: measured within 4e-5 for loss, mel and l1 and 1.5e-4 for the small
+        # commitment loss over 8 steps.
         # The feature-matching term is normalised by each process's batch, like spectral convergence:
         # its mean over processes is not the one-process value (measured 6e-3 apart), so it is not compared.
         for key, rel in (("loss", 1e-4), ("mel", 1e-4), ("l1", 1e-4), ("commit", 2e-3), ("adv", 2e-3),
