@@ -207,6 +207,11 @@ def test_kill_and_resume_through_the_cli(store, tmp_path):
     killed_losses = {m["step"]: m["train/loss"] for m in _metrics(run) if "train/loss" in m}
     straight_losses = {m["step"]: m["train/loss"] for m in _metrics(straight) if "train/loss" in m}
     assert killed_losses == straight_losses and len(killed_losses) == 40
+    # And the final weights are the uninterrupted run's, bit for bit.
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(str(run / "final" / "model.safetensors")), load_file(str(straight / "final" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_bf16_and_worker_processes_in_one_process(store, tmp_path):

@@ -7,8 +7,10 @@ says otherwise. Bad input raises `AudioError` whose message names the file and t
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -43,12 +45,33 @@ class AudioInfo:
 
 def list_audio_files(root: str | Path) -> list[Path]:
     """All audio files under `root` (recursively), sorted for determinism."""
+    return list(iter_audio_files(root))
+
+
+def iter_audio_files(root: str | Path) -> Iterator[Path]:
+    """The audio files under `root` (or `root` itself, a file) one by one, in sorted path order.
+
+    The order is that of sorting every path (which compares paths part by part), but the
+    listing is walked folder by folder, so a corpus of millions of files is never held whole.
+    """
     root = Path(root)
     if root.is_file():
-        return [root]
+        return iter([root])
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such file or folder (pass an audio file or a folder of audio)")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return _walk_sorted(root)
+
+
+def _walk_sorted(folder: Path) -> Iterator[Path]:
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        path = folder / entry.name
+        # Like Path.rglob: into real folders, not through symlinks to folders.
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _walk_sorted(path)
+        elif entry.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+            yield path
 
 
 def info(path: str | Path) -> AudioInfo:

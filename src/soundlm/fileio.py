@@ -2,18 +2,59 @@
 
 A writer fills a temporary file in the destination folder (same filesystem), flushes and
 fsyncs it, then renames it over the target. A crash (even kill -9) leaves at worst a
-stray `.tmp-*` file, never a truncated result.
+stray `.tmp-*` file, never a truncated result. A write that fails because the disk is
+full (or over quota, or read-only) removes its temporary file or folder and raises
+`DiskFullError`, which names the target and the fix: free space, then rerun the same
+command, which resumes from what was written whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+# What a full disk, an exhausted quota or a read-only filesystem raise.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class DiskFullError(OSError):
+    """A write that found no space (or quota, or a writable filesystem); nothing partial was left."""
+
+    def __init__(self, target: str | Path, cause: BaseException):
+        reason = getattr(cause, "strerror", None) or str(cause)
+        code = getattr(cause, "errno", None) or errno.ENOSPC
+        super().__init__(code, f"{target}: could not be written ({reason}); nothing partial was left: free space "
+                               "(or write elsewhere) and rerun the same command to resume")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` says the disk is full: an OSError with ENOSPC/EDQUOT/EROFS, or a library's
+    error carrying that OS error in its message (safetensors, torch's C++ writer)."""
+    if isinstance(error, OSError) and error.errno in _NO_SPACE:
+        return True
+    text = str(error)
+    return "No space left on device" in text or "Disk quota exceeded" in text or "Read-only file system" in text
+
+
+@contextlib.contextmanager
+def _disk_full_reported(target: Path) -> Iterator[None]:
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if is_disk_full(e):
+            raise DiskFullError(target, e) from e
+        raise
 
 
 @contextlib.contextmanager
@@ -25,10 +66,11 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, target)
+        with _disk_full_reported(target):
+            yield tmp_path
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -62,11 +104,12 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
     try:
-        yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb+") as fh:
-                    os.fsync(fh.fileno())
+        with _disk_full_reported(target):
+            yield tmp
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb+") as fh:
+                        os.fsync(fh.fileno())
         old = None
         if target.exists():
             old = target.with_name(f".old-{target.name}.{os.getpid()}")

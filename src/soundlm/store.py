@@ -8,8 +8,10 @@ Layout of a store folder:
 
 A part is finished exactly when its Parquet file exists: its error file is written
 (atomically) before the Parquet file is renamed into place, so a reader or a resumed job
-never sees half a part. Every Parquet file is a plain table that pyarrow and pandas read
-without soundlm.
+never sees half a part. Every Parquet file is a plain table that pyarrow, pandas, duckdb
+and `datasets` read without soundlm (glob `STORE/shard-*.parquet`; parts written before
+the chunk columns existed lack them: read with `union_by_name` in duckdb, or through
+`TokenStore`, which fills them with nulls).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ ERRORS_DIR = "errors"
 # Columns after `language` are additions to the documented schema: the corpus split and
 # the id that pairs translations of one sentence (AudioPaLM), both nullable.
 METADATA_COLUMNS = ("speaker", "transcript", "language", "split", "text_id")
+# Added with long-file chunking, nullable (null for a whole file): the id of the file a chunk
+# was cut from, and the chunk's start in it (seconds). Older parts lack both.
+CHUNK_COLUMNS = ("parent", "offset")
 _PART_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})\.part-(\d{5})\.parquet$")
 
 
@@ -61,6 +66,8 @@ def store_schema(acoustic_type: pa.DataType = pa.int16()) -> pa.Schema:
         pa.field("acoustic", pa.list_(acoustic_type), nullable=False),  # row-major [K, T]
         pa.field("acoustic_shape", pa.list_(pa.int32()), nullable=False),  # [K, T]
         *[pa.field(name, pa.string(), nullable=True) for name in METADATA_COLUMNS],
+        pa.field("parent", pa.string(), nullable=True),
+        pa.field("offset", pa.float64(), nullable=True),
     ])
 
 
@@ -94,6 +101,7 @@ class StoreManifest:
     normalize: str | None = None
     shards: dict[str, dict] = field(default_factory=dict)  # shard index -> its job's status
     version: int = STORE_VERSION
+    chunker: str | None = None  # how long files were cut (`chunking.resolve_chunker`); None: never
 
     @classmethod
     def for_tokenizers(cls, semantic: SemanticTokenizer, codec: AcousticTokenizer, semantic_spec: str | None = None,
@@ -112,10 +120,17 @@ class StoreManifest:
                    semantic_spec=semantic_spec, acoustic_spec=acoustic_spec, **job)
 
     def to_json(self, shards: bool = True) -> dict:
-        """The JSON object of store.json; shards=False leaves out the jobs' status (for stage folders)."""
+        """The JSON object of store.json; shards=False leaves out the jobs' status (for stage folders).
+
+        Fields added after stage folders were first written (`chunker`) appear only when set,
+        so those folders' copies read and write back unchanged.
+        """
         out = asdict(self)
         if not shards:
             del out["shards"]
+        for name in _LATER_FIELDS:
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod
@@ -153,6 +168,9 @@ class StoreManifest:
                              "write to a new --out folder")
         mine, theirs = self.to_json(), new.to_json()
         diffs = [k for k in _IDENTITY_KEYS if _identity(mine.get(k)) != _identity(theirs.get(k))]
+        # A store written before chunking existed only ever skipped long files; its rerun
+        # chunks the long files of parts still to do, and is not refused for it.
+        diffs += [k for k in _LATER_FIELDS if k in mine and mine[k] != theirs.get(k)]
         if diffs:
             detail = "; ".join(f"{k}: store has {mine.get(k)!r}, this run {theirs.get(k)!r}" for k in diffs)
             raise ValueError(f"{store} was made with different settings ({detail}). A store holds tokens of one "
@@ -165,6 +183,10 @@ _IDENTITY_KEYS = ("semantic", "acoustic", "semantic_spec", "acoustic_spec", "sem
                   "semantic_frame_rate", "acoustic_frame_rate", "acoustic_num_codebooks",
                   "acoustic_codebook_size", "source", "num_shards", "part_size", "min_seconds",
                   "max_seconds", "normalize")
+
+
+# Identity fields added later: compared only when the store has them (see `to_json`).
+_LATER_FIELDS = ("chunker",)
 
 
 def _identity(value: Any) -> Any:
@@ -214,6 +236,8 @@ class TokenRecord:
     sample_rate: int | None = None  # of the source file
     split: str | None = None
     text_id: str | None = None
+    parent: str | None = None  # a chunk's file id (`path` is that file); None for a whole file
+    offset: float | None = None  # a chunk's start in its file, seconds
 
 
 @dataclass
@@ -249,6 +273,8 @@ def records_to_table(records: Sequence[TokenRecord], acoustic_type: pa.DataType 
         for name in METADATA_COLUMNS:
             value = getattr(r, name)
             cols[name].append(None if value is None else str(value))
+        cols["parent"].append(r.parent)
+        cols["offset"].append(None if r.offset is None else float(r.offset))
     schema = store_schema(acoustic_type)
     arrays = []
     for field in schema:
@@ -357,8 +383,8 @@ class TokenStore:
         return self.records()
 
     def to_table(self, columns: Sequence[str] | None = None) -> pa.Table:
-        """All rows as one Arrow table (in shard, part, row order)."""
-        tables = [pq.read_table(p, columns=list(columns) if columns is not None else None) for p in self.shards()]
+        """All rows as one Arrow table (in shard, part, row order); columns a part predates are null."""
+        tables = [_read_part(p, columns) for p in self.shards()]
         if not tables:
             schema = store_schema()
             return schema.empty_table() if columns is None else pa.schema(
@@ -377,7 +403,9 @@ class TokenStore:
                 wanted.append("acoustic_shape")
         for shard in self.shards():
             pf = pq.ParquetFile(shard)
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):
+            # Columns added to the schema later are missing from older parts: their fields stay None.
+            present = None if wanted is None else [c for c in wanted if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=present):
                 yield from _batch_records(batch)
 
     def read_errors(self) -> list[dict]:
@@ -386,6 +414,18 @@ class TokenStore:
             return _errors_of_finished_parts(self.path)
         merged = self.path / ERRORS_NAME
         return _read_jsonl(merged) if merged.exists() else []
+
+
+def _read_part(path: Path, columns: Sequence[str] | None) -> pa.Table:
+    """One part's table with the current schema's columns (or `columns`); those it predates are null."""
+    schema = store_schema()
+    names = list(columns) if columns is not None else schema.names
+    present = set(pq.ParquetFile(path).schema_arrow.names)
+    table = pq.read_table(path, columns=[c for c in names if c in present])
+    for name in names:
+        if name not in present:
+            table = table.append_column(schema.field(name), pa.nulls(len(table), schema.field(name).type))
+    return table.select(names)
 
 
 def _list_rows(column: pa.Array) -> list[np.ndarray]:

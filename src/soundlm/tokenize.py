@@ -9,7 +9,10 @@ The job is built to run for hours on large corpora and to be killed at any momen
 - worker processes load, check and resample audio; the main process runs both
   tokenizers on batches of files of similar length and crops each result back to the
   file's own frame count, so batching does not change the tokens;
-- a bad file is skipped and logged with its reason, never fatal.
+- a bad file is skipped and logged with its reason, never fatal;
+- a file longer than `max_seconds` is cut into chunks (`soundlm.chunking`: at silences,
+  else fixed windows with overlapping context trimmed off), stored as records `ID#k` with
+  their offset in the file and the parent id; nothing is skipped for being long.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from soundlm import audio as audio_io
 from soundlm.audio_tokenizer import AudioSpec, AudioTokenizer, PreparedAudio, Tokens, prepare_audio
+from soundlm.chunking import ChunkSpan, plan_chunks, resolve_chunker, token_grid
+from soundlm.distributed import die_with_parent
 from soundlm.store import (
     ERRORS_NAME,
     STORE_JSON,
@@ -40,8 +45,11 @@ from soundlm.store import (
 
 if TYPE_CHECKING:
     from soundlm.codec.base import AcousticTokenizer
-    from soundlm.data import CorpusItem
+    from soundlm.data import CorpusIndex, CorpusItem
     from soundlm.semantic.base import SemanticTokenizer
+
+# Context on each side of a cut that found no silence, tokenized and trimmed off again.
+CHUNK_OVERLAP_SECONDS = 1.0
 
 @dataclass
 class TokenizeConfig:
@@ -56,16 +64,26 @@ class TokenizeConfig:
     part_size: int = 64
     device: str | None = None
     min_seconds: float = 0.1
-    max_seconds: float | None = 120.0
+    max_seconds: float | None = 120.0  # chunk length: longer files are cut into chunks (None: never)
     normalize: str | None = None  # None, "peak" or "rms", applied before tokenizing
+    chunker: str = "auto"  # where chunks end: auto (silero if installed, else energy), energy, silero, fixed
+
+
+@dataclass
+class Piece:
+    """A whole file (`span` None) or one chunk of it, prepared for both tokenizers, or its error."""
+
+    prepared: PreparedAudio | None
+    span: ChunkSpan | None = None
+    error: str | None = None
 
 
 @dataclass
 class LoadedAudio:
-    """What a worker hands the main process: the file prepared for both tokenizers, or an error."""
+    """What a worker hands the main process: the file's pieces prepared for both tokenizers, or an error."""
 
     index: int  # position in the shard's file list
-    prepared: PreparedAudio | None = None
+    pieces: list[Piece] = field(default_factory=list)
     duration: float = 0.0
     sample_rate: int = 0
     error: str | None = None
@@ -80,8 +98,11 @@ class TokenizeSummary:
     parts: int  # parts in this shard
     parts_before: int  # parts already finished when the run started
     parts_written: int = 0
-    tokenized: int = 0  # files written by this run
+    tokenized: int = 0  # files written by this run (whole, or at least one chunk)
     skipped: int = 0  # files skipped by this run (see errors.jsonl)
+    chunked_files: int = 0  # long files this run cut into chunks
+    chunks: int = 0  # chunks of those it wrote
+    skipped_chunks: int = 0  # chunks skipped alone (e.g. silent), each logged as PATH#k
     audio_seconds: float = 0.0  # tokenized by this run
     elapsed: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -101,8 +122,10 @@ class TokenizeSummary:
             return (f"nothing to do: all {self.parts} parts ({self.files} files) of {where} are "
                     "already tokenized")
         resumed = f", resumed after {self.parts_before} finished parts" if self.parts_before else ""
-        reasons = f" (reasons in {Path(self.store) / ERRORS_NAME})" if self.skipped else ""
-        return (f"tokenized {self.tokenized} files, skipped {self.skipped}{reasons}, "
+        reasons = f" (reasons in {Path(self.store) / ERRORS_NAME})" if self.skipped or self.skipped_chunks else ""
+        chunks = f" ({self.chunked_files} long files cut into {self.chunks} chunks)" if self.chunked_files else ""
+        skipped = f"{self.skipped}" + (f" and {self.skipped_chunks} chunks" if self.skipped_chunks else "")
+        return (f"tokenized {self.tokenized} files{chunks}, skipped {skipped}{reasons}, "
                 f"{self.audio_seconds:.1f} s of audio in {self.elapsed:.1f} s "
                 f"({self.speed:.1f}x real time){resumed}; {where}: "
                 f"{self.parts_before + self.parts_written}/{self.parts} parts done")
@@ -110,25 +133,26 @@ class TokenizeSummary:
 
 # ---------------------------------------------------------------------------- file list
 
-def job_files(source: str | Path) -> list[CorpusItem]:
-    """The job's file list: `open_corpus(source)` with a manifest's rows sorted by id.
+def job_files(source: str | Path) -> CorpusIndex:
+    """The job's file list: `open_corpus(source)`'s items with a manifest's rows sorted by id, as an
+    index that makes each item when asked (a few dozen bytes per file held, not the items).
 
     Shards and parts take files by position, so the order is part of a store's layout.
     """
-    from soundlm.data import find_manifest, open_corpus
+    from soundlm.data import corpus_index
 
-    items = open_corpus(source)
-    return sorted(items, key=lambda item: item.id) if find_manifest(source) is not None else items
+    index = corpus_index(source)
+    return index.by_id() if index.manifest is not None else index
 
 
-def select_shard(files: Sequence[CorpusItem], num_shards: int, shard_index: int) -> list[CorpusItem]:
-    """Files whose position % num_shards == shard_index: disjoint shards that cover the list."""
+def select_shard(files: Sequence[CorpusItem], num_shards: int, shard_index: int) -> Sequence[CorpusItem]:
+    """Files whose position % num_shards == shard_index: disjoint shards that cover the list (a view)."""
     if num_shards < 1:
         raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"--shard-index must be in [0, {num_shards - 1}] for --num-shards {num_shards}, "
                          f"got {shard_index}")
-    return list(files[shard_index::num_shards])
+    return files[shard_index::num_shards]
 
 
 def split_parts(n_files: int, part_size: int) -> list[range]:
@@ -145,42 +169,65 @@ class LoadSpec:
 
     audio: AudioSpec
     min_seconds: float
-    max_seconds: float | None
+    max_seconds: float | None  # chunk length (None: whole files only)
     normalize: str | None
+    grid_seconds: float = 0.02  # chunk edges: a whole number of frames of both streams (`token_grid`)
+    chunker: str = "energy"  # resolved (`chunking.resolve_chunker`)
+    overlap_seconds: float = CHUNK_OVERLAP_SECONDS
+
+
+def load_pieces(path: str, spec: LoadSpec) -> tuple[list[Piece], float, int]:
+    """Load, check and prepare one file, cut into chunks when longer than `spec.max_seconds`;
+    returns (pieces, seconds, native rate).
+
+    Raises AudioError for a file that is unusable as a whole (unreadable, empty, NaN, silent,
+    too short); a chunk that is unusable alone (e.g. silent) is a piece with an error.
+    """
+    meta = audio_io.info(path)
+    native = audio_io.load_audio(path, sample_rate=None, mono=False, normalize=spec.normalize)  # [C, S]
+    # Decoded length, not the header's frame count: compressed formats may not agree with it.
+    seconds = native.shape[-1] / meta.sample_rate
+    spans = plan_chunks(native, meta.sample_rate, spec.max_seconds, spec.grid_seconds, spec.overlap_seconds,
+                        spec.chunker) if spec.max_seconds is not None and seconds > spec.max_seconds else []
+    if len(spans) <= 1:
+        return [Piece(prepare_audio(native, meta.sample_rate, spec.audio, path, min_seconds=spec.min_seconds))], \
+            seconds, meta.sample_rate
+    pieces = []
+    for span in spans:
+        try:
+            pieces.append(Piece(prepare_audio(native[:, span.context_start: span.context_end], meta.sample_rate,
+                                              spec.audio, f"{path}#{span.index}", min_seconds=spec.min_seconds),
+                                span))
+        except audio_io.AudioError as e:
+            pieces.append(Piece(None, span, error=str(e)))
+    return pieces, seconds, meta.sample_rate
 
 
 def load_for_tokenizers(path: str, spec: LoadSpec) -> tuple[PreparedAudio, float, int]:
-    """Load, check and prepare one file; returns (prepared audio, seconds, native rate).
-
-    Raises AudioError for anything unusable (unreadable, empty, NaN, silent, too short/long).
-    """
-    meta = audio_io.info(path)
-    native = audio_io.load_audio(path, sample_rate=None, mono=False, max_seconds=spec.max_seconds,
-                                 normalize=spec.normalize)  # [C, S]
-    prepared = prepare_audio(native, meta.sample_rate, spec.audio, path, min_seconds=spec.min_seconds)
-    # Decoded length, not the header's frame count: compressed formats may not agree with it.
-    return prepared, native.shape[-1] / meta.sample_rate, meta.sample_rate
+    """Load, check and prepare one whole file (never chunked); returns (prepared audio, seconds, native rate)."""
+    pieces, seconds, rate = load_pieces(path, replace(spec, max_seconds=None))
+    return pieces[0].prepared, seconds, rate
 
 
 class _LoadDataset:
-    """Map-style dataset over (shard position, path); workers call __getitem__."""
+    """Map-style dataset over the shard's files (by position); workers call __getitem__."""
 
-    def __init__(self, items: Sequence[tuple[int, str]], spec: LoadSpec):
-        self.items = list(items)
+    def __init__(self, files: Sequence[CorpusItem], spec: LoadSpec):
+        self.files = files
         self.spec = spec
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.files)
 
-    def __getitem__(self, i: int) -> LoadedAudio:
-        index, path = self.items[i]
+    def __getitem__(self, index: int) -> LoadedAudio:
+        path = str(self.files[index].path)
         try:
-            prepared, duration, rate = load_for_tokenizers(path, self.spec)
+            pieces, duration, rate = load_pieces(path, self.spec)
         except audio_io.AudioError as e:
             return LoadedAudio(index, error=str(e))
         except Exception as e:  # a decoder or resampler bug on one file must not stop the corpus
             return LoadedAudio(index, error=f"{path}: failed to load ({type(e).__name__}: {e})")
-        return LoadedAudio(index, prepared, duration, rate)
+        return LoadedAudio(index, pieces, duration, rate)
 
 
 def _no_collate(item: Any) -> Any:
@@ -188,29 +235,21 @@ def _no_collate(item: Any) -> Any:
 
 
 def _die_with_parent(_worker_id: int) -> None:
-    """Have the kernel kill this loader worker when the main process dies.
-
-    After a kill -9 of the main process a worker blocked on its full result queue would
-    otherwise live on forever. Linux only (prctl); elsewhere torch's own parent check
-    remains.
-    """
-    import ctypes
-    import signal
-
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    """A loader worker's init: die with the main process (after its kill -9, a worker blocked on
+    its full result queue would otherwise live on forever)."""
+    die_with_parent()
 
 
-def _iter_loaded(dataset: _LoadDataset, workers: int, readahead: int):
-    """Yield LoadedAudio in dataset order, loading in `workers` processes."""
+def _iter_loaded(dataset: _LoadDataset, positions: Iterable[int], workers: int, readahead: int):
+    """Yield the LoadedAudio of `positions` in order, loading in `workers` processes."""
     import torch.utils.data
 
     if workers <= 0:
-        yield from (dataset[i] for i in range(len(dataset)))
+        yield from (dataset[i] for i in positions)
         return
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_no_collate,
+        # A generator of positions: the job never lists them all.
+        dataset, batch_size=None, sampler=positions, num_workers=workers, collate_fn=_no_collate,
         worker_init_fn=_die_with_parent,
         # Read ahead about one part so loading overlaps the main process's inference.
         prefetch_factor=max(2, math.ceil(readahead / workers)))
@@ -228,7 +267,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 # ---------------------------------------------------------------------------- the job
 
 def store_manifest(cfg: TokenizeConfig, semantic: SemanticTokenizer, codec: AcousticTokenizer) -> StoreManifest:
-    """store.json content for this job (identity of tokenizers, corpus and layout)."""
+    """store.json content for this job (identity of tokenizers, corpus, layout and chunking)."""
     def spec(s: str) -> str:
         p = Path(s)
         return str(p.resolve()) if p.exists() else s
@@ -236,7 +275,8 @@ def store_manifest(cfg: TokenizeConfig, semantic: SemanticTokenizer, codec: Acou
     return StoreManifest.for_tokenizers(
         semantic, codec, semantic_spec=spec(cfg.semantic), acoustic_spec=spec(cfg.codec),
         source=str(Path(cfg.source).resolve()), num_shards=cfg.num_shards, part_size=cfg.part_size,
-        min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, normalize=cfg.normalize)
+        min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, normalize=cfg.normalize,
+        chunker=resolve_chunker(cfg.chunker) if cfg.max_seconds is not None else None)
 
 
 def _update_shard_status(store: Path, shard_index: int, status: dict) -> None:
@@ -251,6 +291,7 @@ def _check_config(cfg: TokenizeConfig) -> None:
         raise ValueError(f"--workers must be >= 0 (0 loads audio in the main process), got {cfg.workers}")
     if cfg.max_seconds is not None and cfg.max_seconds <= cfg.min_seconds:
         raise ValueError(f"--max-seconds ({cfg.max_seconds}) must exceed --min-seconds ({cfg.min_seconds})")
+    resolve_chunker(cfg.chunker)
     if cfg.normalize not in (None, "peak", "rms"):
         raise ValueError(f"--normalize must be 'none', 'peak' or 'rms', got {cfg.normalize!r}")
     if not Path(cfg.source).exists():
@@ -311,7 +352,8 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
         acoustic_type = acoustic_value_type(int(codec.codebook_size))
         tokenizer = AudioTokenizer(semantic, codec, device)
         spec = LoadSpec(tokenizer.spec, min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds,
-                        normalize=cfg.normalize)
+                        normalize=cfg.normalize, grid_seconds=token_grid([semantic.frame_rate, codec.frame_rate]),
+                        chunker=manifest.chunker or "fixed")
         for tok in tokenizer.tokenizers():
             if not tok.pad_invariant:
                 summary.notes.append(
@@ -319,8 +361,8 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
                     f"{tok.name}-encoded in batches of equal length only (exact, slower)")
         for note in summary.notes:
             tqdm.write(f"note: {note}", file=sys.stderr)
-        items = [(i, str(files[i].path)) for k in todo for i in parts[k]]
-        loaded = _iter_loaded(_LoadDataset(items, spec), cfg.workers, readahead=cfg.part_size)
+        positions = (i for k in todo for i in parts[k])
+        loaded = _iter_loaded(_LoadDataset(files, spec), positions, cfg.workers, readahead=cfg.part_size)
         done_files = sum(len(parts[k]) for k in range(len(parts)) if k not in set(todo))
         bar = tqdm(total=len(files), initial=done_files, unit="file", desc="tokenize", disable=not progress,
                    dynamic_ncols=True)
@@ -345,41 +387,63 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
 def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence[CorpusItem],
               loaded: Sequence[LoadedAudio], tokenizer: AudioTokenizer, acoustic_type: Any,
               summary: TokenizeSummary, bar: Any) -> None:
-    """Tokenize one part's loaded files and write the part (Parquet + error file)."""
+    """Tokenize one part's loaded files (their pieces, batched by length) and write the part."""
     errors = {x.index: x.error for x in loaded if x.error is not None}
-    good = [x for x in loaded if x.error is None]
-    encoded: dict[int, Tokens] = {}
-    for batch_idx in length_batches([x.prepared.codec.shape[-1] for x in good], cfg.batch_size):
-        batch = [good[i] for i in batch_idx]
-        for x, enc in zip(batch, _encode_or_isolate(tokenizer, batch)):
-            if isinstance(enc, Tokens):
-                encoded[x.index] = enc
-            else:
-                errors[x.index] = enc
-        bar.update(len(batch))
+    # (file, piece) pairs to encode; the bar advances by each file's share per piece.
+    todo = [(x, k) for x in loaded if x.error is None for k, p in enumerate(x.pieces) if p.error is None]
+    encoded: dict[tuple[int, int], Tokens | str] = {}
+    bar.update(sum(1 / len(x.pieces) for x in loaded if x.error is None for p in x.pieces if p.error is not None))
+    for batch_idx in length_batches([x.pieces[k].prepared.codec.shape[-1] for x, k in todo], cfg.batch_size):
+        batch = [todo[i] for i in batch_idx]
+        for (x, k), enc in zip(batch, _encode_or_isolate(tokenizer, [x.pieces[k].prepared for x, k in batch])):
+            encoded[x.index, k] = enc
+        bar.update(sum(1 / len(x.pieces) for x, _ in batch))
     records, error_entries = [], []
     for x in loaded:  # file-list order, whatever order the batches ran in
         f = files[x.index]
         if x.index in errors:
             error_entries.append(ErrorEntry(f.rel_path, errors[x.index]))
+            summary.skipped += 1
             continue
-        enc = encoded[x.index]
-        records.append(TokenRecord(id=f.id, path=f.rel_path, duration=x.duration, semantic=enc.semantic,
-                                   acoustic=enc.acoustic, speaker=f.speaker, transcript=f.transcript,
-                                   language=f.language, sample_rate=x.sample_rate, split=f.split,
-                                   text_id=f.text_id))
+        kept = 0
+        for k, piece in enumerate(x.pieces):
+            enc = encoded.get((x.index, k), piece.error)
+            if not isinstance(enc, Tokens):
+                error_entries.append(ErrorEntry(f.rel_path if piece.span is None else f"{f.rel_path}#{k}", enc))
+                summary.skipped_chunks += piece.span is not None
+                continue
+            records.append(_record(f, x, piece.span, enc, tokenizer))
+            kept += 1
+        summary.tokenized += kept > 0
+        summary.skipped += kept == 0
+        if x.pieces[0].span is not None:
+            summary.chunked_files += 1
+            summary.chunks += kept
         summary.audio_seconds += x.duration
     write_part(store, cfg.shard_index, cfg.num_shards, part_index, records, error_entries, acoustic_type)
-    bar.update(len(loaded) - len(good))
-    summary.tokenized += len(records)
-    summary.skipped += len(error_entries)
+    bar.update(len(errors))
     bar.set_postfix(skipped=summary.skipped)
 
 
-def _encode_or_isolate(tokenizer: AudioTokenizer, batch: Sequence[LoadedAudio]) -> list[Tokens | str]:
-    """Encode a batch; if it fails, encode its files one by one so one bad file costs only itself."""
+def _record(f: CorpusItem, x: LoadedAudio, span: ChunkSpan | None, enc: Tokens,
+            tokenizer: AudioTokenizer) -> TokenRecord:
+    """The store record of a whole file, or of one chunk: `ID#k`, its offset, its own frames, the parent id."""
+    common = dict(path=f.rel_path, speaker=f.speaker, language=f.language, sample_rate=x.sample_rate, split=f.split)
+    if span is None:
+        return TokenRecord(id=f.id, duration=x.duration, semantic=enc.semantic, acoustic=enc.acoustic,
+                           transcript=f.transcript, text_id=f.text_id, **common)
+    s0, s1 = span.frames(x.sample_rate, tokenizer.semantic.frame_rate, enc.semantic.shape[-1])
+    a0, a1 = span.frames(x.sample_rate, tokenizer.codec.frame_rate, enc.acoustic.shape[-1])
+    # A chunk has no transcript of its own, and is no translation of a chunk in another language.
+    return TokenRecord(id=f"{f.id}#{span.index}", duration=(span.end - span.start) / x.sample_rate,
+                       semantic=enc.semantic[s0:s1], acoustic=enc.acoustic[:, a0:a1], parent=f.id,
+                       offset=span.start / x.sample_rate, **common)
+
+
+def _encode_or_isolate(tokenizer: AudioTokenizer, batch: Sequence[PreparedAudio]) -> list[Tokens | str]:
+    """Encode a batch; if it fails, encode its items one by one so one bad file costs only itself."""
     try:
-        return tokenizer.encode_prepared([x.prepared for x in batch])
+        return tokenizer.encode_prepared(list(batch))
     except Exception as batch_error:
         if len(batch) == 1:
             return [f"tokenizer failed ({type(batch_error).__name__}: {batch_error})"]

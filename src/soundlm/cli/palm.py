@@ -59,7 +59,8 @@ def train_palm_command(
                                         help="Also append the store's acoustic codebooks to the vocabulary."),
     new_rows: str = typer.Option(PalmTrainConfig.new_rows, help="Init of the new embedding rows: mean or random."),
     steps: int = typer.Option(PalmTrainConfig.steps, help="Optimizer steps."),
-    batch_size: int = typer.Option(PalmTrainConfig.batch_size, help="Examples per step."),
+    batch_size: int = typer.Option(PalmTrainConfig.batch_size,
+                                   help="Examples per step and process (launched as N processes: N x this)."),
     lr: float = typer.Option(PalmTrainConfig.lr, help="Peak learning rate."),
     warmup: int = typer.Option(PalmTrainConfig.warmup, help="Linear warmup steps."),
     max_length: int = typer.Option(PalmTrainConfig.max_length, help="Drop examples longer than this many tokens."),
@@ -71,6 +72,8 @@ def train_palm_command(
     cfg = config_from(PalmTrainConfig, ctx.params, tasks=_split(tasks), from_scratch=scratch,
                       languages=_split(languages) if languages else None)
     result = train_palm(cfg)
+    if not result.main_process:
+        return
     loss = "" if result.last_loss is None else f", loss {result.last_loss:.4f}"
     dropped = f" ({result.dropped_too_long} too long, dropped)" if result.dropped_too_long else ""
     typer.echo(f"trained on {result.num_examples} examples {result.counts}{dropped} to step {result.step}{loss}; "

@@ -31,7 +31,13 @@ def tokenize_command(
     device: str | None = typer.Option(None, help="Torch device; default: cuda if available, else cpu."),
     min_seconds: float = typer.Option(TokenizeConfig.min_seconds, help="Skip files shorter than this."),
     max_seconds: float = typer.Option(TokenizeConfig.max_seconds or 0,
-                                      help="Skip files longer than this (0: no limit)."),
+                                      help="Chunk length: a longer file is cut into chunks of at most this length, "
+                                           "stored as ID#0, ID#1, ... with their offset and parent id (0: never cut)."),
+    chunker: str = typer.Option(TokenizeConfig.chunker,
+                                help="Where chunks end: auto (silero if installed, else energy), energy (quiet "
+                                     "frames), silero (Silero VAD's pauses; pip install silero-vad) or fixed "
+                                     "(windows only); without a pause, fixed windows with 1 s of overlapping "
+                                     "context trimmed off."),
     normalize: str = typer.Option(TokenizeConfig.normalize or "none",
                                   help="Level before tokenizing: none, peak or rms. Use what the tokenizers were "
                                        "trained with."),

@@ -21,7 +21,8 @@ def train_codec_command(
                                     "base (24 kHz EnCodec-sized)."),
     steps: int = typer.Option(CodecTrainConfig.steps,
                               help="Total training steps (raise it and rerun to continue a finished run)."),
-    batch_size: int = typer.Option(CodecTrainConfig.batch_size, help="Audio crops per step."),
+    batch_size: int = typer.Option(CodecTrainConfig.batch_size,
+                                   help="Audio crops per step and process (launched as N processes: N x this)."),
     segment_seconds: float = typer.Option(CodecTrainConfig.segment_seconds,
                                           help="Length of each random crop in seconds."),
     lr: float = typer.Option(CodecTrainConfig.lr, help="Adam learning rate of the codec."),
@@ -29,7 +30,14 @@ def train_codec_command(
                                      help="Add the multi-scale STFT discriminator (GAN + feature matching)."),
     adv_start_step: int = typer.Option(CodecTrainConfig.adv_start_step,
                                        help="Step after which the adversarial losses switch on."),
+    stft_weight: float = typer.Option(CodecTrainConfig.stft_weight,
+                                      help="Weight of the multi-resolution STFT loss (spectral convergence + log "
+                                           "magnitude; its spectral convergence is normalised over each process's "
+                                           "batch)."),
+    disc_filters: int = typer.Option(CodecTrainConfig.disc_filters,
+                                     help="Channels of the discriminator's first convolutions."),
     ckpt_every: int = typer.Option(CodecTrainConfig.ckpt_every, help="Save a checkpoint every N steps."),
+    log_every: int = typer.Option(CodecTrainConfig.log_every, help="Write training losses every N steps."),
     eval_every: int = typer.Option(CodecTrainConfig.eval_every,
                                    help="Held-out mel distance / SI-SDR every N steps (metrics.jsonl)."),
     sample_every: int = typer.Option(CodecTrainConfig.sample_every,
@@ -44,6 +52,8 @@ def train_codec_command(
 ) -> None:
     """Train the codec on audio; export RUN/final for `load_codec` / `soundlm tokenize`."""
     result = train_codec(config_from(CodecTrainConfig, ctx.params))
+    if not result.main_process:
+        return
     summary = ""
     if result.last_eval:
         summary = "  " + "  ".join(f"{k}={v:.3f}" for k, v in sorted(result.last_eval.items()))

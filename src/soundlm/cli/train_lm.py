@@ -51,6 +51,8 @@ def train_lm_command(
     cfg = config_from(LMTrainConfig, ctx.params,
                       exclude_split=None if exclude_split.lower() in ("", "none") else exclude_split)
     result = train_lm(cfg)
+    if not result.main_process:
+        return
     loss = "" if result.heldout_loss is None else f", held-out loss {result.heldout_loss:.4f}"
     if result.final_dir.exists() and result.step >= steps:
         typer.echo(f"trained {stage} stage to step {result.step}{loss}; inference folder: {result.final_dir}")

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from soundlm.distributed import all_gather_rows, process_rank
+
 
 @dataclass
 class RVQResult:
@@ -133,13 +135,20 @@ class VectorQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, d, t = x.shape
         flat = x.detach().transpose(1, 2).reshape(-1, d)  # [B*T, D]
-        if self.training and not bool(self.codebook.inited):
-            self.codebook.init_from(flat)
-        codes = self.codebook.assign(flat)  # [B*T]
+        if not self.training:
+            codes = self.codebook.assign(flat)  # [B*T]
+            return self.codebook.lookup(codes).view(b, t, d).transpose(1, 2), codes.view(b, t)
+        # Under data parallelism every process updates its codebook from the vectors of all
+        # processes (in rank order): the k-means init, EMA and restarts then equal one process's
+        # on the global batch, and the codebooks stay identical without being broadcast.
+        everyone = all_gather_rows(flat)  # [world*B*T, D]
+        if not bool(self.codebook.inited):
+            self.codebook.init_from(everyone)
+        all_codes = self.codebook.assign(everyone)  # [world*B*T]
+        codes = all_codes.view(-1, flat.shape[0])[process_rank()]  # [B*T]: this process's rows
         quantized = self.codebook.lookup(codes).view(b, t, d).transpose(1, 2)  # [B, D, T]
-        if self.training:
-            self.codebook.ema_update(flat, codes)
-            self.codebook.restart_dead_codes(flat)
+        self.codebook.ema_update(everyone, all_codes)
+        self.codebook.restart_dead_codes(everyone)
         return quantized, codes.view(b, t)
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from soundlm.checkpoint import check_resume_settings
 from soundlm.compress.lossless import DEFAULT_SEGMENT, analyse, encode_pcm, read_pcm, residual_history
 from soundlm.compress.sample_model import A_FRAC, SampleModel, SampleModelConfig, features
+from soundlm.distributed import require_single_process
 from soundlm.fileio import write_text_atomic
 from soundlm.train.loop import Trainer, run_training
 from soundlm.train.metrics_log import MetricsLog
@@ -253,6 +254,7 @@ class _CompressorTrainer(Trainer):
 def train_compressor(cfg: CompressorTrainConfig) -> CompressorTrainResult:
     """Train (or resume) the sample model; final/ holds the integer model and its held-out rates."""
     cfg.validate()
+    require_single_process("train compressor")
     out = Path(cfg.out)
     train_paths, held_paths = _corpus(cfg.data)
     if not train_paths:

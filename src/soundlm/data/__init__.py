@@ -30,7 +30,8 @@ def manifest_path(path: str | Path) -> Path:
     return path / MANIFEST_NAME if path.is_dir() else path
 
 
-def _check_row(row: Any, where: str) -> None:
+def check_manifest_row(row: Any, where: str) -> None:
+    """Raise ValueError (naming `where` and the fix) for a manifest row that breaks the format."""
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__} (one object per line)")
     missing = [k for k in REQUIRED_KEYS if k not in row]
@@ -63,7 +64,7 @@ def read_manifest(path: str | Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e}); fix or regenerate the manifest") from e
-            _check_row(row, f"{path}:{lineno}")
+            check_manifest_row(row, f"{path}:{lineno}")
             rows.append(row)
     return rows
 
@@ -75,7 +76,7 @@ def write_manifest(path: str | Path, rows: list[dict]) -> Path:
         path = path / MANIFEST_NAME
     ids = set()
     for i, row in enumerate(rows):
-        _check_row(row, f"{path} row {i}")
+        check_manifest_row(row, f"{path} row {i}")
         if row["id"] in ids:
             raise ValueError(f"{path} row {i}: duplicate id {row['id']!r} (ids must be unique)")
         ids.add(row["id"])
@@ -90,9 +91,10 @@ def audio_path(manifest: str | Path, row: dict) -> Path:
 
 
 # Imported last: the corpus reader and builders use the helpers above.
-from soundlm.data.corpus import CorpusItem, find_manifest, open_corpus  # noqa: E402
+from soundlm.data.corpus import CorpusIndex, CorpusItem, corpus_index, find_manifest, open_corpus  # noqa: E402
 from soundlm.data.piano import make_piano_corpus  # noqa: E402
 from soundlm.data.speech import make_speech_corpus  # noqa: E402
 
-__all__ = ["MANIFEST_NAME", "CorpusItem", "MissingToolError", "audio_path", "find_manifest", "make_piano_corpus",
-           "make_speech_corpus", "open_corpus", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "CorpusIndex", "CorpusItem", "MissingToolError", "audio_path", "check_manifest_row",
+           "corpus_index", "find_manifest", "make_piano_corpus", "make_speech_corpus", "open_corpus", "read_manifest",
+           "write_manifest"]

@@ -5,6 +5,12 @@ permutation of epoch `step * batch_size // n`, so resuming needs only the step n
 and a resumed run sees exactly the batches an uninterrupted run would. Each checkpoint
 folder holds the model files (written by the caller) and `train_state.pt` (optimizer,
 step, RNG states). metrics.jsonl gets the mean loss of every 10 steps.
+
+Under a launcher (`soundlm.distributed`) the global batch of a step is batch_size x
+processes examples of that permutation and each process trains on its own rows, so every
+example is read once per epoch by one process. The loss is normalised by the target
+tokens of the global batch, so N processes compute the gradient of one process's step on
+the global batch (DDP averages, hence the factor N).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from soundlm.palm.tasks import IGNORE_INDEX, Batch
+from soundlm.distributed import Processes
+from soundlm.palm.tasks import IGNORE_INDEX, Batch, FormattedExample, collate
 from soundlm.train.loop import Trainer, run_training
 from soundlm.train.metrics_log import MetricsLog
 
@@ -68,11 +75,21 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
-def lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Next-token cross entropy on labelled positions (labels[t] is the target of position t-1)."""
+def rank_batch(step: int, batch_size: int, n: int, seed: int, procs: Processes) -> list[int]:
+    """This process's example indices at `step`: its rows of the global batch of batch_size x processes."""
+    return batch_indices(step, batch_size * procs.world, n, seed)[procs.rows(batch_size)]
+
+
+def lm_loss_sum(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Summed next-token cross entropy on labelled positions (labels[t] is the target of position t-1)."""
     logits = model(input_ids=batch.tokens, attention_mask=batch.attention_mask, use_cache=False).logits  # [B, T, V]
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch.labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def num_targets(batch: Batch) -> int:
+    """Labelled positions that `lm_loss_sum` sums over."""
+    return int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -84,12 +101,14 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 class _CausalLMTrainer(Trainer):
     """AdamW with warmup + cosine decay on next-token loss; logs the mean loss of each window of steps."""
 
-    def __init__(self, model: torch.nn.Module, make_batch: Callable[[int], Batch],
+    def __init__(self, model: torch.nn.Module, examples: list[FormattedExample], pad_id: int,
                  write_model: Callable[[Path], None], restore_model: Callable[[Path], None], cfg: LoopConfig,
-                 device: torch.device):
-        self.model, self.make_batch, self.cfg, self.device = model, make_batch, cfg, device
+                 procs: Processes):
+        self.model, self.examples, self.pad_id, self.cfg, self.procs = model, examples, pad_id, cfg, procs
+        self.device = procs.device
         self._write_model, self._restore_model = write_model, restore_model
-        model.to(device).train()
+        model.to(self.device).train()
+        self.step_model = procs.wrap(model)
         decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -108,15 +127,20 @@ class _CausalLMTrainer(Trainer):
         self.lr = self.cfg.lr * _lr_factor(step, self.cfg.warmup, self.cfg.steps)
         for group in self.opt.param_groups:
             group["lr"] = self.lr
-        batch = self.make_batch(step)
+        procs = self.procs
+        rows = rank_batch(step, self.cfg.batch_size, len(self.examples), self.cfg.seed, procs)
+        batch = collate([self.examples[i] for i in rows], self.pad_id)
         batch = Batch(batch.tokens.to(self.device), batch.labels.to(self.device),
                       batch.attention_mask.to(self.device))
-        loss = lm_loss(self.model, batch)
+        targets = float(procs.sum(torch.tensor([float(num_targets(batch))]))[0])
+        loss_sum = lm_loss_sum(self.step_model, batch)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages gradients over processes: scaling by their number makes it the gradient of the
+        # global batch's mean loss.
+        (loss_sum * procs.world / max(targets, 1.0)).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
-        value = float(loss.detach())
+        value = float(procs.sum(loss_sum.detach().reshape(1))[0]) / max(targets, 1.0)
         if self.first is None:
             self.first = value
         self.window.append(value)
@@ -136,17 +160,20 @@ class _CausalLMTrainer(Trainer):
         return {"optimizer": self.opt.state_dict()}
 
 
-def train_loop(model: torch.nn.Module, make_batch: Callable[[int], Batch], run_dir: str | Path,
+def train_loop(model: torch.nn.Module, examples: list[FormattedExample], pad_id: int, run_dir: str | Path,
                write_model: Callable[[Path], None], restore_model: Callable[[Path], None], cfg: LoopConfig,
-               device: torch.device, desc: str = "train") -> LoopResult:
-    """Train to `cfg.steps`, resuming from the run's latest checkpoint when there is one.
+               procs: Processes, desc: str = "train") -> LoopResult:
+    """Train to `cfg.steps` on `examples` (batches padded with `pad_id`), resuming from the run's
+    latest checkpoint when there is one.
 
     write_model(folder) writes the model files of a checkpoint; restore_model(folder) loads
-    them back into `model` (same architecture).
+    them back into `model` (same architecture). `procs`: this process's place in the run.
     """
     cfg.validate()
-    trainer = _CausalLMTrainer(model, make_batch, write_model, restore_model, cfg, device)
+    if not examples:
+        raise ValueError("no training examples")
+    trainer = _CausalLMTrainer(model, examples, pad_id, write_model, restore_model, cfg, procs)
     trained = run_training(trainer, run_dir, cfg.steps, cfg.ckpt_every, keep=cfg.keep, progress=cfg.progress,
-                           desc=desc)
+                           desc=desc, processes=procs)
     model.eval()
     return LoopResult(step=trained.step, last_loss=trainer.last, first_loss=trainer.first)

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 
 from soundlm.checkpoint import check_resume_settings
-from soundlm.fileio import atomic_dir
 from soundlm.devices import default_device
-from soundlm.palm.loop import LoopConfig, batch_indices, train_loop
-from soundlm.palm.tasks import Batch, FormattedExample, collate
+from soundlm.distributed import Processes, require_single_process
+from soundlm.fileio import atomic_dir
+from soundlm.palm.loop import LoopConfig, train_loop
+from soundlm.palm.tasks import FormattedExample
 
 TOKENIZER_DIR = "tokenizer"
 _RESUME_MUST_MATCH = ("num_sentences", "languages", "vocab_size", "hidden_size", "num_layers", "num_heads",
@@ -81,6 +82,7 @@ def train_text_lm(cfg: TextLMConfig) -> TextLMResult:
     from soundlm.palm.vocab import load_text_tokenizer, train_text_tokenizer
 
     cfg.validate()
+    require_single_process("train textlm")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     check_resume_settings(out, asdict(cfg), _RESUME_MUST_MATCH)
@@ -105,10 +107,6 @@ def train_text_lm(cfg: TextLMConfig) -> TextLMResult:
     hf_cfg.bos_token_id, hf_cfg.eos_token_id, hf_cfg.pad_token_id = bos, eos, pad
     model = LlamaForCausalLM(hf_cfg)
 
-    def make_batch(step: int) -> Batch:
-        idx = batch_indices(step, cfg.batch_size, len(examples), cfg.seed)
-        return collate([examples[i] for i in idx], pad)
-
     def write_model(folder: Path) -> None:
         model.save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
@@ -117,10 +115,10 @@ def train_text_lm(cfg: TextLMConfig) -> TextLMResult:
         loaded = LlamaForCausalLM.from_pretrained(str(folder))
         model.load_state_dict(loaded.state_dict())
 
-    device = default_device(cfg.device)
     loop = LoopConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
                       ckpt_every=cfg.ckpt_every, seed=cfg.seed, progress=cfg.progress)
-    result = train_loop(model, make_batch, out, write_model, restore_model, loop, device, desc="textlm")
+    result = train_loop(model, examples, pad, out, write_model, restore_model, loop,
+                        Processes(device=default_device(cfg.device)), desc="textlm")
     final = out / "final"
     model.to("cpu")
     with atomic_dir(final) as tmp:

@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from soundlm.checkpoint import check_resume_settings
-from soundlm.devices import default_device
-from soundlm.palm.loop import LoopConfig, batch_indices, train_loop
-from soundlm.palm.tasks import Batch, collate, format_example
+from soundlm.checkpoint import check_resume_settings, refuse_changed_settings
+from soundlm.distributed import start_processes
+from soundlm.palm.loop import LoopConfig, train_loop
+from soundlm.palm.tasks import format_example
 
 _RESUME_MUST_MATCH = ("store", "init", "tokenizer", "from_scratch", "tasks", "languages", "manifest",
-                      "acoustic_vocab", "new_rows", "max_length", "max_examples", "seed", "batch_size")
+                      "acoustic_vocab", "new_rows", "max_length", "max_examples", "seed", "batch_size", "processes")
 
 
 @dataclass
@@ -55,6 +55,7 @@ class PalmTrainResult:
     num_examples: int
     dropped_too_long: int
     counts: dict[str, int]
+    main_process: bool = True  # False on the processes of a launched run that do not write
 
 
 
@@ -74,8 +75,14 @@ def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
     store = TokenStore(cfg.store)  # fails early with a clear error if STORE is not a token store
     sm = store.manifest
     semantic_vocab_size = int(sm.required("semantic_vocab_size", cfg.store))
-    out.mkdir(parents=True, exist_ok=True)
-    check_resume_settings(out, asdict(cfg), _RESUME_MUST_MATCH)
+    procs = start_processes("palm", cfg.device)
+    # The number of processes is part of the run: it sets the global batch.
+    settings = {**asdict(cfg), "processes": procs.world}
+    if procs.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        check_resume_settings(out, settings, _RESUME_MUST_MATCH)
+    else:
+        refuse_changed_settings(out, settings, _RESUME_MUST_MATCH)
 
     task_set = build_task_examples(cfg.store, tasks, split="train", languages=cfg.languages,
                                    manifest=cfg.manifest, max_examples=cfg.max_examples)
@@ -104,21 +111,19 @@ def train_palm(cfg: PalmTrainConfig) -> PalmTrainResult:
     if not kept:
         raise ValueError(f"every example is longer than {limit} tokens; raise --max-length (model limit "
                          f"{model_max}) or use shorter utterances")
-    pad = palm.vocab.pad_id
-
-    def make_batch(step: int) -> Batch:
-        return collate([kept[i] for i in batch_indices(step, cfg.batch_size, len(kept), cfg.seed)], pad)
 
     def restore_model(folder: Path) -> None:
         load_model(palm.model, str(folder / "model.safetensors"))
 
-    device = default_device(cfg.device)
     loop = LoopConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=cfg.warmup,
                       ckpt_every=cfg.ckpt_every, seed=cfg.seed, progress=cfg.progress)
-    result = train_loop(palm.model, make_batch, out, lambda folder: write_palm_files(palm, folder), restore_model,
-                        loop, device, desc="palm")
+    result = train_loop(palm.model, kept, palm.vocab.pad_id, out, lambda folder: write_palm_files(palm, folder),
+                        restore_model, loop, procs, desc="palm")
     palm.model.to("cpu")
-    final = save_palm(palm, out / "final")
+    final = out / "final"
+    if procs.is_main:
+        save_palm(palm, final)
+    procs.barrier()
     return PalmTrainResult(final_dir=final, step=result.step, first_loss=result.first_loss,
                            last_loss=result.last_loss, num_examples=len(kept), dropped_too_long=dropped,
-                           counts=task_set.counts)
+                           counts=task_set.counts, main_process=procs.is_main)

@@ -6,6 +6,12 @@ batch of step s is a pure function of (seed, s) (random files weighted by length
 crops), so a resumed run sees exactly the batches the uninterrupted run would have seen.
 The loop, its checkpoints and metrics.jsonl are `soundlm.train.loop`'s.
 
+Under a launcher (torchrun, `accelerate launch --multi_gpu`; see `soundlm.distributed`) the
+run is data-parallel: step s draws the crops of a global batch of batch_size x processes,
+each process loads and trains on its own rows only (no crop is read by two processes), DDP
+averages the gradients, and the quantizer's codebooks follow the gathered global batch;
+rank 0 alone writes. FSDP, DeepSpeed and mixed precision are refused (`check_launch`).
+
 Losses: multi-scale mel + multi-resolution STFT + small waveform L1 + RVQ commitment;
 optionally, after `adv_start_step`, MS-STFT discriminator hinge/LSGAN loss and feature
 matching (EnCodec recipe without the loss balancer).
@@ -41,7 +47,7 @@ from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discrimina
                                          generator_adversarial_loss)
 from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
 from soundlm.codec.soundstream import CodecConfig, CodecOutput, SoundStreamCodec, codec_preset
-from soundlm.devices import default_device
+from soundlm.distributed import Processes, start_processes
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic, write_text_atomic
 from soundlm.train.loop import Trainer, run_training
 from soundlm.train.metrics_log import MetricsLog
@@ -108,7 +114,8 @@ class CodecTrainResult:
     final_dir: Path
     step: int
     resumed_from: int  # 0 for a fresh run
-    last_eval: dict | None
+    last_eval: dict | None  # None on the processes of a launched run that do not write
+    main_process: bool = True  # False on those processes: they print nothing
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -126,8 +133,9 @@ class AudioItem:
 
 
 def scan_corpus(data: str | Path, sample_rate: int, heldout_fraction: float, max_cache_seconds: float,
-                errors_path: Path) -> tuple[list[AudioItem], dict[str, np.ndarray]]:
-    """Load every file once: keep the usable ones, log the rest to `errors_path`.
+                errors_path: Path | None) -> tuple[list[AudioItem], dict[str, np.ndarray]]:
+    """Load every file once: keep the usable ones, log the rest to `errors_path` (None: the
+    processes of a launched run other than the one that writes).
 
     Returns the items and a cache {path: [S] float32} of decoded audio (up to the budget).
     """
@@ -139,7 +147,7 @@ def scan_corpus(data: str | Path, sample_rate: int, heldout_fraction: float, max
     cache: dict[str, np.ndarray] = {}
     errors: list[dict] = []
     cached = 0
-    for source in tqdm(sources, desc="scan audio", unit="file", leave=False):
+    for source in tqdm(sources, desc="scan audio", unit="file", leave=False, disable=errors_path is None):
         path = str(source.path)
         try:
             audio = load_audio(path, sample_rate=sample_rate, mono=True, min_seconds=0.05)[0]  # [S]
@@ -151,11 +159,13 @@ def scan_corpus(data: str | Path, sample_rate: int, heldout_fraction: float, max
         if cached + audio.shape[0] <= max_cache_seconds * sample_rate:
             cache[path] = audio
             cached += audio.shape[0]
-    write_text_atomic(errors_path, "".join(json.dumps(e) + "\n" for e in errors))
-    if errors:
-        tqdm.write(f"skipped {len(errors)} unusable file(s); see {errors_path}")
+    if errors_path is not None:
+        write_text_atomic(errors_path, "".join(json.dumps(e) + "\n" for e in errors))
+        if errors:
+            tqdm.write(f"skipped {len(errors)} unusable file(s); see {errors_path}")
     if not items:
-        raise ValueError(f"{data}: none of the {len(sources)} files is usable audio; reasons in {errors_path}")
+        where = f"reasons in {errors_path}" if errors_path is not None else errors[0]["reason"]
+        raise ValueError(f"{data}: none of the {len(sources)} files is usable audio; {where}")
     _assign_splits(items, heldout_fraction)
     return items, cache
 
@@ -176,16 +186,22 @@ def _assign_splits(items: list[AudioItem], heldout_fraction: float) -> None:
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """Map-style dataset over step numbers: item s is the [B, 1, S] batch of step s."""
+    """Map-style dataset over step numbers: item s is this process's [B, 1, S] rows of the batch of step s.
+
+    The global batch of a step has `batch_size * world` crops, drawn from (seed, step) alone;
+    process `rank` loads only its rows `[rank * B, (rank + 1) * B)`.
+    """
 
     def __init__(self, items: list[AudioItem], cache: dict[str, np.ndarray], sample_rate: int, segment: int,
-                 batch_size: int, seed: int):
+                 batch_size: int, seed: int, world: int = 1, rank: int = 0):
         self.items = items
         self.cache = cache
         self.sample_rate = sample_rate
         self.segment = segment
         self.batch_size = batch_size
         self.seed = seed
+        self.world = world
+        self.rank = rank
         lengths = np.array([it.num_samples for it in items], dtype=np.float64)
         self.weights = lengths / lengths.sum()
 
@@ -197,14 +213,19 @@ class CropBatches(torch.utils.data.Dataset):
             return self.cache[item.path]
         return load_audio(item.path, sample_rate=self.sample_rate, mono=True)[0]
 
-    def __getitem__(self, step: int) -> torch.Tensor:
+    def crops(self, step: int) -> list[tuple[int, int]]:
+        """(item index, offset) of every crop of the global batch of `step`, in batch order."""
         rng = np.random.default_rng([self.seed, step])
-        picks = rng.choice(len(self.items), size=self.batch_size, p=self.weights)
-        crops = []
-        for i in picks:
-            audio = self.audio(self.items[i])[None]  # [1, S]
-            offset = int(rng.integers(0, max(audio.shape[1] - self.segment, 0) + 1))
-            crops.append(crop_or_pad(audio, self.segment, offset))
+        picks = rng.choice(len(self.items), size=self.batch_size * self.world, p=self.weights)
+        return [(int(i), int(rng.integers(0, max(self.items[i].num_samples - self.segment, 0) + 1))) for i in picks]
+
+    def rank_crops(self, step: int) -> list[tuple[int, int]]:
+        """This process's rows of `crops(step)`: the crops it loads."""
+        return self.crops(step)[self.rank * self.batch_size: (self.rank + 1) * self.batch_size]
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        crops = [crop_or_pad(self.audio(self.items[i])[None], self.segment, offset)  # [1, S]
+                 for i, offset in self.rank_crops(step)]
         return torch.from_numpy(np.stack(crops))  # [B, 1, S]
 
 
@@ -261,11 +282,17 @@ class _StepLosses:
 
 
 class _CodecTrainer(Trainer):
-    """Reconstruction losses (+ the adversarial ones after `adv_start_step`); batch s is `dataset[s]`."""
+    """Reconstruction losses (+ the adversarial ones after `adv_start_step`); batch s is `dataset[s]`.
+
+    `model` and `disc` are the modules (what checkpoints hold); `step_model` and `step_disc`
+    what a training step runs them through (DDP under a launcher, the modules otherwise).
+    """
 
     def __init__(self, run: Path, cfg: CodecTrainConfig, codec_config: CodecConfig, dataset: CropBatches,
-                 eval_ids: list[str], eval_clips: torch.Tensor, device: torch.device):
+                 eval_ids: list[str], eval_clips: torch.Tensor, procs: Processes):
         self.run, self.cfg, self.dataset, self.eval_ids, self.eval_clips = run, cfg, dataset, eval_ids, eval_clips
+        self.procs = procs
+        device = procs.device
         self.n_qs = tuple(sorted({1, codec_config.n_q}))
         sr = codec_config.sample_rate
         self.model = SoundStreamCodec(codec_config).to(device)
@@ -279,6 +306,8 @@ class _CodecTrainer(Trainer):
         self.mel_loss = MultiScaleMelLoss(sr).to(device)
         self.stft_loss = MultiResolutionSTFTLoss(default_fft_sizes(sr)).to(device)
         self.device = device
+        self.step_model = procs.wrap(self.model)
+        self.step_disc = None if self.disc is None else procs.wrap(self.disc)
         self.batches: Iterator[torch.Tensor] | None = None  # made by `begin`, from the resumed step on
         self.last_eval: dict | None = None
 
@@ -292,7 +321,8 @@ class _CodecTrainer(Trainer):
                 raise ValueError(f"{folder} has no discriminator state; resume with --no-adversarial")
             self.disc.load_state_dict(state["discriminator"])
             self.disc_opt.load_state_dict(state["disc_optimizer"])
-        tqdm.write(f"resuming {self.run} from step {state['step']}")
+        if self.procs.is_main:
+            tqdm.write(f"resuming {self.run} from step {state['step']}")
 
     def begin(self, start: int) -> None:
         # A private generator: creating the loader must not draw from the global RNG we restore.
@@ -307,7 +337,7 @@ class _CodecTrainer(Trainer):
         cfg = self.cfg
         step += 1  # the dataset and the adversarial start count steps from 1
         x = next(self.batches).to(self.device)  # [B, 1, S]
-        out = self.model(x)
+        out = self.step_model(x)
         y = out.audio
         losses = {"mel": self.mel_loss(y, x), "stft": self.stft_loss(y, x), "l1": F.l1_loss(y, x),
                   "commit": out.commit_loss}
@@ -315,7 +345,7 @@ class _CodecTrainer(Trainer):
                  + cfg.l1_weight * losses["l1"] + cfg.commit_weight * losses["commit"])
         use_adv = self.disc is not None and step > cfg.adv_start_step
         if use_adv:
-            fake, real = self.disc(y), self.disc(x)
+            fake, real = self.step_disc(y), self.step_disc(x)
             losses["adv"] = generator_adversarial_loss(fake.logits, cfg.adv_kind)
             losses["feat"] = feature_matching_loss(real.features, fake.features)
             total = total + cfg.adv_weight * losses["adv"] + cfg.feat_weight * losses["feat"]
@@ -328,7 +358,7 @@ class _CodecTrainer(Trainer):
         self.opt.step()
         if use_adv:
             # Discriminator step on the detached reconstruction (the generator step is done).
-            d = discriminator_loss(self.disc(x).logits, self.disc(y.detach()).logits, cfg.adv_kind)
+            d = discriminator_loss(self.step_disc(x).logits, self.step_disc(y.detach()).logits, cfg.adv_kind)
             self.disc_opt.zero_grad(set_to_none=True)
             d.backward()
             self.disc_opt.step()
@@ -339,16 +369,20 @@ class _CodecTrainer(Trainer):
         cfg = self.cfg
         shown = None
         if done % cfg.log_every == 0 or last:
-            # .item() only on logged steps: each one waits for the GPU.
-            values = {"loss": out.total.item(), **{k: v.item() for k, v in out.losses.items()}, "n_q": out.out.n_q,
-                      "perplexity": float(out.out.perplexity.mean())}
+            # .item() only on logged steps: each one waits for the GPU. With several processes the
+            # values are means over them: the losses of the global batch.
+            values = self.procs.mean({"loss": out.total.item(), **{k: v.item() for k, v in out.losses.items()},
+                                      "perplexity": float(out.out.perplexity.mean())})
+            values["n_q"] = out.out.n_q
             metrics.log(done, values, kind="train")
             shown = {"loss": f"{values['loss']:.3f}", "mel": f"{values['mel']:.3f}"}
-        if done % cfg.eval_every == 0 or last:
+        # Evaluation and samples are the writer's: the other processes go on to the next step's
+        # collectives and wait there.
+        if (done % cfg.eval_every == 0 or last) and self.procs.is_main:
             self.last_eval = evaluate(self.model, self.eval_clips, self.mel_loss, self.n_qs)
             metrics.log(done, self.last_eval, kind="eval")
         # Samples go with the checkpoints the loop writes after this step.
-        if (done % cfg.ckpt_every == 0 or last) and (done % cfg.sample_every == 0 or last):
+        if (done % cfg.ckpt_every == 0 or last) and (done % cfg.sample_every == 0 or last) and self.procs.is_main:
             _write_samples(self.run, done, self.model, self.eval_ids, self.eval_clips, cfg.num_samples)
         return shown
 
@@ -369,40 +403,47 @@ class _CodecTrainer(Trainer):
 def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) -> CodecTrainResult:
     """Train (or resume) a codec run in `cfg.out`; export RUN/final at the end.
 
-    `codec_config` overrides the preset (for experiments and tests).
+    `codec_config` overrides the preset (for experiments and tests). Under a launcher every
+    process calls this; rank 0 alone writes (see the module docstring).
     """
     cfg.check()
+    procs = start_processes("codec", cfg.device)
     run = Path(cfg.out)
-    run.mkdir(parents=True, exist_ok=True)
-    device = default_device(cfg.device)
+    # The number of processes is part of the run: it sets the global batch.
+    settings = {**dataclasses.asdict(cfg), "processes": procs.world}
 
     ckpt = latest_checkpoint(run)
     if ckpt is not None:
-        refuse_changed_settings(run, dataclasses.asdict(cfg), RESUME_LOCKED)
+        refuse_changed_settings(run, settings, RESUME_LOCKED + ("processes",))
         codec_config = CodecConfig.from_dict(read_json(ckpt / "config.json"))
     elif codec_config is None:
         codec_config = codec_preset(cfg.preset)
     if codec_config.channels != 1:
         raise ValueError(f"training reads audio as mono, but the codec has {codec_config.channels} channels; "
                          "use a mono preset (channels=1)")
-    write_json_atomic(run / TRAIN_CONFIG, {**dataclasses.asdict(cfg), "codec": codec_config.to_dict()})
+    if procs.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run / TRAIN_CONFIG, {**settings, "codec": codec_config.to_dict()})
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
 
     sr = codec_config.sample_rate
-    items, cache = scan_corpus(cfg.data, sr, cfg.heldout_fraction, cfg.max_cache_seconds, run / "errors.jsonl")
+    items, cache = scan_corpus(cfg.data, sr, cfg.heldout_fraction, cfg.max_cache_seconds,
+                               run / "errors.jsonl" if procs.is_main else None)
     train_items = [it for it in items if it.split == "train"] or items
     segment = int(round(cfg.segment_seconds * sr))
-    dataset = CropBatches(train_items, cache, sr, segment, cfg.batch_size, cfg.seed)
+    dataset = CropBatches(train_items, cache, sr, segment, cfg.batch_size, cfg.seed, procs.world, procs.rank)
     eval_ids, eval_clips = _eval_clips(items, dataset, cfg, sr)
-    trainer = _CodecTrainer(run, cfg, codec_config, dataset, eval_ids, eval_clips.to(device), device)
+    trainer = _CodecTrainer(run, cfg, codec_config, dataset, eval_ids, eval_clips.to(procs.device), procs)
     trained = run_training(trainer, run, cfg.steps, cfg.ckpt_every, keep=cfg.keep_checkpoints, desc="train codec",
-                           tensorboard=cfg.tensorboard)
+                           tensorboard=cfg.tensorboard, processes=procs)
 
     final = run / "final"
-    with atomic_dir(final) as tmp:
-        trainer.model.save_pretrained(tmp)
+    if procs.is_main:
+        with atomic_dir(final) as tmp:
+            trainer.model.save_pretrained(tmp)
+    procs.barrier()
     return CodecTrainResult(run_dir=run, final_dir=final, step=trained.step, resumed_from=trained.start,
-                            last_eval=trainer.last_eval)
+                            last_eval=trainer.last_eval, main_process=procs.is_main)

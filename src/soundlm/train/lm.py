@@ -12,6 +12,17 @@ bf16/fp16 mixed precision and gradient accumulation. A run folder holds:
 Resume is exact: batches are a pure function of (seed, step) (see `lm_data`), and the
 checkpoint restores weights, optimizer, scheduler and every RNG, so `k` steps + resume to
 `N` gives the same losses and weights as `N` steps straight.
+
+Several processes (`soundlm.distributed`: `accelerate launch --multi_gpu` or `--use_fsdp`,
+torchrun; gloo on a machine without GPUs): `--batch-size` is per process, and the loss of
+a step is normalised by the target tokens of all processes' micro-batches, so N processes
+compute the gradient one process would on the N-times larger batch. Rank 0 alone writes;
+under FSDP the weights and the optimizer state are gathered whole before it writes them
+(`optimizer_layout: "fqn"` in train_state.pt), so a checkpoint does not depend on how the
+model was sharded. Accelerate applies FSDP on GPUs (and other accelerators) only: on CPU
+processes it would train DDP instead, so there soundlm shards the model itself with
+torch's FSDP2 `fully_shard` (each decoder layer, then the whole model) and leaves it out of
+`accelerator.prepare`.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import torch
 
 from soundlm.checkpoint import (TRAIN_CONFIG, TRAIN_STATE, latest_checkpoint, load_train_state, refuse_changed_settings,
                                 rng_state, save_step_checkpoint, set_rng_state)
+from soundlm.distributed import check_launch, die_with_parent, launched_world_size, use_cpu_backend
 from soundlm.fileio import write_json_atomic
 from soundlm.stages import IGNORE_INDEX, PATTERNS, STAGES, Stage, build_stage, collate, token_loss_sum
 from soundlm.store import StoreTokens, load_store_tokens
@@ -36,7 +48,7 @@ from soundlm.train.schedule import warmup_cosine
 
 # Arguments that define what is trained; resuming with different values would silently mix runs.
 _RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
-                      "batch_size", "grad_accum", "seed", "heldout_fraction", "exclude_split")
+                      "batch_size", "grad_accum", "seed", "heldout_fraction", "exclude_split", "processes")
 
 
 @dataclass
@@ -97,36 +109,107 @@ class LMTrainResult:
     step: int
     train_losses: dict[int, float] = field(default_factory=dict)  # step -> loss, this invocation
     heldout_loss: float | None = None
+    main_process: bool = True  # False on the processes of a launched run that do not write
 
 
-def _gathered_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
-    """Full weights of an FSDP-sharded model (every process must call this); None otherwise."""
+def _is_fsdp(accelerator: Any) -> bool:
     from accelerate.utils import DistributedType
 
-    if accelerator.distributed_type != DistributedType.FSDP:
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def _fsdp_requested() -> bool:
+    import os
+
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
+def _shard_on_cpu(model: torch.nn.Module) -> None:
+    """FSDP2 on CPU processes: `fully_shard` each decoder layer (FSDP_TRANSFORMER_CLS_TO_WRAP, as
+    `accelerate launch --fsdp_transformer_layer_cls_to_wrap` sets it; default LlamaDecoderLayer),
+    then the whole model. In place: build the optimizer afterwards, on the sharded parameters."""
+    import os
+
+    from torch.distributed.fsdp import fully_shard
+
+    if os.environ.get("FSDP_VERSION", "1") != "2":
+        raise ValueError("Accelerate runs FSDP on GPUs only; on CPU processes soundlm shards with torch's FSDP2 "
+                         "(`fully_shard`): launch with --fsdp_version 2")
+    layers = set(os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "LlamaDecoderLayer").split(","))
+    for module in list(model.modules()):
+        if type(module).__name__ in layers:
+            fully_shard(module)
+    fully_shard(model)
+
+
+def _gathered_weights(accelerator: Any, model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor] | None:
+    """Full weights of a sharded model (every process must call this; rank 0 gets them); None otherwise."""
+    if _is_fsdp(accelerator):
+        return accelerator.get_state_dict(model)
+    if not sharded:
         return None
-    return accelerator.get_state_dict(model)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
-    """Train (or resume) one stage; returns where the final inference folder is."""
+def _full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The whole optimizer state keyed by parameter names, gathered from every shard (every process calls this)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _load_full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load `_full_optimizer_state`'s dict into a (possibly sharded) prepared model's optimizer."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+def _make_accelerator(mixed_precision: str) -> Any:
+    """The run's Accelerator: gloo on the CPU when launched on a machine without GPUs."""
+    import os
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
-    cfg.validate()
-    run_dir = Path(cfg.out)
+    check_launch("lm", accelerate_features=True)
     # Accelerate keeps its settings in a process-wide singleton that refuses a second, different
     # mixed_precision; clear it (not the distributed process state) so one Python process can
     # train several stages or settings in turn (notebooks, tests).
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    cpu = launched_world_size() > 1 and use_cpu_backend(None)
+    fsdp_plugin = None
+    if cpu and _fsdp_requested() and os.environ.get("FSDP_VERSION", "1") == "1":
+        from accelerate import FullyShardedDataParallelPlugin
+
+        # Accelerate ignores the plugin on CPU processes (see the module docstring), but builds an
+        # FSDP1 one from the launch's settings and refuses its `sync_module_states` there: this gets
+        # the run as far as `_shard_on_cpu`'s message.
+        fsdp_plugin = FullyShardedDataParallelPlugin(sync_module_states=False, cpu_ram_efficient_loading=False)
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu, fsdp_plugin=fsdp_plugin)
+    if accelerator.num_processes > 1 and "TORCHELASTIC_RUN_ID" in os.environ:
+        die_with_parent()
+    return accelerator
+
+
+def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
+    """Train (or resume) one stage; returns where the final inference folder is."""
+    from accelerate.utils import DistributedType, set_seed
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    run_dir = Path(cfg.out)
+    accelerator = _make_accelerator(cfg.mixed_precision)
     is_main = accelerator.is_main_process
+    world = accelerator.num_processes
+    # The number of processes is part of the run: with --batch-size it sets the global batch.
+    settings = {**asdict(cfg), "processes": world}
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
-        refuse_changed_settings(run_dir, asdict(cfg), _RESUME_MUST_MATCH)
+        refuse_changed_settings(run_dir, settings, _RESUME_MUST_MATCH)
 
     set_seed(cfg.seed)
     # The corpus's held-out split (e.g. held-out voices) is for evaluation: never train on it.
@@ -141,6 +224,11 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         load_model(stage.model, str(ckpt / "model.safetensors"))
     split = lm_data.split_heldout([r.id for r in tokens.records], cfg.heldout_fraction)
     model = stage.model
+    fsdp = _is_fsdp(accelerator)
+    shard_here = _fsdp_requested() and accelerator.distributed_type == DistributedType.MULTI_CPU
+    if shard_here:
+        _shard_on_cpu(model)
+    sharded = fsdp or shard_here
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -149,20 +237,31 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, cfg.warmup, cfg.steps, cfg.min_lr_ratio))
 
-    start_step = 0
+    start_step, state = 0, None
     if ckpt is not None:
         state = load_train_state(ckpt)
-        optimizer.load_state_dict(state["optimizer"])
+        whole = state.get("optimizer_layout") == "fqn"
+        if sharded and not whole:
+            raise ValueError(f"{ckpt}: this checkpoint's optimizer state was saved without FSDP, as one process's "
+                             "parameter list, which an FSDP-sharded model cannot take; resume it launched as it "
+                             "was started (without --use_fsdp)")
+        if not whole:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_step = int(state["step"])
         rng = state["rng"][accelerator.process_index] if accelerator.process_index < len(state["rng"]) \
             else state["rng"][0]
         set_rng_state(rng)
 
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if shard_here:
+        optimizer = accelerator.prepare(optimizer)  # the model is sharded already; DDP must not wrap it
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None and state.get("optimizer_layout") == "fqn":
+        _load_full_optimizer_state(model, optimizer.optimizer, state["optimizer"])
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / TRAIN_CONFIG, asdict(cfg))
+        write_json_atomic(run_dir / TRAIN_CONFIG, settings)
 
     train_set = lm_data.stage_dataset(stage, tokens, split.train, cfg.seed, stream=lm_data._TRAIN_STREAM)
     sampler = lm_data.StepSampler(start_step, cfg.steps, cfg.batch_size, cfg.grad_accum,
@@ -176,19 +275,21 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         accelerator.wait_for_everyone()
         rng_states = accelerator.gather_for_metrics([rng_state()]) if accelerator.num_processes > 1 \
             else [rng_state()]
-        weights = _gathered_weights(accelerator, model)
+        weights = _gathered_weights(accelerator, model, sharded)
+        # A sharded optimizer's state is gathered whole, keyed by parameter names.
+        optim_state = _full_optimizer_state(model, optimizer.optimizer) if sharded else optimizer.state_dict()
         if is_main:
             def write(folder: Path) -> None:
                 stage.save(folder, accelerator.unwrap_model(model), weights)
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": step, "rng": rng_states, "data": {"seed": cfg.seed, "next_step": step}},
-                           folder / TRAIN_STATE)
+                torch.save({"optimizer": optim_state, "optimizer_layout": "fqn" if sharded else "index",
+                            "scheduler": scheduler.state_dict(), "step": step, "rng": rng_states,
+                            "data": {"seed": cfg.seed, "next_step": step}}, folder / TRAIN_STATE)
             save_step_checkpoint(run_dir, step, write, keep=cfg.keep_checkpoints)
         accelerator.wait_for_everyone()
 
     metrics = MetricsLog(run_dir, start_step, tensorboard=True, enabled=is_main)
 
-    result = LMTrainResult(run_dir=run_dir, final_dir=run_dir / "final", step=start_step)
+    result = LMTrainResult(run_dir=run_dir, final_dir=run_dir / "final", step=start_step, main_process=is_main)
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (is_main and cfg.progress),
                desc=f"train lm {cfg.stage}", dynamic_ncols=True)
     tokens_seen, t0 = 0, time.perf_counter()
@@ -197,8 +298,11 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     for step in range(start_step, end_step):
         model.train()
         micro_batches = [next(batches) for _ in range(cfg.grad_accum)]
-        # Normalise by the target count of the whole step, so accumulation equals one big batch.
+        # Normalise by the target count of the whole step, over every process, so accumulation and
+        # N processes equal one big batch.
         n_targets = sum(int((mb["targets"] != IGNORE_INDEX).sum()) for mb in micro_batches)
+        if world > 1:
+            n_targets = int(accelerator.reduce(torch.tensor(float(n_targets), device=accelerator.device), "sum"))
         step_loss = 0.0
         for micro, mb in enumerate(micro_batches):
             sync = micro == cfg.grad_accum - 1
@@ -207,10 +311,16 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
                 with accelerator.autocast():
                     logits = stage.logits(mb, accelerator.device, model)  # [B, L, V] or [B, K, S, card]
                 loss = token_loss_sum(logits, mb["targets"].to(accelerator.device)) / max(n_targets, 1)
-                accelerator.backward(loss)
+                # DDP and FSDP average gradients over processes; this process's share of the
+                # step's loss is a sum term, hence the factor.
+                accelerator.backward(loss * world)
             step_loss += loss.item()
             tokens_seen += mb["input_ids"].numel()
+        if world > 1:
+            step_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "sum"))
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):  # a DTensor when the parameters are FSDP2 shards
+            grad_norm = grad_norm.full_tensor()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -228,7 +338,8 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         if split.heldout and (done % cfg.eval_every == 0 or done == cfg.steps):
             result.heldout_loss = evaluate(model, stage, tokens, split.heldout, cfg, accelerator)
             metrics.log(done, {"heldout/loss": result.heldout_loss})
-            bar.write(f"step {done}: held-out loss {result.heldout_loss:.4f}")
+            if is_main:
+                bar.write(f"step {done}: held-out loss {result.heldout_loss:.4f}")
         if done % cfg.ckpt_every == 0 or done == end_step:
             save_checkpoint(done)
     bar.close()
@@ -239,7 +350,7 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
     if start_step >= cfg.steps and is_main:
         print(f"{run_dir}: already trained to step {start_step} (--steps {cfg.steps}); exporting final")
     accelerator.wait_for_everyone()
-    weights = _gathered_weights(accelerator, model)
+    weights = _gathered_weights(accelerator, model, sharded)
     if is_main:
         stage.export(result.final_dir, accelerator.unwrap_model(model), weights)
     metrics.close()

@@ -3,6 +3,11 @@
 Every example is a pure function of `(seed, example index)`: the sampler state of a run is
 just its step count, so resuming at step k reads exactly the batches an uninterrupted run
 would have read (no iterator state to pickle, and `num_workers` cannot change the order).
+
+Example indices run in epochs of one index per record: example i crops record
+`permutation(epoch)[i % n]`, so each epoch reads every record once. The processes of a
+launched run read disjoint indices (`StepSampler`), so together they read each record once
+per epoch, as one process would.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from soundlm.store import StoreTokens, TokenRecord
 # Namespaces for the per-example random generators, so train and eval crops never coincide.
 _TRAIN_STREAM = 1
 _EVAL_STREAM = 2
+_EPOCH_STREAM = 3  # the per-epoch record permutations, apart from the crops
 
 
 @dataclass
@@ -80,7 +86,9 @@ def crop_window(record: TokenRecord, window_seconds: float, semantic_rate: float
 
 
 class StageDataset(torch.utils.data.Dataset):
-    """Map-style dataset: example `index` is a random crop drawn from `(seed, index)` alone.
+    """Map-style dataset: example `index` is a random crop, drawn from `(seed, index)` alone, of the
+    record at its place in its epoch's permutation (each epoch of `len(records)` indices reads
+    every record once).
 
     `build(window) -> Example` turns a crop into the stage's token sequence.
     """
@@ -97,14 +105,24 @@ class StageDataset(torch.utils.data.Dataset):
         self.build = build
         self.seed = seed
         self.stream = stream
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, its permutation), the last one used
 
     def __len__(self) -> int:
         # Indices are unbounded in principle; the sampler decides which ones are read.
         return 2**62
 
+    def record_index(self, index: int) -> int:
+        """Which record example `index` crops: its place in the permutation of its epoch."""
+        epoch, pos = divmod(index, len(self.records))
+        if self._order is None or self._order[0] != epoch:
+            # Batches walk the indices in order, so one cached permutation serves a whole epoch.
+            self._order = (epoch, np.random.default_rng([self.seed, self.stream, _EPOCH_STREAM, epoch])
+                           .permutation(len(self.records)))
+        return int(self._order[1][pos])
+
     def window(self, index: int) -> Window:
         rng = np.random.default_rng([self.seed, self.stream, index])
-        record = self.records[int(rng.integers(0, len(self.records)))]
+        record = self.records[self.record_index(index)]
         return crop_window(record, self.window_seconds, self.semantic_rate, self.acoustic_rate, rng)
 
     def __getitem__(self, index: int) -> Example:

@@ -13,7 +13,13 @@ A `Trainer` says how to train one step, what to log and what its checkpoints hol
   (`{"step", "rng", **trainer.train_state(step)}`); the newest `keep` are kept.
 
 Resume is exact when the batch of a step is a pure function of (seed, step): k steps, then
-resume to N, gives the losses and weights of N steps straight. The AudioLM stage trainer
+resume to N, gives the losses and weights of N steps straight.
+
+Under a launcher (`soundlm.distributed`: torchrun, `accelerate launch --multi_gpu`) every
+process runs this loop with its `Processes`; only rank 0 writes checkpoints and
+metrics.jsonl, after gathering every rank's RNG states into train_state.pt (`rng_by_rank`),
+and all ranks meet at a barrier after each checkpoint. The trainer wraps its model for
+data parallelism and takes its rows of each global batch. The AudioLM stage trainer
 (`train/lm.py`) keeps its own loop, because Accelerate saves collectively and keeps one RNG
 state per process, and shares the parts: `MetricsLog`, `refuse_changed_settings`,
 `save_step_checkpoint`, `load_train_state`.
@@ -31,6 +37,7 @@ from tqdm.auto import tqdm
 
 from soundlm.checkpoint import (TRAIN_STATE, latest_checkpoint, load_train_state, rng_state, save_step_checkpoint,
                                 set_rng_state)
+from soundlm.distributed import Processes
 from soundlm.train.metrics_log import MetricsLog
 
 
@@ -71,31 +78,48 @@ class TrainedSteps:
 
 def run_training(trainer: Trainer, run_dir: str | Path, steps: int, ckpt_every: int, keep: int = 3,
                  stop_at: int | None = None, progress: bool = True, desc: str = "train",
-                 tensorboard: bool = False) -> TrainedSteps:
-    """Train `trainer` to `steps` (or `stop_at`) in `run_dir`, resuming from its latest checkpoint."""
+                 tensorboard: bool = False, processes: Processes | None = None) -> TrainedSteps:
+    """Train `trainer` to `steps` (or `stop_at`) in `run_dir`, resuming from its latest checkpoint.
+
+    `processes`: this process's place in a launched run (default: the only process).
+    """
     if steps < 1 or ckpt_every < 1:
         raise ValueError(f"steps and ckpt_every must be positive, got {steps} and {ckpt_every}")
     if stop_at is not None and stop_at < 1:
         raise ValueError(f"stop_at must be a positive step, got {stop_at}")
+    procs = processes or Processes()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if procs.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     start = 0
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
         state = load_train_state(ckpt)
         trainer.restore(ckpt, state)
         # Checkpoints of phonetic runs made before this loop hold no RNG states (nothing in them drew any).
-        if "rng" in state:
+        by_rank = state.get("rng_by_rank")
+        if by_rank is not None and len(by_rank) == procs.world:
+            set_rng_state(by_rank[procs.rank])
+        elif "rng" in state:
             set_rng_state(state["rng"])
         start = int(state["step"])
     end = steps if stop_at is None else min(stop_at, steps)
 
-    def write(folder: Path, step: int) -> None:
-        trainer.write_model(folder)
-        torch.save({"step": step, "rng": rng_state(), **trainer.train_state(step)}, folder / TRAIN_STATE)
+    def save(step: int) -> None:
+        rngs = procs.gather(rng_state())  # every rank takes part; rank 0 writes
+        if procs.is_main:
+            def write(folder: Path) -> None:
+                trainer.write_model(folder)
+                extra = {"rng_by_rank": rngs} if procs.world > 1 else {}
+                torch.save({"step": step, "rng": rngs[0], **extra, **trainer.train_state(step)},
+                           folder / TRAIN_STATE)
 
-    metrics = MetricsLog(run_dir, start, tensorboard)
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
+            save_step_checkpoint(run_dir, step, write, keep=keep)
+        procs.barrier()
+
+    metrics = MetricsLog(run_dir, start, tensorboard, enabled=procs.is_main)
+    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not (progress and procs.is_main),
+               dynamic_ncols=True)
     try:
         trainer.begin(start)
         for step in range(start, end):
@@ -106,7 +130,7 @@ def run_training(trainer: Trainer, run_dir: str | Path, steps: int, ckpt_every: 
             if shown:
                 bar.set_postfix(shown)
             if done % ckpt_every == 0 or done == end:
-                save_step_checkpoint(run_dir, done, lambda folder: write(folder, done), keep=keep)
+                save(done)
     finally:
         bar.close()
         metrics.close()

@@ -26,6 +26,7 @@ from torch import nn
 
 from soundlm import audio as audio_io
 from soundlm.checkpoint import check_resume_settings
+from soundlm.distributed import require_single_process
 from soundlm.fileio import atomic_dir, write_text_atomic
 from soundlm.semantic.phonetic import PhoneticFeatures, ctc_greedy, normalize_transcript
 from soundlm.train.schedule import warmup_cosine
@@ -190,6 +191,7 @@ def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
     from soundlm.data import manifest_path as resolve_manifest
 
     cfg.validate()
+    require_single_process("train phonetic")
     out = Path(cfg.out)
     manifest = resolve_manifest(cfg.data)
     rows = read_manifest(manifest)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from soundlm import audio as audio_io
+from soundlm.distributed import require_single_process
 from soundlm.fileio import atomic_path, read_json, write_json_atomic, write_text_atomic
 from soundlm.semantic.features import FeatureExtractor, build_features
 from soundlm.semantic.kmeans import KMeansResult, fit_kmeans
@@ -170,6 +171,7 @@ def train_semantic(source: str | Path, out_dir: str | Path, config: SemanticTrai
     from tqdm import tqdm
 
     config = config or SemanticTrainConfig()
+    require_single_process("train semantic")
     if config.clusters < 2:
         raise ValueError(f"clusters must be at least 2, got {config.clusters}")
     if config.max_frames < config.clusters:
