@@ -7,8 +7,13 @@ bookkeeping (mask construction, cache objects, output dataclasses), which domina
 batch 1 on CPU, and writes keys/values in place instead of growing a cache.
 
 The weights are the HF module's own parameters (no copy), so a model keeps decoding with
-its current weights during training. Architectures or wrappers this loop does not know
-(e.g. a PEFT LoRA layer) are detected by `supports()`; generation then falls back to HF.
+its current weights during training; `Int8Linear` layers (`lm.quantize`) run their int8
+kernel. Architectures or wrappers this loop does not know (e.g. a PEFT LoRA layer) are
+detected by `supports()`; generation then falls back to HF.
+
+Left padding: a cache whose `left_pad` is set holds rows whose first positions are
+padding; each row's rotary positions count from its first real token and no query attends
+to a pad key, so a padded row decodes as it would alone (up to float rounding).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from soundlm.lm.cache import KVCache
+from soundlm.lm.quantize import Int8Linear
+
+_LINEARS = (nn.Linear, Int8Linear)
 
 
 def supports(backbone: nn.Module) -> bool:
@@ -33,8 +41,8 @@ def supports(backbone: nn.Module) -> bool:
             return False
         linears = [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
         linears += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
-        # type() is not isinstance(): LoRA and quantised layers subclass or wrap nn.Linear.
-        if any(type(m) is not nn.Linear for m in linears):
+        # type() is not isinstance(): LoRA and other quantised layers subclass or wrap nn.Linear.
+        if any(type(m) not in _LINEARS for m in linears):
             return False
         # HF uses its own SiLUActivation class in some versions, torch's nn.SiLU in others.
         if type(getattr(mlp, "act_fn", None)).__name__ not in ("SiLU", "SiLUActivation"):
@@ -69,9 +77,11 @@ class LlamaDecoder:
 
     def _rope_table(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cos is None or self._cos.shape[0] < length or self._cos.device != device or self._cos.dtype != dtype:
+            # Built once for the whole context (rebuilding it as positions grow would cost a step each time).
+            size = max(length, int(getattr(self.backbone.config, "max_position_embeddings", 0) or 0), 256)
             # Same arithmetic as HF's rotary embedding (float32 outer product, cat(freqs, freqs)).
             inv_freq = self.backbone.rotary_emb.inv_freq.float().to(device)
-            pos = torch.arange(max(length, 256), device=device, dtype=torch.float32)
+            pos = torch.arange(size, device=device, dtype=torch.float32)
             freqs = torch.outer(pos, inv_freq)  # [L, D/2]
             emb = torch.cat([freqs, freqs], dim=-1)  # [L, D]
             self._cos = (emb.cos() * self.scaling).to(dtype)
@@ -87,33 +97,49 @@ class LlamaDecoder:
         b, t, hidden = x.shape
         end = start + t
         cos, sin = self._rope_table(end, x.device, x.dtype)
-        cos, sin = cos[start:end], sin[start:end]  # [T, D]
         mask = None
-        if t > 1 and start > 0:
-            # A chunk after earlier positions: query i sees keys 0..start+i.
-            mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        if cache.left_pad is not None:
+            # Row r's positions count from its first real token; its pad keys are never attended to,
+            # except that a pad query sees itself (a query with no key at all gives NaN in SDPA).
+            pad = cache.left_pad  # [B]
+            positions = (torch.arange(start, end, device=x.device)[None] - pad[:, None]).clamp(min=0)  # [B, T]
+            cos, sin = cos[positions][:, None], sin[positions][:, None]  # [B, 1, T, D]
+            query = torch.arange(start, end, device=x.device)[:, None]  # [T, 1]
+            key = torch.arange(end, device=x.device)[None]  # [1, end]
+            mask = ((key <= query) & (key >= pad[:, None, None, None])) | (key == query)  # [B, 1, T, end]
+        else:
+            cos, sin = cos[start:end], sin[start:end]  # [T, D]
+            if t > 1 and start > 0:
+                # A chunk after earlier positions: query i sees keys 0..start+i.
+                mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        causal = mask is None and t > 1
         gqa = self.num_kv_heads != self.num_heads
         for i, layer in enumerate(self.backbone.layers):
             attn, mlp = layer.self_attn, layer.mlp
             h = F.rms_norm(x, (hidden,), layer.input_layernorm.weight, self.eps)
-            q = F.linear(h, attn.q_proj.weight, attn.q_proj.bias).view(b, t, self.num_heads, self.head_dim)
-            k = F.linear(h, attn.k_proj.weight, attn.k_proj.bias).view(b, t, self.num_kv_heads, self.head_dim)
-            v = F.linear(h, attn.v_proj.weight, attn.v_proj.bias).view(b, t, self.num_kv_heads, self.head_dim)
+            q = _linear(attn.q_proj, h).view(b, t, self.num_heads, self.head_dim)
+            k = _linear(attn.k_proj, h).view(b, t, self.num_kv_heads, self.head_dim)
+            v = _linear(attn.v_proj, h).view(b, t, self.num_kv_heads, self.head_dim)
             q = _rotate(q.transpose(1, 2), cos, sin)  # [B, nh, T, D]
             k = _rotate(k.transpose(1, 2), cos, sin)  # [B, nkv, T, D]
             keys, values = cache.write(i, k, v.transpose(1, 2), start)  # [B, nkv, end, D]
-            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=(t > 1 and start == 0),
+            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal,
                                                enable_gqa=gqa)  # [B, nh, T, D]
             a = a.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)
-            x = x + F.linear(a, attn.o_proj.weight, attn.o_proj.bias)
+            x = x + _linear(attn.o_proj, a)
             h = F.rms_norm(x, (hidden,), layer.post_attention_layernorm.weight, self.eps)
-            gate = F.linear(h, mlp.gate_proj.weight, mlp.gate_proj.bias)
-            up = F.linear(h, mlp.up_proj.weight, mlp.up_proj.bias)
-            x = x + F.linear(F.silu(gate) * up, mlp.down_proj.weight, mlp.down_proj.bias)
+            x = x + _linear(mlp.down_proj, F.silu(_linear(mlp.gate_proj, h)) * _linear(mlp.up_proj, h))
         cache.pos.fill_(end)
         return F.rms_norm(x, (hidden,), self.backbone.norm.weight, self.eps)
 
     __call__ = forward
+
+
+def _linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An nn.Linear or Int8Linear applied without nn.Module's call machinery (hooks are not used here)."""
+    if type(layer) is nn.Linear:
+        return F.linear(x, layer.weight, layer.bias)
+    return layer.forward(x)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
