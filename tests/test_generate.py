@@ -247,3 +247,20 @@ def test_delay_window_errors():
         generate_delayed(m, torch.zeros(1, 2, 1, dtype=torch.long), 3, prefix=torch.zeros(1, 7, dtype=torch.long))
     with pytest.raises(ValueError, match="window_keep"):
         generate_delayed(m, torch.zeros(1, 2, 1, dtype=torch.long), 3, window_keep=8)
+
+
+def test_decoding_follows_weights_updated_in_place_and_swapped_layers():
+    from soundlm.lm.quantize import quantize_lm
+
+    m = tiny_lm()
+    x = torch.randint(0, 40, (2, 8))
+    m.step(x, m.new_cache(2, 8), 0)  # the decoder is built here
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.train()
+    m(x, labels=x).loss.backward()
+    opt.step()  # in place, as training does
+    m.eval()
+    assert torch.allclose(m.step(x, m.new_cache(2, 8), 0), m(x).logits[:, -1], atol=1e-5)
+    quantize_lm(m, "int8")  # swaps the layers the decoder runs
+    with torch.inference_mode():
+        assert torch.allclose(m.step(x, m.new_cache(2, 8), 0), m(x).logits[:, -1], atol=1e-4)
