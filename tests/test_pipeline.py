@@ -312,3 +312,26 @@ def test_shipped_codec_decodes_chunks_exactly_with_the_default_context():
     assert torch.allclose(window[..., 16 * hop: 34 * hop], whole[..., 46 * hop: 64 * hop], atol=1e-6)
     reach = changed.nonzero().squeeze(-1)
     assert 50 - reach.min() / hop <= 16 and reach.max() / hop - 51 <= 16
+
+
+def test_cli_quantize_option(pipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+    from soundlm.pipeline import AudioLMPipeline
+
+    bundle = pipe.save_bundle(tmp_path / "bundle")
+    runner = CliRunner()
+    for mode in ("int8", "bf16", "none"):
+        res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / mode), "--model", str(bundle),
+                                  "--quantize", mode])
+        assert res.exit_code == 0, res.output
+        assert sf.info(tmp_path / mode / "sample_000.wav").frames == 3200
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "bad"), "--model", str(bundle),
+                              "--quantize", "int4"])
+    assert res.exit_code == 2 and "--quantize must be auto or one of none, bf16, int8" in res.output
+    # auto: int8 on CPU; a quantized pipeline is not converted to another mode.
+    loaded = AudioLMPipeline.from_bundle(bundle, device="cpu").quantize("auto")
+    assert loaded.quantized == "int8"
+    with pytest.raises(ValueError, match="already runs int8"):
+        loaded.quantize("bf16")

@@ -42,7 +42,7 @@ import torch
 
 from soundlm.audio_tokenizer import AudioTokenizer
 from soundlm.devices import default_device
-from soundlm.lm.quantize import check_quantize, quantize_lm, quantized_mode
+from soundlm.lm.quantize import quantize_lm, quantized_mode, resolve_quantize
 from soundlm.sampler import SamplingParams
 from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
@@ -234,11 +234,10 @@ class AudioLMPipeline:
         return int(self.codec.sample_rate)
 
     def quantize(self, mode: str) -> "AudioLMPipeline":
-        """Run the three stage LMs with int8 or bf16 weights ("none": as loaded); see `soundlm.lm.quantize`.
-
-        In place, once: a pipeline quantized to one mode is not converted to another.
+        """Run the three stage LMs with int8 or bf16 weights ("none": as loaded; "auto": int8 on CPU, none
+        elsewhere); see `soundlm.lm.quantize`. In place, once: a quantized pipeline is not converted again.
         """
-        check_quantize(mode)
+        mode = resolve_quantize(mode, self.device)
         for part in (self.semantic, self.coarse, self.fine):
             current = quantized_mode(part.model)
             if current == mode:
