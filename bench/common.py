@@ -65,13 +65,16 @@ def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
 
 
 def weight_bytes_per_step(model) -> int:
-    """Bytes of parameters one decoding step reads: all but embedding tables (one row each)."""
+    """Bytes of weights one decoding step reads: all parameters but embedding tables (one row
+    each), plus the int8 weights and scales of soundlm's `Int8Linear` layers (buffers)."""
     import torch
 
     embedding_params = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    tensors = list(model.parameters())
+    tensors += [b for m in model.modules() if type(m).__name__ == "Int8Linear" for b in m.buffers(recurse=False)]
     seen: set[int] = set()
     total = 0
-    for p in model.parameters():
+    for p in tensors:
         if id(p) in seen or id(p) in embedding_params:
             continue
         seen.add(id(p))

@@ -13,6 +13,9 @@ gets the same prompt length and number of new tokens. Three workloads:
   `lm.generate_delayed` with a `DelayLM`, audiocraft `LMModel.generate` with
   `DelayedPatternProvider`.
 
+soundlm also runs with weight-only int8 and with bf16 weights (`soundlm.lm.quantize`,
+`soundlm-int8` / `soundlm-bf16` rows; `--quantize` picks which).
+
 tokens/s counts generated tokens of the whole batch; frames/s counts codec (or semantic)
 frames, i.e. tokens / K for flattened streams and steps for the delay pattern.
 The batch-1 floor is the decoding-step rate at which the weights a step reads (all but
@@ -81,7 +84,7 @@ class Workload:
 
 
 # ---- soundlm ---------------------------------------------------------------------------------
-def ours_semantic(prompt_len: int, new_tokens: int) -> Workload:
+def ours_semantic(prompt_len: int, new_tokens: int, quantize: str = "none") -> Workload:
     import torch
 
     from soundlm.lm.generate import generate
@@ -92,7 +95,7 @@ def ours_semantic(prompt_len: int, new_tokens: int) -> Workload:
     layout = VocabLayout(semantic_size=SEMANTIC_SIZE)
     cfg = LMConfig(layout.vocab_size, hidden_size=HIDDEN, num_layers=LAYERS, num_heads=HEADS,
                    intermediate_size=INTERMEDIATE, max_positions=1024)
-    model = TokenLM.from_config(cfg, layout=layout).eval()
+    model = _quantized(TokenLM.from_config(cfg, layout=layout).eval(), quantize)
 
     def make_run(batch: int) -> Callable[[int], int]:
         g = torch.Generator().manual_seed(0)
@@ -107,10 +110,10 @@ def ours_semantic(prompt_len: int, new_tokens: int) -> Workload:
             return out.shape[1] - prompt_len
         return run
 
-    return Workload("soundlm", model, make_run)
+    return Workload(_impl(quantize), model, make_run)
 
 
-def ours_coarse(prompt_len: int, new_tokens: int) -> Workload:
+def ours_coarse(prompt_len: int, new_tokens: int, quantize: str = "none") -> Workload:
     import torch
 
     from soundlm.lm.generate import generate
@@ -122,7 +125,7 @@ def ours_coarse(prompt_len: int, new_tokens: int) -> Workload:
     layout = VocabLayout(semantic_size=SEMANTIC_SIZE, codebook_size=CODEBOOK_SIZE, num_codebooks=NUM_CODEBOOKS)
     cfg = LMConfig(layout.vocab_size, hidden_size=HIDDEN, num_layers=LAYERS, num_heads=HEADS,
                    intermediate_size=INTERMEDIATE, max_positions=1024)
-    model = TokenLM.from_config(cfg, layout=layout).eval()
+    model = _quantized(TokenLM.from_config(cfg, layout=layout).eval(), quantize)
 
     def make_run(batch: int) -> Callable[[int], int]:
         g = torch.Generator().manual_seed(0)
@@ -140,10 +143,10 @@ def ours_coarse(prompt_len: int, new_tokens: int) -> Workload:
             return out.shape[1] - prompt_len
         return run
 
-    return Workload("soundlm", model, make_run)
+    return Workload(_impl(quantize), model, make_run)
 
 
-def ours_delay(prompt_len: int, new_tokens: int) -> Workload:
+def ours_delay(prompt_len: int, new_tokens: int, quantize: str = "none") -> Workload:
     import torch
 
     from soundlm.lm.generate import generate_delayed
@@ -152,7 +155,7 @@ def ours_delay(prompt_len: int, new_tokens: int) -> Workload:
 
     backbone = LMConfig(1, hidden_size=HIDDEN, num_layers=LAYERS, num_heads=HEADS,
                         intermediate_size=INTERMEDIATE, max_positions=1024)
-    model = DelayLM(DelayLMConfig(NUM_CODEBOOKS, CODEBOOK_SIZE, backbone=backbone)).eval()
+    model = _quantized(DelayLM(DelayLMConfig(NUM_CODEBOOKS, CODEBOOK_SIZE, backbone=backbone)).eval(), quantize)
     def make_run(batch: int) -> Callable[[int], int]:
         g = torch.Generator().manual_seed(0)
         prompt = torch.randint(0, CODEBOOK_SIZE, (batch, NUM_CODEBOOKS, prompt_len), generator=g)
@@ -163,7 +166,17 @@ def ours_delay(prompt_len: int, new_tokens: int) -> Workload:
             return (out.shape[2] - prompt_len) * NUM_CODEBOOKS
         return run
 
-    return Workload("soundlm", model, make_run)
+    return Workload(_impl(quantize), model, make_run)
+
+
+def _quantized(model, quantize: str):
+    from soundlm.lm.quantize import quantize_lm
+
+    return quantize_lm(model, quantize)
+
+
+def _impl(quantize: str) -> str:
+    return "soundlm" if quantize == "none" else f"soundlm-{quantize}"
 
 
 # ---- Hugging Face ----------------------------------------------------------------------------
@@ -408,6 +421,8 @@ def main() -> None:
                          "(default 8; 4 with --quick)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--skip", nargs="*", default=[], help="implementations to leave out, e.g. audiolm-pytorch")
+    ap.add_argument("--quantize", nargs="*", default=["int8", "bf16"],
+                    help="extra soundlm rows with these LM weight modes (int8, bf16)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default bench/results/generate.json, generate-quick.json with --quick)")
     args = ap.parse_args()
@@ -436,6 +451,9 @@ def main() -> None:
     alm = common.import_audiolm_pytorch()
     acr = common.import_audiocraft()
     p, n, k = args.prompt, args.new_tokens, NUM_CODEBOOKS
+    ours = [(workload, build, per_frame, per_step, mode) for mode in args.quantize
+            for workload, build, per_frame, per_step in (("semantic", ours_semantic, 1, 1), ("coarse", ours_coarse, k, 1),
+                                                         ("delay", ours_delay, 1, k))]
     specs = [
         Spec("semantic", "soundlm", lambda: ours_semantic(p, n), 1, 1),
         Spec("semantic", "hf-llama", lambda: hf_semantic(p, n, static=False), 1, 1),
@@ -447,8 +465,11 @@ def main() -> None:
              k, 1, alm.error),
         Spec("delay", "soundlm", lambda: ours_delay(p, n), 1, k),
         Spec("delay", "audiocraft", (lambda: audiocraft_delay(p, n)) if acr.module else None, 1, k, acr.error),
-    ]
+    ] + [Spec(w, _impl(mode), (lambda b=build, m=mode: b(p, n, m)), pf, ps) for w, build, pf, ps, mode in ours]
     specs = [s for s in specs if s.impl not in args.skip]
+    # Each workload's rows together, soundlm's (fp32, then the quantized ones) first.
+    order = {"semantic": 0, "coarse": 1, "delay": 2}
+    specs.sort(key=lambda s: (order[s.workload], not s.impl.startswith("soundlm")))
     entries = prepare(specs, args.batches, n, warmup_tokens=2 * k)
     measure(entries, n, args.repeats, args.case_budget)
     rows = summarise(entries, floor_steps)
@@ -468,6 +489,7 @@ def main() -> None:
         "benchmark": "generate",
         "machine": common.machine_info(args.threads),
         "settings": {"hidden": HIDDEN, "layers": LAYERS, "heads": HEADS, "dtype": "float32", "prompt": p,
+                     "soundlm_quantize": args.quantize,
                      "new_tokens": n, "repeats": args.repeats, "case_budget_s": args.case_budget, "warmup_runs": 1,
                      "batches": args.batches, "num_codebooks": k, "codebook_size": CODEBOOK_SIZE,
                      "semantic_size": SEMANTIC_SIZE, "sampling": f"temperature 1, top-k {TOP_K}",

@@ -1,93 +1,133 @@
-"""Real-time factor of the full AudioLM pipeline (semantic -> coarse -> fine -> codec decode).
+"""Real-time factor and time to first audio of the full AudioLM pipeline.
 
-Builds the three stages at a preset's size (random weights: speed does not depend on
-training) over the shipped model's tokenizers (MFCC k-means + our 16 kHz codec, 8 x 1024
-codes at 50 Hz, 3 coarse codebooks), continues a 3 s prompt and reports generated audio
-seconds per wall second (> 1 = faster than real time). Prints a table, writes JSON.
+Two kinds of model:
+- `shipped`: the model that ships with soundlm (`src/soundlm/assets/speech-tiny`), as the
+  demo runs it;
+- a size preset (`mini`, `small`, ...): the three stages built at that size with random
+  weights (speed does not depend on training) over the shipped tokenizers (phonetic
+  k-means + our 16 kHz codec, 8 x 1024 codes at 50 Hz, 3 coarse codebooks).
 
-    .venv/bin/python bench/pipeline.py --presets mini small --seconds 4 --threads 2
+Each continues the bundled 3 s prompt by `--seconds` at each batch size and LM weight mode
+(`--quantize`), and reports generated audio seconds per wall second over the whole batch
+(> 1 = faster than real time; `rtf per stream` divides by the batch), the CPU seconds of
+the process (steadier than wall time on a shared machine), and the time to the first
+generated audio chunk of `stream_continue` (the prompt excluded). Rows of one run are
+interleaved round by round so that load from other processes spreads over all of them.
+Prints a table, writes JSON.
+
+    .venv/bin/python bench/pipeline.py --models shipped small --batches 1 4 --quantize none int8 bf16
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 # bench/tokenize.py shadows the standard module of that name: keep bench/ last on the path.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent] + [
-    str(Path(__file__).resolve().parent)]
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
 
 import torch  # noqa: E402
 
+import common  # noqa: E402
 
-def build_pipeline(preset: str, folder: Path):
+
+def build_pipeline(model: str, folder: Path):
+    """The shipped pipeline, or one with the three stages at preset `model`'s size (random weights)."""
     from soundlm.lm.model import TokenLM, lm_preset, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import default_model_dir, load_pipeline
     from soundlm.stages import stage_layout
 
     shipped = load_pipeline(default_model_dir(), device="cpu")
+    if model == "shipped":
+        return shipped
     for part in (shipped.semantic, shipped.coarse, shipped.fine):
         layout = stage_layout(part.name, shipped.semantic_tokenizer.vocab_size, shipped.codec.codebook_size,
                               shipped.codec.total_codebooks, shipped.num_coarse)
         positions = part.model.config.max_positions if hasattr(part.model, "config") else 1024
-        cfg = lm_preset(preset, layout.vocab_size, max_positions=max(positions, 1024))
+        cfg = lm_preset(model, layout.vocab_size, max_positions=max(positions, 1024))
         save_lm(TokenLM.from_config(cfg, layout=layout, meta=part.meta.to_json()), folder / part.name)
-    pipe = AudioLMPipeline.from_runs(folder / "semantic", folder / "coarse", folder / "fine",
+    return AudioLMPipeline.from_runs(folder / "semantic", folder / "coarse", folder / "fine",
                                      semantic_tokenizer=default_model_dir() / "semantic_tokenizer",
                                      codec=default_model_dir() / "codec", device="cpu")
-    params = sum(p.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for p in s.model.parameters())
-    return pipe, params
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=["mini", "small"], help="LM size presets to time.")
+    ap.add_argument("--models", nargs="+", default=["shipped", "small"],
+                    help="'shipped' and/or LM size presets (random weights).")
+    ap.add_argument("--quantize", nargs="+", default=["none", "int8"], help="LM weight modes: none, int8, bf16.")
     ap.add_argument("--seconds", type=float, default=4.0, help="Seconds generated after the prompt.")
-    ap.add_argument("--batches", nargs="+", type=int, default=[1], help="Samples generated together.")
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 4], help="Samples generated together.")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2, help="Timed runs per case (median); one warm-up first.")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "pipeline.json")
+    ap.add_argument("--repeats", type=int, default=3, help="Timed rounds (median); one warm-up first.")
+    ap.add_argument("--out", type=Path, default=_HERE / "results" / "pipeline.json")
     args = ap.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")
     torch.set_num_threads(args.threads)
 
     from soundlm.audio import load_audio
     from soundlm.pretrained import default_prompt_path
 
     prompt = load_audio(default_prompt_path(), sample_rate=16000)[0]  # [S]
-    rows = []
+    started, load_before = time.time(), os.getloadavg()
+    cases = []  # (row, pipeline)
     with tempfile.TemporaryDirectory() as tmp:
-        for preset in args.presets:
-            pipe, params = build_pipeline(preset, Path(tmp) / preset)
-            for batch in args.batches:
-                pipe.continue_audio(prompt, seconds=0.5, num_samples=batch, seed=0, prompt_sample_rate=16000)  # warm-up
-                times = []
-                for r in range(args.repeats):
-                    start = time.perf_counter()
-                    pipe.continue_audio(prompt, seconds=args.seconds, num_samples=batch, seed=r, prompt_sample_rate=16000)
-                    times.append(time.perf_counter() - start)
-                wall = sorted(times)[len(times) // 2]
-                rows.append({"preset": preset, "params_millions": round(params / 1e6, 1), "batch": batch,
-                             "generated_seconds": args.seconds * batch, "wall_seconds": round(wall, 2),
-                             "realtime_factor": round(args.seconds * batch / wall, 2)})
-                print(f"{preset}: batch {batch} done", flush=True)
-    print(f"\nAudioLM pipeline, 3 s prompt + {args.seconds:g} s generated, {args.threads} threads, CPU, "
-          "random weights at each preset's size\n")
-    header = ["preset", "params_millions", "batch", "generated_seconds", "wall_seconds", "realtime_factor"]
-    print("  ".join(f"{h:>17}" for h in header))
-    for row in rows:
-        print("  ".join(f"{row[h]!s:>17}" for h in header))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from soundlm.fileio import write_json_atomic
-
-    write_json_atomic(args.out, {"machine": {"cpu": platform.processor() or platform.machine(),
-                                             "threads": args.threads, "torch": torch.__version__},
-                                 "settings": vars(args) | {"out": str(args.out)}, "rows": rows})
-    print(f"\nwrote {args.out}")
+        for model in args.models:
+            for mode in args.quantize:
+                pipe = build_pipeline(model, Path(tmp) / model).quantize(mode)
+                params = sum(p.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for p in s.model.parameters())
+                params += sum(b.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for b in s.model.buffers()
+                              if b.dtype == torch.int8)
+                for batch in args.batches:
+                    # Warm-up: allocations, rotary tables, the int8 layers' stacked weights.
+                    pipe.continue_audio(prompt, seconds=0.5, num_samples=batch, seed=0, prompt_sample_rate=16000)
+                    cases.append(({"model": model, "quantize": mode, "params_millions": round(params / 1e6, 1),
+                                   "batch": batch, "wall": [], "cpu": [], "first_chunk": []}, pipe))
+                print(f"  built {model} ({mode})", flush=True)
+        for r in range(args.repeats):
+            for row, pipe in cases:
+                wall, cpu = time.perf_counter(), time.process_time()
+                pipe.continue_audio(prompt, seconds=args.seconds, num_samples=row["batch"], seed=r,
+                                    prompt_sample_rate=16000)
+                row["wall"].append(time.perf_counter() - wall)
+                row["cpu"].append(time.process_time() - cpu)
+                # Time to the first chunk of generated audio; the rest of the stream is not waited for.
+                t = time.perf_counter()
+                stream = pipe.stream_continue(prompt, seconds=args.seconds, num_samples=row["batch"], seed=r,
+                                              prompt_sample_rate=16000, include_prompt=False)
+                next(stream)
+                row["first_chunk"].append(time.perf_counter() - t)
+                stream.close()
+            print(f"  round {r + 1}/{args.repeats} done", flush=True)
+    rows = []
+    for row, _ in cases:
+        wall, cpu = statistics.median(row["wall"]), statistics.median(row["cpu"])
+        audio = args.seconds * row["batch"]
+        rows.append(row | {"generated_seconds": audio, "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+                           "realtime_factor": round(audio / wall, 2), "realtime_factor_cpu": round(audio / cpu, 2),
+                           "realtime_factor_per_stream": round(args.seconds / wall, 2),
+                           "first_chunk_seconds": round(statistics.median(row["first_chunk"]), 2)})
+    load_after = os.getloadavg()
+    print(f"\nAudioLM pipeline: 3 s prompt + {args.seconds:g} s, {args.threads} threads, CPU; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
+    common.print_table(rows, [("model", "model", "s"), ("quantize", "weights", "s"), ("params_millions", "M params", ".1f"),
+                              ("batch", "B", "d"), ("wall_seconds", "wall s", ".2f"), ("cpu_seconds", "cpu s", ".2f"),
+                              ("realtime_factor", "rtf", ".2f"), ("realtime_factor_per_stream", "rtf/stream", ".2f"),
+                              ("realtime_factor_cpu", "rtf (cpu s)", ".2f"),
+                              ("first_chunk_seconds", "first chunk s", ".2f")])
+    payload = {"benchmark": "pipeline", "machine": common.machine_info(args.threads),
+               "load_average": {"before": load_before, "after": load_after},
+               "settings": vars(args) | {"out": str(args.out)}, "rows": rows,
+               "wall_seconds": round(time.time() - started, 1)}
+    path = common.write_results("pipeline", payload, args.out)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,9 @@ def test_sampling_defaults_are_audiolm_sampling(monkeypatch, tmp_path):
     seen = []
 
     class Pipeline:
+        def quantize(self, mode):  # the command quantizes the stage LMs (--quantize) before generating
+            return self
+
         def generate(self, seconds, num_samples, sampling, seed, progress):
             seen.append(sampling)
             raise ValueError("stop here")

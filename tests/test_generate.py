@@ -173,3 +173,94 @@ def test_tiny_model_learns_and_reproduces_a_pattern():
         for a, b in zip(row, row[1:]):
             if a in nxt:
                 assert b == nxt[a]
+
+
+def test_left_padded_batch_decodes_each_row_as_alone(monkeypatch):
+    from soundlm.lm.generate import left_pad_prompts
+
+    torch.manual_seed(1)
+    m = tiny_lm(max_positions=64)
+    prompts = [torch.randint(1, 40, (n,)) for n in (3, 11, 7)]
+    tokens, pad = left_pad_prompts(prompts, pad_id=0)
+    assert tokens.shape == (3, 11) and pad.tolist() == [8, 0, 4]
+    batched = generate(m, tokens, 25, GREEDY, left_pad=pad)
+    for row, p in enumerate(prompts):
+        alone = generate(m, p[None], 25, GREEDY)
+        assert torch.equal(batched[row, pad[row]:], alone[0]), f"row {row} decodes differently when padded"
+    # The first step's logits agree to float rounding, not just their argmax.
+    cache = m.new_cache(3, 16)
+    cache.reset(pad)
+    padded_logits = m.step(tokens, cache, 0)
+    for row, p in enumerate(prompts):
+        assert torch.allclose(padded_logits[row], m.step(p[None], m.new_cache(1, 16), 0)[0], atol=1e-5)
+    # The uncached HF fallback masks and positions the pads the same way.
+    monkeypatch.setattr(TokenLM, "fast_decoding", property(lambda self: False))
+    assert torch.equal(generate(m, tokens, 25, GREEDY, left_pad=pad), batched)
+
+
+def test_left_pad_errors():
+    m = tiny_lm()
+    with pytest.raises(ValueError, match="left_pad must be"):
+        generate(m, torch.ones(2, 4, dtype=torch.long), 3, left_pad=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="left_pad must be"):
+        generate(m, torch.ones(2, 4, dtype=torch.long), 3, left_pad=torch.tensor([1]))
+
+
+def test_head_rows_are_the_full_logits_slice():
+    m = tiny_lm()
+    x = torch.randint(0, 40, (2, 6))
+    full = m.step(x, m.new_cache(2, 8), 0)
+    assert torch.allclose(m.step(x, m.new_cache(2, 8), 0, rows=(10, 25)), full[:, 10:25], atol=1e-6)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        m.step(x, m.new_cache(2, 8), 0, rows=(30, 41))
+
+
+def test_delay_sliding_window_matches_full_forward_at_the_seam():
+    cfg = DelayLMConfig(num_codebooks=3, codebook_size=8, backbone=lm_tiny(1, 12), prefix_vocab_size=5)
+    torch.manual_seed(2)
+    m = DelayLM(cfg).eval()
+    prompt = torch.randint(0, 8, (2, 3, 4))
+    prefix = torch.randint(0, 5, (2, 2))
+    room, keep = 12 - 2, 4  # input columns beside the prefix; kept after a slide
+    out = generate_delayed(m, prompt, 14, GREEDY, prefix=prefix, window_keep=keep)  # 20 columns > room
+    assert out.shape == (2, 3, 18) and torch.equal(out[:, :, :4], prompt)
+    # Reference: every column from a full (uncached) forward over prefix + the window's input columns,
+    # the window sliding by the same rule: when full, keep the last `keep` columns.
+    seq = torch.full((2, 3, 21), cfg.pad_id, dtype=torch.long)
+    seq[:, :, 1:] = delay_codes(torch.cat([prompt, torch.zeros(2, 3, 14, dtype=torch.long)], 2), cfg.pad_id)
+    begin, slid = 0, 0
+    for s in range(4, 20):
+        if s + 1 - begin > room:
+            begin, slid = s + 1 - keep, slid + 1
+        logits = m(seq[:, :, begin:s + 1], prefix=prefix).logits[:, :, -1]  # [B, K, card]
+        for k in range(3):
+            if 4 <= s - k < 18:  # a generated frame (not prompt, not a delay pad)
+                seq[:, k, s + 1] = logits[:, k].argmax(-1)
+    assert slid >= 2  # the seam was crossed (twice)
+    assert torch.equal(out, undelay_codes(seq[:, :, 1:]))
+
+
+def test_delay_window_errors():
+    cfg = DelayLMConfig(num_codebooks=2, codebook_size=8, backbone=lm_tiny(1, 8), prefix_vocab_size=5)
+    m = DelayLM(cfg).eval()
+    with pytest.raises(ValueError, match="shorten the prefix"):
+        generate_delayed(m, torch.zeros(1, 2, 1, dtype=torch.long), 3, prefix=torch.zeros(1, 7, dtype=torch.long))
+    with pytest.raises(ValueError, match="window_keep"):
+        generate_delayed(m, torch.zeros(1, 2, 1, dtype=torch.long), 3, window_keep=8)
+
+
+def test_decoding_follows_weights_updated_in_place_and_swapped_layers():
+    from soundlm.lm.quantize import quantize_lm
+
+    m = tiny_lm()
+    x = torch.randint(0, 40, (2, 8))
+    m.step(x, m.new_cache(2, 8), 0)  # the decoder is built here
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.train()
+    m(x, labels=x).loss.backward()
+    opt.step()  # in place, as training does
+    m.eval()
+    assert torch.allclose(m.step(x, m.new_cache(2, 8), 0), m(x).logits[:, -1], atol=1e-5)
+    quantize_lm(m, "int8")  # swaps the layers the decoder runs
+    with torch.inference_mode():
+        assert torch.allclose(m.step(x, m.new_cache(2, 8), 0), m(x).logits[:, -1], atol=1e-4)

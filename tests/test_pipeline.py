@@ -238,3 +238,100 @@ def test_prompt_tokens_are_the_tokenize_jobs_tokens(parts, pipe, tmp_path):
     semantic, codes = pipe.tokenize_prompt(tmp_path / "corpus" / "p.wav")
     assert codes.shape[2] == 20 and np.array_equal(codes[0].numpy(), record.acoustic)
     assert np.array_equal(semantic[0].numpy(), record.semantic[: semantic.shape[1]])
+
+
+def _joined(chunks) -> np.ndarray:
+    """Stream chunks -> [B, C, S], checking that each starts where the previous one ended."""
+    at = chunks[0].start
+    for c in chunks:
+        assert c.start == at and c.audio.shape[-1] > 0
+        at += c.audio.shape[-1]
+    return np.concatenate([c.audio for c in chunks], axis=-1)
+
+
+@pytest.mark.parametrize("include_prompt", [True, False])
+def test_streamed_chunks_equal_the_non_streamed_continuation(pipe, include_prompt):
+    """Same codes (each stage draws from its own generator, so interleaving the stages changes no draw);
+    the codec decodes each chunk with 0.32 s of codes on both sides, more than the tiny causal codec
+    reaches (7.5 frames back), so chunks differ from the one-piece decoding by float rounding only."""
+    prompt = _prompt()
+    kwargs = dict(seconds=0.9, num_samples=2, prompt_sample_rate=SR, seed=4, include_prompt=include_prompt)
+    whole = np.stack(pipe.continue_audio(prompt, **kwargs))  # [B, C, S]
+    chunks = list(pipe.stream_continue(prompt, **kwargs))
+    assert len(chunks) >= 3  # the windows of every stage are far shorter than the 0.9 s asked for
+    streamed = _joined(chunks)
+    assert streamed.shape == whole.shape
+    assert np.abs(streamed - whole).max() < 1e-5
+    hop = SR // 50
+    assert chunks[0].start == (0 if include_prompt else (len(prompt) // hop) * hop)
+
+
+def test_stream_yields_before_the_last_window_and_generate_streams(pipe, monkeypatch):
+    import importlib
+
+    # The module, not the function `soundlm.lm.generate` that the package exports under the same name.
+    gen_module = importlib.import_module("soundlm.lm.generate")
+    calls = []
+    real = gen_module.generate
+    monkeypatch.setattr(gen_module, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    stream = pipe.stream_continue(_prompt(), seconds=0.9, prompt_sample_rate=SR, seed=1, include_prompt=False)
+    next(stream)
+    before_first = len(calls)
+    list(stream)
+    assert before_first < len(calls) / 2  # the first audio came after a small part of the decoding
+    whole = np.stack(pipe.generate(0.5, num_samples=2, seed=2))
+    streamed = _joined(list(pipe.stream_generate(0.5, num_samples=2, seed=2)))
+    assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-5
+
+
+def test_stage_generators_are_separate_and_seeded():
+    from soundlm.pipeline import stage_generators
+
+    a, b = stage_generators(0), stage_generators(0)
+    draws = [torch.rand(3, generator=g) for g in a]
+    assert all(torch.equal(x, torch.rand(3, generator=g)) for x, g in zip(draws, b))
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    assert not torch.equal(draws[0], torch.rand(3, generator=stage_generators(1)[0]))
+
+
+def test_shipped_codec_decodes_chunks_exactly_with_the_default_context():
+    """The shipped iSTFT codec's decoder reaches about 14 frames each way, inside the default
+    decode_context (0.32 s = 16 frames): a window decoded with that margin equals the whole decoding."""
+    from soundlm.codec import load_codec
+    from soundlm.pretrained import default_model_dir
+
+    codec = load_codec(default_model_dir() / "codec", device="cpu").eval()
+    codes = torch.randint(0, codec.codebook_size, (1, codec.num_codebooks, 100), generator=torch.Generator().manual_seed(0))
+    hop = 320
+    with torch.inference_mode():
+        whole = codec.decode(codes)
+        window = codec.decode(codes[:, :, 30:80])  # frames 46..64 have 16 frames of codes on both sides
+        moved = codes.clone()
+        moved[:, :, 50] = (moved[:, :, 50] + 1) % codec.codebook_size
+        changed = (codec.decode(moved) - whole).abs()[0, 0] > 0
+    assert torch.allclose(window[..., 16 * hop: 34 * hop], whole[..., 46 * hop: 64 * hop], atol=1e-6)
+    reach = changed.nonzero().squeeze(-1)
+    assert 50 - reach.min() / hop <= 16 and reach.max() / hop - 51 <= 16
+
+
+def test_cli_quantize_option(pipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+    from soundlm.pipeline import AudioLMPipeline
+
+    bundle = pipe.save_bundle(tmp_path / "bundle")
+    runner = CliRunner()
+    for mode in ("int8", "bf16", "none"):
+        res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / mode), "--model", str(bundle),
+                                  "--quantize", mode])
+        assert res.exit_code == 0, res.output
+        assert sf.info(tmp_path / mode / "sample_000.wav").frames == 3200
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "bad"), "--model", str(bundle),
+                              "--quantize", "int4"])
+    assert res.exit_code == 2 and "--quantize must be auto or one of none, bf16, int8" in res.output
+    # auto: int8 on CPU; a quantized pipeline is not converted to another mode.
+    loaded = AudioLMPipeline.from_bundle(bundle, device="cpu").quantize("auto")
+    assert loaded.quantized == "int8"
+    with pytest.raises(ValueError, match="already runs int8"):
+        loaded.quantize("bf16")

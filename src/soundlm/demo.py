@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from soundlm.fileio import read_json, write_json_atomic, write_text_atomic
+from soundlm.lm.quantize import DEFAULT_QUANTIZE
 
 PLOT_NAME = "continuations.png"
 
@@ -49,11 +50,12 @@ class DemoReport:
 
 def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Path | None = None,
              num_samples: int = 3, seconds: float = 4.0, seed: int = 0, device: str | None = None,
-             progress: bool = True, log: Callable[[str], None] = print) -> DemoReport:
+             progress: bool = True, log: Callable[[str], None] = print,
+             quantize: str = DEFAULT_QUANTIZE) -> DemoReport:
     """Run the demo into `out` (see the module doc); returns the report also written as report.json/.md.
 
     `model` defaults to the shipped model and `prompt` to the bundled prompt; `log` receives
-    one line per step.
+    one line per step. `quantize`: the stage LMs' weights (see `AudioLMPipeline.quantize`).
     """
     from soundlm.audio import load_audio, save_audio
     from soundlm.eval.speaker import similarities_to_reference
@@ -80,7 +82,7 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
 
     log(f"[1/5] loading the model from {folder}")
     t0 = time.perf_counter()
-    pipe = load_pipeline(folder, device=device)
+    pipe = load_pipeline(folder, device=device).quantize(quantize)
     sr = pipe.sample_rate
     times["load model"] = time.perf_counter() - t0
 
@@ -135,7 +137,8 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
                           for p in (pipe.semantic, pipe.coarse, pipe.fine)},
         prompt=str(prompt_path), prompt_seconds=prompt_seconds, sample_rate=sr,
         settings={"num_samples": num_samples, "seconds": seconds, "seed": seed, "device": str(pipe.device),
-                  "sampling": "AudioLM defaults: temperature 0.6 / 0.8 / 0.6, top-p 0.95"},
+                  "sampling": "AudioLM defaults: temperature 0.6 / 0.8 / 0.6, top-p 0.95",
+                  "quantize": pipe.quantized},
         samples=samples, speaker_similarity_note=note,
         wall_seconds={k: round(v, 2) for k, v in times.items()},
         files=files + ["report.json", "report.md"],
@@ -155,7 +158,7 @@ def render_markdown(r: DemoReport) -> str:
         "and how it scores)",
         f"- prompt: `{r.prompt}` ({r.prompt_seconds:.2f} s at {r.sample_rate} Hz)",
         f"- settings: {r.settings['num_samples']} sample(s) of {r.settings['seconds']:g} s, seed {r.settings['seed']}, "
-        f"{r.settings['device']}; {r.settings['sampling']}",
+        f"{r.settings['device']}, LM weights {r.settings.get('quantize', 'none')}; {r.settings['sampling']}",
         f"- figure: `{PLOT_NAME}` (waveform and log-mel spectrogram; dashed line = end of the prompt)", "",
         "| file | seconds | generated seconds | speaker similarity to the prompt |", "|---|---|---|---|",
     ]

@@ -19,6 +19,15 @@ together with the semantic ids of the whole window, as in training) and generate
 rest, so no stage ever sees a sequence longer than it was trained on. Coarse and fine stages trained with the delay pattern
 (`--pattern delay`, MusicGen's `DelayLM`) are decoded the same way, window by window, with
 `generate_delayed`.
+
+Streaming. `stream_continue` / `stream_generate` yield the audio in chunks as it is made:
+each stage runs a window only when the next one needs it (a coarse window needs the
+semantic ids of its whole window, a fine window the coarse codes of its frames), and the
+codec decodes each chunk with `decode_context` seconds of codes on either side, so the
+first chunk comes after one window of each stage instead of after the whole file. Each
+stage draws from its own random generator (seeded from `seed`), so the order in which the
+stages run does not change what they sample: the streamed chunks, concatenated, are the
+non-streamed output (up to float rounding at chunk seams; exact codes).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import torch
 
 from soundlm.audio_tokenizer import AudioTokenizer
 from soundlm.devices import default_device
+from soundlm.lm.quantize import quantize_lm, quantized_mode, resolve_quantize
 from soundlm.sampler import SamplingParams
 from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
@@ -88,6 +98,44 @@ def context_windows(have: int, total: int, window: int, keep: int) -> Iterator[t
 def _frames(seconds: float, rate: float) -> int:
     """Frames needed to cover `seconds` (ceil, tolerant to float error)."""
     return int(math.ceil(seconds * rate - 1e-6))
+
+
+def stage_generators(seed: int, device: torch.device | str = "cpu") -> tuple[torch.Generator, ...]:
+    """One random generator per stage (semantic, coarse, fine), all derived from `seed`.
+
+    Separate streams let streaming interleave the stages without changing any stage's draws.
+    """
+    states = np.random.SeedSequence(seed).generate_state(len(BUNDLE_PARTS), dtype=np.uint64)
+    # manual_seed takes a signed 64-bit range; keep 63 bits of each derived seed.
+    return tuple(torch.Generator(device=device).manual_seed(int(x) >> 1) for x in states)
+
+
+class _Growing:
+    """A stage's output [..., T] as its windows run: `upto(n)` runs windows until it has n frames (or all)."""
+
+    def __init__(self, value: torch.Tensor, windows: Iterator[torch.Tensor] | None = None):
+        self.value = value
+        self._windows = windows
+
+    def upto(self, frames: float) -> torch.Tensor:
+        while self._windows is not None and self.value.shape[-1] < frames:
+            nxt = next(self._windows, None)
+            if nxt is None:
+                self._windows = None
+                break
+            self.value = nxt
+        return self.value
+
+    def all(self) -> torch.Tensor:
+        return self.upto(math.inf)
+
+
+@dataclass
+class AudioChunk:
+    """A piece of streamed audio: [B, C, S] samples starting at sample `start` of the whole output."""
+
+    audio: np.ndarray
+    start: int
 
 
 class AudioLMPipeline:
@@ -185,6 +233,24 @@ class AudioLMPipeline:
     def sample_rate(self) -> int:
         return int(self.codec.sample_rate)
 
+    def quantize(self, mode: str) -> "AudioLMPipeline":
+        """Run the three stage LMs with int8 or bf16 weights ("none": as loaded; "auto": int8 on CPU, none
+        elsewhere); see `soundlm.lm.quantize`. In place, once: a quantized pipeline is not converted again.
+        """
+        mode = resolve_quantize(mode, self.device)
+        for part in (self.semantic, self.coarse, self.fine):
+            current = quantized_mode(part.model)
+            if current == mode:
+                continue
+            if current != "none":
+                raise ValueError(f"the {part.name} stage already runs {current}; load the model again for {mode}")
+            quantize_lm(part.model, mode)
+        return self
+
+    @property
+    def quantized(self) -> str:
+        return quantized_mode(self.semantic.model)
+
     def continue_audio(self, prompt: str | Path | np.ndarray, seconds: float, num_samples: int = 1,
                        sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
                        include_prompt: bool = True, progress: bool = False,
@@ -196,25 +262,54 @@ class AudioLMPipeline:
         whole file afresh: AudioLM's contrast for speaker preservation (sec. 5.3).
         Returns `num_samples` waveforms [C, S] at `self.sample_rate` (see the module doc for lengths).
         """
-        semantic, codes = self.tokenize_prompt(prompt, prompt_sample_rate, prompt_source)
-        prompt_samples = int(round(codes.shape[2] * self.codec.sample_rate / self.codec.frame_rate))
-        prompt_seconds = codes.shape[2] / self.codec.frame_rate
-        if not acoustic_prompt:
-            codes = codes[:, :, :0]  # [1, K, 0]
-        out = self._run(semantic, codes, prompt_seconds + seconds, num_samples, sampling, seed, progress)
-        total = prompt_samples + int(round(seconds * self.sample_rate))
-        out = _fit_length(out, total)
-        if not include_prompt:
-            out = out[:, :, prompt_samples:]
+        plan = self._continuation(prompt, seconds, prompt_sample_rate, prompt_source, acoustic_prompt, include_prompt)
+        out = self._run(*plan.tokens, plan.seconds, num_samples, sampling, seed, progress)
+        out = _fit_length(out, plan.total_samples)[:, :, plan.first_sample:]
         return [x for x in out.cpu().numpy()]
 
     def generate(self, seconds: float, num_samples: int = 1, sampling: AudioLMSampling | None = None, seed: int = 0,
                  progress: bool = False) -> list[np.ndarray]:
         """Unconditional audio: `num_samples` waveforms [C, round(seconds * sample_rate)]."""
+        out = self._run(*self._empty_prompt(), seconds, num_samples, sampling, seed, progress)
+        return [x for x in _fit_length(out, int(round(seconds * self.sample_rate))).cpu().numpy()]
+
+    def stream_continue(self, prompt: str | Path | np.ndarray, seconds: float, num_samples: int = 1,
+                        sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
+                        include_prompt: bool = True, progress: bool = False, acoustic_prompt: bool = True,
+                        prompt_source: str | Path | None = None,
+                        decode_context: float = 0.32) -> Iterator[AudioChunk]:
+        """`continue_audio`, yielded in chunks [B, C, S_i] as the stages produce frames.
+
+        The chunks, concatenated along time, are `np.stack(continue_audio(...))` with the same
+        arguments: the same codes, decoded chunk by chunk with `decode_context` seconds of codes on
+        either side (exact up to float rounding for a codec whose decoder sees no further; the
+        shipped iSTFT codec sees about 0.31 s). The first chunk arrives after the first window of
+        each stage has run.
+        """
+        plan = self._continuation(prompt, seconds, prompt_sample_rate, prompt_source, acoustic_prompt, include_prompt)
+        yield from self._stream(*plan.tokens, plan.seconds, num_samples, sampling, seed, progress,
+                                plan.first_sample, plan.total_samples, decode_context)
+
+    def stream_generate(self, seconds: float, num_samples: int = 1, sampling: AudioLMSampling | None = None,
+                        seed: int = 0, progress: bool = False, decode_context: float = 0.32) -> Iterator[AudioChunk]:
+        """`generate`, yielded in chunks as the stages produce frames (see `stream_continue`)."""
+        yield from self._stream(*self._empty_prompt(), seconds, num_samples, sampling, seed, progress, 0,
+                                int(round(seconds * self.sample_rate)), decode_context)
+
+    def _continuation(self, prompt: str | Path | np.ndarray, seconds: float, prompt_sample_rate: int | None,
+                      prompt_source: str | Path | None, acoustic_prompt: bool, include_prompt: bool) -> _Plan:
+        semantic, codes = self.tokenize_prompt(prompt, prompt_sample_rate, prompt_source)
+        prompt_samples = int(round(codes.shape[2] * self.codec.sample_rate / self.codec.frame_rate))
+        prompt_seconds = codes.shape[2] / self.codec.frame_rate
+        if not acoustic_prompt:
+            codes = codes[:, :, :0]  # [1, K, 0]
+        total = prompt_samples + int(round(seconds * self.sample_rate))
+        return _Plan((semantic, codes), prompt_seconds + seconds, 0 if include_prompt else prompt_samples, total)
+
+    def _empty_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
         semantic = torch.zeros(1, 0, dtype=torch.long, device=self.device)
         codes = torch.zeros(1, self.num_codebooks, 0, dtype=torch.long, device=self.device)
-        out = self._run(semantic, codes, seconds, num_samples, sampling, seed, progress)
-        return [x for x in _fit_length(out, int(round(seconds * self.sample_rate))).cpu().numpy()]
+        return semantic, codes
 
     # ---- stages ------------------------------------------------------------------------
     def _prompt_audio(self, prompt: str | Path | np.ndarray, sample_rate: int | None) -> tuple[np.ndarray, int]:
@@ -258,28 +353,84 @@ class AudioLMPipeline:
         semantic = torch.from_numpy(tokens.semantic)[None, : _frames(seconds, self.semantic_tokenizer.frame_rate)]
         return semantic.long().to(self.device), codes.long().to(self.device)
 
-    def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
-             sampling: AudioLMSampling | None, seed: int, progress: bool) -> torch.Tensor:
-        """Prompt tokens (possibly empty) -> decoded audio [B, C, S] covering `seconds` in total."""
+    def _codes(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
+               sampling: AudioLMSampling | None, seed: int, progress: bool) -> tuple[_Growing, int]:
+        """Prompt tokens (possibly empty) -> all codes [B, K, T] as they grow window by window, and T."""
         if seconds <= 0:
             raise ValueError(f"seconds must be positive, got {seconds}")
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         sampling = sampling or AudioLMSampling()
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        gens = stage_generators(seed, self.device)
         sem_rate, ac_rate = self.semantic.meta.semantic_rate, float(self.codec.frame_rate)
         n_sem, n_ac = _frames(seconds, sem_rate), _frames(seconds, ac_rate)
         semantic = semantic.expand(num_samples, -1)  # [B, T_s]
         codes = codes.expand(num_samples, -1, -1)  # [B, K, T_a]
-        semantic = self._semantic_stage(semantic, n_sem, sampling, gen, progress)
-        coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], n_ac, sampling, gen, progress)
-        full = self._fine_stage(coarse, codes[:, self.num_coarse:], sampling, gen, progress)  # [B, K, T_a]
+        qc = self.num_coarse
+        sem = _Growing(semantic, self._semantic_windows(semantic, n_sem, sampling, gens[0], progress))
+        coarse = _Growing(codes[:, :qc], self._coarse_windows(sem, codes[:, :qc], n_ac, sampling, gens[1], progress))
+        full = _Growing(codes[:, :, :min(codes.shape[2], n_ac)],
+                        self._fine_windows(coarse, n_ac, codes[:, qc:], sampling, gens[2], progress))
+        return full, n_ac
+
+    def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
+             sampling: AudioLMSampling | None, seed: int, progress: bool) -> torch.Tensor:
+        """Prompt tokens (possibly empty) -> decoded audio [B, C, S] covering `seconds` in total."""
+        full, _ = self._codes(semantic, codes, seconds, num_samples, sampling, seed, progress)
         with torch.inference_mode():
-            return self.codec.decode(full).float()  # [B, C, S]
+            return self.codec.decode(full.all()).float()  # [B, C, S]
+
+    def _stream(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
+                sampling: AudioLMSampling | None, seed: int, progress: bool, first_sample: int, total_samples: int,
+                decode_context: float) -> Iterator[AudioChunk]:
+        """The samples first_sample..total_samples-1 of `_run`'s output (fit to total_samples), in chunks."""
+        if decode_context < 0:
+            raise ValueError(f"decode_context must be >= 0 seconds, got {decode_context}")
+        full, n_frames = self._codes(semantic, codes, seconds, num_samples, sampling, seed, progress)
+        hop = int(round(self.codec.sample_rate / self.codec.frame_rate))
+        context = _frames(decode_context, float(self.codec.frame_rate))
+        done = first_sample  # samples yielded so far (absolute)
+        have, exhausted = full.value.shape[-1], False
+        while done < total_samples:
+            final = exhausted or have >= n_frames
+            # Samples that no code still to come can change: all at the end, else up to `context` frames back.
+            end = total_samples if final else min(max(have - context, 0) * hop, total_samples)
+            if end <= done:
+                grown = full.upto(have + 1).shape[-1]  # run the next window (and what it needs upstream)
+                exhausted, have = grown == have, grown
+                continue
+            f0 = max(0, done // hop - context)
+            f1 = min(have, -(-end // hop) + context)
+            with torch.inference_mode():
+                audio = self.codec.decode(full.value[:, :, f0:f1]).float()  # [B, C, (f1-f0)*hop]
+            piece = audio[:, :, done - f0 * hop: end - f0 * hop]
+            if piece.shape[-1] < end - done:  # the codec's output ends early: zero-fill like _fit_length
+                piece = torch.nn.functional.pad(piece, (0, end - done - piece.shape[-1]))
+            yield AudioChunk(piece.cpu().numpy(), done)
+            done = end
 
     def _semantic_stage(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,
                         gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend semantic ids [B, T0] to [B, total] window by window."""
+        return _Growing(semantic, self._semantic_windows(semantic, total, sampling, gen, progress)).all()
+
+    def _coarse_stage(self, semantic: torch.Tensor, coarse: torch.Tensor, total: int, sampling: AudioLMSampling,
+                      gen: torch.Generator, progress: bool) -> torch.Tensor:
+        """Extend coarse codes [B, Qc, T0] to [B, Qc, total], conditioned on the semantic ids of each window."""
+        windows = self._coarse_windows(_Growing(semantic), coarse, total, sampling, gen, progress)
+        return _Growing(coarse, windows).all()
+
+    def _fine_stage(self, coarse: torch.Tensor, fine: torch.Tensor, sampling: AudioLMSampling,
+                    gen: torch.Generator, progress: bool) -> torch.Tensor:
+        """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
+        qf = self.num_codebooks - self.num_coarse
+        known = torch.cat([coarse[:, :, :fine.shape[2]], fine[:, :qf, :coarse.shape[2]]], dim=1)
+        windows = self._fine_windows(_Growing(coarse), coarse.shape[2], fine, sampling, gen, progress)
+        return _Growing(known, windows).all()
+
+    def _semantic_windows(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,
+                          gen: torch.Generator, progress: bool) -> Iterator[torch.Tensor]:
+        """Semantic ids [B, T0] extended window by window; yields the ids so far after each window."""
         from soundlm.lm.generate import generate
 
         stage, layout = self.semantic, self.semantic.layout
@@ -293,11 +444,14 @@ class AudioLMPipeline:
             out = generate(stage.model, prompt, new, params, allowed_fn=lambda pos: allowed, generator=gen,
                            progress=progress)
             semantic = torch.cat([semantic, layout.global_to_semantic(out[:, prompt.shape[1]:])], dim=1)
-        return semantic
+            yield semantic
 
-    def _coarse_stage(self, semantic: torch.Tensor, coarse: torch.Tensor, total: int, sampling: AudioLMSampling,
-                      gen: torch.Generator, progress: bool) -> torch.Tensor:
-        """Extend coarse codes [B, Qc, T0] to [B, Qc, total], conditioned on the semantic ids of each window."""
+    def _coarse_windows(self, semantic: _Growing, coarse: torch.Tensor, total: int, sampling: AudioLMSampling,
+                        gen: torch.Generator, progress: bool) -> Iterator[torch.Tensor]:
+        """Coarse codes [B, Qc, T0] extended window by window; yields the codes so far after each window.
+
+        Each window is conditioned on the semantic ids of its whole span (run as far as needed).
+        """
         from soundlm import patterns
         from soundlm.lm.generate import generate, generate_delayed
 
@@ -311,50 +465,62 @@ class AudioLMPipeline:
             s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
             # Moving it later only shortens the context, so context + new still fits the window.
             start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse.shape[2])
+            ids = semantic.upto(s0 + sem_window)[:, s0: s0 + sem_window]
             if stage.delayed:
                 out = generate_delayed(stage.model, coarse[:, :, start:], new, params, generator=gen,
-                                       prefix=semantic[:, s0: s0 + sem_window], progress=progress)
+                                       prefix=ids, progress=progress)
                 coarse = torch.cat([coarse, out[:, :, -new:]], dim=2)
+                yield coarse
                 continue
-            seq = patterns.coarse_sequence(semantic[:, s0: s0 + sem_window], coarse[:, :, start:], layout, eos=False)
+            seq = patterns.coarse_sequence(ids, coarse[:, :, start:], layout, eos=False)
             allowed = patterns.acoustic_allowed_fn(layout, seq.prefix_len, qc)
             out = generate(stage.model, seq.tokens, new * qc, params, allowed_fn=allowed, generator=gen,
                            progress=progress)
             fresh = patterns.unflatten_frames(out[:, seq.tokens.shape[1]:], layout, qc)  # [B, Qc, new]
             coarse = torch.cat([coarse, fresh], dim=2)
-        return coarse
+            yield coarse
 
-    def _fine_stage(self, coarse: torch.Tensor, fine: torch.Tensor, sampling: AudioLMSampling,
-                    gen: torch.Generator, progress: bool) -> torch.Tensor:
-        """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
+    def _fine_windows(self, coarse: _Growing, total: int, fine: torch.Tensor, sampling: AudioLMSampling,
+                      gen: torch.Generator, progress: bool) -> Iterator[torch.Tensor]:
+        """All codes [B, K, T] for T up to `total` coarse frames, window by window (prompt frames' fine
+        codes given); yields the codes so far after each window."""
         from soundlm import patterns
         from soundlm.lm.generate import generate, generate_delayed
 
         stage, layout, qc = self.fine, self.fine.layout, self.num_coarse
         qf = self.num_codebooks - qc
         window = max(2, int(stage.window_seconds * stage.meta.acoustic_rate))
-        fine = fine[:, :qf]
-        total = coarse.shape[2]
+        fine = fine[:, :qf, :total]
         params = sampling.fine
         for start, new in context_windows(fine.shape[2], total, window, sampling.keep(window)):
             end = fine.shape[2] + new
+            span = coarse.upto(end)[:, :, start:end]  # [B, Qc, end-start]
             if stage.delayed:
-                prefix = delay_prefix("fine", semantic=None, coarse=coarse[:, :, start:end],
-                                      codebook_size=layout.codebook_size)
+                prefix = delay_prefix("fine", semantic=None, coarse=span, codebook_size=layout.codebook_size)
                 out = generate_delayed(stage.model, fine[:, :, start:], new, params, generator=gen, prefix=prefix,
                                        progress=progress)
                 fine = torch.cat([fine, out[:, :, -new:]], dim=2)
-                continue
-            # BOS coarse(start:end) SEP, then the fine codes already known in this window as context.
-            prefix = patterns.fine_sequence(coarse[:, :, start:end], None, layout)
-            known = patterns.flatten_frames(fine[:, :, start:], layout, first_level=qc)  # [B, ctx*Qf]
-            tokens = torch.cat([prefix.tokens, known], dim=1)
-            allowed = patterns.acoustic_allowed_fn(layout, prefix.prefix_len, qf, first_level=qc)
-            out = generate(stage.model, tokens, new * qf, params, allowed_fn=allowed, generator=gen,
-                           progress=progress)
-            fresh = patterns.unflatten_frames(out[:, tokens.shape[1]:], layout, qf, first_level=qc)  # [B, Qf, new]
-            fine = torch.cat([fine, fresh], dim=2)
-        return torch.cat([coarse, fine], dim=1)
+            else:
+                # BOS coarse(start:end) SEP, then the fine codes already known in this window as context.
+                prefix = patterns.fine_sequence(span, None, layout)
+                known = patterns.flatten_frames(fine[:, :, start:], layout, first_level=qc)  # [B, ctx*Qf]
+                tokens = torch.cat([prefix.tokens, known], dim=1)
+                allowed = patterns.acoustic_allowed_fn(layout, prefix.prefix_len, qf, first_level=qc)
+                out = generate(stage.model, tokens, new * qf, params, allowed_fn=allowed, generator=gen,
+                               progress=progress)
+                fresh = patterns.unflatten_frames(out[:, tokens.shape[1]:], layout, qf, first_level=qc)  # [B, Qf, new]
+                fine = torch.cat([fine, fresh], dim=2)
+            yield torch.cat([coarse.value[:, :, :end], fine], dim=1)
+
+
+@dataclass
+class _Plan:
+    """A continuation's prompt tokens, total seconds covered and the output's sample range."""
+
+    tokens: tuple[torch.Tensor, torch.Tensor]  # semantic [1, T_s], codes [1, K, T_a]
+    seconds: float
+    first_sample: int
+    total_samples: int
 
 
 def _fill(batch: int, value: int, device: torch.device) -> torch.Tensor:

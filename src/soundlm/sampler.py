@@ -62,23 +62,52 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
         raise ValueError(f"logits must be [B, V], got shape {tuple(logits.shape)}")
     SamplingParams(temperature, top_k, top_p)  # validates the values
     vocab = logits.shape[-1]
+    if isinstance(allowed, tuple):
+        lo, hi = allowed
+        if not 0 <= lo < hi <= vocab:
+            raise ValueError(f"allowed range [{lo}, {hi}) is empty or outside the vocabulary [0, {vocab})")
+        # Only the allowed slice takes part: sorting and drawing over 1024 codes instead of the
+        # whole vocabulary (8196 ids for the fine stage) is what keeps sampling off the step's critical path.
+        return draw(logits[:, lo:hi], temperature, top_k, top_p, generator) + lo
+    mask = allowed_mask(allowed, vocab, logits.device)
     # float32 so that top-p cumulative sums and masking behave the same for bf16 models.
     logits = logits.float()
-    mask = allowed_mask(allowed, vocab, logits.device)
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
+    return draw(logits, temperature, top_k, top_p, generator)
+
+
+def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+         generator: torch.Generator | None) -> torch.Tensor:
+    """Index of one draw per row of logits [B, N] (-inf = never), after temperature, top-k and top-p.
+
+    One uniform number per row picks the id by inverse CDF (`searchsorted` on the cumulative
+    probabilities): `torch.multinomial` draws an exponential per id instead, which costs more than
+    the rest of sampling together at a few thousand ids.
+    """
+    logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1)
+    b, n = logits.shape
     logits = logits / temperature
-    if top_k is not None and 0 < top_k < vocab:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [B, 1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    k = top_k if top_k is not None and 0 < top_k < n else None
+    order = None
     if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # [B, V]
-        probs = sorted_logits.softmax(dim=-1)
+        logits, order = torch.sort(logits, dim=-1, descending=True)  # [B, N], order: sorted -> original index
+        if k is not None:
+            logits[:, k:] = float("-inf")
+        probs = logits.softmax(dim=-1)
         # Drop an id when the mass before it already reaches top_p; the most likely id always stays.
-        drop_sorted = (probs.cumsum(dim=-1) - probs) >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)  # [B, V]
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        probs = probs.masked_fill((probs.cumsum(dim=-1) - probs) >= top_p, 0.0)
+    else:
+        if k is not None:
+            kth = torch.topk(logits, k, dim=-1).values[:, -1:]  # [B, 1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = logits.softmax(dim=-1)  # [B, N]
+    cdf = probs.cumsum(dim=-1)  # [B, N]
+    u = torch.rand(b, 1, generator=generator, device=logits.device) * cdf[:, -1:]
+    # The first index whose cumulative mass exceeds u; ids of zero mass never qualify.
+    idx = torch.searchsorted(cdf, u, right=True).clamp_(max=n - 1)  # [B, 1]
+    if order is not None:
+        idx = order.gather(1, idx)
+    return idx.squeeze(1)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import typer
 
+from soundlm.cli.generate import QUANTIZE_HELP
 from soundlm.cli.options import keyword_defaults
 from soundlm.demo import render_markdown, run_demo
 
@@ -16,9 +17,10 @@ def demo(out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's 
          seed: int = typer.Option(_DEMO["seed"], help="Sampling seed."),
          model: Path | None = typer.Option(None, help="A bundle folder (default: the model shipped with soundlm)."),
          prompt: Path | None = typer.Option(None, help="Prompt audio (default: the bundled 3 s prompt)."),
-         device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available).")) -> None:
+         device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+         quantize: str = typer.Option(_DEMO["quantize"], help=QUANTIZE_HELP)) -> None:
     """Continue a held-out voice's 3 s prompt with the shipped AudioLM model; write wavs, a figure and a report."""
     report = run_demo(out, model=model, prompt=prompt, num_samples=num_samples, seconds=seconds, seed=seed,
-                      device=device, log=typer.echo)
+                      device=device, quantize=quantize, log=typer.echo)
     typer.echo(render_markdown(report))
     typer.echo(f"wrote {', '.join(report.files)} to {out}/")

@@ -20,6 +20,7 @@ _OUT = "Output folder for the markdown table and JSON (and resume state)."
 _SPLIT = "Manifest/store split to evaluate ('heldout' or 'train')."
 _DEVICE = "cpu or cuda (default: cuda when available)."
 _SAMPLING = AudioLMSampling()  # the defaults `eval continuation` falls back to
+_QUANTIZE = "Run the stage LMs with int8 or bf16 weights (none, int8, bf16), to measure what quantizing costs."
 
 
 def _run(fn: Callable[[], Any], out: Path) -> Any:
@@ -33,10 +34,10 @@ def _run(fn: Callable[[], Any], out: Path) -> Any:
     return section
 
 
-def _pipeline(model: Path, device: str | None) -> Any:
+def _pipeline(model: Path, device: str | None, quantize: str = "none") -> Any:
     from soundlm.pipeline import AudioLMPipeline
 
-    return AudioLMPipeline.from_bundle(model, device=device)
+    return AudioLMPipeline.from_bundle(model, device=device).quantize(quantize)
 
 
 @app.command("codec")
@@ -73,13 +74,14 @@ def lm_command(
     split: str = typer.Option("heldout", help=_SPLIT),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     device: str | None = typer.Option(None, help=_DEVICE),
+    quantize: str = typer.Option("none", help=_QUANTIZE),
 ) -> None:
     """Per-stage held-out loss (nats per predicted token, as training computes it) and bits per token."""
 
     def go() -> Any:
         from soundlm.eval.sections.lm import eval_lm
 
-        pipe = _pipeline(model, device)
+        pipe = _pipeline(model, device, quantize)
         return eval_lm([pipe.semantic, pipe.coarse, pipe.fine], store, split, batch_size, pipe.device)
 
     _run(go, out)
@@ -102,6 +104,7 @@ def continuation_command(
                                                     f"generation slides past it (default {_SAMPLING.context})."),
     seed: int = typer.Option(0, help="Seed (utterance choice and sampling)."),
     device: str | None = typer.Option(None, help=_DEVICE),
+    quantize: str = typer.Option("none", help=_QUANTIZE),
 ) -> None:
     """AudioLM's speaker test: voice accuracy of continuations, with vs without the acoustic prompt."""
 
@@ -117,7 +120,7 @@ def continuation_command(
                 sampling = replace(sampling, context=context)  # validated again by __post_init__
             if temperature_coarse is not None:
                 sampling.coarse = replace(sampling.coarse, temperature=temperature_coarse)
-        pipe = _pipeline(model, device)
+        pipe = _pipeline(model, device, quantize)
         return eval_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, enrol_fraction,
                                  sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio)
 

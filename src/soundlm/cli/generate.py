@@ -8,9 +8,13 @@ from typing import Any
 
 import typer
 
+from soundlm.lm.quantize import DEFAULT_QUANTIZE
 from soundlm.pipeline import AudioLMSampling
 from soundlm.sampler import SamplingParams
 
+QUANTIZE_HELP = ("Stage LM weights: int8 (weight-only, a quarter of the bytes per step), bf16, none (as stored), "
+                 "or auto (int8 on CPU, none elsewhere; int8's held-out bits per token are within 0.1% of fp32 "
+                 "for the shipped model, docs/BENCHMARKS.md).")
 _MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs "
                "(default, when neither is given: the model shipped with soundlm).")
 
@@ -94,6 +98,7 @@ def continue_command(
     top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
 ) -> None:
     """Continue an audio prompt with AudioLM (semantic -> coarse -> fine -> codec)."""
     from soundlm.audio import info, load_audio
@@ -101,7 +106,7 @@ def continue_command(
     # Decoded once, before any model loads: a bad prompt or option fails at once.
     audio, rate = load_audio(prompt, sample_rate=None, mono=False), info(prompt).sample_rate
     sampling = _sampling(ctx.params)
-    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
     waves = pipe.continue_audio(audio, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
                                 prompt_sample_rate=rate, include_prompt=include_prompt, progress=True,
                                 prompt_source=prompt)
@@ -127,10 +132,11 @@ def generate_command(
     top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
+    quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
     sampling = _sampling(ctx.params)
-    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device)
+    pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
     waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
     paths = _write(out, "sample", waves, pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")

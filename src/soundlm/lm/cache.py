@@ -19,11 +19,14 @@ class KVCache:
 
     k, v: [layers, B, kv_heads, max_len, head_dim]. pos: int64 scalar tensor, the number
     of positions written so far (a tensor, so compiled code sees no changing Python int).
+    left_pad: int64 [B], how many leading positions of each row are padding (never attended
+    to; the row's positions count from its first real token), or None when no row is padded.
     """
 
     k: torch.Tensor
     v: torch.Tensor
     pos: torch.Tensor
+    left_pad: torch.Tensor | None = None
 
     @classmethod
     def allocate(cls, num_layers: int, batch_size: int, num_kv_heads: int, max_len: int, head_dim: int,
@@ -54,9 +57,16 @@ class KVCache:
         """Filled positions, as a Python int (synchronises with the device)."""
         return int(self.pos)
 
-    def reset(self) -> None:
-        """Forget all positions. Old values stay in memory but are never attended to."""
+    def reset(self, left_pad: torch.Tensor | None = None) -> None:
+        """Forget all positions (old values stay in memory but are never attended to).
+
+        left_pad: int64 [B] leading pad positions per row of what is written next; None or
+        all zeros = no padding.
+        """
         self.pos.zero_()
+        if left_pad is not None and left_pad.shape != (self.batch_size,):
+            raise ValueError(f"left_pad must be [B] = [{self.batch_size}], got {tuple(left_pad.shape)}")
+        self.left_pad = left_pad.to(self.k.device) if left_pad is not None and bool(left_pad.any()) else None
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Store new k/v [B, kv_heads, T, head_dim] at positions start..start+T-1 of `layer`.

@@ -5,12 +5,16 @@ prefill the prompt once, then one cached step per new token, with optional const
 decoding (`allowed_fn(position)` gives the valid global ids at each output position) and
 EOS stopping. When a sequence outgrows the model's context (`max_positions`), decoding
 slides: the cache is reset and the last `window_keep` tokens are prefilled again.
+Prompts of different lengths share a batch left-padded (`left_pad`, `left_pad_prompts`).
 
 `generate_delayed` does the same for a `DelayLM`: one step per delayed column, all K
-codebooks sampled at once, prompt codes and delay pads forced in place.
+codebooks sampled at once, prompt codes and delay pads forced in place; past
+`max_positions` it slides the same way (the conditioning prefix always stays).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -21,18 +25,35 @@ from soundlm.patterns import AllowedFn, delay_codes, delay_valid_mask, undelay_c
 from soundlm.sampler import SamplingParams, sample_next_token
 
 
+def left_pad_prompts(prompts: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts [T_i] of different lengths -> (tokens [B, max T_i] right-aligned, left_pad [B] int64)."""
+    if not prompts or any(p.dim() != 1 or p.shape[0] == 0 for p in prompts):
+        raise ValueError("left_pad_prompts takes a non-empty list of non-empty 1-d prompts [T_i]")
+    t0 = max(p.shape[0] for p in prompts)
+    tokens = torch.full((len(prompts), t0), pad_id, dtype=torch.long, device=prompts[0].device)
+    for i, p in enumerate(prompts):
+        tokens[i, t0 - p.shape[0]:] = p
+    pad = torch.tensor([t0 - p.shape[0] for p in prompts], dtype=torch.long, device=prompts[0].device)
+    return tokens, pad
+
+
 def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
              sampling: SamplingParams = SamplingParams(), allowed_fn: AllowedFn | None = None,
              generator: torch.Generator | None = None, cache: KVCache | None = None,
              eos_id: int | None = None, pad_id: int = 0, window_keep: int | None = None,
-             progress: bool = False) -> torch.Tensor:
+             progress: bool = False, left_pad: torch.Tensor | None = None) -> torch.Tensor:
     """Continue prompt [B, T0] (int64 global ids) by up to max_new_tokens; returns [B, T0+new].
 
     allowed_fn(position) -> (lo, hi) | bool mask [V] or [B, V] | None, where position is
-    the index of the token being generated in the returned sequence.
+    the index of the token being generated in the returned sequence. A (lo, hi) range is
+    also the only part of the output head the step computes.
     eos_id: stop when every row has emitted it; rows that finished earlier get pad_id.
     cache: reuse an allocated cache across calls (reset here); one is made if it does not fit.
     window_keep: tokens kept as context when the sequence slides (default max_positions // 2).
+    left_pad: int64 [B], leading pad tokens of each prompt row (prompts of different lengths
+    right-aligned, e.g. by `left_pad_prompts`): they are never attended to and each row's
+    positions start at its first real token, so a row decodes as it would alone. Positions
+    given to allowed_fn count in the padded sequence (every row's new tokens share them).
     """
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be [B, T0] with T0 >= 1 (start with BOS), got shape {tuple(prompt.shape)}")
@@ -44,6 +65,11 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
         raise ValueError(f"prompt ids must lie in [0, {model.vocab_size}), got [{int(prompt.min())}, "
                          f"{int(prompt.max())}]; map stream ids through VocabLayout first")
     b, t0 = prompt.shape
+    if left_pad is not None:
+        left_pad = torch.as_tensor(left_pad, dtype=torch.long, device=prompt.device)
+        if left_pad.shape != (b,) or int(left_pad.min()) < 0 or int(left_pad.max()) >= t0:
+            raise ValueError(f"left_pad must be [B] = [{b}] counts in [0, {t0 - 1}] (every prompt keeps at least "
+                             f"one real token), got {left_pad.tolist()}")
     total = t0 + max_new_tokens
     max_len = model.max_positions
     keep = window_keep if window_keep is not None else max_len // 2
@@ -60,24 +86,31 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
         dtype, device = model.backbone.norm.weight.dtype, prompt.device
         if cache is None or not cache.fits(b, cache_len, dtype, device):
             cache = model.new_cache(b, cache_len)
-        cache.reset()
 
-    def prefill(begin: int, end: int) -> torch.Tensor:
+    def head_rows(pos: int) -> tuple[tuple[int, int] | None, object]:
+        # A plain id range is applied by computing only those logits (rows); anything else goes to the sampler.
+        allowed = allowed_fn(pos) if allowed_fn is not None else None
+        return (allowed, None) if fast and isinstance(allowed, tuple) else (None, allowed)
+
+    def prefill(begin: int, end: int, rows: tuple[int, int] | None) -> torch.Tensor:
         # Context out[:, begin:end] from an empty cache (prompt, or the kept window after a slide).
+        pad = None if left_pad is None else (left_pad - begin).clamp(min=0)
         if fast:
-            cache.reset()
-            return model.step(out[:, begin:end], cache, 0)
-        return model.last_logits(out[:, begin:end])
+            cache.reset(pad)
+            return model.step(out[:, begin:end], cache, 0, rows)
+        return model.last_logits(out[:, begin:end], pad)
 
     was_training = model.training
     model.eval()
     begin = max(0, t0 - keep) if t0 > max_len else 0  # absolute index of context position 0
-    logits = prefill(begin, t0)  # [B, V]
+    rows, allowed = head_rows(t0)
+    logits = prefill(begin, t0, rows)  # [B, V] or [B, hi-lo]
     finished = torch.zeros(b, dtype=torch.bool, device=prompt.device)
     end = total
     for pos in tqdm(range(t0, total), desc="generate", disable=not progress, leave=False):
-        allowed = allowed_fn(pos) if allowed_fn is not None else None
         nxt = sample_next_token(logits, sampling.temperature, sampling.top_k, sampling.top_p, generator, allowed)
+        if rows is not None:
+            nxt += rows[0]
         if eos_id is not None:
             nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
             finished |= nxt == eos_id
@@ -85,14 +118,16 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
         if pos + 1 == total or (eos_id is not None and bool(finished.all())):
             end = pos + 1
             break
+        rows, allowed = head_rows(pos + 1)
         filled = pos + 1 - begin  # context positions including the new token
         if filled > max_len:
             begin = pos + 1 - keep
-            logits = prefill(begin, pos + 1)
+            logits = prefill(begin, pos + 1, rows)
         elif fast:
-            logits = model.step(out[:, pos:pos + 1], cache, filled - 1)
+            logits = model.step(out[:, pos:pos + 1], cache, filled - 1, rows)
         else:
-            logits = model.last_logits(out[:, begin:pos + 1])
+            pad = None if left_pad is None else (left_pad - begin).clamp(min=0)
+            logits = model.last_logits(out[:, begin:pos + 1], pad)
     model.train(was_training)
     return out[:, :end]
 
@@ -100,10 +135,13 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
 def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
                      sampling: SamplingParams = SamplingParams(), generator: torch.Generator | None = None,
                      prefix: torch.Tensor | None = None, cache: KVCache | None = None,
-                     progress: bool = False) -> torch.Tensor:
+                     progress: bool = False, window_keep: int | None = None) -> torch.Tensor:
     """Continue codes prompt [B, K, T0] (T0 may be 0) by num_new_frames; returns codes [B, K, T0+new].
 
     prefix: conditioning ids [B, P] for a DelayLM built with prefix_vocab_size > 0.
+    window_keep: delayed columns kept as context when prefix + columns outgrow max_positions
+    (default half the columns that fit beside the prefix); the prefix is always kept, and the
+    window is prefilled again from position 0, as `generate` slides.
     """
     cfg = model.config
     if prompt.dim() != 3 or prompt.shape[1] != cfg.num_codebooks:
@@ -116,33 +154,48 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
     frames = t0 + num_new_frames
     steps = frames + k - 1  # delayed columns
     p = 0 if prefix is None else prefix.shape[1]
-    if p + steps > model.max_positions:
-        raise ValueError(f"{p} prefix + {steps} delayed steps exceed max_positions {model.max_positions}; "
-                         "generate fewer frames per call (windowed delay decoding is not implemented)")
+    room = model.max_positions - p  # input columns that fit beside the prefix
+    if room < 2:
+        raise ValueError(f"a {p}-token prefix leaves {room} of max_positions {model.max_positions} for codes; "
+                         "shorten the prefix")
+    keep = window_keep if window_keep is not None else room // 2
+    if not 0 < keep < room:
+        raise ValueError(f"window_keep must be in [1, {room - 1}], got {keep}")
     dev = prompt.device
     full = torch.zeros(b, k, frames, dtype=torch.long, device=dev)
     full[:, :, :t0] = prompt
-    target = delay_codes(full, cfg.pad_id)  # [B, K, S]
+    # Input column j is the delayed column j-1 (column 0: the start column of pads); target is a view.
+    seq = torch.full((b, k, steps + 1), cfg.pad_id, dtype=torch.long, device=dev)  # [B, K, S+1]
+    seq[:, :, 1:] = delay_codes(full, cfg.pad_id)
+    target = seq[:, :, 1:]  # [B, K, S]
     # A delayed cell is forced when it is a pad (outside the frames) or comes from the prompt.
     is_prompt = (torch.arange(frames, device=dev) < t0).long().expand(1, k, frames)  # [1, K, T]
     known = ~delay_valid_mask(k, frames, dev) | delay_codes(is_prompt, 0)[0].bool()  # [K, S]
     first = t0  # columns 0..t0-1 are fully known (prompt frames and leading pads)
-    if cache is None or not cache.fits(b, p + steps, model.embeddings[0].weight.dtype, dev):
-        cache = model.new_cache(b, p + steps)
-    cache.reset()
+    cache_len = p + min(room, steps)
+    if cache is None or not cache.fits(b, cache_len, model.embeddings[0].weight.dtype, dev):
+        cache = model.new_cache(b, cache_len)
+
+    def prefill(begin: int, end: int) -> torch.Tensor:
+        # Prefix + input columns begin..end-1 from an empty cache.
+        cache.reset()
+        return model.step(seq[:, :, begin:end], cache, 0, prefix)
+
     was_training = model.training
     model.eval()
-    start_col = torch.full((b, k, 1), cfg.pad_id, dtype=torch.long, device=dev)
-    inputs = torch.cat([start_col, target[:, :, :first]], dim=2)  # [B, K, first+1]
-    logits = model.step(inputs, cache, 0, prefix)  # [B, K, card]
-    pos = p + inputs.shape[2]
+    begin = 0 if first + 1 <= room else first + 1 - keep  # first input column in the cache
+    logits = prefill(begin, first + 1)  # [B, K, card]
     for s in tqdm(range(first, steps), desc="generate", disable=not progress, leave=False):
         flat = logits.reshape(b * k, -1)  # [B*K, card]
         drawn = sample_next_token(flat, sampling.temperature, sampling.top_k, sampling.top_p, generator)
         drawn = drawn.view(b, k)
         target[:, :, s] = torch.where(known[:, s], target[:, :, s], drawn)
-        if s + 1 < steps:
-            logits = model.step(target[:, :, s:s + 1], cache, pos)
-            pos += 1
+        nxt = s + 1  # the input column that predicts delayed column s+1
+        if nxt < steps:
+            if nxt + 1 - begin > room:
+                begin = nxt + 1 - keep
+                logits = prefill(begin, nxt + 1)
+            else:
+                logits = model.step(seq[:, :, nxt:nxt + 1], cache, p + nxt - begin)
     model.train(was_training)
     return undelay_codes(target)

@@ -28,6 +28,7 @@ from torch import nn
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic
 from soundlm.lm.cache import KVCache
 from soundlm.lm.decoder import LlamaDecoder, supports
+from soundlm.lm.quantize import linear_rows
 from soundlm.patterns import delay_inputs  # noqa: F401  (re-exported: DelayLM's input convention)
 from soundlm.vocab import VocabLayout
 
@@ -230,16 +231,34 @@ class TokenLM(nn.Module):
         return self.decoder().new_cache(batch_size, max_len or self.max_positions)
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
-        """Feed tokens [B, T] at positions start.. through the cache; logits of the last one [B, V]."""
+    def step(self, tokens: torch.Tensor, cache: KVCache, start: int,
+             rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Feed tokens [B, T] at positions start.. through the cache; logits of the last one [B, V].
+
+        rows: (lo, hi) computes only the logits of ids lo..hi-1, [B, hi-lo]: constrained decoding
+        reads just those rows of the output head (a 1024-code slice of the fine stage's 8196).
+        """
         x = self.hf.get_input_embeddings()(tokens)  # [B, T, H]
-        h = self.decoder()(x, cache, start)  # [B, T, H]
-        return self.hf.get_output_embeddings()(h[:, -1])  # [B, V]
+        h = self.decoder()(x, cache, start)[:, -1]  # [B, H]
+        head = self.hf.get_output_embeddings()
+        if rows is None:
+            return head(h)  # [B, V]
+        lo, hi = rows
+        if not 0 <= lo < hi <= self.vocab_size:
+            raise ValueError(f"rows [{lo}, {hi}) are empty or outside the vocabulary [0, {self.vocab_size})")
+        return linear_rows(head, h, lo, hi)  # [B, hi-lo]
 
     @torch.inference_mode()
-    def last_logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Uncached HF forward, logits of the last position [B, V] (fallback decoding)."""
-        return self.hf(input_ids=tokens, use_cache=False).logits[:, -1]
+    def last_logits(self, tokens: torch.Tensor, left_pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Uncached HF forward, logits of the last position [B, V] (fallback decoding).
+
+        left_pad: int64 [B] leading pad tokens per row (masked out; positions count after them).
+        """
+        if left_pad is None or not bool(left_pad.any()):
+            return self.hf(input_ids=tokens, use_cache=False).logits[:, -1]
+        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None] >= left_pad[:, None]).long()  # [B, T]
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return self.hf(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=False).logits[:, -1]
 
 
 # ---- delay-pattern LM ------------------------------------------------------------------

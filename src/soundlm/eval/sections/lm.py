@@ -131,8 +131,11 @@ def eval_lm(stages: Sequence[Stage], store: str | Path, split: str = "heldout", 
     records = load_store_tokens(store, split=split)
     rows = [asdict(stage_heldout_loss(s, records, batch_size, device, progress)) for s in stages]
     summary = {f"{r['stage']}_bits_per_token": r["bits_per_token"] for r in rows}
+    from soundlm.lm.quantize import quantized_mode
+
     settings = {"store": str(store), "split": split, "num_records": len(records.records),
-                "windows": {s.name: s.window_seconds for s in stages}}
+                "windows": {s.name: s.window_seconds for s in stages},
+                "quantize": quantized_mode(stages[0].model) if stages else "none"}
     return EvalSection(name="lm", title="Held-out LM loss per stage", settings=settings, summary=summary, rows=rows,
                        wall_seconds=time.perf_counter() - start,
                        notes=["loss_nats: mean cross-entropy per predicted token (the stage's targets only), "
