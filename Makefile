@@ -16,7 +16,7 @@ $(BIN)/soundlm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,eval,plot]'
+	$(BIN)/pip install -q -e '.[test,eval,plot,finetune,onnx]'
 	touch $@
 
 venv: $(BIN)/soundlm
