@@ -97,6 +97,10 @@ def test_learning_rate_schedule_that_ended_early(tmp_path):
     # The same cosine ending at the run's last step is the normal case.
     d = diagnose(_write_run(tmp_path / "ok", LM_CONFIG, _lm_lines(loss, _cosine(STEPS, 1000))), _reference())
     assert "lr-finished-early" not in _checks(d)
+    # A run still under way (step 600 of 2500, with a warmup): its lowest learning rates so far are not a floor.
+    warm = np.where(STEPS < 100, (STEPS + 1) / 100 * 1e-3, _cosine(STEPS, 2500))
+    d = diagnose(_write_run(tmp_path / "going", {**LM_CONFIG, "steps": 2500}, _lm_lines(loss, warm)), _reference())
+    assert "lr-finished-early" not in _checks(d)
 
 
 def test_lm_loss_stuck_at_the_unigram_entropy(tmp_path):
@@ -105,6 +109,11 @@ def test_lm_loss_stuck_at_the_unigram_entropy(tmp_path):
     f = next(f for f in d.findings if f.check == "stuck-at-unigram")
     assert "unigram entropy of the stage's targets (5.500)" in f.message
     assert any("taken from the reference's store" in n for n in d.notes)
+    # Fine-tuning a stage that was at the unigram entropy from the start: the advice is to leave the stage out.
+    ft = {**LM_CONFIG, "kind": "finetune", "base": "speech-tiny", "rank": 8}
+    d = diagnose(_write_run(tmp_path / "ft", ft, _lm_lines(5.52 + 0 * loss, _cosine(STEPS, 1000))), _reference())
+    f = next(f for f in d.findings if f.check == "stuck-at-unigram")
+    assert "where the base model already was (step 0: 5.520)" in f.message and "--stages" in f.fix
 
 
 def test_heldout_loss_rising_is_overfitting(tmp_path):

@@ -55,13 +55,16 @@ def check_lr_finished_early(run: RunMetrics) -> Finding | None:
     lr = run.get("train/lr", "lr")
     if lr is None or len(lr.steps) < 5:
         return None
-    peak, floor = float(np.max(lr.values)), float(np.min(lr.values))
+    top = int(np.argmax(lr.values))  # the warmup's low start is not the schedule's floor
+    after = lr.values[top:]
+    peak, floor = float(lr.values[top]), float(np.min(after))
     if peak <= 0 or floor > 0.5 * peak:
         return None  # a constant or nearly constant learning rate: no schedule to finish
-    at_floor = np.flatnonzero(lr.values <= floor * 1.01 + 1e-12)
-    reached = int(lr.steps[at_floor[0]])
+    reached = int(lr.steps[top + int(np.flatnonzero(after <= floor * 1.01 + 1e-12)[0])])
+    flat = lr.steps[top:][after <= floor * 1.01 + 1e-12]
     end = max(run.last_step, run.planned_steps or 0)
-    if end - reached <= 0.1 * end:
+    # A cosine still on its way down has its lowest value at the last logged step only: not finished.
+    if len(flat) < 3 or end - reached <= 0.1 * end:
         return None
     return Finding("lr-finished-early",
                    f"the learning rate fell to its floor ({floor:.2e}, {floor / peak:.0%} of the peak {peak:.2e}) at "
@@ -87,6 +90,16 @@ def check_loss_at_unigram(run: RunMetrics, unigram: float | None) -> Finding | N
     if last < unigram * 0.98:
         return None
     name = "held-out" if run.get("heldout/loss") is not None else "training"
+    first = float(s.values[0])
+    if run.kind == "finetune" and s.steps[0] == 0 and first < unigram * 1.05:
+        return Finding("stuck-at-unigram",
+                       f"the {name} loss is {last:.3f} nats/token at step {int(s.steps[settled][-1])}, at the unigram "
+                       f"entropy of the stage's targets on this data ({unigram:.3f}), where the base model already "
+                       f"was (step 0: {first:.3f})",
+                       "the base stage predicts these tokens little better than their frequencies on your data, and "
+                       "adapters on top of it do not change that",
+                       f"leave the {run.stage} stage out of --stages (it costs time and buys nothing here), or try "
+                       "--full on it with more data")
     return Finding("stuck-at-unigram",
                    f"the {name} loss is {last:.3f} nats/token at step {int(s.steps[settled][-1])}, at the unigram "
                    f"entropy of the stage's targets ({unigram:.3f}): the model predicts token frequencies and uses "
