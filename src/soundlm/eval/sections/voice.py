@@ -45,8 +45,8 @@ def eval_voice(pipe: AudioLMPipeline, data: str | Path, reference: str | Path | 
 
     from soundlm.audio import info as audio_info
     from soundlm.audio import load_audio
-    from soundlm.audio import save_audio as write_audio
     from soundlm.data import open_corpus
+    from soundlm.eval.sections.continuation import continuation_embeddings
     from soundlm.eval.speaker import MIN_SECONDS, cosine_similarity, load_voice_encoder, speaker_embedding
 
     if seconds < MIN_SECONDS or prompt_seconds < MIN_SECONDS:
@@ -93,13 +93,8 @@ def eval_voice(pipe: AudioLMPipeline, data: str | Path, reference: str | Path | 
         audio = load_audio(u.path, sample_rate=sr)  # [1, S]
         n = int(round(prompt_seconds * sr))
         target = enrolment(u.id)
-        sims = {}
-        for label, acoustic in (("acoustic", True), ("semantic", False)):
-            cont = pipe.continue_audio(audio[:, :n], seconds, prompt_sample_rate=sr, sampling=sampling, seed=seed + i,
-                                       include_prompt=False, acoustic_prompt=acoustic)[0]  # [C, S]
-            sims[label] = cosine_similarity(speaker_embedding(cont, sr, encoder), target)
-            if audio_dir is not None:
-                write_audio(audio_dir / f"{i:04d}_{label}_prompt.wav", cont, sr)
+        sims = {label: cosine_similarity(emb, target) for label, emb in continuation_embeddings(
+            pipe, audio[:, :n], seconds, seed + i, encoder, sampling, audio_dir, i).items()}
         truth = audio[:, n: n + int(round(seconds * sr))]
         truth_sim = (cosine_similarity(speaker_embedding(truth, sr, encoder), target)
                      if truth.shape[1] >= MIN_SECONDS * sr else None)
