@@ -2,14 +2,14 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac
+APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac festival festvox-kdlpc16k
 # The browser test of `soundlm serve` (headless Chromium driven by Selenium); skipped where it cannot install.
 BROWSER_PACKAGES := chromium chromium-driver
 
 .PHONY: demo test test-slow system venv bench clean serve
 
 system:
-	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
+	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && command -v text2wave >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi
@@ -23,7 +23,7 @@ $(BIN)/soundlm: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,eval,plot,serve]'
+	$(BIN)/pip install -q -e '.[test,eval,plot,serve,finetune,onnx]'
 	touch $@
 
 venv: $(BIN)/soundlm

@@ -355,3 +355,24 @@ def test_sentences_per_utterance_joins_parallel_sentences(tmp_path):
     assert all(langs == {"en", "fr"} for langs in by_text.values())
     with pytest.raises(ValueError, match="sentences-per-utterance"):
         make_speech_corpus(tmp_path / "bad", hours=0.01, languages=["en"], sentences_per_utterance=0)
+
+
+@pytest.mark.parametrize("voice", ["festival:ked_diphone", "flite:slt"])
+def test_single_voice_corpus(tmp_path, voice):
+    """`voice=ENGINE:NAME` reads every utterance with that one voice (the new voice `soundlm finetune` adapts to)."""
+    manifest = speech_mod.make_speech_corpus(tmp_path / "one", hours=0.002, seed=1, languages=["en"], workers=1,
+                                             voice=voice)
+    rows = read_manifest(manifest)
+    assert rows and {r["speaker"] for r in rows} == {f"en-{voice.replace(':', '-')}"}
+    for r in rows:
+        audio, sr = sf.read(audio_path(manifest, r))
+        assert sr == 16000 and audio.shape[0] > 0.5 * sr and np.abs(audio).max() > 0.1
+
+
+def test_single_voice_errors(tmp_path):
+    with pytest.raises(ValueError, match="ENGINE:NAME"):
+        speech_mod.make_speech_corpus(tmp_path / "a", hours=0.002, languages=["en"], voice="ked")
+    with pytest.raises(MissingToolError, match="not installed"):
+        speech_mod.make_speech_corpus(tmp_path / "b", hours=0.002, languages=["en"], voice="festival:no_such_voice")
+    with pytest.raises(ValueError, match="one language"):
+        speech_mod.make_speech_corpus(tmp_path / "c", hours=0.002, languages=["en", "fr"], voice="flite:slt")

@@ -99,3 +99,26 @@ def test_bad_n_q_raises():
     rvq = ResidualVectorQuantizer(dim=4, n_q=2, codebook_size=8)
     with pytest.raises(ValueError, match="n_q"):
         rvq.encode(torch.randn(1, 4, 3), n_q=3)
+
+
+def test_codebook_stats_see_collapse_and_energy_split():
+    """A codebook whose every code is one vector uses 1 code; a spread one uses many; energies sum to the
+    variance the RVQ explains."""
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(dim=8, n_q=2, codebook_size=64, quantizer_dropout=False)
+    x = _clusters(n=400, dim=8, k=16).t().reshape(1, 8, 400)  # [B, D, T]
+    rvq.train()
+    rvq(x)  # k-means init of both levels
+    rvq.eval()
+    from soundlm.codec.rvq import codebook_stats
+
+    healthy = codebook_stats(rvq, x)
+    assert healthy["codes_used@level1"] > 0.1 and healthy["code_perplexity@level1"] > 8
+    residual = x - rvq.decode(rvq.encode(x))
+    explained = 1 - float(residual.pow(2).sum() / x.pow(2).sum())
+    assert abs(healthy["energy@level1"] + healthy["energy@level2"] - explained) < 1e-4
+    assert healthy["energy@level1"] > healthy["energy@level2"]
+
+    rvq.layers[0].codebook.embed.copy_(rvq.layers[0].codebook.embed[:1].expand(64, -1))  # collapse level 1
+    collapsed = codebook_stats(rvq, x)
+    assert collapsed["codes_used@level1"] == 1 / 64 and collapsed["code_perplexity@level1"] < 1.01

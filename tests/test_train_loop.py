@@ -111,3 +111,31 @@ def test_bad_loop_settings_are_refused(tmp_path):
         with pytest.raises(ValueError, match="must be"):
             run_training(ToyTrainer(), tmp_path, progress=False, **kw)
     assert not (tmp_path / "checkpoints").exists()
+
+
+class StoppingTrainer(ToyTrainer):
+    """Stops once `stop_after` steps are done; the decision is part of its checkpointed state."""
+
+    def __init__(self, stop_after: int) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.steps_trained: list[int] = []
+
+    def train_step(self, step: int) -> float:
+        self.steps_trained.append(step)
+        return super().train_step(step)
+
+    def should_stop(self, done: int) -> bool:
+        return done >= self.stop_after
+
+
+def test_should_stop_ends_the_run_and_a_resume_stays_stopped(tmp_path):
+    trainer = StoppingTrainer(stop_after=5)
+    result = run_training(trainer, tmp_path / "run", steps=20, ckpt_every=3, progress=False)
+    assert result == TrainedSteps(start=0, step=5, stopped_early=True)
+    assert trainer.steps_trained == [0, 1, 2, 3, 4]
+    assert latest_checkpoint(tmp_path / "run").name == "step_00000005"  # the stopping step is saved
+    again = StoppingTrainer(stop_after=5)
+    assert run_training(again, tmp_path / "run", steps=20, ckpt_every=3, progress=False) == \
+        TrainedSteps(start=5, step=5, stopped_early=True)
+    assert again.steps_trained == []

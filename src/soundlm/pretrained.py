@@ -1,4 +1,4 @@
-"""The default model that ships inside the soundlm package, and half-precision bundle export.
+"""Loading models by name, folder or hub id; the default model that ships inside soundlm; fp16 export.
 
 The wheel carries `soundlm/assets/speech-tiny/`, an AudioLM bundle folder (semantic/ coarse/
 fine/ semantic_tokenizer/ codec/, see `soundlm.pipeline`) whose weights are stored as
@@ -6,10 +6,18 @@ float16 safetensors to keep the package small, and `soundlm/assets/prompt.wav`, 
 prompt in a voice the model never heard in training. `load_default_pipeline()` loads the
 bundle with every weight upcast to float32 (CPUs run half precision slowly and with poor
 accuracy), and `export_bundle_fp16` writes such a half-precision copy of any bundle.
+
+`from_pretrained(spec)` (also `soundlm.from_pretrained`) loads any model the way the Hugging
+Face ecosystem does: `spec` is a local bundle folder, the shipped model's name
+(`speech-tiny`), or a hub id (`user/name`, `user/name@revision`) fetched with
+`huggingface_hub` into its cache. An adapter bundle (`soundlm finetune --save adapters`:
+LoRA adapters alone, see `soundlm.adapters`) loads its base the same way and merges its
+adapters into it, so it decodes at full speed.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +35,8 @@ DEFAULT_PROMPT_NAME = "prompt.wav"
 MISSING_FIX = ("reinstall soundlm (its wheel ships the model), or build the model with the speech-tiny recipe "
                "and pass --model FOLDER")
 BUNDLE_FIX = "pass a folder written by AudioLMPipeline.save_bundle (semantic/ coarse/ fine/ + tokenizers)"
+# A Hugging Face hub repository id, optionally with a revision: "user/name" or "user/name@v1".
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9_./-]+)?$")
 
 
 def default_model_dir() -> Path:
@@ -39,19 +49,89 @@ def default_prompt_path() -> Path:
     return ASSETS_DIR / DEFAULT_PROMPT_NAME
 
 
-def load_pipeline(folder: str | Path, device: torch.device | str | None = None) -> AudioLMPipeline:
-    """Load a bundle folder (float32 or float16 weights) as a float32 pipeline on `device`.
+def is_hub_id(spec: str) -> bool:
+    return bool(_HUB_ID.match(spec))
 
-    Our own loaders copy half-precision files into float32 modules already; a Hugging Face
-    codec, though, loads in the dtype of its files (`dtype="auto"` in transformers 5), so
-    every part is upcast here as well.
+
+def resolve_model(spec: str | Path, where: str | Path | None = None) -> Path:
+    """The local folder a model spec names: a folder, the shipped model's name, or a hub id.
+
+    A relative folder is looked up in the working directory, then under `where` (the folder of
+    a file that named it). A hub id ("user/name[@revision]") is downloaded with
+    `huggingface_hub.snapshot_download`, or read from its cache when the hub cannot be reached.
     """
+    text = str(spec)
+    candidates = [Path(text)] + ([Path(where) / text] if where is not None and not Path(text).is_absolute() else [])
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    if text == DEFAULT_MODEL_NAME:
+        return check_model_folder(default_model_dir(), what="soundlm's default model", fix=MISSING_FIX)
+    # "runs/model" with a local runs/ folder is a missing local folder, not a hub repository.
+    if not is_hub_id(text) or Path(text).parent.is_dir():
+        raise FileNotFoundError(f"{spec}: no such model folder, and not a hub id (user/name); pass a folder written "
+                                f"by save_pretrained, {DEFAULT_MODEL_NAME!r} or a Hugging Face hub id")
+    return _download(text)
+
+
+def _download(hub_id: str) -> Path:
+    """A hub repository's snapshot folder (network first, then the local cache)."""
+    from huggingface_hub import snapshot_download
+
+    repo_id, _, revision = hub_id.partition("@")
+    try:
+        return Path(snapshot_download(repo_id, revision=revision or None))
+    except Exception as online_error:  # no network, no such repo, auth: try what the cache holds
+        try:
+            return Path(snapshot_download(repo_id, revision=revision or None, local_files_only=True))
+        except Exception:
+            raise FileNotFoundError(f"{hub_id}: could not download it from the Hugging Face hub "
+                                    f"({type(online_error).__name__}: {str(online_error).splitlines()[0][:200]}) "
+                                    "and it is not in the local cache; check the id and the network, or pass a "
+                                    "local folder") from None
+
+
+def from_pretrained(spec: str | Path = DEFAULT_MODEL_NAME, device: torch.device | str | None = None) -> AudioLMPipeline:
+    """Load a model by folder, shipped name or hub id (see the module doc) as a float32 pipeline."""
+    return load_pipeline(spec, device=device)
+
+
+def load_pipeline(folder: str | Path, device: torch.device | str | None = None) -> AudioLMPipeline:
+    """Load a bundle (float32 or float16 weights) or an adapter bundle as a float32 pipeline on `device`.
+
+    `folder` may also be the shipped model's name or a hub id (`resolve_model`). Our own
+    loaders copy half-precision files into float32 modules already; a Hugging Face codec,
+    though, loads in the dtype of its files (`dtype="auto"` in transformers 5), so every
+    part is upcast here as well.
+    """
+    from soundlm.adapters import is_adapter_bundle
     from soundlm.pipeline import AudioLMPipeline
 
+    folder = resolve_model(folder)
+    if is_adapter_bundle(folder):
+        return _load_adapter_bundle(folder, device)
     pipe = AudioLMPipeline.from_bundle(folder, device=device)
     for module in (pipe.codec, pipe.semantic_tokenizer, pipe.semantic.model, pipe.coarse.model, pipe.fine.model):
         if isinstance(module, torch.nn.Module) and _has_half_tensors(module):
             module.float()
+    return pipe
+
+
+def _load_adapter_bundle(folder: Path, device: torch.device | str | None) -> AudioLMPipeline:
+    """The base an adapter bundle names, with the bundle's LoRA adapters merged into its stages."""
+    from soundlm.adapters import AdapterManifest, load_adapters, weights_fingerprint
+
+    manifest = AdapterManifest.read(folder)
+    base = resolve_model(manifest.base, where=folder)
+    stale = [s for s, digest in manifest.fingerprints.items()
+             if (base / s / "model.safetensors").is_file() and weights_fingerprint(base / s / "model.safetensors") != digest]
+    if stale:
+        raise ValueError(f"{folder}: its adapters were trained on other {'/'.join(stale)} weights than those of the "
+                         f"base {base}; load them onto the base they were trained on ({manifest.base})")
+    pipe = load_pipeline(base, device=device)
+    for name in manifest.stages:
+        stage = getattr(pipe, name)
+        stage.model = load_adapters(stage.model, folder / name).to(pipe.device).eval()
     return pipe
 
 

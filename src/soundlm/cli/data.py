@@ -37,12 +37,15 @@ def speech(
     workers: int | None = typer.Option(None, "--workers", help="Parallel processes (default: number of CPUs)."),
     sentences_per_utterance: int = typer.Option(_SPEECH["sentences_per_utterance"], "--sentences-per-utterance",
                                                 help="Sentences joined into one recording (longer utterances)."),
+    voice: str | None = typer.Option(None, "--voice",
+                                     help="Read everything with this one voice, ENGINE:NAME (festival:ked_diphone, "
+                                          "flite:slt, espeak-ng:en-us+m3); replaces --voices/--heldout-voices."),
 ) -> None:
-    """Multi-speaker parallel speech from espeak-ng/flite, with manifest.jsonl and speakers.json."""
+    """Multi-speaker parallel speech from espeak-ng/flite/festival, with manifest.jsonl and speakers.json."""
     with reported(exit_code=_EXIT_CODE):
         manifest = make_speech_corpus(out, hours, seed=seed, languages=[x.strip() for x in languages.split(",") if x.strip()],
                                       voices=voices, heldout_voices=heldout_voices, sample_rate=sample_rate,
-                                      workers=workers, sentences_per_utterance=sentences_per_utterance)
+                                      workers=workers, sentences_per_utterance=sentences_per_utterance, voice=voice)
     typer.echo(f"wrote {manifest}")
 
 

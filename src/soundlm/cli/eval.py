@@ -35,9 +35,10 @@ def _run(fn: Callable[[], Any], out: Path) -> Any:
 
 
 def _pipeline(model: Path, device: str | None, quantize: str = "none") -> Any:
-    from soundlm.pipeline import AudioLMPipeline
+    # Bundles, adapter bundles (`soundlm finetune --save adapters`) and hub ids alike.
+    from soundlm.pretrained import load_pipeline
 
-    return AudioLMPipeline.from_bundle(model, device=device).quantize(quantize)
+    return load_pipeline(model, device=device).quantize(quantize)
 
 
 @app.command("codec")
@@ -123,6 +124,33 @@ def continuation_command(
         pipe = _pipeline(model, device, quantize)
         return eval_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, enrol_fraction,
                                  sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio)
+
+    _run(go, out)
+
+
+@app.command("voice")
+def voice_command(
+    model: Path = typer.Option(..., help=_MODEL + " Also an adapter bundle or a hub id."),
+    data: Path = typer.Option(..., help="Recordings of the target voice (a folder or a manifest): each file's start "
+                                        "is a prompt."),
+    reference: Path | None = typer.Option(None, help="Other recordings of the voice to enrol it (default: the other "
+                                                     "files of --data, leave-one-out)."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    prompt_seconds: float = typer.Option(3.0, help="Prompt length cut from each file."),
+    seconds: float = typer.Option(3.0, help="Continuation length (what is compared with the voice)."),
+    num_prompts: int = typer.Option(10, help="Files used as prompts (the first ones long enough)."),
+    save_audio: bool = typer.Option(True, help="Also write the continuations under OUT/voice_audio/."),
+    seed: int = typer.Option(0, help="Seed for sampling."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """Speaker similarity of continuations to a target voice, with and without the acoustic prompt: run it
+    before and after `soundlm finetune` on the same files."""
+
+    def go() -> Any:
+        from soundlm.eval.sections.voice import eval_voice
+
+        return eval_voice(_pipeline(model, device), data, reference, prompt_seconds, seconds, num_prompts, seed=seed,
+                          out_dir=out, save_audio=save_audio)
 
     _run(go, out)
 

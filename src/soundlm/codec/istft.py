@@ -76,12 +76,17 @@ class STFTEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, s = x.shape
-        frames = s // self.hop_length
         spec = torch.stft(x.reshape(b * c, s), self.n_fft, self.stft_hop, window=self.window, center=True,
                           return_complex=True)  # [B*C, F, frames * upsample + 1]
+        return self.from_magnitude(spec.abs(), b)
+
+    def from_magnitude(self, mag: torch.Tensor, batch: int) -> torch.Tensor:
+        """|STFT| [B*C, F, T*up + 1] of the centred STFT -> latents [B, D, T] (the ONNX export computes |STFT|
+        with convolutions and enters here)."""
+        frames = (mag.shape[-1] - 1) // self.upsample
         # Drop the frame centred on the last sample: it belongs to the next codec frame.
-        mag = spec.abs()[..., : frames * self.upsample]
-        feats = torch.log(mag.clamp(min=1e-5)).reshape(b, -1, frames * self.upsample)  # [B, C*F, T*up]
+        mag = mag[..., : frames * self.upsample]
+        feats = torch.log(mag.clamp(min=1e-5)).reshape(batch, -1, frames * self.upsample)  # [B, C*F, T*up]
         h = self.fine(self.inp(feats))
         return self.out(self.frame(self.down(h)))  # [B, D, T]
 
@@ -104,16 +109,21 @@ class ISTFTDecoder(nn.Module):
         self.fine = nn.Sequential(*[ConvNeXtBlock(hidden) for _ in range(fine_blocks)], _ChannelNorm(hidden))
         self.head = nn.Conv1d(hidden, channels * 2 * self.bins, 1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def spectrum(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents [B, D, T] -> (real, imaginary) parts [B*C, F, T*up + 1] of the centred STFT to invert."""
         b, _, t = z.shape
         h = self.fine(self.up(self.frame(self.inp(z))))  # [B, H, T*up]
         out = self.head(h).reshape(b * self.channels, 2, self.bins, t * self.upsample)
         # Vocos: exp of a clamped log-magnitude (no overflow) and a phase angle.
         mag = torch.exp(out[:, 0].clamp(max=6.0))
         phase = out[:, 1]
-        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))  # [B*C, F, T*up]
+        real, imag = mag * torch.cos(phase), mag * torch.sin(phase)  # [B*C, F, T*up]
         # One extra frame so the centred inverse STFT covers the last hop; it mirrors the last.
-        spec = torch.cat([spec, spec[..., -1:]], dim=-1)
-        y = torch.istft(spec, self.n_fft, self.stft_hop, window=self.window, center=True,
+        return torch.cat([real, real[..., -1:]], dim=-1), torch.cat([imag, imag[..., -1:]], dim=-1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        b, _, t = z.shape
+        real, imag = self.spectrum(z)
+        y = torch.istft(torch.complex(real, imag), self.n_fft, self.stft_hop, window=self.window, center=True,
                         length=t * self.hop_length)  # [B*C, S]
         return y.reshape(b, self.channels, -1)

@@ -19,8 +19,10 @@ from torch.nn.utils.parametrizations import weight_norm
 
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int) -> int:
     """Right padding so that the last window of a strided conv is complete (EnCodec's rule)."""
-    n_frames = (length - kernel_size + padding_total) / stride + 1
-    ideal_length = (math.ceil(n_frames) - 1) * stride + (kernel_size - padding_total)
+    # ceil((length - kernel_size + padding_total) / stride) + 1 in integers: math.ceil would turn the length into a
+    # constant when the codec is traced for ONNX export (`codec/onnx.py`), fixing the graph to one input length.
+    n_frames = -(-(length - kernel_size + padding_total) // stride) + 1
+    ideal_length = (n_frames - 1) * stride + (kernel_size - padding_total)
     return max(ideal_length - length, 0)
 
 

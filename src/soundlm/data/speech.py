@@ -2,7 +2,9 @@
 
 A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed.
 Held-out speakers use voice variants that no training speaker uses, so a model evaluated
-on them has never heard their timbre. Each sentence of `soundlm.data.text` is read once
+on them has never heard their timbre. `voice="ENGINE:NAME"` reads every utterance with
+one given voice instead (e.g. `festival:ked_diphone`, a voice no recipe speaker uses):
+the few minutes of a new voice that `soundlm finetune` adapts a model to. Each sentence of `soundlm.data.text` is read once
 per language by a random speaker of that language, so the corpus holds parallel speech
 sharing a `text_id`.
 
@@ -44,6 +46,7 @@ EXCLUDED_VARIANTS = frozenset({"whisper", "whisperf"})
 # 16 kHz flite voices (kal is 8 kHz; awb_time only speaks clock times).
 FLITE_VOICES = ("awb", "kal16", "rms", "slt")
 MBROLA_DIR = Path("/usr/share/mbrola")
+VOICE_ENGINES = ("espeak-ng", "flite", "festival")  # engines `--voice ENGINE:NAME` takes
 PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
 RATE_RANGE = (135, 185)  # espeak-ng -s, words per minute
 
@@ -51,7 +54,7 @@ RATE_RANGE = (135, 185)  # espeak-ng -s, words per minute
 @dataclass(frozen=True)
 class Speaker:
     id: str
-    engine: str  # "espeak-ng", "mbrola" (espeak-ng driving an mbrola diphone voice) or "flite"
+    engine: str  # "espeak-ng", "mbrola" (espeak-ng driving an mbrola diphone voice), "flite" or "festival"
     language: str
     voice: str  # espeak-ng language voice ("en-gb"), mbrola voice ("mb-fr1") or flite voice ("slt")
     variant: str | None  # espeak-ng variant ("m3"); None for mbrola and flite
@@ -100,6 +103,34 @@ def flite_voices() -> list[str]:
     out = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout
     listed = out.split(":", 1)[-1].split()
     return [v for v in FLITE_VOICES if v in listed]
+
+
+def festival_voices() -> list[str]:
+    """Installed festival voices (`ked_diphone`, ...); [] without festival's text2wave."""
+    if shutil.which("text2wave") is None:
+        return []
+    out = subprocess.run(["festival", "--pipe"], input="(print (voice.list))", capture_output=True,
+                         text=True).stdout
+    return sorted(re.findall(r"[A-Za-z0-9_]+", out.strip().strip("()")))
+
+
+def single_voice_speaker(voice: str, language: str) -> Speaker:
+    """The one speaker of a `voice="ENGINE:NAME"` corpus, checked against what is installed."""
+    engine, _, name = voice.partition(":")
+    if engine not in VOICE_ENGINES or not name:
+        raise ValueError(f"--voice must be ENGINE:NAME with ENGINE one of {', '.join(VOICE_ENGINES)} "
+                         f"(e.g. festival:ked_diphone, flite:slt, espeak-ng:en-us+m3), got {voice!r}")
+    installed = {"festival": festival_voices, "flite": flite_voices}.get(engine)
+    if installed is not None and name not in installed():
+        package = "festival festvox-kdlpc16k" if engine == "festival" else "flite"
+        raise MissingToolError(f"{engine} voice {name!r} is not installed (have: {', '.join(installed()) or 'none'});"
+                               f" install one with `sudo apt-get install {package}`")
+    if engine == "espeak-ng":
+        _require_espeak()
+    lang_voice, _, variant = name.partition("+")
+    return Speaker(id=f"{language}-{engine}-{name}".replace("+", "-"), engine=engine, language=language,
+                   voice=lang_voice if engine == "espeak-ng" else name, variant=variant or None,
+                   pitch=sum(PITCH_RANGE) // 2, rate=sum(RATE_RANGE) // 2, split="train")
 
 
 def mbrola_voices() -> dict[str, list[str]]:
@@ -187,6 +218,9 @@ def _estimate_seconds(text: str, speaker: Speaker) -> float:
 
 
 def _synth_command(text: str, speaker: Speaker, wav: Path) -> list[str]:
+    if speaker.engine == "festival":
+        # text2wave reads the text from a file: `render_utterance` writes it beside the wav.
+        return ["text2wave", "-eval", f"(voice_{speaker.voice})", str(wav.with_suffix(".txt")), "-o", str(wav)]
     if speaker.engine == "flite":
         # flite has no wpm/pitch flags: map the espeak-scale pitch and rate onto its parameters.
         f0 = 80 + 1.6 * speaker.pitch
@@ -212,6 +246,7 @@ def render_utterance(task: SpeechTask) -> None:
     """Synthesize one sentence to a peak-normalised mono wav at the task's sample rate."""
     with tempfile.TemporaryDirectory(prefix="soundlm-tts-") as tmp:
         raw = Path(tmp) / "raw.wav"
+        raw.with_suffix(".txt").write_text(task.text + "\n", encoding="utf-8")
         cmd = _synth_command(task.text, task.speaker, raw)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
@@ -232,10 +267,11 @@ def _joined_sentence(parts: list[Sentence]) -> Sentence:
 
 def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: list[str] | None = None,
                        voices: int = 8, heldout_voices: int = 2, sample_rate: int = 16_000,
-                       workers: int | None = None, sentences_per_utterance: int = 1) -> Path:
+                       workers: int | None = None, sentences_per_utterance: int = 1, voice: str | None = None) -> Path:
     """Build (or resume) a synthetic parallel speech corpus in `out`; returns the manifest path.
 
-    `voices` and `heldout_voices` count speakers per language. `sentences_per_utterance`
+    `voices` and `heldout_voices` count speakers per language; `voice` ("ENGINE:NAME") replaces
+    them by that one voice (one language only). `sentences_per_utterance`
     joins several sentences into one recording (longer audio for continuation prompts). The same arguments always
     give the same files, byte for byte; an interrupted run continues where it stopped.
     """
@@ -252,6 +288,9 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
         raise ValueError(f"--sentences-per-utterance must be >= 1, got {sentences_per_utterance}")
     if not 8_000 <= sample_rate <= 48_000:
         raise ValueError(f"--sample-rate {sample_rate} is outside 8000..48000 Hz")
+    if voice is not None and len(languages) != 1:
+        raise ValueError(f"--voice reads one language; pass --languages with one of {','.join(LANGUAGES)}")
+    single = single_voice_speaker(voice, languages[0]) if voice is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants, flite, mbrola = espeak_variants(), flite_voices(), mbrola_voices()
@@ -259,8 +298,10 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
     pin_config(out, {"kind": "speech", "seed": seed, "languages": languages, "voices": voices,
                      "heldout_voices": heldout_voices, "sample_rate": sample_rate,
                      **({"sentences_per_utterance": sentences_per_utterance} if sentences_per_utterance > 1 else {}),
-                     "espeak_variants": variants, "flite_voices": flite, "mbrola_voices": mbrola})
-    speakers = make_speakers(seed, languages, voices, heldout_voices, variants, flite, mbrola)
+                     "espeak_variants": variants, "flite_voices": flite, "mbrola_voices": mbrola,
+                     **({"voice": voice} if voice is not None else {})})
+    speakers = [single] if single is not None else make_speakers(seed, languages, voices, heldout_voices, variants,
+                                                                 flite, mbrola)
     write_json_atomic(out / "speakers.json", {"speakers": [asdict(s) for s in speakers]})
 
     by_lang = {lang: [s for s in speakers if s.language == lang] for lang in languages}

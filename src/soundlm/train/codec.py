@@ -46,6 +46,7 @@ from soundlm.checkpoint import TRAIN_CONFIG, latest_checkpoint, refuse_changed_s
 from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
                                          generator_adversarial_loss)
 from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
+from soundlm.codec.rvq import codebook_stats
 from soundlm.codec.soundstream import CodecConfig, CodecOutput, SoundStreamCodec, codec_preset
 from soundlm.distributed import Processes, start_processes
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic, write_text_atomic
@@ -246,11 +247,12 @@ def _eval_clips(items: list[AudioItem], dataset: CropBatches, cfg: CodecTrainCon
 @torch.no_grad()
 def evaluate(model: SoundStreamCodec, clips: torch.Tensor, mel_loss: MultiScaleMelLoss,
              n_qs: tuple[int, ...]) -> dict:
-    """Mel distance and SI-SDR of decode(encode(clip)) at each number of codebooks."""
+    """Mel distance and SI-SDR of decode(encode(clip)) at each number of codebooks, and how each RVQ level
+    uses its codebook on the clips (`codebook_stats`: what `soundlm doctor` checks for collapse)."""
     was_training = model.training
     model.eval()
     keep = model.num_codebooks
-    out = {}
+    out = codebook_stats(model.quantizer, model.encoder(model._pad(clips)))
     for n in n_qs:
         model.set_num_codebooks(n)
         recon = model.decode(model.encode(clips))[..., : clips.shape[-1]]

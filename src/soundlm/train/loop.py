@@ -6,7 +6,9 @@ A `Trainer` says how to train one step, what to log and what its checkpoints hol
 - resume from the run's latest checkpoint: the trainer restores its model and optimizer,
   the loop the step number and every RNG state;
 - train steps `start .. end - 1` (`stop_at` ends a call early, for time-sliced jobs; the
-  trainer's schedules still span `steps`), with a progress bar;
+  trainer's schedules still span `steps`), with a progress bar; a trainer that says it is
+  done (`should_stop`: early stopping) ends the run at that step, and a resumed run that had
+  stopped stays stopped;
 - RUN/metrics.jsonl, cut back to `start` first (`MetricsLog`);
 - a checkpoint every `ckpt_every` steps and at the end of the call:
   `checkpoints/step_XXXXXXXX/` holds the trainer's model files and `train_state.pt`
@@ -69,11 +71,17 @@ class Trainer(ABC):
     def train_state(self, step: int) -> dict:
         """What train_state.pt holds besides the step and the RNG states (optimizer, scheduler, ...)."""
 
+    def should_stop(self, done: int) -> bool:
+        """Whether the run ends after step `done` before reaching `steps` (early stopping); asked after
+        `report`, and of a resumed run before its first step. The state it decides on belongs in `train_state`."""
+        return False
+
 
 @dataclass
 class TrainedSteps:
     start: int  # the step this call resumed from (0 for a fresh run)
     step: int  # the step the run has reached
+    stopped_early: bool = False  # the trainer's `should_stop` ended the run before `steps`
 
 
 def run_training(trainer: Trainer, run_dir: str | Path, steps: int, ckpt_every: int, keep: int = 3,
@@ -104,6 +112,9 @@ def run_training(trainer: Trainer, run_dir: str | Path, steps: int, ckpt_every: 
             set_rng_state(state["rng"])
         start = int(state["step"])
     end = steps if stop_at is None else min(stop_at, steps)
+    stopped = start > 0 and start < steps and trainer.should_stop(start)
+    if stopped:
+        end = start
 
     def save(step: int) -> None:
         rngs = procs.gather(rng_state())  # every rank takes part; rank 0 writes
@@ -129,9 +140,13 @@ def run_training(trainer: Trainer, run_dir: str | Path, steps: int, ckpt_every: 
             shown = trainer.report(done, out, metrics, last=done == end)
             if shown:
                 bar.set_postfix(shown)
-            if done % ckpt_every == 0 or done == end:
+            stopped = done < steps and trainer.should_stop(done)
+            if done % ckpt_every == 0 or done == end or stopped:
                 save(done)
+            if stopped:
+                end = done
+                break
     finally:
         bar.close()
         metrics.close()
-    return TrainedSteps(start=start, step=max(start, end))
+    return TrainedSteps(start=start, step=max(start, end), stopped_early=stopped)

@@ -74,6 +74,29 @@ def plan_speaker_test(utts: Sequence[CorpusItem], prompt_seconds: float, num_pro
     return enrol, prompts
 
 
+def continuation_embeddings(pipe: AudioLMPipeline, prompt: np.ndarray, seconds: float, seed: int, encoder,
+                            sampling: AudioLMSampling | None = None, audio_dir: Path | None = None,
+                            index: int = 0) -> dict[str, np.ndarray]:
+    """Speaker embeddings of `prompt`'s continuation (prompt excluded, `seconds` long) with the acoustic prompt
+    ("acoustic") and with its semantic ids only ("semantic", AudioLM's contrast).
+
+    prompt: [C, S] at the pipeline's rate. With `audio_dir`, each continuation is also written to
+    audio_dir/{index:04d}_{label}_prompt.wav.
+    """
+    from soundlm.audio import save_audio
+    from soundlm.eval.speaker import speaker_embedding
+
+    sr = pipe.sample_rate
+    out = {}
+    for label, acoustic in (("acoustic", True), ("semantic", False)):
+        cont = pipe.continue_audio(prompt, seconds, prompt_sample_rate=sr, sampling=sampling, seed=seed,
+                                   include_prompt=False, acoustic_prompt=acoustic)[0]  # [C, S]
+        out[label] = speaker_embedding(cont, sr, encoder)
+        if audio_dir is not None:
+            save_audio(audio_dir / f"{index:04d}_{label}_prompt.wav", cont, sr)
+    return out
+
+
 def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "heldout", prompt_seconds: float = 3.0,
                       seconds: float = 3.0, num_prompts: int = 20, enrol_fraction: float = 0.5,
                       sampling: AudioLMSampling | None = None, seed: int = 0, out_dir: str | Path | None = None,
@@ -93,7 +116,6 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
     from tqdm import tqdm
 
     from soundlm.audio import load_audio
-    from soundlm.audio import save_audio as write_audio
     from soundlm.data import open_corpus
     from soundlm.eval.codec_metrics import resynthesize
     from soundlm.eval.speaker import (MIN_SECONDS, classify_speaker, cosine_similarity, enrol_speakers,
@@ -129,14 +151,9 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
                              "(its manifest duration is wrong); fix the manifest or lower --prompt-seconds")
         prompt = audio[:, :n]
         prompt_emb = speaker_embedding(prompt, sr, encoder)
-        result = {}
-        for label, acoustic in (("acoustic", True), ("semantic", False)):
-            cont = pipe.continue_audio(prompt, seconds, prompt_sample_rate=sr, sampling=sampling, seed=seed + i,
-                                       include_prompt=False, acoustic_prompt=acoustic)[0]  # [C, S]
-            emb = speaker_embedding(cont, sr, encoder)
-            result[label] = (classify_speaker(enrolment, emb).speaker, cosine_similarity(prompt_emb, emb))
-            if audio_dir is not None:
-                write_audio(audio_dir / f"{i:04d}_{label}_prompt.wav", cont, sr)
+        result = {label: (classify_speaker(enrolment, emb).speaker, cosine_similarity(prompt_emb, emb))
+                  for label, emb in continuation_embeddings(pipe, prompt, seconds, seed + i, encoder, sampling,
+                                                            audio_dir, i).items()}
         truth = audio[:, n: n + int(round(seconds * sr))]
         truth_label = resynth_label = None
         if truth.shape[1] >= MIN_SECONDS * sr:
