@@ -56,7 +56,7 @@ def train_codec_command(
         return
     summary = ""
     if result.last_eval:
-        # The quality numbers; the per-level codebook usage is in metrics.jsonl (`soundlm doctor` reads it).
+        # The quality numbers; the per-level codebook usage is in metrics.jsonl (where collapse shows).
         summary = "  " + "  ".join(f"{k}={v:.3f}" for k, v in sorted(result.last_eval.items())
                                    if k.startswith(("mel_distance", "si_sdr")))
     typer.echo(f"step {result.step}: codec exported to {result.final_dir}{summary}")

@@ -226,7 +226,7 @@ class ResidualVectorQuantizer(nn.Module):
 def codebook_stats(rvq: ResidualVectorQuantizer, x: torch.Tensor) -> dict[str, float]:
     """How each level of `rvq` uses its codebook on latents x [B, D, T] (no codebook updates).
 
-    Per level q (1-based), the values `soundlm doctor` reads:
+    Per level q (1-based), the values a run-health check reads:
     - `codes_used@level{q}`: distinct codes used / min(codebook_size, frames): 1 is every code
       the frames could reach; a collapsed codebook uses a handful.
     - `code_perplexity@level{q}`: exp(entropy) of the code histogram.

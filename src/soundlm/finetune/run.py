@@ -170,7 +170,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         t1 = time.perf_counter()
         stage = getattr(pipe, name)
         run_dir = out / "runs" / name
-        # What `soundlm doctor` needs to read this run like a `soundlm train lm` run.
+        # What a run-health check needs to read this run like a `soundlm train lm` run.
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "train_config.json",
                           {**settings, "kind": "finetune", "stage": name, "store": str(store.resolve()),

@@ -13,7 +13,7 @@ bar, step checkpoints and RUN/metrics.jsonl are the loop's. This trainer adds:
   evaluations without an improvement of `min_delta` nats; the result is the best weights.
 
 Metric names are `soundlm train lm`'s (`train/loss`, `train/lr`, `heldout/loss`), so
-`soundlm doctor` reads a fine-tuning run like a stage run.
+A run-health check reads a fine-tuning run like a stage run.
 """
 
 from __future__ import annotations

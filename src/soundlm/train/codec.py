@@ -248,7 +248,7 @@ def _eval_clips(items: list[AudioItem], dataset: CropBatches, cfg: CodecTrainCon
 def evaluate(model: SoundStreamCodec, clips: torch.Tensor, mel_loss: MultiScaleMelLoss,
              n_qs: tuple[int, ...]) -> dict:
     """Mel distance and SI-SDR of decode(encode(clip)) at each number of codebooks, and how each RVQ level
-    uses its codebook on the clips (`codebook_stats`: what `soundlm doctor` checks for collapse)."""
+    uses its codebook on the clips (`codebook_stats`: what shows codebook collapse)."""
     was_training = model.training
     model.eval()
     keep = model.num_codebooks
