@@ -231,29 +231,38 @@ def _kill_launcher_after_first_checkpoint(args: list[str], run: Path, probe: Pat
     assert not (run / "final").exists(), "the run finished before it was killed"
 
 
+def _killed_then_rerun(args, root: Path, uninterrupted: Path) -> Path:
+    """(c): `args(run)` launched, its launcher SIGKILLed mid-run, launched again: the uninterrupted weights."""
+    run = root / "killed"
+    _kill_launcher_after_first_checkpoint(args(run), run, root / "probe-killed")
+    resumed = launch(args(run), root / "probe-killed", run)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    _same_weights(run / "final", uninterrupted / "final")
+    return run
+
+
+def _failing_worker_ends_the_launch(args, root: Path) -> None:
+    """(d): rank 1 raises at its third optimizer step; the launch exits non-zero, well within the timeout."""
+    run = root / "failing"
+    start = time.time()
+    done = launch(args(run), root / "probe-fail", run, timeout=240, PROBE_FAIL_RANK="1", PROBE_FAIL_STEP="3")
+    assert done.returncode != 0 and "probe: rank 1 fails at optimizer step 3" in done.stdout
+    assert time.time() - start < 240 and not (run / "final").exists()
+
+
+def _lm_launch_args(store: Path):
+    return lambda run: ["train", "lm", str(store), "--out", str(run), "--batch-size", "2", *LM_ARGS]
+
+
 @pytest.mark.slow
 def test_lm_sigkill_of_the_launcher_then_rerun_equals_uninterrupted(lm_runs):
-    root, store = lm_runs["root"], lm_runs["store"]
-    run = root / "killed"
-    args = ["train", "lm", str(store), "--out", str(run), "--batch-size", "2", *LM_ARGS]
-    _kill_launcher_after_first_checkpoint(args, run, root / "probe-killed")
-    resumed = launch(args, root / "probe-killed", run)
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
-    _same_weights(run / "final", lm_runs["two"] / "final")
+    run = _killed_then_rerun(_lm_launch_args(lm_runs["store"]), lm_runs["root"], lm_runs["two"])
     assert _lm_losses(run) == _lm_losses(lm_runs["two"])
 
 
 @pytest.mark.slow
 def test_a_failing_lm_worker_ends_the_launch(lm_runs):
-    root, store = lm_runs["root"], lm_runs["store"]
-    run = root / "failing"
-    start = time.time()
-    done = launch(["train", "lm", str(store), "--out", str(run), "--batch-size", "2", *LM_ARGS], root / "probe-fail",
-                  run, timeout=240, PROBE_FAIL_RANK="1", PROBE_FAIL_STEP="3")
-    assert done.returncode != 0
-    assert "probe: rank 1 fails at optimizer step 3" in done.stdout
-    assert time.time() - start < 240
-    assert not (run / "final").exists()
+    _failing_worker_ends_the_launch(_lm_launch_args(lm_runs["store"]), lm_runs["root"])
 
 
 CODEC_ARGS = ["--preset", "tiny", "--steps", "8", "--segment-seconds", "0.2", "--lr", "3e-3", "--adversarial",
@@ -315,27 +324,19 @@ def test_codec_two_processes_match_one_process_and_one_writes(codec_runs):
     assert all(len(by_step[rank][step]) == 2 for rank in (0, 1) for step in range(1, 9))  # its 2 rows only
 
 
+def _codec_launch_args(audio: Path):
+    return lambda run: ["train", "codec", str(audio), "--out", str(run), "--batch-size", "2", *CODEC_ARGS]
+
+
 @pytest.mark.slow
 def test_codec_sigkill_of_the_launcher_then_rerun_equals_uninterrupted(codec_runs):
-    root, audio = codec_runs["root"], codec_runs["audio"]
-    run = root / "killed"
-    args = ["train", "codec", str(audio), "--out", str(run), "--batch-size", "2", *CODEC_ARGS]
-    _kill_launcher_after_first_checkpoint(args, run, root / "probe-killed")
-    resumed = launch(args, root / "probe-killed", run)
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
-    _same_weights(run / "final", codec_runs["two"] / "final")
+    run = _killed_then_rerun(_codec_launch_args(codec_runs["audio"]), codec_runs["root"], codec_runs["two"])
     assert _codec_train_lines(run) == _codec_train_lines(codec_runs["two"])
 
 
 @pytest.mark.slow
 def test_a_failing_codec_worker_ends_the_launch(codec_runs):
-    root, audio = codec_runs["root"], codec_runs["audio"]
-    run = root / "failing"
-    start = time.time()
-    done = launch(["train", "codec", str(audio), "--out", str(run), "--batch-size", "2", *CODEC_ARGS],
-                  root / "probe-fail", run, timeout=240, PROBE_FAIL_RANK="1", PROBE_FAIL_STEP="3")
-    assert done.returncode != 0 and "probe: rank 1 fails at optimizer step 3" in done.stdout
-    assert time.time() - start < 240 and not (run / "final").exists()
+    _failing_worker_ends_the_launch(_codec_launch_args(codec_runs["audio"]), codec_runs["root"])
 
 
 @pytest.mark.slow

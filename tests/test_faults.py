@@ -106,24 +106,31 @@ def _lm_args(store: Path, run: Path) -> list[str]:
             "--window-seconds", "0.4", "--ckpt-every", "4", "--eval-every", "100", "--warmup", "2", "--no-progress"]
 
 
+def _full_disk_at_a_checkpoint(args, tmp_path: Path, monkeypatch, failing_save: int, kept: list[str]) -> None:
+    """Run `args(run)` with the `failing_save`-th torch.save finding the disk full: one error line, the
+    checkpoints before it kept whole, nothing partial; rerun: the weights of an uninterrupted run."""
+    run = tmp_path / "run"
+    monkeypatch.setattr(torch, "save", _fail_on_call(failing_save, torch.save))
+    full = CliRunner().invoke(app, args(run))
+    assert full.exit_code == 2
+    assert "could not be written (No space left on device)" in _one_error_line(full.output)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", *kept]
+    _no_temp_files(run)
+    monkeypatch.undo()
+
+    resumed = CliRunner().invoke(app, args(run))
+    assert resumed.exit_code == 0, resumed.output
+    straight = CliRunner().invoke(app, args(tmp_path / "straight"))
+    assert straight.exit_code == 0, straight.output
+    _same_weights(run / "final", tmp_path / "straight" / "final")
+
+
 def test_train_lm_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(tmp_path, monkeypatch):
     from test_train_lm import make_store
 
     store = make_store(tmp_path / "store")
-    run = tmp_path / "run"
-    monkeypatch.setattr(torch, "save", _fail_on_call(2, torch.save))  # the step-8 train_state.pt
-    full = CliRunner().invoke(app, _lm_args(store, run))
-    assert full.exit_code == 2
-    assert "step_00000008: could not be written (No space left on device)" in _one_error_line(full.output)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_00000004"]
-    _no_temp_files(run)
-    monkeypatch.undo()
-
-    resumed = CliRunner().invoke(app, _lm_args(store, run))
-    assert resumed.exit_code == 0, resumed.output
-    straight = CliRunner().invoke(app, _lm_args(store, tmp_path / "straight"))
-    assert straight.exit_code == 0, straight.output
-    _same_weights(run / "final", tmp_path / "straight" / "final")
+    # The second torch.save is the step-8 train_state.pt.
+    _full_disk_at_a_checkpoint(lambda run: _lm_args(store, run), tmp_path, monkeypatch, 2, ["step_00000004"])
 
 
 def _codec_corpus(root: Path) -> Path:
@@ -144,20 +151,9 @@ def _codec_args(audio: Path, run: Path, steps: int = 8) -> list[str]:
 
 def test_train_codec_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(tmp_path, monkeypatch):
     audio = _codec_corpus(tmp_path)
-    run = tmp_path / "run"
-    monkeypatch.setattr(torch, "save", _fail_on_call(3, torch.save))  # the step-6 train_state.pt
-    full = CliRunner().invoke(app, _codec_args(audio, run))
-    assert full.exit_code == 2
-    assert "step_00000006: could not be written" in _one_error_line(full.output)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_00000002", "step_00000004"]
-    _no_temp_files(run)
-    monkeypatch.undo()
-
-    resumed = CliRunner().invoke(app, _codec_args(audio, run))
-    assert resumed.exit_code == 0, resumed.output
-    straight = CliRunner().invoke(app, _codec_args(audio, tmp_path / "straight"))
-    assert straight.exit_code == 0, straight.output
-    _same_weights(run / "final", tmp_path / "straight" / "final")
+    # The third torch.save is the step-6 train_state.pt.
+    _full_disk_at_a_checkpoint(lambda run: _codec_args(audio, run), tmp_path, monkeypatch, 3,
+                               ["step_00000002", "step_00000004"])
 
 
 def _kill_when(cmd: list[str], ready, env: dict[str, str], log: Path, timeout: float = 120) -> None:
