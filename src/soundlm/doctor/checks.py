@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from soundlm.doctor.metrics import RunMetrics, Series
+from soundlm.doctor.metrics import RunMetrics
 from soundlm.doctor.reference import smooth
 
 

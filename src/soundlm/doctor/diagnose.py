@@ -44,9 +44,9 @@ class Comparison:
         better = self.value > self.high if self.higher_is_better else self.value < self.low
         return "ahead" if better else "behind"
 
-    def line(self, curve: str) -> str:
+    def line(self) -> str:
         return (f"{self.verdict}: {self.metric} {self.value:.4g} at step {self.step}, reference {self.reference:.4g}, "
-                f"band [{self.low:.4g}, {self.high:.4g}] ({curve})")
+                f"band [{self.low:.4g}, {self.high:.4g}]")
 
 
 @dataclass
@@ -81,7 +81,10 @@ class Diagnosis:
 
     def lines(self) -> list[str]:
         out = [f"run: {self.summary}"]
-        out += [c.line(self.reference or "reference") for c in self.comparisons]
+        if self.comparisons:
+            out.append(f"reference: {self.reference} (the run's own data and settings may differ: the band is a "
+                       "guide, not a guarantee)")
+        out += [c.line() for c in self.comparisons]
         out += [f.line() for f in self.findings]
         out += [f"note: {n}" for n in self.notes]
         return out + [self.verdict()]

@@ -19,8 +19,6 @@ from soundlm.checkpoint import TRAIN_CONFIG
 from soundlm.fileio import read_json
 from soundlm.train.metrics_log import METRICS
 
-KINDS = ("codec", "lm", "finetune", "phonetic")
-
 
 @dataclass
 class Series:
@@ -116,10 +114,6 @@ def read_run(run_dir: str | Path) -> RunMetrics:
     series = {name: Series(np.array(sorted(p), dtype=np.int64), np.array([p[s] for s in sorted(p)], dtype=np.float64))
               for name, p in points.items()}
     return RunMetrics(path=run_dir, kind=_kind(config, set(series)), config=config, series=series, bad_lines=bad)
-
-
-def finite(values: np.ndarray) -> bool:
-    return bool(np.isfinite(values).all())
 
 
 def bits(nats: float) -> float:

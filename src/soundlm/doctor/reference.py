@@ -10,7 +10,6 @@ around the value interpolated at the run's step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,7 +126,3 @@ def thin(steps: np.ndarray, values: np.ndarray, max_points: int = 200) -> tuple[
         return list(map(int, steps)), list(map(float, values))
     idx = np.unique(np.linspace(0, len(steps) - 1, max_points).round().astype(int))
     return list(map(int, steps[idx])), list(map(float, values[idx]))
-
-
-def is_finite_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(float(x))
