@@ -22,7 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from soundlm.adapters import AdapterManifest, LoraSettings, merge_lora, save_adapters, weights_fingerprint
+from soundlm.adapters import (AdapterManifest, LoraSettings, is_adapter_bundle, merge_lora, save_adapters,
+                              weights_fingerprint)
 from soundlm.checkpoint import check_resume_settings
 from soundlm.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from soundlm.finetune.trainer import StageFinetuner, StageOutcome, stage_settings
@@ -146,6 +147,9 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     base_dir = resolve_model(cfg.base)
+    if is_adapter_bundle(base_dir) and cfg.save != "merged":
+        raise ValueError(f"{cfg.base} is an adapter bundle: adapters trained on top of it would need it merged first; "
+                         "pass its base (or a merged bundle, `--save merged`) as --base, or save with --save merged")
     device = default_device(cfg.device)
     pipe = load_pipeline(base_dir, device=device)
 
