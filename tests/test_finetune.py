@@ -51,7 +51,7 @@ def _stage_logits(pipe, name: str) -> torch.Tensor:
 def test_lora_finetune_end_to_end(bundle, voice, tmp_path):
     out = tmp_path / "ft"
     result = finetune(FinetuneConfig(data=str(voice), out=str(out), base=str(bundle), save="both",
-                                     patience=100, **FAST))
+                                     stages=("coarse", "fine"), patience=100, **FAST))
     record = json.loads((out / "finetune.json").read_text())
     # The silent file is skipped and logged; the rest is split into train and held-out files.
     assert record["data_summary"]["skipped"] == 1 and record["data_summary"]["files"] == 8
@@ -200,3 +200,20 @@ def test_bad_settings_and_data_are_refused(bundle, voice, tmp_path):
         finetune(FinetuneConfig(data=str(one), out=str(tmp_path / "x"), base=str(bundle), **FAST))
     with pytest.raises(FileNotFoundError, match="no such model folder"):
         finetune(FinetuneConfig(data=str(voice), out=str(tmp_path / "y"), base=str(tmp_path / "nothing"), **FAST))
+
+
+def test_cli_finetune_prints_what_it_did(bundle, voice, tmp_path):
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(app, ["finetune", str(voice), "--base", str(bundle), "--out", str(out), "--steps", "2",
+                                      "--eval-every", "1", "--batch-size", "2", "--workers", "0", "--no-progress",
+                                      "--device", "cpu", "--save", "adapters"])
+    assert result.exit_code == 0, result.output
+    assert "data: 8 files" in result.output and "1 skipped" in result.output
+    assert "coarse: held-out loss" in result.output and f"adapters: {out / 'adapters'}" in result.output
+    assert json.loads((out / "finetune.json").read_text())["stages"] == ["coarse"]  # the default
+    bad = CliRunner().invoke(app, ["finetune", str(voice), "--out", str(tmp_path / "x"), "--full", "--save", "both"])
+    assert bad.exit_code == 2 and "error: --full" in bad.output

@@ -21,7 +21,7 @@ def finetune_command(
     base: str = typer.Option(_D.base, help="The model to adapt: a bundle folder, 'speech-tiny' (shipped) or a "
                                            "Hugging Face hub id."),
     stages: str = typer.Option(",".join(_D.stages), help="Comma-separated stages to adapt (semantic, coarse, fine); "
-                                                        "the voice lives in coarse and fine."),
+                                                        "a voice is adapted by coarse alone."),
     full: bool = typer.Option(_D.full, "--full", help="Train every weight of the stages instead of LoRA adapters."),
     save: str = typer.Option(_D.save, help="merged (a normal bundle), adapters (LoRA adapters alone, small) or both."),
     steps: int = typer.Option(_D.steps, help="Most optimizer steps per stage (early stopping usually ends sooner)."),

@@ -2,14 +2,15 @@
 
     DATA --tokenize (the base's own tokenizers, `soundlm tokenize`)--> DIR/store
          --split: the manifest's heldout rows, else a hash of the file ids (`--heldout-fraction`)
-         --per stage (`--stages`, default coarse,fine): LoRA adapters (or `--full`), early stopping on
+         --per stage (`--stages`, default coarse): LoRA adapters (or `--full`), early stopping on
            the held-out files (`StageFinetuner`)--> DIR/runs/STAGE/ (metrics.jsonl, checkpoints, best/)
          --> DIR/model/     the adapters merged into the weights: a normal bundle (`--save merged`)
              DIR/adapters/  the adapters alone, a few hundred kB per stage (`--save adapters`)
              DIR/finetune.json  settings, data, held-out loss before/after per stage, wall times
 
-The voice of a continuation lives in the acoustic tokens, so the coarse and fine stages are
-the default; the semantic stage (what is said) can be added. Every step resumes: rerunning
+The voice of a continuation lives in the acoustic tokens: the coarse stage is the default (the
+fine stage can be added; measured, it did not move a new voice closer), the semantic stage
+(what is said) too. Every step resumes: rerunning
 the same command after a kill continues where it stopped, and a finished run only exports.
 Unreadable, silent or too short files are skipped and listed in DIR/store/errors.jsonl.
 """
@@ -21,7 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from soundlm.adapters import AdapterManifest, LoraSettings, merge_lora, save_adapters, weights_fingerprint
+from soundlm.adapters import (AdapterManifest, LoraSettings, is_adapter_bundle, merge_lora, save_adapters,
+                              weights_fingerprint)
 from soundlm.checkpoint import check_resume_settings
 from soundlm.fileio import atomic_dir, write_json_atomic, write_text_atomic
 from soundlm.finetune.trainer import StageFinetuner, StageOutcome, stage_settings
@@ -43,7 +45,9 @@ class FinetuneConfig:
     data: str  # a folder of audio files, one file, or a corpus manifest
     out: str
     base: str = DEFAULT_MODEL_NAME  # a bundle folder, the shipped model's name or a hub id
-    stages: tuple[str, ...] = ("coarse", "fine")
+    # The voice lives in the acoustic stages; adapting the fine stage as well moved continuations no closer to a
+    # new voice and cost 40% of the run's time (docs/RESULTS.md, section 4): the coarse stage alone by default.
+    stages: tuple[str, ...] = ("coarse",)
     full: bool = False  # train every weight instead of LoRA adapters
     save: str = "merged"  # merged | adapters | both
     steps: int = 300  # per stage, at most (early stopping usually ends sooner)
@@ -143,6 +147,9 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     base_dir = resolve_model(cfg.base)
+    if is_adapter_bundle(base_dir) and cfg.save != "merged":
+        raise ValueError(f"{cfg.base} is an adapter bundle: adapters trained on top of it would need it merged first; "
+                         "pass its base (or a merged bundle, `--save merged`) as --base, or save with --save merged")
     device = default_device(cfg.device)
     pipe = load_pipeline(base_dir, device=device)
 
