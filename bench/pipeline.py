@@ -13,7 +13,9 @@ Each continues the bundled 3 s prompt by `--seconds` at each batch size and LM w
 the process (steadier than wall time on a shared machine), and the time to the first
 generated audio chunk of `stream_continue` (the prompt excluded). Rows of one run are
 interleaved round by round so that load from other processes spreads over all of them.
-Prints a table, writes JSON.
+Prints a table, writes JSON. It also runs against an older checkout of soundlm (put its
+`src` first on PYTHONPATH) that has no `quantize` or streaming: `--quantize none` only, and
+the first-chunk column stays empty.
 
     .venv/bin/python bench/pipeline.py --models shipped small --batches 1 4 --quantize none int8 bf16
 """
@@ -81,7 +83,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for mode in args.quantize:
-                pipe = build_pipeline(model, Path(tmp) / model).quantize(mode)
+                pipe = build_pipeline(model, Path(tmp) / model)
+                if hasattr(pipe, "quantize"):  # an older soundlm (before issue 19) has none: fp32 only
+                    pipe = pipe.quantize(mode)
+                elif mode != "none":
+                    raise SystemExit(f"this soundlm ({pipe.__module__}) cannot run --quantize {mode}")
                 params = sum(p.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for p in s.model.parameters())
                 params += sum(b.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for b in s.model.buffers()
                               if b.dtype == torch.int8)
@@ -98,6 +104,8 @@ def main() -> None:
                                     prompt_sample_rate=16000)
                 row["wall"].append(time.perf_counter() - wall)
                 row["cpu"].append(time.process_time() - cpu)
+                if not hasattr(pipe, "stream_continue"):
+                    continue
                 # Time to the first chunk of generated audio; the rest of the stream is not waited for.
                 t = time.perf_counter()
                 stream = pipe.stream_continue(prompt, seconds=args.seconds, num_samples=row["batch"], seed=r,
@@ -113,7 +121,8 @@ def main() -> None:
         rows.append(row | {"generated_seconds": audio, "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
                            "realtime_factor": round(audio / wall, 2), "realtime_factor_cpu": round(audio / cpu, 2),
                            "realtime_factor_per_stream": round(args.seconds / wall, 2),
-                           "first_chunk_seconds": round(statistics.median(row["first_chunk"]), 2)})
+                           "first_chunk_seconds": (round(statistics.median(row["first_chunk"]), 2)
+                                                   if row["first_chunk"] else None)})
     load_after = os.getloadavg()
     print(f"\nAudioLM pipeline: 3 s prompt + {args.seconds:g} s, {args.threads} threads, CPU; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
@@ -122,7 +131,10 @@ def main() -> None:
                               ("realtime_factor", "rtf", ".2f"), ("realtime_factor_per_stream", "rtf/stream", ".2f"),
                               ("realtime_factor_cpu", "rtf (cpu s)", ".2f"),
                               ("first_chunk_seconds", "first chunk s", ".2f")])
+    import soundlm
+
     payload = {"benchmark": "pipeline", "machine": common.machine_info(args.threads),
+               "soundlm": str(Path(soundlm.__file__).parent),
                "load_average": {"before": load_before, "after": load_after},
                "settings": vars(args) | {"out": str(args.out)}, "rows": rows,
                "wall_seconds": round(time.time() - started, 1)}

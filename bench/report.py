@@ -38,7 +38,8 @@ def generate_report(data: dict) -> str:
                       _fmt(r.get("floor_fraction"), ".0%"), str(r.get("runs", len(r.get("seconds", [])))),
                       r.get("error") or ""])
     head = (f"Machine: {_machine(data['machine'])}. Copy bandwidth {data['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s. "
-            f"Prompt {s['prompt']}, {s['new_tokens']} new tokens, {s['sampling']}, fp32; "
+            f"Prompt {s['prompt']}, {s['new_tokens']} new tokens, {s['sampling']}, fp32 "
+            f"(soundlm-int8 / soundlm-bf16 rows: weight-only int8 / bf16); "
             f"median of up to {s['repeats']} rounds after a warm-up.")
     return head + "\n\n" + _table(["workload", "impl", "B", "weights MB", "tokens/s", "frames/s", "x soundlm",
                                    "B1 floor tok/s", "of floor", "runs", "note"], lines)
