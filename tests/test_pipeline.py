@@ -155,6 +155,33 @@ def test_cli_continue_and_generate_with_bundle(pipe, tmp_path):
     assert res.exit_code == 2 and "context must be a fraction" in res.output and not (tmp_path / "bad").exists()
 
 
+def test_cli_stream_writes_the_non_streamed_audio(pipe, tmp_path):
+    """--stream: the same samples as without (PCM16 files, so up to one step of rounding), no part file left."""
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    bundle = pipe.save_bundle(tmp_path / "bundle")
+    prompt = tmp_path / "prompt.wav"
+    sf.write(prompt, _prompt(0.3), SR)
+    runner = CliRunner()
+    for cmd, count in ((["continue", str(prompt), "--num-samples", "2"], 2), (["generate"], 1)):
+        outs = {}
+        for mode in ("--no-stream", "--stream"):
+            outs[mode] = tmp_path / f"{cmd[0]}{mode}"
+            res = runner.invoke(app, [*cmd, "--seconds", "0.4", "--seed", "5", "--out", str(outs[mode]),
+                                      "--model", str(bundle), mode])
+            assert res.exit_code == 0, res.output
+        assert "time to first audio" in res.output
+        names = sorted(p.name for p in outs["--stream"].iterdir())
+        assert names == sorted(p.name for p in outs["--no-stream"].iterdir()) and len(names) == count
+        for name in names:
+            streamed, rate = sf.read(outs["--stream"] / name, dtype="float32")
+            whole, _ = sf.read(outs["--no-stream"] / name, dtype="float32")
+            assert rate == SR and streamed.shape == whole.shape
+            assert np.abs(streamed - whole).max() <= 1 / 32768
+
+
 def test_cli_bad_prompt_is_one_line_error(parts, tmp_path):
     from typer.testing import CliRunner
 
