@@ -169,7 +169,7 @@ def test_cli_stream_writes_the_non_streamed_audio(pipe, tmp_path):
         outs = {}
         for mode in ("--no-stream", "--stream"):
             outs[mode] = tmp_path / f"{cmd[0]}{mode}"
-            res = runner.invoke(app, [*cmd, "--seconds", "0.4", "--seed", "5", "--out", str(outs[mode]),
+            res = runner.invoke(app, [*cmd, "--seconds", "0.3", "--seed", "5", "--out", str(outs[mode]),
                                       "--model", str(bundle), mode])
             assert res.exit_code == 0, res.output
         assert "time to first audio" in res.output

@@ -28,6 +28,12 @@ first chunk comes after one window of each stage instead of after the whole file
 stage draws from its own random generator (seeded from `seed`), so the order in which the
 stages run does not change what they sample: the streamed chunks, concatenated, are the
 non-streamed output (up to float rounding at chunk seams; exact codes).
+
+Batches. The stage loops run rounds of windows over a list of requests (one request for
+`continue_audio`, several for `generate_batch`): each request plans its own windows from its
+own prompt length, and a round's windows share one generation call, left-padded, each
+request's rows drawing from its own stage generators and stopping at their own length. So
+a request in a batch gets the tokens it would get alone.
 """
 
 from __future__ import annotations
