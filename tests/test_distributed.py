@@ -105,6 +105,40 @@ def test_launches_that_would_not_do_what_they_say_are_refused(monkeypatch):
         require_single_process("train semantic")
 
 
+_LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PMI_RANK",
+                "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "ACCELERATE_USE_CPU")
+
+
+@pytest.mark.parametrize("mpi", [
+    # What MPICH's mpirun gives rank 1 of 2 under `accelerate launch --cpu --mpirun_hostfile` (printed from a run).
+    {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"},
+    {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+     "OMPI_COMM_WORLD_LOCAL_SIZE": "2"},
+])
+def test_an_mpi_launch_becomes_torch_variables(monkeypatch, mpi):
+    from soundlm.distributed import adopt_mpi_launch, launched_world_size
+
+    for var in _LAUNCH_VARS:
+        # setenv first, so that the variables adopt_mpi_launch sets are removed again after the test.
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    for var, value in mpi.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    assert launched_world_size() == 2
+    with pytest.raises(ValueError, match="MASTER_ADDR and MASTER_PORT is not set: export MASTER_ADDR"):
+        adopt_mpi_launch()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    check_launch("palm")  # `--cpu --num_processes 2` with a hostfile did start 2 processes: not refused
+    adopt_mpi_launch()
+    assert {v: os.environ[v] for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")} == \
+        {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    with pytest.raises(ValueError, match="train semantic` runs in one process"):
+        require_single_process("train semantic")
+
+
 def test_fsdp1_on_cpu_processes_is_refused(monkeypatch):
     """Accelerate runs FSDP on GPUs only; on CPU processes soundlm shards with FSDP2 itself."""
     from soundlm.train.lm import _shard_on_cpu
