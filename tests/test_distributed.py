@@ -72,6 +72,30 @@ def test_codec_ranks_load_disjoint_rows_of_the_global_batch():
         assert torch.equal(torch.cat([ranks[0][step], ranks[1][step]]), one[step])
 
 
+def test_codec_ranks_read_each_crop_once_per_epoch():
+    """Two ranks' crops over 3 epochs: every crop of every file once per epoch, longer files giving more."""
+    from soundlm.train.codec import AudioItem, CropBatches
+
+    segment = 1000
+    lengths = [700, 1000, 2500, 4000, 3999]  # crops per epoch: 1, 1, 2, 4, 3 (11 in all)
+    items = [AudioItem(id=f"a{i}", path=f"a{i}.wav", num_samples=n, split="train", holdout_key=f"a{i}")
+             for i, n in enumerate(lengths)]
+    ranks = [CropBatches(items, {}, 16000, segment, batch_size=2, seed=5, world=2, rank=r) for r in range(2)]
+    per_epoch = ranks[0].crops_per_epoch
+    assert per_epoch == 11
+    steps = 3 * per_epoch // 4 + 1  # enough global batches of 4 for three whole epochs
+    read = [crop for step in range(1, steps + 1) for rank in ranks for crop in rank.rank_crops(step)]
+    for epoch in range(3):
+        crops = read[epoch * per_epoch: (epoch + 1) * per_epoch]
+        files = Counter(i for i, _ in crops)
+        assert files == {0: 1, 1: 1, 2: 2, 3: 4, 4: 3}, epoch
+        for i, n in enumerate(lengths):
+            # A file's crops lie side by side inside it, none read twice in the epoch.
+            starts = sorted(offset for j, offset in crops if j == i)
+            assert all(b - a == segment for a, b in zip(starts, starts[1:])), (epoch, i, starts)
+            assert starts[0] >= 0 and starts[-1] + min(segment, n) <= n
+
+
 def test_processes_without_a_launcher():
     procs = Processes()
     assert procs.is_main and procs.world == 1 and procs.gather("x") == ["x"]
