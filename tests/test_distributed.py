@@ -24,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from multiproc import launch, launch_command, probe_env, probe_lines, reads, run_alone, writes
+from multiproc import launch, launch_command, mpi_missing, probe_env, probe_lines, reads, run_alone, writes
 from soundlm.distributed import Processes, check_launch, require_single_process
 from soundlm.palm.loop import rank_batch
 from soundlm.store import TokenRecord
@@ -269,6 +269,25 @@ def test_lm_fsdp2_resumed_equals_ddp(lm_runs):
     _one_writer(root / "probe-fsdp", run)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_missing()))
+def test_lm_accelerate_cpu_launch_through_mpirun_equals_torchrun(lm_runs):
+    """`accelerate launch --cpu --num_processes 2 --mpirun_hostfile FILE`: MPICH starts the 2 processes, soundlm
+    takes their ranks from PMI_RANK/PMI_SIZE; the run is the torchrun-launched one, with one writer."""
+    root = lm_runs["root"]
+    hostfile = root / "hosts"
+    hostfile.write_text("localhost:2\n")
+    run = root / "mpi"
+    done = launch(["train", "lm", str(lm_runs["store"]), "--out", str(run), "--batch-size", "2", *LM_ARGS],
+                  root / "probe-mpi", run, mpi_hostfile=hostfile)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.stdout.count("trained semantic stage to step 16") == 1
+    # The same processes, data and gloo collectives as the torchrun launch: the same numbers, bit for bit.
+    assert _lm_losses(run) == _lm_losses(lm_runs["two"])
+    _same_weights(run / "final", lm_runs["two"] / "final")
+    _one_writer(root / "probe-mpi", run)
+
+
 def _kill_launcher_after_first_checkpoint(args: list[str], run: Path, probe: Path, timeout: float = 240) -> None:
     """Start a launch, SIGKILL the launcher (only) once a checkpoint exists; its workers must die with it."""
     import psutil
@@ -397,31 +416,61 @@ def test_a_failing_codec_worker_ends_the_launch(codec_runs):
     _failing_worker_ends_the_launch(_codec_launch_args(codec_runs["audio"]), codec_runs["root"])
 
 
-@pytest.mark.slow
-def test_palm_two_processes_match_one_process_and_one_writes(tmp_path):
-    from soundlm.palm.model import load_palm
+PALM_ARGS = ["--tasks", "asr,tts", "--steps", "10", "--lr", "1e-3", "--warmup", "2", "--ckpt-every", "5",
+             "--no-progress"]
+
+
+def _palm_launch_args(store: Path, text_lm: Path):
+    return lambda run: ["train", "palm", "--store", str(store), "--init", str(text_lm), "--out", str(run),
+                        "--batch-size", "2", *PALM_ARGS]
+
+
+@pytest.fixture(scope="module")
+def palm_runs(tmp_path_factory):
+    """One process at batch 4 (in this process) and two launched processes at batch 2."""
     from soundlm.palm.train import PalmTrainConfig, train_palm
     from test_palm import make_store, tiny_text_lm
 
-    store, text_lm = make_store(tmp_path / "store"), tiny_text_lm(tmp_path / "textlm")
-    common = dict(store=str(store), init=str(text_lm), tasks=("asr", "tts"), steps=10, lr=1e-3, warmup=2,
-                  ckpt_every=5, progress=False)
-    one = train_palm(PalmTrainConfig(out=str(tmp_path / "one"), batch_size=4, **common))
-    two = tmp_path / "two"
-    done = launch(["train", "palm", "--store", str(store), "--init", str(text_lm), "--out", str(two), "--tasks",
-                   "asr,tts", "--steps", "10", "--batch-size", "2", "--lr", "1e-3", "--warmup", "2", "--ckpt-every",
-                   "5", "--no-progress"], tmp_path / "probe", two)
+    root = tmp_path_factory.mktemp("palm")
+    store, text_lm = make_store(root / "store"), tiny_text_lm(root / "textlm")
+    one = train_palm(PalmTrainConfig(store=str(store), init=str(text_lm), out=str(root / "one"), tasks=("asr", "tts"),
+                                     steps=10, batch_size=4, lr=1e-3, warmup=2, ckpt_every=5, progress=False))
+    two = root / "two"
+    done = launch(_palm_launch_args(store, text_lm)(two), root / "probe", two)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert done.stdout.count("trained on 16 examples") == 1
+    return {"root": root, "store": store, "text_lm": text_lm, "one": root / "one", "one_result": one, "two": two,
+            "probe": root / "probe", "output": done.stdout}
+
+
+@pytest.mark.slow
+def test_palm_two_processes_match_one_process_and_one_writes(palm_runs):
+    from soundlm.palm.model import load_palm
+
+    two = palm_runs["two"]
+    assert palm_runs["output"].count("trained on 16 examples") == 1
     logged = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
-    assert logged[-1]["step"] == 10 and logged[-1]["loss"] == pytest.approx(one.last_loss, rel=1e-5)
-    a, b = load_palm(tmp_path / "one").model.state_dict(), load_palm(two).model.state_dict()
+    assert logged[-1]["step"] == 10 and logged[-1]["loss"] == pytest.approx(palm_runs["one_result"].last_loss, rel=1e-5)
+    a, b = load_palm(palm_runs["one"]).model.state_dict(), load_palm(two).model.state_dict()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
-    _one_writer(tmp_path / "probe", two)
+    _one_writer(palm_runs["probe"], two)
     # 16 examples, a global batch of 4: every 4 steps are one epoch, each example read once.
-    lines = probe_lines(tmp_path / "probe")
+    lines = probe_lines(palm_runs["probe"])
     rows = {(r["step"], rank): r["examples"] for rank in lines for r in reads(lines[rank], "palm")}
     for epoch in range(2):
         read = [i for step in range(4 * epoch, 4 * epoch + 4) for rank in (0, 1) for i in rows[step, rank]]
         assert sorted(read) == list(range(16)), epoch
+
+
+@pytest.mark.slow
+def test_palm_sigkill_of_the_launcher_then_rerun_equals_uninterrupted(palm_runs):
+    """Killed after the step-5 checkpoint: the rerun ends with the same weights, and its step-10 line
+    averages steps 1-10 as the uninterrupted run's does (the loss window is in the checkpoint)."""
+    run = _killed_then_rerun(_palm_launch_args(palm_runs["store"], palm_runs["text_lm"]), palm_runs["root"],
+                             palm_runs["two"])
+    assert (run / "metrics.jsonl").read_text() == (palm_runs["two"] / "metrics.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_a_failing_palm_worker_ends_the_launch(palm_runs):
+    _failing_worker_ends_the_launch(_palm_launch_args(palm_runs["store"], palm_runs["text_lm"]), palm_runs["root"])
