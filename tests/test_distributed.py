@@ -286,6 +286,8 @@ def test_lm_accelerate_cpu_launch_through_mpirun_equals_torchrun(lm_runs):
     assert _lm_losses(run) == _lm_losses(lm_runs["two"])
     _same_weights(run / "final", lm_runs["two"] / "final")
     _one_writer(root / "probe-mpi", run)
+    # A worker that raises ends the MPI launch too (mpirun stops the job when a process fails).
+    _failing_worker_ends_the_launch(_lm_launch_args(lm_runs["store"]), root, mpi_hostfile=hostfile)
 
 
 def _kill_launcher_after_first_checkpoint(args: list[str], run: Path, probe: Path, timeout: float = 240) -> None:
@@ -318,11 +320,12 @@ def _killed_then_rerun(args, root: Path, uninterrupted: Path) -> Path:
     return run
 
 
-def _failing_worker_ends_the_launch(args, root: Path) -> None:
+def _failing_worker_ends_the_launch(args, root: Path, mpi_hostfile: Path | None = None) -> None:
     """(d): rank 1 raises at its third optimizer step; the launch exits non-zero, well within the timeout."""
-    run = root / "failing"
+    run = root / ("failing" if mpi_hostfile is None else "failing-mpi")
     start = time.time()
-    done = launch(args(run), root / "probe-fail", run, timeout=240, PROBE_FAIL_RANK="1", PROBE_FAIL_STEP="3")
+    done = launch(args(run), root / "probe-fail", run, timeout=240, mpi_hostfile=mpi_hostfile, PROBE_FAIL_RANK="1",
+                  PROBE_FAIL_STEP="3")
     assert done.returncode != 0 and "probe: rank 1 fails at optimizer step 3" in done.stdout
     assert time.time() - start < 240 and not (run / "final").exists()
 
