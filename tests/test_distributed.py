@@ -151,7 +151,7 @@ def test_an_mpi_launch_becomes_torch_variables(monkeypatch, mpi):
         monkeypatch.setenv(var, value)
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     assert launched_world_size() == 2
-    with pytest.raises(ValueError, match="MASTER_ADDR and MASTER_PORT is not set: export MASTER_ADDR"):
+    with pytest.raises(ValueError, match="MASTER_ADDR and MASTER_PORT are not set: export MASTER_ADDR"):
         adopt_mpi_launch()
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29500")

@@ -99,7 +99,7 @@ def adopt_mpi_launch() -> None:
     missing = [var for var in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(var)]
     if missing:
         raise ValueError(f"an MPI launcher started {place['WORLD_SIZE']} processes but {' and '.join(missing)} "
-                         "is not set: export MASTER_ADDR=<rank 0's host> MASTER_PORT=29500 for mpirun, or start "
+                         f"{'is' if len(missing) == 1 else 'are'} not set: export MASTER_ADDR=<rank 0's host> MASTER_PORT=29500 for mpirun, or start "
                          "it through `accelerate launch --cpu --num_processes N --mpirun_hostfile FILE`, which sets "
                          "them")
     os.environ.update(place)
