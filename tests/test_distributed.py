@@ -386,14 +386,17 @@ def test_codec_two_processes_match_one_process_and_one_writes(codec_runs):
     one, two = _codec_train_lines(codec_runs["one"]), _codec_train_lines(codec_runs["two"])
     assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, 9))
     for a, b in zip(one, two):
-        # Sums in another order: measured within 4e-5 for loss, mel and l1 and 1.5e-4 for the small
-        # commitment loss over 8 steps.
-        # The feature-matching term is normalised by each process's batch, like spectral convergence:
-        # its mean over processes is not the one-process value (measured 6e-3 apart), so it is not compared.
-        for key, rel in (("loss", 1e-4), ("mel", 1e-4), ("l1", 1e-4), ("commit", 2e-3), ("adv", 2e-3),
+        # Sums in another order: the first two steps agree to float rounding (measured 1e-7). From the
+        # third, the discriminator's feature-matching term (normalised by each process's batch, like
+        # spectral convergence) enters the gradient and Adam carries the differences on: measured at most
+        # 7.7e-4 for loss, mel and l1, 3.5e-2 for the small commitment loss, 7e-5 for adv and disc by
+        # step 8. The feature-matching value itself is not compared (its mean over processes is not the
+        # one-process value: measured 9e-3 apart).
+        close = a["step"] <= 2
+        for key, rel in (("loss", 2e-3), ("mel", 2e-3), ("l1", 2e-3), ("commit", 6e-2), ("adv", 2e-3),
                          ("disc", 2e-3)):
             if key in a:
-                assert b[key] == pytest.approx(a[key], rel=rel, abs=1e-6), (a["step"], key)
+                assert b[key] == pytest.approx(a[key], rel=1e-5 if close else rel, abs=1e-6), (a["step"], key)
         assert ("adv" in a) == ("adv" in b) == (a["step"] > 2)
     _one_writer(codec_runs["probe"], codec_runs["two"])
     assert (codec_runs["two"] / "samples").is_dir() and (codec_runs["two"] / "errors.jsonl").exists()
