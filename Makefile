@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac festival festvox-kdlpc16k
 # The browser test of `soundlm serve` (headless Chromium driven by Selenium); skipped where it cannot install.
 BROWSER_PACKAGES := chromium chromium-driver
+# MPI for `accelerate launch --cpu --num_processes N --mpirun_hostfile FILE` (several CPU processes through mpirun);
+# its test is skipped where it cannot install.
+MPI_PACKAGES := mpich
 
 .PHONY: demo test test-slow system venv bench clean serve
 
@@ -17,6 +20,11 @@ system:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES)) \
 			|| echo "chromium did not install: the browser test of soundlm serve will be skipped"; \
+	fi
+	@if command -v apt-get >/dev/null 2>&1 && ! (command -v mpirun >/dev/null || command -v mpiexec >/dev/null); then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(MPI_PACKAGES)) \
+			|| echo "mpich did not install: the test of accelerate launch --cpu through mpirun will be skipped"; \
 	fi
 
 $(BIN)/soundlm: pyproject.toml

@@ -4,6 +4,8 @@
 preset, synthetic harmonic audio, no discriminator), each run
 - as one process with `--batch-size 2B`, with one and with two torch threads, and
 - as `accelerate launch --multi_gpu --num_processes 2` with `--batch-size B`, one thread each,
+- as `accelerate launch --cpu --num_processes 2 --mpirun_hostfile FILE` (the processes started
+  by MPICH's mpirun; skipped without mpirun), the same,
 and the table gives wall time (process start to exit, launcher included), the final
 training loss and the largest relative difference between the one-process (one thread)
 and the two-process logged losses (the codec's spectral-convergence term is normalised
@@ -27,6 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -95,6 +98,14 @@ def main() -> None:
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
               "29617", "-m", "soundlm"]
     alone = [sys.executable, "-m", "soundlm"]
+    hostfile = tmp / "hosts"
+    hostfile.write_text("localhost:2\n")
+    mpi = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mpirun_hostfile", str(hostfile), "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", "29618", "-m", "soundlm"]
+    have_mpi = shutil.which("mpirun") is not None or shutil.which("mpiexec") is not None
+    if not have_mpi:
+        print("mpirun not found: the accelerate --cpu (mpirun) runs are skipped")
     jobs = {
         "train lm (semantic, tiny)": (["train", "lm", str(store), "--stage", "semantic", "--preset", "tiny",
                                        "--window-seconds", "2", "--steps", str(args.steps), "--log-every", "1",
@@ -110,27 +121,39 @@ def main() -> None:
         runs = {}
         for label, prefix, batch, threads in (("1x1", alone, 2 * args.batch_size, 1),
                                               ("1x2", alone, 2 * args.batch_size, 2),
-                                              ("2x1", launch, args.batch_size, 1)):
-            out = tmp / f"{name.split()[1]}-{label}"
+                                              ("2x1", launch, args.batch_size, 1),
+                                              *((("2x1 mpirun", mpi, args.batch_size, 1),) if have_mpi else ())):
+            out = tmp / f"{name.split()[1]}-{label.replace(' ', '-')}"
             wall = _run([*prefix, *cmd, "--out", str(out), "--batch-size", str(batch)], threads)
             runs[label] = (wall, _losses(out, key, kind))
             print(f"  {name}, processes x threads {label}: {wall:.0f} s", flush=True)
         l1, l2 = runs["1x1"][1], runs["2x1"][1]
         last = max(l1)
-        rows.append({"job": name, "steps": args.steps, "global_batch": 2 * args.batch_size,
-                     "wall_s_1proc_1thread": runs["1x1"][0], "wall_s_1proc_2threads": runs["1x2"][0],
-                     "wall_s_2proc": runs["2x1"][0], "final_loss_1proc": l1[last], "final_loss_2proc": l2[last],
-                     "max_rel_loss_diff": max(abs(l1[s] - l2[s]) / abs(l1[s]) for s in l1)})
+        row = {"job": name, "steps": args.steps, "global_batch": 2 * args.batch_size,
+               "wall_s_1proc_1thread": runs["1x1"][0], "wall_s_1proc_2threads": runs["1x2"][0],
+               "wall_s_2proc": runs["2x1"][0], "final_loss_1proc": l1[last], "final_loss_2proc": l2[last],
+               "max_rel_loss_diff": max(abs(l1[s] - l2[s]) / abs(l1[s]) for s in l1)}
+        if have_mpi:
+            lm = runs["2x1 mpirun"][1]
+            row.update({"wall_s_2proc_mpirun": runs["2x1 mpirun"][0], "final_loss_2proc_mpirun": lm[last],
+                        # against the torchrun-launched 2 processes: the same ranks, data and collectives
+                        "max_abs_loss_diff_mpirun_vs_torchrun": max(abs(lm[s] - l2[s]) for s in l2)})
+        rows.append(row)
     print()
     common.print_table(rows, [("job", "job", "s"), ("steps", "steps", "d"), ("global_batch", "global batch", "d"),
                               ("wall_s_1proc_1thread", "1 proc x 1 thread s", ".0f"),
                               ("wall_s_1proc_2threads", "1 proc x 2 threads s", ".0f"),
                               ("wall_s_2proc", "2 procs x 1 thread s", ".0f"),
                               ("final_loss_1proc", "loss 1 proc", ".4f"), ("final_loss_2proc", "loss 2 procs", ".4f"),
-                              ("max_rel_loss_diff", "max rel diff", ".1e")])
+                              ("max_rel_loss_diff", "max rel diff", ".1e"),
+                              *([("wall_s_2proc_mpirun", "2 procs mpirun s", ".0f"),
+                                 ("max_abs_loss_diff_mpirun_vs_torchrun", "mpirun - torchrun", ".1e")]
+                                if have_mpi else [])])
     payload = {"benchmark": "distributed", "machine": common.machine_info(2),
                "settings": {"steps": args.steps, "batch_per_process": args.batch_size,
                             "launch": "accelerate launch --multi_gpu --num_processes 2 (gloo on CPU)",
+                            "launch_mpirun": "accelerate launch --cpu --num_processes 2 --mpirun_hostfile FILE "
+                                             "(MPICH, gloo on CPU)" if have_mpi else None,
                             "threads": {"1 process": [1, 2], "each of 2 processes": 1}},
                "results": rows, "wall_seconds": time.time() - started}
     path = common.write_results("distributed", payload, args.out)

@@ -22,7 +22,8 @@ import os
 import sys
 from pathlib import Path
 
-RANK = int(os.environ.get("RANK", "0"))
+# torchrun's RANK, or MPICH's / Open MPI's under mpirun (`accelerate launch --cpu --mpirun_hostfile`).
+RANK = int(os.environ.get("RANK") or os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK") or 0)
 _log = None
 
 

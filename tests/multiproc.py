@@ -1,10 +1,12 @@
 """Launch `soundlm` as several processes for the multi-process tests (torch's elastic launcher
-through `accelerate launch`, gloo on the CPU) and read what `launch_probe.py` recorded."""
+through `accelerate launch`, or mpirun through `accelerate launch --cpu --mpirun_hostfile`;
+gloo on the CPU) and read what `launch_probe.py` recorded."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,11 +21,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_command(args: list[str], processes: int = 2, fsdp_version: int | None = None) -> list[str]:
-    """`accelerate launch` of the probe with `args` (a soundlm command line) on `processes` CPU processes."""
+def mpi_missing() -> str | None:
+    """Why the MPI launch cannot run here (None: it can)."""
+    if shutil.which("mpirun") is None and shutil.which("mpiexec") is None:
+        return "mpirun not found: install MPICH or Open MPI (`make system` installs Debian's mpich)"
+    return None
+
+
+def launch_command(args: list[str], processes: int = 2, fsdp_version: int | None = None,
+                   mpi_hostfile: Path | None = None) -> list[str]:
+    """`accelerate launch` of the probe with `args` (a soundlm command line) on `processes` CPU processes.
+
+    With `mpi_hostfile`: `accelerate launch --cpu --mpirun_hostfile FILE`, which starts them through mpirun.
+    """
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--num_machines",
            "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
-    if fsdp_version is None:
+    if mpi_hostfile is not None:
+        cmd += ["--cpu", "--mpirun_hostfile", str(mpi_hostfile)]
+    elif fsdp_version is None:
         cmd += ["--multi_gpu"]
     else:
         cmd += ["--use_fsdp", "--fsdp_version", str(fsdp_version), "--fsdp_state_dict_type", "FULL_STATE_DICT",
@@ -39,9 +54,10 @@ def probe_env(probe_dir: Path, watch: Path, **extra: str) -> dict[str, str]:
 
 
 def launch(args: list[str], probe_dir: Path, watch: Path, processes: int = 2, fsdp_version: int | None = None,
-           timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+           timeout: float = 300, mpi_hostfile: Path | None = None, **extra: str) -> subprocess.CompletedProcess:
     """Run a launch to its end; its output is in the result's `stdout` (stderr merged)."""
-    return subprocess.run(launch_command(args, processes, fsdp_version), env=probe_env(probe_dir, watch, **extra),
+    return subprocess.run(launch_command(args, processes, fsdp_version, mpi_hostfile),
+                          env=probe_env(probe_dir, watch, **extra),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from multiproc import launch, launch_command, probe_env, probe_lines, reads, run_alone, writes
+from multiproc import launch, launch_command, mpi_missing, probe_env, probe_lines, reads, run_alone, writes
 from soundlm.distributed import Processes, check_launch, require_single_process
 from soundlm.palm.loop import rank_batch
 from soundlm.store import TokenRecord
@@ -72,6 +72,30 @@ def test_codec_ranks_load_disjoint_rows_of_the_global_batch():
         assert torch.equal(torch.cat([ranks[0][step], ranks[1][step]]), one[step])
 
 
+def test_codec_ranks_read_each_crop_once_per_epoch():
+    """Two ranks' crops over 3 epochs: every crop of every file once per epoch, longer files giving more."""
+    from soundlm.train.codec import AudioItem, CropBatches
+
+    segment = 1000
+    lengths = [700, 1000, 2500, 4000, 3999]  # crops per epoch: 1, 1, 2, 4, 3 (11 in all)
+    items = [AudioItem(id=f"a{i}", path=f"a{i}.wav", num_samples=n, split="train", holdout_key=f"a{i}")
+             for i, n in enumerate(lengths)]
+    ranks = [CropBatches(items, {}, 16000, segment, batch_size=2, seed=5, world=2, rank=r) for r in range(2)]
+    per_epoch = ranks[0].crops_per_epoch
+    assert per_epoch == 11
+    steps = 3 * per_epoch // 4 + 1  # enough global batches of 4 for three whole epochs
+    read = [crop for step in range(1, steps + 1) for rank in ranks for crop in rank.rank_crops(step)]
+    for epoch in range(3):
+        crops = read[epoch * per_epoch: (epoch + 1) * per_epoch]
+        files = Counter(i for i, _ in crops)
+        assert files == {0: 1, 1: 1, 2: 2, 3: 4, 4: 3}, epoch
+        for i, n in enumerate(lengths):
+            # A file's crops lie side by side inside it, none read twice in the epoch.
+            starts = sorted(offset for j, offset in crops if j == i)
+            assert all(b - a == segment for a, b in zip(starts, starts[1:])), (epoch, i, starts)
+            assert starts[0] >= 0 and starts[-1] + min(segment, n) <= n
+
+
 def test_processes_without_a_launcher():
     procs = Processes()
     assert procs.is_main and procs.world == 1 and procs.gather("x") == ["x"]
@@ -101,6 +125,40 @@ def test_launches_that_would_not_do_what_they_say_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="trains in float32.*--mixed_precision no"):
         check_launch("palm")
     monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="train semantic` runs in one process"):
+        require_single_process("train semantic")
+
+
+_LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "PMI_RANK",
+                "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "ACCELERATE_USE_CPU")
+
+
+@pytest.mark.parametrize("mpi", [
+    # What MPICH's mpirun gives rank 1 of 2 under `accelerate launch --cpu --mpirun_hostfile` (printed from a run).
+    {"PMI_RANK": "1", "PMI_SIZE": "2", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"},
+    {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+     "OMPI_COMM_WORLD_LOCAL_SIZE": "2"},
+])
+def test_an_mpi_launch_becomes_torch_variables(monkeypatch, mpi):
+    from soundlm.distributed import adopt_mpi_launch, launched_world_size
+
+    for var in _LAUNCH_VARS:
+        # setenv first, so that the variables adopt_mpi_launch sets are removed again after the test.
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    for var, value in mpi.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    assert launched_world_size() == 2
+    with pytest.raises(ValueError, match="MASTER_ADDR and MASTER_PORT are not set: export MASTER_ADDR"):
+        adopt_mpi_launch()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    check_launch("palm")  # `--cpu --num_processes 2` with a hostfile did start 2 processes: not refused
+    adopt_mpi_launch()
+    assert {v: os.environ[v] for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")} == \
+        {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
     with pytest.raises(ValueError, match="train semantic` runs in one process"):
         require_single_process("train semantic")
 
@@ -211,6 +269,27 @@ def test_lm_fsdp2_resumed_equals_ddp(lm_runs):
     _one_writer(root / "probe-fsdp", run)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_missing()))
+def test_lm_accelerate_cpu_launch_through_mpirun_equals_torchrun(lm_runs):
+    """`accelerate launch --cpu --num_processes 2 --mpirun_hostfile FILE`: MPICH starts the 2 processes, soundlm
+    takes their ranks from PMI_RANK/PMI_SIZE; the run is the torchrun-launched one, with one writer."""
+    root = lm_runs["root"]
+    hostfile = root / "hosts"
+    hostfile.write_text("localhost:2\n")
+    run = root / "mpi"
+    done = launch(["train", "lm", str(lm_runs["store"]), "--out", str(run), "--batch-size", "2", *LM_ARGS],
+                  root / "probe-mpi", run, mpi_hostfile=hostfile)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.stdout.count("trained semantic stage to step 16") == 1
+    # The same processes, data and gloo collectives as the torchrun launch: the same numbers, bit for bit.
+    assert _lm_losses(run) == _lm_losses(lm_runs["two"])
+    _same_weights(run / "final", lm_runs["two"] / "final")
+    _one_writer(root / "probe-mpi", run)
+    # A worker that raises ends the MPI launch too (mpirun stops the job when a process fails).
+    _failing_worker_ends_the_launch(_lm_launch_args(lm_runs["store"]), root, mpi_hostfile=hostfile)
+
+
 def _kill_launcher_after_first_checkpoint(args: list[str], run: Path, probe: Path, timeout: float = 240) -> None:
     """Start a launch, SIGKILL the launcher (only) once a checkpoint exists; its workers must die with it."""
     import psutil
@@ -241,11 +320,12 @@ def _killed_then_rerun(args, root: Path, uninterrupted: Path) -> Path:
     return run
 
 
-def _failing_worker_ends_the_launch(args, root: Path) -> None:
+def _failing_worker_ends_the_launch(args, root: Path, mpi_hostfile: Path | None = None) -> None:
     """(d): rank 1 raises at its third optimizer step; the launch exits non-zero, well within the timeout."""
-    run = root / "failing"
+    run = root / ("failing" if mpi_hostfile is None else "failing-mpi")
     start = time.time()
-    done = launch(args(run), root / "probe-fail", run, timeout=240, PROBE_FAIL_RANK="1", PROBE_FAIL_STEP="3")
+    done = launch(args(run), root / "probe-fail", run, timeout=240, mpi_hostfile=mpi_hostfile, PROBE_FAIL_RANK="1",
+                  PROBE_FAIL_STEP="3")
     assert done.returncode != 0 and "probe: rank 1 fails at optimizer step 3" in done.stdout
     assert time.time() - start < 240 and not (run / "final").exists()
 
@@ -306,14 +386,17 @@ def test_codec_two_processes_match_one_process_and_one_writes(codec_runs):
     one, two = _codec_train_lines(codec_runs["one"]), _codec_train_lines(codec_runs["two"])
     assert [m["step"] for m in one] == [m["step"] for m in two] == list(range(1, 9))
     for a, b in zip(one, two):
-        # Sums in another order: measured within 4e-5 for loss, mel and l1 and 1.5e-4 for the small
-        # commitment loss over 8 steps.
-        # The feature-matching term is normalised by each process's batch, like spectral convergence:
-        # its mean over processes is not the one-process value (measured 6e-3 apart), so it is not compared.
-        for key, rel in (("loss", 1e-4), ("mel", 1e-4), ("l1", 1e-4), ("commit", 2e-3), ("adv", 2e-3),
+        # Sums in another order: the first two steps agree to float rounding (measured 1e-7). From the
+        # third, the discriminator's feature-matching term (normalised by each process's batch, like
+        # spectral convergence) enters the gradient and Adam carries the differences on: measured at most
+        # 7.7e-4 for loss, mel and l1, 3.5e-2 for the small commitment loss, 7e-5 for adv and disc by
+        # step 8. The feature-matching value itself is not compared (its mean over processes is not the
+        # one-process value: measured 9e-3 apart).
+        close = a["step"] <= 2
+        for key, rel in (("loss", 2e-3), ("mel", 2e-3), ("l1", 2e-3), ("commit", 6e-2), ("adv", 2e-3),
                          ("disc", 2e-3)):
             if key in a:
-                assert b[key] == pytest.approx(a[key], rel=rel, abs=1e-6), (a["step"], key)
+                assert b[key] == pytest.approx(a[key], rel=1e-5 if close else rel, abs=1e-6), (a["step"], key)
         assert ("adv" in a) == ("adv" in b) == (a["step"] > 2)
     _one_writer(codec_runs["probe"], codec_runs["two"])
     assert (codec_runs["two"] / "samples").is_dir() and (codec_runs["two"] / "errors.jsonl").exists()
@@ -339,31 +422,61 @@ def test_a_failing_codec_worker_ends_the_launch(codec_runs):
     _failing_worker_ends_the_launch(_codec_launch_args(codec_runs["audio"]), codec_runs["root"])
 
 
-@pytest.mark.slow
-def test_palm_two_processes_match_one_process_and_one_writes(tmp_path):
-    from soundlm.palm.model import load_palm
+PALM_ARGS = ["--tasks", "asr,tts", "--steps", "10", "--lr", "1e-3", "--warmup", "2", "--ckpt-every", "5",
+             "--no-progress"]
+
+
+def _palm_launch_args(store: Path, text_lm: Path):
+    return lambda run: ["train", "palm", "--store", str(store), "--init", str(text_lm), "--out", str(run),
+                        "--batch-size", "2", *PALM_ARGS]
+
+
+@pytest.fixture(scope="module")
+def palm_runs(tmp_path_factory):
+    """One process at batch 4 (in this process) and two launched processes at batch 2."""
     from soundlm.palm.train import PalmTrainConfig, train_palm
     from test_palm import make_store, tiny_text_lm
 
-    store, text_lm = make_store(tmp_path / "store"), tiny_text_lm(tmp_path / "textlm")
-    common = dict(store=str(store), init=str(text_lm), tasks=("asr", "tts"), steps=10, lr=1e-3, warmup=2,
-                  ckpt_every=5, progress=False)
-    one = train_palm(PalmTrainConfig(out=str(tmp_path / "one"), batch_size=4, **common))
-    two = tmp_path / "two"
-    done = launch(["train", "palm", "--store", str(store), "--init", str(text_lm), "--out", str(two), "--tasks",
-                   "asr,tts", "--steps", "10", "--batch-size", "2", "--lr", "1e-3", "--warmup", "2", "--ckpt-every",
-                   "5", "--no-progress"], tmp_path / "probe", two)
+    root = tmp_path_factory.mktemp("palm")
+    store, text_lm = make_store(root / "store"), tiny_text_lm(root / "textlm")
+    one = train_palm(PalmTrainConfig(store=str(store), init=str(text_lm), out=str(root / "one"), tasks=("asr", "tts"),
+                                     steps=10, batch_size=4, lr=1e-3, warmup=2, ckpt_every=5, progress=False))
+    two = root / "two"
+    done = launch(_palm_launch_args(store, text_lm)(two), root / "probe", two)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert done.stdout.count("trained on 16 examples") == 1
+    return {"root": root, "store": store, "text_lm": text_lm, "one": root / "one", "one_result": one, "two": two,
+            "probe": root / "probe", "output": done.stdout}
+
+
+@pytest.mark.slow
+def test_palm_two_processes_match_one_process_and_one_writes(palm_runs):
+    from soundlm.palm.model import load_palm
+
+    two = palm_runs["two"]
+    assert palm_runs["output"].count("trained on 16 examples") == 1
     logged = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
-    assert logged[-1]["step"] == 10 and logged[-1]["loss"] == pytest.approx(one.last_loss, rel=1e-5)
-    a, b = load_palm(tmp_path / "one").model.state_dict(), load_palm(two).model.state_dict()
+    assert logged[-1]["step"] == 10 and logged[-1]["loss"] == pytest.approx(palm_runs["one_result"].last_loss, rel=1e-5)
+    a, b = load_palm(palm_runs["one"]).model.state_dict(), load_palm(two).model.state_dict()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
-    _one_writer(tmp_path / "probe", two)
+    _one_writer(palm_runs["probe"], two)
     # 16 examples, a global batch of 4: every 4 steps are one epoch, each example read once.
-    lines = probe_lines(tmp_path / "probe")
+    lines = probe_lines(palm_runs["probe"])
     rows = {(r["step"], rank): r["examples"] for rank in lines for r in reads(lines[rank], "palm")}
     for epoch in range(2):
         read = [i for step in range(4 * epoch, 4 * epoch + 4) for rank in (0, 1) for i in rows[step, rank]]
         assert sorted(read) == list(range(16)), epoch
+
+
+@pytest.mark.slow
+def test_palm_sigkill_of_the_launcher_then_rerun_equals_uninterrupted(palm_runs):
+    """Killed after the step-5 checkpoint: the rerun ends with the same weights, and its step-10 line
+    averages steps 1-10 as the uninterrupted run's does (the loss window is in the checkpoint)."""
+    run = _killed_then_rerun(_palm_launch_args(palm_runs["store"], palm_runs["text_lm"]), palm_runs["root"],
+                             palm_runs["two"])
+    assert (run / "metrics.jsonl").read_text() == (palm_runs["two"] / "metrics.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_a_failing_palm_worker_ends_the_launch(palm_runs):
+    _failing_worker_ends_the_launch(_palm_launch_args(palm_runs["store"], palm_runs["text_lm"]), palm_runs["root"])

@@ -42,7 +42,7 @@ def test_resume_matches_uninterrupted_run(setup, tmp_path):
     store, text_lm = setup
     common = dict(store=str(store), init=str(text_lm), tasks=("asr", "tts"), batch_size=4, lr=1e-3, warmup=2,
                   ckpt_every=5, progress=False)
-    train_palm(PalmTrainConfig(out=str(tmp_path / "a"), steps=10, **common))
+    straight = train_palm(PalmTrainConfig(out=str(tmp_path / "a"), steps=10, **common))
     # Simulate a crash after step 5: the copy keeps only the step-5 checkpoint.
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     ckpts = tmp_path / "b" / "checkpoints"
@@ -54,6 +54,9 @@ def test_resume_matches_uninterrupted_run(setup, tmp_path):
     a, b = load_palm(tmp_path / "a").model.state_dict(), load_palm(tmp_path / "b").model.state_dict()
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
+    # The step-10 line is the mean loss of steps 1..10 in both: the resumed run's window kept steps 1..5.
+    assert (tmp_path / "b" / "metrics.jsonl").read_text() == (tmp_path / "a" / "metrics.jsonl").read_text()
+    assert result.last_loss == straight.last_loss
     with pytest.raises(ValueError, match="other settings"):
         train_palm(PalmTrainConfig(out=str(tmp_path / "b"), steps=10, **{**common, "tasks": ("asr",)}))
 

@@ -3,7 +3,11 @@ the few collectives the trainers share.
 
 A launcher starts one process per device and sets RANK, WORLD_SIZE, LOCAL_RANK and
 MASTER_ADDR/PORT: `torchrun`, `accelerate launch --multi_gpu` (or `--use_fsdp`), or a
-cluster script around either. Every `soundlm train` command then follows the same rules:
+cluster script around either. An MPI launcher (`mpirun`, which `accelerate launch --cpu
+--mpirun_hostfile FILE` runs) says the same in its own variables (MPICH's PMI_RANK/PMI_SIZE,
+Open MPI's OMPI_COMM_WORLD_*); `adopt_mpi_launch` copies them to the torch names, and
+MASTER_ADDR/PORT must be set (Accelerate sets them). Every `soundlm train` command then
+follows the same rules:
 
 - one writer: rank 0 writes checkpoints, metrics, logs and the final export; the others
   wait at a barrier, so a checkpoint is complete before any process trains on;
@@ -56,9 +60,49 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# Where MPI launchers put a process's rank, the number of processes, and its rank and their number
+# on its machine: MPICH's Hydra (Debian's `mpich`, Intel MPI), then Open MPI.
+_MPI_VARS = (("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+             ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+              "OMPI_COMM_WORLD_LOCAL_SIZE"))
+
+
+def _mpi_place() -> dict[str, str] | None:
+    """RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE from an MPI launcher's variables (None: none set)."""
+    env = os.environ
+    for rank, size, local_rank, local_size in _MPI_VARS:
+        if size in env:
+            return {"RANK": env.get(rank, "0"), "WORLD_SIZE": env[size],
+                    "LOCAL_RANK": env.get(local_rank, env.get(rank, "0")),
+                    "LOCAL_WORLD_SIZE": env.get(local_size, env[size])}
+    return None
+
+
 def launched_world_size() -> int:
-    """Processes the launcher started (WORLD_SIZE; 1 without a launcher)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    """Processes the launcher started (WORLD_SIZE, or an MPI launcher's size; 1 without a launcher)."""
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"] or 1)
+    place = _mpi_place()
+    return int(place["WORLD_SIZE"]) if place else 1
+
+
+def adopt_mpi_launch() -> None:
+    """Under an MPI launcher, set RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE from its variables.
+
+    torch's process group (and Accelerate on GPUs) reads only the torch names; the processes
+    meet at MASTER_ADDR:MASTER_PORT, which `accelerate launch --num_processes N` sets and a
+    bare `mpirun` does not. A no-op when a torch launcher set WORLD_SIZE or nothing launched us.
+    """
+    place = _mpi_place()
+    if "WORLD_SIZE" in os.environ or place is None or int(place["WORLD_SIZE"]) <= 1:
+        return
+    missing = [var for var in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(var)]
+    if missing:
+        raise ValueError(f"an MPI launcher started {place['WORLD_SIZE']} processes but {' and '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} not set: export MASTER_ADDR=<rank 0's host> MASTER_PORT=29500 for mpirun, or start "
+                         "it through `accelerate launch --cpu --num_processes N --mpirun_hostfile FILE`, which sets "
+                         "them")
+    os.environ.update(place)
 
 
 def require_single_process(command: str) -> None:
@@ -72,8 +116,9 @@ def require_single_process(command: str) -> None:
 def check_launch(trainer: str, accelerate_features: bool = False) -> None:
     """Refuse launches that would not do what they say, naming the fix.
 
-    - `accelerate launch --cpu --num_processes N` starts one process (Accelerate's simple
-      launcher starts several only through mpirun): N copies were asked for, one would train.
+    - `accelerate launch --cpu --num_processes N` without `--mpirun_hostfile` starts one
+      process (Accelerate's simple launcher starts several only through mpirun): N copies
+      were asked for, one would train.
     - FSDP, DeepSpeed and Megatron-LM are Accelerate features; trainers on soundlm's own
       loop (`accelerate_features=False`) run plain data parallelism (DDP) only.
     - Those trainers train in float32: a launch asking for mixed precision is refused
@@ -85,7 +130,8 @@ def check_launch(trainer: str, accelerate_features: bool = False) -> None:
         raise ValueError("`accelerate launch --cpu --num_processes N` starts a single process (Accelerate runs "
                          "several CPU processes only through mpirun); launch N CPU processes with `accelerate "
                          "launch --multi_gpu --num_processes N` or `torchrun --nproc_per_node N` (soundlm uses gloo "
-                         "when there is no GPU), or drop --num_processes for one process")
+                         "when there is no GPU), add `--mpirun_hostfile FILE` (a line `localhost:N`; needs MPICH "
+                         "or Open MPI), or drop --num_processes for one process")
     if accelerate_features:
         return
     for var, name in _ACCELERATE_ONLY.items():
@@ -190,6 +236,7 @@ def start_processes(trainer: str, device: str | None = None) -> Processes:
     when present, else the CPU). Raises ValueError for the launches `check_launch` refuses.
     """
     check_launch(trainer)
+    adopt_mpi_launch()
     if launched_world_size() <= 1:
         return Processes(device=default_device(device))
     from accelerate import PartialState

@@ -24,7 +24,8 @@ def train_codec_command(
     batch_size: int = typer.Option(CodecTrainConfig.batch_size,
                                    help="Audio crops per step and process (launched as N processes: N x this)."),
     segment_seconds: float = typer.Option(CodecTrainConfig.segment_seconds,
-                                          help="Length of each random crop in seconds."),
+                                          help="Length of each training crop in seconds (every file is cut into "
+                                               "crops of this length; an epoch reads each crop once)."),
     lr: float = typer.Option(CodecTrainConfig.lr, help="Adam learning rate of the codec."),
     adversarial: bool = typer.Option(CodecTrainConfig.adversarial, "--adversarial/--no-adversarial",
                                      help="Add the multi-scale STFT discriminator (GAN + feature matching)."),

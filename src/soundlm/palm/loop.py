@@ -4,7 +4,8 @@ The data order is a pure function of (seed, step): batch `step` takes its slice 
 permutation of epoch `step * batch_size // n`, so resuming needs only the step number,
 and a resumed run sees exactly the batches an uninterrupted run would. Each checkpoint
 folder holds the model files (written by the caller) and `train_state.pt` (optimizer,
-step, RNG states). metrics.jsonl gets the mean loss of every 10 steps.
+step, RNG states, the losses of the current metrics window). metrics.jsonl gets the mean
+loss of every 10 steps, the same in a resumed run as in an uninterrupted one.
 
 Under a launcher (`soundlm.distributed`) the global batch of a step is batch_size x
 processes examples of that permutation and each process trains on its own rows, so every
@@ -122,6 +123,10 @@ class _CausalLMTrainer(Trainer):
         self._restore_model(folder)
         self.model.to(self.device).train()
         self.opt.load_state_dict(state["optimizer"])
+        # The losses of the window being averaged when the checkpoint was written: without them the
+        # resumed run's next line would average only the steps after the checkpoint (checkpoints
+        # written before this was saved have none).
+        self.window = [float(v) for v in state.get("loss_window", [])]
 
     def train_step(self, step: int) -> float:
         self.lr = self.cfg.lr * _lr_factor(step, self.cfg.warmup, self.cfg.steps)
@@ -157,7 +162,7 @@ class _CausalLMTrainer(Trainer):
         self._write_model(folder)
 
     def train_state(self, step: int) -> dict:
-        return {"optimizer": self.opt.state_dict()}
+        return {"optimizer": self.opt.state_dict(), "loss_window": list(self.window)}
 
 
 def train_loop(model: torch.nn.Module, examples: list[FormattedExample], pad_id: int, run_dir: str | Path,

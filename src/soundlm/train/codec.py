@@ -1,14 +1,16 @@
 """Training loop for our codec (`soundlm train codec`).
 
 Data: every usable file of an audio folder or a `manifest.jsonl`, resampled to the codec
-rate and mixed to mono; unusable files are skipped and listed in RUN/errors.jsonl. The
-batch of step s is a pure function of (seed, s) (random files weighted by length, random
-crops), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+rate and mixed to mono; unusable files are skipped and listed in RUN/errors.jsonl. Training
+reads epochs of crops (`CropBatches`: each file cut into segment-long crops, every crop once
+per epoch, so longer files give more crops), and the batch of step s is a pure function of
+(seed, s), so a resumed run sees exactly the batches the uninterrupted run would have seen.
 The loop, its checkpoints and metrics.jsonl are `soundlm.train.loop`'s.
 
 Under a launcher (torchrun, `accelerate launch --multi_gpu`; see `soundlm.distributed`) the
 run is data-parallel: step s draws the crops of a global batch of batch_size x processes,
-each process loads and trains on its own rows only (no crop is read by two processes), DDP
+each process loads and trains on its own rows only (together they read each crop once per
+epoch, no crop twice), DDP
 averages the gradients, and the quantizer's codebooks follow the gathered global batch;
 rank 0 alone writes. FSDP, DeepSpeed and mixed precision are refused (`check_launch`).
 
@@ -189,8 +191,14 @@ def _assign_splits(items: list[AudioItem], heldout_fraction: float) -> None:
 class CropBatches(torch.utils.data.Dataset):
     """Map-style dataset over step numbers: item s is this process's [B, 1, S] rows of the batch of step s.
 
-    The global batch of a step has `batch_size * world` crops, drawn from (seed, step) alone;
-    process `rank` loads only its rows `[rank * B, (rank + 1) * B)`.
+    Training reads the audio in epochs: file i holds `max(1, n_i // S)` crops of S samples
+    side by side (at a shift drawn per file and epoch, so over epochs every sample is seen),
+    and an epoch reads every crop of every file once, in an order drawn from (seed, epoch).
+    Long files thus give more crops than short ones, as their audio is longer. The global
+    batch of step s (counted from 1) is the next `batch_size * world` crops of that sequence;
+    process `rank` loads only its rows `[rank * B, (rank + 1) * B)`, so together the
+    processes read each crop once per epoch, and the batches are those of one process with
+    the global batch size.
     """
 
     def __init__(self, items: list[AudioItem], cache: dict[str, np.ndarray], sample_rate: int, segment: int,
@@ -203,22 +211,44 @@ class CropBatches(torch.utils.data.Dataset):
         self.seed = seed
         self.world = world
         self.rank = rank
-        lengths = np.array([it.num_samples for it in items], dtype=np.float64)
-        self.weights = lengths / lengths.sum()
+        lengths = np.array([it.num_samples for it in items], dtype=np.int64)
+        per_file = np.maximum(lengths // segment, 1)
+        self.slack = np.maximum(lengths - per_file * segment, 0)  # samples left over after a file's crops
+        self.crop_file = np.repeat(np.arange(len(items)), per_file)  # file of each crop of an epoch
+        self.crop_place = np.arange(len(self.crop_file)) - np.repeat(np.cumsum(per_file) - per_file, per_file)
+        self._epoch: tuple[int, np.ndarray, np.ndarray] | None = None  # (epoch, crop order, shifts): the last used
 
     def __len__(self) -> int:
         return 2 ** 62
+
+    @property
+    def crops_per_epoch(self) -> int:
+        return len(self.crop_file)
 
     def audio(self, item: AudioItem) -> np.ndarray:
         if item.path in self.cache:
             return self.cache[item.path]
         return load_audio(item.path, sample_rate=self.sample_rate, mono=True)[0]
 
+    def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The crop order of `epoch` and each file's shift in it."""
+        if self._epoch is None or self._epoch[0] != epoch:
+            # Steps walk the sequence in order, so one cached epoch serves all of its batches.
+            rng = np.random.default_rng([self.seed, epoch])
+            self._epoch = (epoch, rng.permutation(self.crops_per_epoch), rng.integers(0, self.slack + 1))
+        return self._epoch[1], self._epoch[2]
+
     def crops(self, step: int) -> list[tuple[int, int]]:
-        """(item index, offset) of every crop of the global batch of `step`, in batch order."""
-        rng = np.random.default_rng([self.seed, step])
-        picks = rng.choice(len(self.items), size=self.batch_size * self.world, p=self.weights)
-        return [(int(i), int(rng.integers(0, max(self.items[i].num_samples - self.segment, 0) + 1))) for i in picks]
+        """(item index, offset) of every crop of the global batch of `step` (from 1), in batch order."""
+        size = self.batch_size * self.world
+        out = []
+        for pos in range((step - 1) * size, step * size):
+            epoch, place = divmod(pos, self.crops_per_epoch)
+            order, shifts = self._order(epoch)
+            crop = order[place]
+            i = int(self.crop_file[crop])
+            out.append((i, int(shifts[i] + self.crop_place[crop] * self.segment)))
+        return out
 
     def rank_crops(self, step: int) -> list[tuple[int, int]]:
         """This process's rows of `crops(step)`: the crops it loads."""

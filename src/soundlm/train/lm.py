@@ -38,7 +38,8 @@ import torch
 
 from soundlm.checkpoint import (TRAIN_CONFIG, TRAIN_STATE, latest_checkpoint, load_train_state, refuse_changed_settings,
                                 rng_state, save_step_checkpoint, set_rng_state)
-from soundlm.distributed import check_launch, die_with_parent, launched_world_size, use_cpu_backend
+from soundlm.distributed import (adopt_mpi_launch, check_launch, die_with_parent, launched_world_size,
+                                 use_cpu_backend)
 from soundlm.fileio import write_json_atomic
 from soundlm.stages import IGNORE_INDEX, PATTERNS, STAGES, Stage, build_stage, collate, token_loss_sum
 from soundlm.store import StoreTokens, load_store_tokens
@@ -175,6 +176,7 @@ def _make_accelerator(mixed_precision: str) -> Any:
     from accelerate.state import AcceleratorState, GradientState
 
     check_launch("lm", accelerate_features=True)
+    adopt_mpi_launch()
     # Accelerate keeps its settings in a process-wide singleton that refuses a second, different
     # mixed_precision; clear it (not the distributed process state) so one Python process can
     # train several stages or settings in turn (notebooks, tests).
