@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac festival festvox-kdlpc16k
+APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts
 # The browser test of `soundlm serve` (headless Chromium driven by Selenium); skipped where it cannot install.
 BROWSER_PACKAGES := chromium chromium-driver
 
