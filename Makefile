@@ -9,7 +9,7 @@ BROWSER_PACKAGES := chromium chromium-driver
 .PHONY: demo test test-slow system venv bench clean serve
 
 system:
-	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && command -v text2wave >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
+	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && command -v text2wave >/dev/null && test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts && test -d /usr/share/festival/voices/english/kal_diphone && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi
