@@ -23,9 +23,10 @@ from pathlib import Path
 
 from soundlm.data import MissingToolError
 from soundlm.data.speech import ESPEAK_LANGUAGE_VOICES, Speaker
-from soundlm.data.transforms import random_transform
+from soundlm.data.transforms import VoiceTransform, random_transform
 
 WIDE_PITCH_RANGE = (10, 90)  # espeak-ng -p
+WIDE_PITCH_HIGH, WIDE_PITCH_LOW = (50, 90), (10, 49)  # halves for the rounds of plain voices
 WIDE_RATE_RANGE = (125, 195)  # espeak-ng -s
 PLAIN_EVERY = 3  # one training speaker in PLAIN_EVERY is an untransformed voice
 _PROBE_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -73,10 +74,21 @@ def make_wide_speakers(seed: int, languages: list[str], voices: int, heldout_voi
         rng = random.Random(f"wide-speakers-{seed}-{lang}")
         bases = [("espeak-ng", v) for v in train_pool] + ([("flite", v) for v in flite] if lang == "en" else []) + [
             ("mbrola", v) for v in (mbrola or {}).get(lang, [])]
+        plain_order = list(bases)
+        rng.shuffle(plain_order)
         for i in range(voices):
-            engine, name = rng.choice(bases)
-            transform = None if i % PLAIN_EVERY == 0 else random_transform(rng)
-            speakers.append(_speaker(f"{lang}-s{i:03d}", engine, lang, name, rng, "train", transform))
+            if i % PLAIN_EVERY == 0:
+                # Plain voices go through the bases in turn (random draws gave two plain voices of
+                # one variant at close pitches: one voice to the encoder); each later round
+                # moves to the other half of the pitch range.
+                k = i // PLAIN_EVERY
+                engine, name = plain_order[k % len(plain_order)]
+                low = (k // len(plain_order)) % 2 == 1
+                speakers.append(_speaker(f"{lang}-s{i:03d}", engine, lang, name, rng, "train", None,
+                                         pitch_range=WIDE_PITCH_LOW if low else WIDE_PITCH_HIGH))
+            else:
+                engine, name = rng.choice(bases)
+                speakers.append(_speaker(f"{lang}-s{i:03d}", engine, lang, name, rng, "train", random_transform(rng)))
 
         held_rng = random.Random(f"wide-heldout-{seed}-{lang}")
         kinds = (["festival"] if lang == "en" and festival else []) + ["vibrato", "variant"]
@@ -95,9 +107,10 @@ def make_wide_speakers(seed: int, languages: list[str], voices: int, heldout_voi
     return speakers
 
 
-def _speaker(sid: str, engine: str, lang: str, name: str, rng: random.Random, split: str, transform) -> Speaker:
+def _speaker(sid: str, engine: str, lang: str, name: str, rng: random.Random, split: str,
+             transform: VoiceTransform | None, pitch_range: tuple[int, int] = WIDE_PITCH_RANGE) -> Speaker:
     """One speaker of `engine` voice `name` with its own pitch and rate (festival has neither: nominal values)."""
-    pitch, rate = rng.randint(*WIDE_PITCH_RANGE), rng.randint(*WIDE_RATE_RANGE)
+    pitch, rate = rng.randint(*pitch_range), rng.randint(*WIDE_RATE_RANGE)
     if engine == "festival":
         pitch, rate = 50, 160
     voice = rng.choice(ESPEAK_LANGUAGE_VOICES[lang]) if engine == "espeak-ng" else name
