@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
-from scipy.signal import fftconvolve, istft, stft
+from scipy.signal import fftconvolve, firwin2, istft, stft
 
 # Ranges of the training transforms; held-out ones draw from the same ranges plus vibrato.
 FORMANT_RANGE = (0.84, 1.2)  # envelope warp factor (>1: shorter vocal tract, higher formants)
@@ -131,18 +131,30 @@ def _envelope(mag: np.ndarray, lifter: int) -> np.ndarray:
     return np.exp(np.fft.rfft(ceps, axis=0).real)
 
 
-def _spectral(x: np.ndarray, sample_rate: int, warp: float, tilt: float, eq_seed: int | None) -> np.ndarray:
-    """Warp the spectral envelope by `warp` and apply the channel gain, keeping length and phase."""
+def _channel(x: np.ndarray, sample_rate: int, tilt: float, eq_seed: int | None) -> np.ndarray:
+    """Tilt and EQ as one linear-phase FIR filter, same length and no delay.
+
+    A fixed filter, not a gain on STFT frames: there the frames' circular convolution leaks
+    the boosted lows into the quiet highs of synthetic speech.
+    """
+    if tilt == 0.0 and eq_seed is None:
+        return x
+    freqs = np.linspace(0.0, sample_rate / 2, 257)
+    taps = firwin2(511, freqs, _channel_gain(freqs, tilt, eq_seed), fs=sample_rate)
+    return fftconvolve(x, taps, mode="same").astype(np.float32)
+
+
+def _warp_envelope(x: np.ndarray, sample_rate: int, warp: float) -> np.ndarray:
+    """Warp the spectral envelope along frequency by `warp`, keeping length, phase and harmonics."""
+    if warp == 1.0:
+        return x
     nfft = 512 if sample_rate <= 24_000 else 1024
     freqs, _, spec = stft(x, fs=sample_rate, nperseg=nfft, noverlap=nfft * 3 // 4)  # spec: [F, T]
-    mag = np.abs(spec)
-    gain = _channel_gain(freqs, tilt, eq_seed)[:, None]  # [F, 1]
-    if warp != 1.0:
-        # The lifter keeps quefrencies under ~2 ms: below the pitch period of any voice we make.
-        env = _envelope(mag, lifter=int(0.002 * sample_rate))
-        bins = np.arange(len(freqs))
-        warped = np.stack([np.interp(bins / warp, bins, env[:, t]) for t in range(env.shape[1])], axis=1)
-        gain = gain * np.clip(warped / np.maximum(env, 1e-8), 0.05, 20.0)
+    # The lifter keeps quefrencies under ~2 ms: below the pitch period of any voice we make.
+    env = _envelope(np.abs(spec), lifter=int(0.002 * sample_rate))
+    bins = np.arange(len(freqs))
+    warped = np.stack([np.interp(bins / warp, bins, env[:, t]) for t in range(env.shape[1])], axis=1)
+    gain = np.clip(warped / np.maximum(env, 1e-8), 0.05, 20.0)
     _, y = istft(spec * gain, fs=sample_rate, nperseg=nfft, noverlap=nfft * 3 // 4)
     return y[: len(x)].astype(np.float32)
 
@@ -177,7 +189,7 @@ def apply_voice_transform(audio: np.ndarray, sample_rate: int, t: VoiceTransform
         x = soxr.resample(x, sample_rate * beta, sample_rate, quality="HQ").astype(np.float32)
     x = time_stretch(x, beta / t.tempo, sample_rate)
     # The resampling moved the formants by beta already; warp them the rest of the way.
-    x = _spectral(x, sample_rate, t.formant / beta, t.tilt, t.eq_seed)
+    x = _channel(_warp_envelope(x, sample_rate, t.formant / beta), sample_rate, t.tilt, t.eq_seed)
     if t.rt60 > 0:
         x = _room(x, sample_rate, t.rt60, t.room_mix, t.seed)
     x = x * (peak / max(float(np.abs(x).max()), 1e-9))
