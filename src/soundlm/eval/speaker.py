@@ -3,6 +3,8 @@
 Embeddings are 256-d and L2-normalised, so cosine similarity is a dot product. Two uses:
 voice preservation (similarity between a prompt and a continuation) and a nearest-voice
 classifier (enrol per-speaker mean embeddings, classify by cosine) for speaker accuracy.
+`voice_spread` and `distinct_voices` measure a voice inventory: how close each voice's centroid
+is to its nearest other voice, and which voices duplicate another (bench/voices.py).
 """
 
 from __future__ import annotations
