@@ -1,7 +1,7 @@
 """The `wide` voice inventory: hundreds of speakers a speaker encoder tells apart.
 
 Training speakers (per language):
-- one in three is a plain synthesizer voice: an espeak-ng accent and variant (or a flite
+- one in five is a plain synthesizer voice: an espeak-ng accent and variant (or a flite
   voice, or an mbrola voice where installed) with its own pitch and rate, drawn from wider
   ranges than the classic inventory's;
 - the others are pseudo-speakers: such a voice passed through a `VoiceTransform` of their
@@ -28,7 +28,7 @@ from soundlm.data.transforms import VoiceTransform, random_transform
 WIDE_PITCH_RANGE = (10, 90)  # espeak-ng -p
 WIDE_PITCH_HIGH, WIDE_PITCH_LOW = (50, 90), (10, 49)  # halves for the rounds of plain voices
 WIDE_RATE_RANGE = (125, 195)  # espeak-ng -s
-PLAIN_EVERY = 3  # one training speaker in PLAIN_EVERY is an untransformed voice
+PLAIN_EVERY = 5  # one training speaker in PLAIN_EVERY is an untransformed voice (plain voices duplicate more)
 _PROBE_TEXT = "The quick brown fox jumps over the lazy dog."
 
 
