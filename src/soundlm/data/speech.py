@@ -1,6 +1,8 @@
 """Multi-speaker synthetic speech: espeak-ng (plus flite and mbrola if installed) reading parallel sentences.
 
-A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed.
+A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed; in the
+`wide` inventory (`inventory="wide"`, soundlm.data.voices) most speakers also carry a signal
+transform (soundlm.data.transforms) that makes them a pseudo-speaker of their own.
 Held-out speakers use voice variants that no training speaker uses, so a model evaluated
 on them has never heard their timbre. `voice="ENGINE:NAME"` reads every utterance with
 one given voice instead (e.g. `festival:ked_diphone`, a voice no recipe speaker uses):
