@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac festival festvox-kdlpc16k
+APT_PACKAGES := espeak-ng flite fluidsynth fluid-soundfont-gm libsndfile1 sox flac festival festvox-kdlpc16k festvox-kallpc16k festvox-us-slt-hts
 # The browser test of `soundlm serve` (headless Chromium driven by Selenium); skipped where it cannot install.
 BROWSER_PACKAGES := chromium chromium-driver
 # MPI for `accelerate launch --cpu --num_processes N --mpirun_hostfile FILE` (several CPU processes through mpirun);
@@ -12,7 +12,7 @@ MPI_PACKAGES := mpich
 .PHONY: demo test test-slow system venv bench clean serve
 
 system:
-	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && command -v text2wave >/dev/null && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
+	@if command -v apt-get >/dev/null 2>&1 && ! (command -v espeak-ng >/dev/null && command -v flite >/dev/null && command -v fluidsynth >/dev/null && command -v text2wave >/dev/null && test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts && test -d /usr/share/festival/voices/english/kal_diphone && test -f /usr/share/sounds/sf2/FluidR3_GM.sf2); then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi

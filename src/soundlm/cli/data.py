@@ -40,12 +40,17 @@ def speech(
     voice: str | None = typer.Option(None, "--voice",
                                      help="Read everything with this one voice, ENGINE:NAME (festival:ked_diphone, "
                                           "flite:slt, espeak-ng:en-us+m3); replaces --voices/--heldout-voices."),
+    inventory: str = typer.Option(_SPEECH["inventory"], "--inventory",
+                                  help="How speakers are made: classic (the recipe's espeak-ng/flite voices) or wide "
+                                       "(hundreds: pitch/rate variants and signal-transformed pseudo-speakers; "
+                                       "held-out voices of kinds absent from training)."),
 ) -> None:
     """Multi-speaker parallel speech from espeak-ng/flite/festival, with manifest.jsonl and speakers.json."""
     with reported(exit_code=_EXIT_CODE):
         manifest = make_speech_corpus(out, hours, seed=seed, languages=[x.strip() for x in languages.split(",") if x.strip()],
                                       voices=voices, heldout_voices=heldout_voices, sample_rate=sample_rate,
-                                      workers=workers, sentences_per_utterance=sentences_per_utterance, voice=voice)
+                                      workers=workers, sentences_per_utterance=sentences_per_utterance, voice=voice,
+                                      inventory=inventory)
     typer.echo(f"wrote {manifest}")
 
 

@@ -1,6 +1,8 @@
 """Multi-speaker synthetic speech: espeak-ng (plus flite and mbrola if installed) reading parallel sentences.
 
-A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed.
+A speaker is an (engine, language voice, variant, pitch, rate) tuple drawn from the seed; in the
+`wide` inventory (`inventory="wide"`, soundlm.data.voices) most speakers also carry a signal
+transform (soundlm.data.transforms) that makes them a pseudo-speaker of their own.
 Held-out speakers use voice variants that no training speaker uses, so a model evaluated
 on them has never heard their timbre. `voice="ENGINE:NAME"` reads every utterance with
 one given voice instead (e.g. `festival:ked_diphone`, a voice no recipe speaker uses):
@@ -31,6 +33,7 @@ from soundlm.audio import load_audio, normalize_peak, save_audio
 from soundlm.data import MissingToolError
 from soundlm.data.jobs import pin_config, render_corpus
 from soundlm.data.text import LANGUAGES, Sentence, make_text_id, random_sentence
+from soundlm.data.transforms import VoiceTransform, apply_voice_transform
 from soundlm.fileio import write_json_atomic
 
 # espeak-ng voices per language; a speaker picks one (accent) and adds a variant (timbre).
@@ -49,6 +52,9 @@ MBROLA_DIR = Path("/usr/share/mbrola")
 VOICE_ENGINES = ("espeak-ng", "flite", "festival")  # engines `--voice ENGINE:NAME` takes
 PITCH_RANGE = (25, 75)  # espeak-ng -p, 0..99
 RATE_RANGE = (135, 185)  # espeak-ng -s, words per minute
+# `classic`: the espeak-ng/flite/mbrola speakers the shipped recipe trains on. `wide`: hundreds of
+# voices, most of them pseudo-speakers made by signal transforms (soundlm.data.voices).
+INVENTORIES = ("classic", "wide")
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,13 @@ class Speaker:
     pitch: int
     rate: int
     split: str
+    transform: VoiceTransform | None = None  # applied to every utterance (a pseudo-speaker); wide inventory only
+
+    def to_json(self) -> dict:
+        row = asdict(self)
+        if self.transform is None:
+            del row["transform"]  # classic speakers.json stays as it was
+        return row
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,8 @@ def make_speakers(seed: int, languages: list[str], voices: int, heldout_voices: 
 def _estimate_seconds(text: str, speaker: Speaker) -> float:
     # Fitted on rendered, trimmed utterances: about half the nominal words-per-minute time
     # (the rate counts short words) plus a fixed onset/final pause.
-    return 0.5 * len(text.split()) * 60.0 / speaker.rate + 0.55
+    tempo = speaker.transform.tempo if speaker.transform is not None else 1.0
+    return (0.5 * len(text.split()) * 60.0 / speaker.rate + 0.55) / tempo
 
 
 def _synth_command(text: str, speaker: Speaker, wav: Path) -> list[str]:
@@ -253,6 +267,8 @@ def render_utterance(task: SpeechTask) -> None:
             raise RuntimeError(f"{task.speaker.engine} failed for {task.path} (exit {proc.returncode}): "
                                f"{proc.stderr.strip()[:300]}; command: {' '.join(cmd)}")
         audio = load_audio(raw, sample_rate=task.sample_rate, mono=True)  # [1, S]
+    if task.speaker.transform is not None:
+        audio = apply_voice_transform(audio, task.sample_rate, task.speaker.transform)
     audio = normalize_peak(trim_silence(audio, task.sample_rate))
     save_audio(task.path, audio, task.sample_rate)
 
@@ -267,11 +283,13 @@ def _joined_sentence(parts: list[Sentence]) -> Sentence:
 
 def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: list[str] | None = None,
                        voices: int = 8, heldout_voices: int = 2, sample_rate: int = 16_000,
-                       workers: int | None = None, sentences_per_utterance: int = 1, voice: str | None = None) -> Path:
+                       workers: int | None = None, sentences_per_utterance: int = 1, voice: str | None = None,
+                       inventory: str = "classic") -> Path:
     """Build (or resume) a synthetic parallel speech corpus in `out`; returns the manifest path.
 
     `voices` and `heldout_voices` count speakers per language; `voice` ("ENGINE:NAME") replaces
-    them by that one voice (one language only). `sentences_per_utterance`
+    them by that one voice (one language only). `inventory` picks how speakers are made
+    (INVENTORIES; `wide` for hundreds of distinct voices). `sentences_per_utterance`
     joins several sentences into one recording (longer audio for continuation prompts). The same arguments always
     give the same files, byte for byte; an interrupted run continues where it stopped.
     """
@@ -288,21 +306,32 @@ def make_speech_corpus(out: str | Path, hours: float, seed: int = 0, languages: 
         raise ValueError(f"--sentences-per-utterance must be >= 1, got {sentences_per_utterance}")
     if not 8_000 <= sample_rate <= 48_000:
         raise ValueError(f"--sample-rate {sample_rate} is outside 8000..48000 Hz")
+    if inventory not in INVENTORIES:
+        raise ValueError(f"--inventory must be one of {', '.join(INVENTORIES)}, got {inventory!r}")
     if voice is not None and len(languages) != 1:
         raise ValueError(f"--voice reads one language; pass --languages with one of {','.join(LANGUAGES)}")
     single = single_voice_speaker(voice, languages[0]) if voice is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants, flite, mbrola = espeak_variants(), flite_voices(), mbrola_voices()
+    festival = festival_voices() if inventory == "wide" and voice is None else []
     # Hours are left out: a larger --hours extends the same utterance plan, so it resumes too.
     pin_config(out, {"kind": "speech", "seed": seed, "languages": languages, "voices": voices,
                      "heldout_voices": heldout_voices, "sample_rate": sample_rate,
                      **({"sentences_per_utterance": sentences_per_utterance} if sentences_per_utterance > 1 else {}),
                      "espeak_variants": variants, "flite_voices": flite, "mbrola_voices": mbrola,
-                     **({"voice": voice} if voice is not None else {})})
-    speakers = [single] if single is not None else make_speakers(seed, languages, voices, heldout_voices, variants,
-                                                                 flite, mbrola)
-    write_json_atomic(out / "speakers.json", {"speakers": [asdict(s) for s in speakers]})
+                     **({"voice": voice} if voice is not None else {}),
+                     **({"inventory": inventory, "festival_voices": festival} if inventory != "classic" else {})})
+    if single is not None:
+        speakers = [single]
+    elif inventory == "wide":
+        from soundlm.data.voices import distinct_espeak_variants, make_wide_speakers
+
+        speakers = make_wide_speakers(seed, languages, voices, heldout_voices, distinct_espeak_variants(variants),
+                                      flite, festival, mbrola)
+    else:
+        speakers = make_speakers(seed, languages, voices, heldout_voices, variants, flite, mbrola)
+    write_json_atomic(out / "speakers.json", {"speakers": [s.to_json() for s in speakers]})
 
     by_lang = {lang: [s for s in speakers if s.language == lang] for lang in languages}
     rng = random.Random(f"utterances-{seed}")

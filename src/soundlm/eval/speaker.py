@@ -3,6 +3,8 @@
 Embeddings are 256-d and L2-normalised, so cosine similarity is a dot product. Two uses:
 voice preservation (similarity between a prompt and a continuation) and a nearest-voice
 classifier (enrol per-speaker mean embeddings, classify by cosine) for speaker accuracy.
+`voice_spread` and `distinct_voices` measure a voice inventory: how close each voice's centroid
+is to its nearest other voice, and which voices duplicate another (bench/voices.py).
 """
 
 from __future__ import annotations
@@ -176,3 +178,50 @@ def speaker_id_accuracy(enrolment: SpeakerEnrolment,
     preds = [classify_speaker(enrolment, emb) for _, emb in labelled]
     correct = sum(p.speaker == spk for p, (spk, _) in zip(preds, labelled))
     return SpeakerIdResult(accuracy=correct / len(labelled), num_utterances=len(labelled), predictions=preds)
+
+
+@dataclass
+class VoiceSpread:
+    """How far apart enrolled voices are: for each voice, its nearest other voice by centroid cosine."""
+
+    speakers: list[str]
+    nearest: list[str]
+    nearest_cosine: np.ndarray  # [N]
+
+
+@dataclass
+class DistinctVoices:
+    kept: list[str]
+    dropped: list[tuple[str, str, float]]  # (voice, the kept voice it duplicates, cosine)
+
+
+def voice_spread(enrolment: SpeakerEnrolment) -> VoiceSpread:
+    """Nearest other voice of every enrolled voice (needs at least two)."""
+    if len(enrolment.speakers) < 2:
+        raise ValueError(f"voice spread needs at least two voices, got {len(enrolment.speakers)}")
+    sims = enrolment.centroids @ enrolment.centroids.T  # [N, N]
+    np.fill_diagonal(sims, -np.inf)
+    best = np.argmax(sims, axis=1)  # [N]
+    return VoiceSpread(speakers=list(enrolment.speakers), nearest=[enrolment.speakers[j] for j in best],
+                       nearest_cosine=sims[np.arange(len(best)), best].astype(np.float64))
+
+
+def distinct_voices(enrolment: SpeakerEnrolment, threshold: float) -> DistinctVoices:
+    """Keep voices in enrolment order, dropping any whose centroid cosine to a kept one is >= `threshold`.
+
+    Order decides which of two duplicates survives: enrol training voices before held-out
+    ones, and a held-out voice that duplicates a training voice is the one dropped.
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"duplicate threshold is a cosine in [-1, 1], got {threshold}")
+    kept: list[int] = []
+    dropped: list[tuple[str, str, float]] = []
+    for i, spk in enumerate(enrolment.speakers):
+        if kept:
+            sims = enrolment.centroids[kept] @ enrolment.centroids[i]  # [len(kept)]
+            j = int(np.argmax(sims))
+            if sims[j] >= threshold:
+                dropped.append((spk, enrolment.speakers[kept[j]], float(sims[j])))
+                continue
+        kept.append(i)
+    return DistinctVoices(kept=[enrolment.speakers[i] for i in kept], dropped=dropped)
