@@ -251,6 +251,14 @@ def test_whisper_returns_the_transcript_of_clean_synthesized_speech():
     assert transcribe_and_score(asr, [noise], 16_000, sentences[:1]).wer >= 0.8
 
 
+def test_compression_ratio_flags_a_looping_transcript():
+    from soundlm.eval.asr import COMPRESSION_RATIO_LIMIT, compression_ratio
+
+    assert compression_ratio("The book is lit, " * 6) > COMPRESSION_RATIO_LIMIT
+    assert compression_ratio("The book is red. The doctor and the dog run. The black cat waits.") < 1.5
+    assert compression_ratio("") == 0.0
+
+
 def test_missing_whisper_model_package_says_how_to_install(monkeypatch):
     import sys
 

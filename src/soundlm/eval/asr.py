@@ -38,6 +38,11 @@ DITHER_STD = 1e-3
 
 RECOGNIZERS = ("whisper", "pocketsphinx")
 WHISPER_SAMPLE_RATE = 16_000
+# Whisper's sign of a decoding stuck in a loop ("the book is lit, the book is lit, ..."):
+# text that gzip compresses more than this. Whisper then resamples at a higher temperature;
+# we decode again with a repetition penalty instead, which is deterministic.
+COMPRESSION_RATIO_LIMIT = 2.4
+LOOP_REPETITION_PENALTY = 1.2
 
 
 class Recognizer(Protocol):
@@ -143,11 +148,15 @@ def whisper_model_path() -> Path:
 class WhisperASR:
     """Whisper tiny.en (CTranslate2, int8 on CPU) through faster-whisper, offline.
 
-    Beam search (beam_size 5, faster-whisper's default) at temperature 0 only: Whisper's
-    fallback to sampling at higher temperatures would make a babble clip's transcript
-    depend on chance. English forced, no conditioning on previous text (each clip is one
-    utterance), no VAD: babble should be heard as babble, not cut away. `transcribe`
-    returns Whisper's raw text; scores normalise it.
+    Beam search (beam_size 5, faster-whisper's default) at temperature 0. Whisper falls back
+    to sampling at higher temperatures when a transcript looks like a loop (compression
+    ratio above 2.4), which makes transcripts change from run to run (CTranslate2's sampler
+    takes no seed); here such a clip is decoded again with a repetition penalty of 1.2,
+    deterministic, and on the speech-tiny corpus's held-out voices more accurate than either
+    (docs/RESULTS.md, section 7).
+    English forced, no conditioning on previous text (each clip is one utterance), no VAD:
+    babble should be heard as babble, not cut away. `transcribe` returns Whisper's raw
+    text; scores normalise it.
     """
 
     name = "whisper"
@@ -174,10 +183,25 @@ class WhisperASR:
     def transcribe(self, audio, sample_rate: int) -> str:
         """[S] or [C, S] float audio (numpy or torch) at any rate -> Whisper's transcript (raw text)."""
         x = _mono_16k(audio, sample_rate, WHISPER_SAMPLE_RATE)
-        segments, _ = self._model.transcribe(x, language="en", beam_size=self.beam_size,
-                                             temperature=0.0, condition_on_previous_text=False,
-                                             without_timestamps=True, vad_filter=False)
+        text = self._decode(x)
+        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
+            text = self._decode(x, repetition_penalty=LOOP_REPETITION_PENALTY)
+        return text
+
+    def _decode(self, x: np.ndarray, repetition_penalty: float = 1.0) -> str:
+        segments, _ = self._model.transcribe(x, language="en", beam_size=self.beam_size, temperature=0.0,
+                                             repetition_penalty=repetition_penalty,
+                                             condition_on_previous_text=False, without_timestamps=True,
+                                             vad_filter=False)
         return " ".join(seg.text.strip() for seg in segments).strip()
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of `text` over bytes of its zlib compression: Whisper's measure of repetitive output."""
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def write_arpa_trigram(sentences: Iterable[str], path: str | Path, discount: float = 0.5,
