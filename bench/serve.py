@@ -8,11 +8,16 @@ client waits Retry-After before its next request (503'd requests are not retried
 is fixed and the run stops by itself). Meanwhile a probe times GET /api/info (does the server
 keep answering?) and the server's resident memory is sampled from /proc.
 
+With `--prompts mixed` each request uploads its own prompt instead: the bundled prompt cut
+to one of four lengths (`MIXED_SECONDS`), with its own seed (the request's index), so a
+batch holds different prompts of different lengths (left-padded in one generation call).
+
 Each request must end in a result whose wav has the requested length, a 400 (the broken
 uploads) or a 503; anything else is reported as an error. Rows: batching on (--max-batch,
 compatible requests share one generation) and off (max batch 1).
 
     python bench/serve.py --clients 32 --requests 64 --seconds 1
+    python bench/serve.py --prompts mixed --clients 8 --requests 16 --seconds 1 --bad-every 0
 
 Prints a table and writes bench/results/serve.json.
 """
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from common import machine_info, print_table, write_results  # noqa: E402
 
 BOUNDARY = "soundlmbench"
+MIXED_SECONDS = (1.2, 1.7, 2.2, 2.7)  # --prompts mixed: the bundled prompt cut to these lengths
 
 
 def form(fields: dict, file: tuple[str, bytes] | None = None) -> bytes:
@@ -89,13 +95,46 @@ class Outcomes:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def one_request(port: int, index: int, args: argparse.Namespace, expected: int, out: Outcomes) -> float:
+@dataclass
+class Prompt:
+    """What a request sends: an upload (None: the bundled prompt) and the wav length its result must have."""
+
+    upload: tuple[str, bytes] | None
+    expected: int
+
+
+def prompts(mode: str, sample_rate: int, frame_rate: float, seconds: float) -> list[Prompt]:
+    """The bundled prompt ("bundled"), or it cut to each of MIXED_SECONDS as uploads ("mixed")."""
+    import soundfile as sf
+
+    from soundlm.pretrained import default_prompt_path
+
+    audio, rate = sf.read(str(default_prompt_path()), dtype="float32")
+    hop = rate / frame_rate
+
+    def expected(samples: int) -> int:  # the pipeline cuts the prompt to whole codec frames
+        return int(round(int(samples // hop) * hop * sample_rate / rate)) + round(seconds * sample_rate)
+
+    if mode == "bundled":
+        return [Prompt(None, expected(len(audio)))]
+    out = []
+    for s in MIXED_SECONDS:
+        cut = audio[: int(s * rate)]
+        buf = io.BytesIO()
+        sf.write(buf, cut, rate, format="WAV", subtype="PCM_16")
+        out.append(Prompt((f"prompt_{s:g}s.wav", buf.getvalue()), expected(len(cut))))
+    return out
+
+
+def one_request(port: int, index: int, args: argparse.Namespace, prompt: Prompt, out: Outcomes) -> float:
     """Run request `index`; returns how long its client should wait before the next one."""
     import soundfile as sf
 
     bad = args.bad_every > 0 and index % args.bad_every == args.bad_every - 1
-    fields = {"task": "continue", "prompt": "upload" if bad else "bundled", "seconds": args.seconds}
-    body = form(fields, ("broken.wav", b"RIFF" + b"\x00" * 200) if bad else None)
+    fields = {"task": "continue", "prompt": "upload" if bad or prompt.upload else "bundled", "seconds": args.seconds,
+              "seed": index if prompt.upload else 0}
+    upload = ("broken.wav", b"RIFF" + b"\x00" * 200) if bad else prompt.upload
+    body = form(fields, upload)
     t0 = time.perf_counter()
     status, headers, data = call(port, "POST", "/api/jobs", body,
                                  {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
@@ -126,8 +165,8 @@ def one_request(port: int, index: int, args: argparse.Namespace, expected: int, 
     status, _, wav = call(port, "GET", f"/api/jobs/{job}/files/{name}")
     frames = sf.info(io.BytesIO(wav)).frames if status == 200 else -1
     with out.lock:
-        if frames != expected:
-            out.errors.append(f"wav of {frames} samples, expected {expected}")
+        if frames != prompt.expected:
+            out.errors.append(f"wav of {frames} samples, expected {prompt.expected}")
         else:
             out.done += 1
             out.latencies.append(time.perf_counter() - t0)
@@ -136,16 +175,11 @@ def one_request(port: int, index: int, args: argparse.Namespace, expected: int, 
 
 
 def run_load(args: argparse.Namespace, max_batch: int) -> dict:
-    from soundlm.pretrained import default_model_dir, default_prompt_path, load_pipeline
+    from soundlm.pretrained import default_model_dir, load_pipeline
 
     model = args.model or str(default_model_dir())
     pipe = load_pipeline(model, device="cpu")
-    import soundfile as sf
-
-    info = sf.info(str(default_prompt_path()))
-    hop = info.samplerate / pipe.codec.frame_rate
-    expected = int(round(int(info.frames // hop) * hop * pipe.sample_rate / info.samplerate)) + round(
-        args.seconds * pipe.sample_rate)
+    choices = prompts(args.prompts, pipe.sample_rate, float(pipe.codec.frame_rate), args.seconds)
     del pipe
     port = free_port()
     cmd = [sys.executable, "-c", "from soundlm.cli import main; main()", "serve", "--model", model,
@@ -176,7 +210,7 @@ def run_load(args: argparse.Namespace, max_batch: int) -> dict:
                         return
                     index = remaining.pop(0)
                 try:
-                    pause = one_request(port, index, args, expected, out)
+                    pause = one_request(port, index, args, choices[index % len(choices)], out)
                 except OSError as e:
                     with out.lock:
                         out.errors.append(f"connection: {e}")
@@ -210,7 +244,7 @@ def run_load(args: argparse.Namespace, max_batch: int) -> dict:
     def pct(values: list[float], q: float) -> float | None:
         return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else (values[0] if values else None)
 
-    return {"max_batch": max_batch, "requests": args.requests, "results": out.done, "bad_request_400": out.bad_request,
+    return {"prompts": args.prompts, "max_batch": max_batch, "requests": args.requests, "results": out.done, "bad_request_400": out.bad_request,
             "busy_503": out.busy, "errors": len(out.errors), "error_examples": out.errors[:5],
             "wall_seconds": round(wall, 2), "results_per_second": round(out.done / wall, 4),
             "latency_p50": pct(out.latencies, 50), "latency_p95": pct(out.latencies, 95),
@@ -225,6 +259,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds of continuation per request")
+    parser.add_argument("--prompts", choices=("bundled", "mixed"), default="bundled",
+                        help="bundled: every request continues the bundled prompt (seed 0); mixed: uploads of "
+                             f"{len(MIXED_SECONDS)} lengths, each request its own seed")
     parser.add_argument("--queue-size", type=int, default=16)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--bad-every", type=int, default=8, help="every Nth request uploads a broken file (0: none)")
@@ -234,13 +271,13 @@ def main() -> None:
     rows = [run_load(args, args.max_batch)]
     if args.max_batch > 1:
         rows.append(run_load(args, 1))
-    print_table(rows, [("max_batch", "max batch", "d"), ("results", "results", "d"),
+    print_table(rows, [("prompts", "prompts", "s"), ("max_batch", "max batch", "d"), ("results", "results", "d"),
                        ("bad_request_400", "400", "d"), ("busy_503", "503", "d"), ("errors", "errors", "d"),
                        ("results_per_second", "results/s", ".3f"), ("latency_p50", "p50 s", ".2f"),
                        ("latency_p95", "p95 s", ".2f"), ("mean_batch_size", "mean batch", ".2f"),
                        ("info_p95_ms", "/api/info p95 ms", ".1f"), ("rss_start_mb", "RSS start MB", ".0f"),
                        ("rss_peak_mb", "RSS peak MB", ".0f")])
-    path = write_results("serve", {"machine": machine_info(args.threads), "args": {k: str(v) for k, v in
+    path = write_results("serve" if args.prompts == "bundled" else "serve_mixed", {"machine": machine_info(args.threads), "args": {k: str(v) for k, v in
                                                                                    vars(args).items()},
                                    "rows": rows}, args.out)
     print(f"wrote {path}")

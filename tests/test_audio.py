@@ -255,3 +255,27 @@ def test_check_audio_without_path_has_clean_message():
     with pytest.raises(AudioError) as err:
         check_audio(np.zeros((1, 0), np.float32))
     assert err.value.path is None and str(err.value).startswith("empty audio")
+
+
+def test_growing_wavs_grow_readable_then_rename_and_vanish_on_error(tmp_path):
+    from soundlm.audio import GrowingWavs
+
+    rng = np.random.default_rng(0)
+    pieces = [0.5 * rng.standard_normal((2, 1, n)).astype(np.float32) for n in (700, 1300)]
+    paths = [tmp_path / "out" / "a.wav", tmp_path / "out" / "b.wav"]
+    with GrowingWavs(paths, 16000) as files:
+        files.write(pieces[0])
+        # The part file is a valid wav holding what was written so far; the final name does not exist yet.
+        assert sf.info(files.parts[0]).frames == 700 and not paths[0].exists()
+        files.write(pieces[1])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav"]
+    data, rate = sf.read(paths[1], dtype="float32")
+    expected = np.clip(np.concatenate([p[1, 0] for p in pieces]), -1, 1)
+    assert rate == 16000 and np.abs(data - expected).max() <= 1 / 32768
+    with pytest.raises(RuntimeError):
+        with GrowingWavs([tmp_path / "bad" / "c.wav"], 16000) as files:
+            files.write(pieces[0][:1])
+            raise RuntimeError("generation failed")
+    assert list((tmp_path / "bad").iterdir()) == []
+    with pytest.raises(ValueError, match="must be .wav"):
+        GrowingWavs([tmp_path / "x.flac"], 16000)

@@ -155,6 +155,33 @@ def test_cli_continue_and_generate_with_bundle(pipe, tmp_path):
     assert res.exit_code == 2 and "context must be a fraction" in res.output and not (tmp_path / "bad").exists()
 
 
+def test_cli_stream_writes_the_non_streamed_audio(pipe, tmp_path):
+    """--stream: the same samples as without (PCM16 files, so up to one step of rounding), no part file left."""
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+
+    bundle = pipe.save_bundle(tmp_path / "bundle")
+    prompt = tmp_path / "prompt.wav"
+    sf.write(prompt, _prompt(0.3), SR)
+    runner = CliRunner()
+    for cmd, count in ((["continue", str(prompt), "--num-samples", "2"], 2), (["generate"], 1)):
+        outs = {}
+        for mode in ("--no-stream", "--stream"):
+            outs[mode] = tmp_path / f"{cmd[0]}{mode}"
+            res = runner.invoke(app, [*cmd, "--seconds", "0.3", "--seed", "5", "--out", str(outs[mode]),
+                                      "--model", str(bundle), mode])
+            assert res.exit_code == 0, res.output
+        assert "time to first audio" in res.output
+        names = sorted(p.name for p in outs["--stream"].iterdir())
+        assert names == sorted(p.name for p in outs["--no-stream"].iterdir()) and len(names) == count
+        for name in names:
+            streamed, rate = sf.read(outs["--stream"] / name, dtype="float32")
+            whole, _ = sf.read(outs["--no-stream"] / name, dtype="float32")
+            assert rate == SR and streamed.shape == whole.shape
+            assert np.abs(streamed - whole).max() <= 1 / 32768
+
+
 def test_cli_bad_prompt_is_one_line_error(parts, tmp_path):
     from typer.testing import CliRunner
 
@@ -195,8 +222,8 @@ def test_end_to_end_tokenize_train_continue(parts, tmp_path):
     assert [w.shape for w in waves] == [(1, 8000 + 4800)] * 2
 
 
-def test_delay_pattern_stages(parts, tmp_path):
-    """Coarse and fine stages trained with the delay pattern decode window by window too."""
+def _delayed_pipe(parts, tmp_path) -> AudioLMPipeline:
+    """The tiny pipeline with coarse and fine stages of the delay pattern (random DelayLMs)."""
     from soundlm.codec import load_codec
     from soundlm.lm.model import DelayLM, DelayLMConfig, lm_tiny
     from soundlm.semantic.tokenizer import KMeansTokenizer
@@ -217,7 +244,12 @@ def test_delay_pattern_stages(parts, tmp_path):
         meta = StageMeta(stage, WINDOWS[stage], NUM_COARSE, k, 50.0, codec.frame_rate, pattern="delay",
                          tokenizers=tokenizers)
         write_stage_files(model, folders[stage], meta, stage_layout(stage, 16, card, k, NUM_COARSE))
-    pipe = AudioLMPipeline.from_runs(parts["semantic"], folders["coarse"], folders["fine"], device="cpu")
+    return AudioLMPipeline.from_runs(parts["semantic"], folders["coarse"], folders["fine"], device="cpu")
+
+
+def test_delay_pattern_stages(parts, tmp_path):
+    """Coarse and fine stages trained with the delay pattern decode window by window too."""
+    pipe = _delayed_pipe(parts, tmp_path)
     waves = pipe.continue_audio(_prompt(0.3), seconds=0.4, num_samples=2, prompt_sample_rate=SR)
     assert [w.shape for w in waves] == [(1, 4800 + 6400)] * 2 and not np.allclose(waves[0], waves[1])
 
@@ -335,3 +367,75 @@ def test_cli_quantize_option(pipe, tmp_path):
     assert loaded.quantized == "int8"
     with pytest.raises(ValueError, match="already runs int8"):
         loaded.quantize("bf16")
+
+
+def _decoded_codes(pipe, monkeypatch) -> list[torch.Tensor]:
+    """Record the codes [n, K, T] every codec decode call gets (the tokens a request ends with)."""
+    seen, decode = [], pipe.codec.decode
+
+    def recording(codes):
+        seen.append(codes.clone())
+        return decode(codes)
+
+    monkeypatch.setattr(pipe.codec, "decode", recording)
+    return seen
+
+
+def _batch_equals_alone(pipe, monkeypatch, sampling=None) -> None:
+    from soundlm.pipeline import BatchRequest
+
+    short, long = _prompt(0.23), 0.8 * _prompt(0.45)[::-1].copy()
+    requests = [BatchRequest(0.3, prompt=short, prompt_sample_rate=SR, num_samples=2, seed=3),
+                BatchRequest(0.3, prompt=long, prompt_sample_rate=SR, seed=8),
+                BatchRequest(0.3, prompt=long, prompt_sample_rate=SR, seed=8, acoustic_prompt=False),
+                BatchRequest(0.25, seed=5)]
+    seen = _decoded_codes(pipe, monkeypatch)
+    batched = pipe.generate_batch(requests, sampling=sampling)
+    batched_codes = list(seen)
+    seen.clear()
+    alone = [pipe.continue_audio(r.prompt, r.seconds, num_samples=r.num_samples, seed=r.seed, sampling=sampling,
+                                 prompt_sample_rate=SR, acoustic_prompt=r.acoustic_prompt)
+             if r.prompt is not None else pipe.generate(r.seconds, r.num_samples, sampling=sampling, seed=r.seed)
+             for r in requests]
+    assert len(batched_codes) == len(seen) == len(requests)
+    for got, want in zip(batched_codes, seen):
+        assert got.shape == want.shape and torch.equal(got, want)
+    for got, want in zip(batched, alone):
+        assert len(got) == len(want) and all(np.array_equal(g, w) for g, w in zip(got, want))
+    # The prompts' lengths differ, so the batch was left-padded, and the seeds drew different samples.
+    assert batched_codes[0].shape[2] != batched_codes[1].shape[2]
+    assert not torch.equal(batched_codes[0][0], batched_codes[0][1])
+
+
+def test_generate_batch_gives_each_request_the_tokens_it_gets_alone(pipe, monkeypatch):
+    _batch_equals_alone(pipe, monkeypatch)
+
+
+def test_generate_batch_shares_generation_calls(pipe, monkeypatch):
+    """Mixed prompts ride in the same decoding calls: fewer calls than the requests alone make."""
+    import importlib
+
+    from soundlm.pipeline import BatchRequest
+
+    gen = importlib.import_module("soundlm.lm.generate")  # the module (soundlm.lm re-exports the function)
+    calls, generate = [], gen.generate
+
+    def counting(model, prompt, *args, **kwargs):
+        calls.append(prompt.shape[0])
+        return generate(model, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(gen, "generate", counting)
+    requests = [BatchRequest(0.2, prompt=_prompt(0.23), prompt_sample_rate=SR, seed=1),
+                BatchRequest(0.2, prompt=_prompt(0.41), prompt_sample_rate=SR, seed=2)]
+    pipe.generate_batch(requests)
+    batched = list(calls)
+    calls.clear()
+    for r in requests:
+        pipe.continue_audio(r.prompt, r.seconds, seed=r.seed, prompt_sample_rate=SR)
+    assert max(batched) == 2 and len(batched) < len(calls)
+
+
+def test_generate_batch_with_delay_pattern_stages(parts, tmp_path, monkeypatch):
+    """Delay-pattern stages have no left padding: requests still get their own tokens (equal shapes batch)."""
+    delayed = _delayed_pipe(parts, tmp_path)
+    _batch_equals_alone(delayed, monkeypatch)

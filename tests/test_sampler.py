@@ -68,3 +68,24 @@ def test_bad_arguments():
         sample_next_token(logits, allowed=torch.zeros(10, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"\[B, V\]"):
         sample_next_token(torch.randn(10))
+
+
+def test_row_generators_draw_per_request_and_skip_rows_left_out():
+    from soundlm.sampler import RowGenerators, sample_next_token
+
+    logits = torch.randn(3, 50)
+    a, b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    rows = sample_next_token(logits, 1.0, generator=RowGenerators([a, a, b]))
+    # Rows 0-1 draw what one call for them alone draws from seed 1, row 2 what seed 2 alone draws.
+    assert torch.equal(rows[:2], sample_next_token(logits[:2], 1.0, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(rows[2:], sample_next_token(logits[2:], 1.0, generator=torch.Generator().manual_seed(2)))
+    # A row left out draws nothing: its generator's next draw is the one it would have made.
+    a, b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    RowGenerators([a, b]).only(torch.tensor([True, False])).rand(2, torch.device("cpu"))
+    assert torch.equal(torch.rand(1, generator=b), torch.rand(1, generator=torch.Generator().manual_seed(2)))
+    # The delay pattern's [B*K] logits rows: each batch row draws its K in one call.
+    g = torch.Generator().manual_seed(3)
+    u = RowGenerators([g, torch.Generator().manual_seed(4)]).rand(6, torch.device("cpu"))
+    assert torch.equal(u[:3], torch.rand(3, 1, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="do not split"):
+        RowGenerators([g, g]).rand(3, torch.device("cpu"))

@@ -168,19 +168,30 @@ def test_progress_streams_as_server_sent_events_until_the_job_ends(client):
     assert job.expected_steps <= job.steps <= 1.2 * job.expected_steps
 
 
-def test_compatible_requests_share_one_generation_batch(client):
+def test_requests_with_different_prompts_and_seeds_share_one_generation_batch(client):
+    uploads = {"a": ("a.wav", wav_bytes(tone(0.6))), "b": ("b.wav", wav_bytes(tone(0.9, freq=330.0)))}
     with held(client) as gate:
         blocker = submit(client, task="generate", seconds=0.3, seed=9)
         until(lambda: client.get(f"/api/jobs/{blocker['id']}").json()["state"] == "running")
-        same = [submit(client, task="continue", prompt="bundled", seconds=0.4, num_samples=n) for n in (1, 2)]
-        other_seed = submit(client, task="continue", prompt="bundled", seconds=0.4, seed=1)
-        assert [client.get(f"/api/jobs/{j['id']}").json()["position"] for j in (*same, other_seed)] == [0, 1, 2]
+        mixed = [submit(client, {"audio": uploads["a"]}, task="continue", seconds=0.4, seed=1),
+                 submit(client, {"audio": uploads["b"]}, task="continue", seconds=0.4, num_samples=2, seed=2)]
+        other_seconds = submit(client, task="continue", prompt="bundled", seconds=0.3, seed=1)
+        assert [client.get(f"/api/jobs/{j['id']}").json()["position"] for j in (*mixed, other_seconds)] == [0, 1, 2]
         gate.release()
-        done = [wait(client, j["id"]) for j in (*same, other_seed)]
+        done = [wait(client, j["id"]) for j in (*mixed, other_seconds)]
+    assert [d["state"] for d in done] == ["done"] * 3
     assert [d["batch_size"] for d in done] == [2, 2, 1]
     assert [len(d["result"]["samples"]) for d in done] == [1, 2, 1]
     assert done[0]["result"]["settings"]["batch"] == {"jobs": 2, "samples": 3}
+    assert [d["result"]["settings"]["prompt"] for d in done[:2]] == ["a.wav", "b.wav"]
     assert "batch" not in done[2]["result"]["settings"]
+    # A batched job's audio is exactly what the same request gets alone.
+    alone = wait(client, submit(client, {"audio": uploads["b"]}, task="continue", seconds=0.4, num_samples=2,
+                                seed=2)["id"])
+    assert alone["batch_size"] == 1
+    for batched, single in zip(done[1]["result"]["samples"], alone["result"]["samples"]):
+        got = client.get(f"/api/jobs/{done[1]['id']}/files/{batched['audio']}").content
+        assert got == client.get(f"/api/jobs/{alone['id']}/files/{single['audio']}").content
 
 
 def test_compress_then_decompress_round_trip(client, models):

@@ -210,3 +210,64 @@ def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: s
         subtype = "VORBIS"
     with atomic_path(path, suffix=path.suffix) as tmp:
         sf.write(str(tmp), np.clip(audio, -1, 1).T, sample_rate, subtype=subtype, format=fmt)
+
+
+class GrowingWavs:
+    """Write B wav files piece by piece as audio is produced, each renamed onto its path when complete.
+
+    Each `path` grows as `NAME.part.wav` beside it (a player can open it while it grows: the
+    header is rewritten after every piece); `close()` syncs each file and renames it atomically
+    onto `NAME.wav`. On an error (a `with` block that raises) the part files are removed, so
+    no half-written `NAME.wav` ever exists. Samples are clipped and stored as `save_audio` does.
+    """
+
+    def __init__(self, paths: list[str | Path], sample_rate: int, subtype: str = "PCM_16"):
+        self.paths = [Path(p) for p in paths]
+        bad = [p for p in self.paths if p.suffix.lower() != ".wav"]
+        if bad:
+            raise ValueError(f"{bad[0]}: a streamed file must be .wav (its header can be rewritten as it grows)")
+        self.parts = [p.with_suffix(".part.wav") for p in self.paths]
+        self.sample_rate, self.subtype = sample_rate, subtype
+        self._files: list[sf.SoundFile] = []
+
+    def write(self, audio: np.ndarray) -> None:
+        """Append [B, C, S] samples: row b to file b."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 3 or audio.shape[0] != len(self.paths):
+            raise ValueError(f"GrowingWavs.write takes [B, C, S] audio with B = {len(self.paths)} files, "
+                             f"got shape {audio.shape}")
+        if not self._files:
+            for part in self.parts:
+                part.parent.mkdir(parents=True, exist_ok=True)
+                self._files.append(sf.SoundFile(str(part), "w", self.sample_rate, audio.shape[1], self.subtype,
+                                                format="WAV"))
+        for f, rows in zip(self._files, audio):
+            f.write(np.clip(rows, -1, 1).T)
+            f.flush()  # libsndfile rewrites the header: the part file is a valid, growing wav
+
+    def close(self) -> list[Path]:
+        """Finish every file and rename it onto its final path; returns the final paths."""
+        for f, part, path in zip(self._files, self.parts, self.paths):
+            f.close()
+            with open(part, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(part, path)
+        self._files = []
+        return self.paths
+
+    def discard(self) -> None:
+        """Close and remove the part files (the output was not completed)."""
+        for f in self._files:
+            f.close()
+        self._files = []
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+
+    def __enter__(self) -> "GrowingWavs":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()

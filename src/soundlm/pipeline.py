@@ -28,6 +28,12 @@ first chunk comes after one window of each stage instead of after the whole file
 stage draws from its own random generator (seeded from `seed`), so the order in which the
 stages run does not change what they sample: the streamed chunks, concatenated, are the
 non-streamed output (up to float rounding at chunk seams; exact codes).
+
+Batches. The stage loops run rounds of windows over a list of requests (one request for
+`continue_audio`, several for `generate_batch`): each request plans its own windows from its
+own prompt length, and a round's windows share one generation call, left-padded, each
+request's rows drawing from its own stage generators and stopping at their own length. So
+a request in a batch gets the tokens it would get alone.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -43,10 +49,11 @@ import torch
 from soundlm.audio_tokenizer import AudioTokenizer
 from soundlm.devices import default_device
 from soundlm.lm.quantize import quantize_lm, quantized_mode, resolve_quantize
-from soundlm.sampler import SamplingParams
+from soundlm.sampler import RowGenerators, SamplingParams
 from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
 
 if TYPE_CHECKING:
+    from soundlm.patterns import AllowedFn
     from soundlm.codec.base import AcousticTokenizer
     from soundlm.semantic.base import SemanticTokenizer
 
@@ -111,23 +118,30 @@ def stage_generators(seed: int, device: torch.device | str = "cpu") -> tuple[tor
 
 
 class _Growing:
-    """A stage's output [..., T] as its windows run: `upto(n)` runs windows until it has n frames (or all)."""
+    """Each request's stage output [n_r, ..., T_r] as rounds of windows run: `upto(r, n)` runs rounds until
+    request r has n frames (or all)."""
 
-    def __init__(self, value: torch.Tensor, windows: Iterator[torch.Tensor] | None = None):
+    def __init__(self, value: list[torch.Tensor], windows: Iterator[list[torch.Tensor]] | None = None):
         self.value = value
         self._windows = windows
 
-    def upto(self, frames: float) -> torch.Tensor:
-        while self._windows is not None and self.value.shape[-1] < frames:
+    def upto(self, request: int, frames: float) -> torch.Tensor:
+        while self._windows is not None and self.value[request].shape[-1] < frames:
             nxt = next(self._windows, None)
             if nxt is None:
                 self._windows = None
                 break
             self.value = nxt
-        return self.value
+        return self.value[request]
 
-    def all(self) -> torch.Tensor:
-        return self.upto(math.inf)
+    def all(self) -> list[torch.Tensor]:
+        while self._windows is not None:
+            nxt = next(self._windows, None)
+            if nxt is None:
+                self._windows = None
+            else:
+                self.value = nxt
+        return self.value
 
 
 @dataclass
@@ -136,6 +150,22 @@ class AudioChunk:
 
     audio: np.ndarray
     start: int
+
+
+@dataclass
+class BatchRequest:
+    """One request of `AudioLMPipeline.generate_batch`: a continuation of `prompt` (a file, or a [C, S] / [S]
+    array at `prompt_sample_rate`) by `seconds`, or `seconds` of unconditional audio when prompt is None.
+    The fields mean what `continue_audio`'s arguments of the same names mean."""
+
+    seconds: float
+    prompt: str | Path | np.ndarray | None = None
+    prompt_sample_rate: int | None = None
+    num_samples: int = 1
+    seed: int = 0
+    acoustic_prompt: bool = True
+    include_prompt: bool = True
+    prompt_source: str | Path | None = None
 
 
 class AudioLMPipeline:
@@ -273,6 +303,35 @@ class AudioLMPipeline:
         out = self._run(*self._empty_prompt(), seconds, num_samples, sampling, seed, progress)
         return [x for x in _fit_length(out, int(round(seconds * self.sample_rate))).cpu().numpy()]
 
+    def generate_batch(self, requests: list[BatchRequest], sampling: AudioLMSampling | None = None,
+                       progress: bool = False) -> list[list[np.ndarray]]:
+        """Several requests in shared generation batches: each request's waveforms, as `continue_audio`
+        (a request with a prompt) or `generate` (without) give them for its seed alone.
+
+        Prompts of different lengths, different seeds, lengths and sample counts mix freely: every
+        window's call left-pads the requests' rows, each request's rows draw from their own
+        generators and stop drawing at their own length, so each request gets the same tokens as
+        alone. Only the sampling settings are shared.
+        """
+        if not requests:
+            raise ValueError("generate_batch needs at least one request")
+        plans = [self._plan_of(r) for r in requests]
+        full, _ = self._codes([p.tokens for p in plans], [p.seconds for p in plans],
+                              [r.num_samples for r in requests], sampling, [r.seed for r in requests], progress)
+        out = []
+        for plan, codes in zip(plans, full.all()):
+            with torch.inference_mode():
+                audio = self.codec.decode(codes).float()  # [n, C, S]
+            audio = _fit_length(audio, plan.total_samples)[:, :, plan.first_sample:]
+            out.append([x for x in audio.cpu().numpy()])
+        return out
+
+    def _plan_of(self, request: BatchRequest) -> _Plan:
+        if request.prompt is None:
+            return _Plan(self._empty_prompt(), request.seconds, 0, int(round(request.seconds * self.sample_rate)))
+        return self._continuation(request.prompt, request.seconds, request.prompt_sample_rate,
+                                  request.prompt_source, request.acoustic_prompt, request.include_prompt)
+
     def stream_continue(self, prompt: str | Path | np.ndarray, seconds: float, num_samples: int = 1,
                         sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
                         include_prompt: bool = True, progress: bool = False, acoustic_prompt: bool = True,
@@ -353,32 +412,41 @@ class AudioLMPipeline:
         semantic = torch.from_numpy(tokens.semantic)[None, : _frames(seconds, self.semantic_tokenizer.frame_rate)]
         return semantic.long().to(self.device), codes.long().to(self.device)
 
-    def _codes(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
-               sampling: AudioLMSampling | None, seed: int, progress: bool) -> tuple[_Growing, int]:
-        """Prompt tokens (possibly empty) -> all codes [B, K, T] as they grow window by window, and T."""
-        if seconds <= 0:
-            raise ValueError(f"seconds must be positive, got {seconds}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    def _codes(self, prompts: list[tuple[torch.Tensor, torch.Tensor]], seconds: list[float], counts: list[int],
+               sampling: AudioLMSampling | None, seeds: list[int], progress: bool) -> tuple[_Growing, list[int]]:
+        """Requests' prompt tokens (semantic [1, T_s], codes [1, K, T_a], possibly empty) -> each request's codes
+        [n_r, K, T_r] as they grow window by window, and each T_r.
+
+        The requests share every window's generation call (rows left-padded, each request's rows
+        drawing from its own generators), so each gets the codes it would get alone.
+        """
+        if any(s <= 0 for s in seconds):
+            raise ValueError(f"seconds must be positive, got {min(seconds)}")
+        if any(n < 1 for n in counts):
+            raise ValueError(f"num_samples must be >= 1, got {min(counts)}")
         sampling = sampling or AudioLMSampling()
-        gens = stage_generators(seed, self.device)
+        gens = [stage_generators(seed, self.device) for seed in seeds]
         sem_rate, ac_rate = self.semantic.meta.semantic_rate, float(self.codec.frame_rate)
-        n_sem, n_ac = _frames(seconds, sem_rate), _frames(seconds, ac_rate)
-        semantic = semantic.expand(num_samples, -1)  # [B, T_s]
-        codes = codes.expand(num_samples, -1, -1)  # [B, K, T_a]
+        n_sem = [_frames(s, sem_rate) for s in seconds]
+        n_ac = [_frames(s, ac_rate) for s in seconds]
+        semantic = [s.expand(n, -1) for (s, _), n in zip(prompts, counts)]  # [n_r, T_s]
+        codes = [c.expand(n, -1, -1) for (_, c), n in zip(prompts, counts)]  # [n_r, K, T_a]
         qc = self.num_coarse
-        sem = _Growing(semantic, self._semantic_windows(semantic, n_sem, sampling, gens[0], progress))
-        coarse = _Growing(codes[:, :qc], self._coarse_windows(sem, codes[:, :qc], n_ac, sampling, gens[1], progress))
-        full = _Growing(codes[:, :, :min(codes.shape[2], n_ac)],
-                        self._fine_windows(coarse, n_ac, codes[:, qc:], sampling, gens[2], progress))
+        sem = _Growing(semantic, self._semantic_windows(semantic, n_sem, sampling, [g[0] for g in gens], progress))
+        coarse_prompt = [c[:, :qc] for c in codes]
+        coarse = _Growing(coarse_prompt, self._coarse_windows(sem, coarse_prompt, n_ac, sampling,
+                                                              [g[1] for g in gens], progress))
+        full = _Growing([c[:, :, :min(c.shape[2], n)] for c, n in zip(codes, n_ac)],
+                        self._fine_windows(coarse, n_ac, [c[:, qc:] for c in codes], sampling, [g[2] for g in gens],
+                                           progress))
         return full, n_ac
 
     def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
              sampling: AudioLMSampling | None, seed: int, progress: bool) -> torch.Tensor:
         """Prompt tokens (possibly empty) -> decoded audio [B, C, S] covering `seconds` in total."""
-        full, _ = self._codes(semantic, codes, seconds, num_samples, sampling, seed, progress)
+        full, _ = self._codes([(semantic, codes)], [seconds], [num_samples], sampling, [seed], progress)
         with torch.inference_mode():
-            return self.codec.decode(full.all()).float()  # [B, C, S]
+            return self.codec.decode(full.all()[0]).float()  # [B, C, S]
 
     def _stream(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
                 sampling: AudioLMSampling | None, seed: int, progress: bool, first_sample: int, total_samples: int,
@@ -386,23 +454,23 @@ class AudioLMPipeline:
         """The samples first_sample..total_samples-1 of `_run`'s output (fit to total_samples), in chunks."""
         if decode_context < 0:
             raise ValueError(f"decode_context must be >= 0 seconds, got {decode_context}")
-        full, n_frames = self._codes(semantic, codes, seconds, num_samples, sampling, seed, progress)
+        full, (n_frames,) = self._codes([(semantic, codes)], [seconds], [num_samples], sampling, [seed], progress)
         hop = int(round(self.codec.sample_rate / self.codec.frame_rate))
         context = _frames(decode_context, float(self.codec.frame_rate))
         done = first_sample  # samples yielded so far (absolute)
-        have, exhausted = full.value.shape[-1], False
+        have, exhausted = full.value[0].shape[-1], False
         while done < total_samples:
             final = exhausted or have >= n_frames
             # Samples that no code still to come can change: all at the end, else up to `context` frames back.
             end = total_samples if final else min(max(have - context, 0) * hop, total_samples)
             if end <= done:
-                grown = full.upto(have + 1).shape[-1]  # run the next window (and what it needs upstream)
+                grown = full.upto(0, have + 1).shape[-1]  # run the next window (and what it needs upstream)
                 exhausted, have = grown == have, grown
                 continue
             f0 = max(0, done // hop - context)
             f1 = min(have, -(-end // hop) + context)
             with torch.inference_mode():
-                audio = self.codec.decode(full.value[:, :, f0:f1]).float()  # [B, C, (f1-f0)*hop]
+                audio = self.codec.decode(full.value[0][:, :, f0:f1]).float()  # [B, C, (f1-f0)*hop]
             piece = audio[:, :, done - f0 * hop: end - f0 * hop]
             if piece.shape[-1] < end - done:  # the codec's output ends early: zero-fill like _fit_length
                 piece = torch.nn.functional.pad(piece, (0, end - done - piece.shape[-1]))
@@ -427,105 +495,210 @@ class AudioLMPipeline:
     def _semantic_stage(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,
                         gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend semantic ids [B, T0] to [B, total] window by window."""
-        return _Growing(semantic, self._semantic_windows(semantic, total, sampling, gen, progress)).all()
+        return _Growing([semantic], self._semantic_windows([semantic], [total], sampling, [gen], progress)).all()[0]
 
     def _coarse_stage(self, semantic: torch.Tensor, coarse: torch.Tensor, total: int, sampling: AudioLMSampling,
                       gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend coarse codes [B, Qc, T0] to [B, Qc, total], conditioned on the semantic ids of each window."""
-        windows = self._coarse_windows(_Growing(semantic), coarse, total, sampling, gen, progress)
-        return _Growing(coarse, windows).all()
+        windows = self._coarse_windows(_Growing([semantic]), [coarse], [total], sampling, [gen], progress)
+        return _Growing([coarse], windows).all()[0]
 
     def _fine_stage(self, coarse: torch.Tensor, fine: torch.Tensor, sampling: AudioLMSampling,
                     gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Fine codes for every frame of coarse [B, Qc, T] (prompt frames' fine codes given) -> [B, K, T]."""
         qf = self.num_codebooks - self.num_coarse
         known = torch.cat([coarse[:, :, :fine.shape[2]], fine[:, :qf, :coarse.shape[2]]], dim=1)
-        windows = self._fine_windows(_Growing(coarse), coarse.shape[2], fine, sampling, gen, progress)
-        return _Growing(known, windows).all()
+        windows = self._fine_windows(_Growing([coarse]), [coarse.shape[2]], [fine], sampling, [gen], progress)
+        return _Growing([known], windows).all()[0]
 
-    def _semantic_windows(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,
-                          gen: torch.Generator, progress: bool) -> Iterator[torch.Tensor]:
-        """Semantic ids [B, T0] extended window by window; yields the ids so far after each window."""
-        from soundlm.lm.generate import generate
-
+    def _semantic_windows(self, semantic: list[torch.Tensor], totals: list[int], sampling: AudioLMSampling,
+                          gens: list[torch.Generator], progress: bool) -> Iterator[list[torch.Tensor]]:
+        """Each request's semantic ids [n_r, T0_r] extended window by window; yields them after each round."""
         stage, layout = self.semantic, self.semantic.layout
         window = max(2, int(stage.window_seconds * stage.meta.semantic_rate))
         allowed = layout.range_of("semantic")
-        params = sampling.semantic
-        for start, new in context_windows(semantic.shape[1], total, window, sampling.keep(window)):
-            context = semantic[:, start:]
-            prompt = torch.cat([_fill(context.shape[0], layout.bos_id, self.device),
-                                layout.semantic_to_global(context)], dim=1)  # [B, 1 + ctx]
-            out = generate(stage.model, prompt, new, params, allowed_fn=lambda pos: allowed, generator=gen,
-                           progress=progress)
-            semantic = torch.cat([semantic, layout.global_to_semantic(out[:, prompt.shape[1]:])], dim=1)
-            yield semantic
+        semantic = list(semantic)
+        plans = [list(context_windows(s.shape[1], total, window, sampling.keep(window)))
+                 for s, total in zip(semantic, totals)]
+        for live in _rounds(plans):
+            asks = []
+            for r, (start, new) in live:
+                context = semantic[r][:, start:]
+                asks.append(_Ask(torch.cat([_fill(context.shape[0], layout.bos_id, self.device),
+                                            layout.semantic_to_global(context)], dim=1), new, gens[r]))  # [n, 1+ctx]
+            fresh = _generate_windows(stage, asks, sampling.semantic, lambda t0: (lambda pos: allowed), progress)
+            for (r, _), out in zip(live, fresh):
+                semantic[r] = torch.cat([semantic[r], layout.global_to_semantic(out)], dim=1)
+            yield list(semantic)
 
-    def _coarse_windows(self, semantic: _Growing, coarse: torch.Tensor, total: int, sampling: AudioLMSampling,
-                        gen: torch.Generator, progress: bool) -> Iterator[torch.Tensor]:
-        """Coarse codes [B, Qc, T0] extended window by window; yields the codes so far after each window.
+    def _coarse_windows(self, semantic: _Growing, coarse: list[torch.Tensor], totals: list[int],
+                        sampling: AudioLMSampling, gens: list[torch.Generator],
+                        progress: bool) -> Iterator[list[torch.Tensor]]:
+        """Each request's coarse codes [n_r, Qc, T0_r] extended window by window; yields them after each round.
 
         Each window is conditioned on the semantic ids of its whole span (run as far as needed).
         """
         from soundlm import patterns
-        from soundlm.lm.generate import generate, generate_delayed
 
         stage, layout, qc = self.coarse, self.coarse.layout, self.num_coarse
         sem_rate, ac_rate = stage.meta.semantic_rate, stage.meta.acoustic_rate
         window = max(2, int(stage.window_seconds * ac_rate))
         sem_window = int(round(stage.window_seconds * sem_rate))
-        params = sampling.coarse
-        for start, new in context_windows(coarse.shape[2], total, window, sampling.keep(window)):
-            # Training crops start on a semantic frame boundary; move the window start onto one.
-            s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
-            # Moving it later only shortens the context, so context + new still fits the window.
-            start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse.shape[2])
-            ids = semantic.upto(s0 + sem_window)[:, s0: s0 + sem_window]
-            if stage.delayed:
-                out = generate_delayed(stage.model, coarse[:, :, start:], new, params, generator=gen,
-                                       prefix=ids, progress=progress)
-                coarse = torch.cat([coarse, out[:, :, -new:]], dim=2)
-                yield coarse
-                continue
-            seq = patterns.coarse_sequence(ids, coarse[:, :, start:], layout, eos=False)
-            allowed = patterns.acoustic_allowed_fn(layout, seq.prefix_len, qc)
-            out = generate(stage.model, seq.tokens, new * qc, params, allowed_fn=allowed, generator=gen,
-                           progress=progress)
-            fresh = patterns.unflatten_frames(out[:, seq.tokens.shape[1]:], layout, qc)  # [B, Qc, new]
-            coarse = torch.cat([coarse, fresh], dim=2)
-            yield coarse
+        coarse = list(coarse)
+        plans = [list(context_windows(c.shape[2], total, window, sampling.keep(window)))
+                 for c, total in zip(coarse, totals)]
+        for live in _rounds(plans):
+            asks = []
+            for r, (start, new) in live:
+                # Training crops start on a semantic frame boundary; move the window start onto one.
+                s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
+                # Moving it later only shortens the context, so context + new still fits the window.
+                start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse[r].shape[2])
+                ids = semantic.upto(r, s0 + sem_window)[:, s0: s0 + sem_window]
+                if stage.delayed:
+                    asks.append(_Ask(coarse[r][:, :, start:], new, gens[r], prefix=ids))
+                else:
+                    seq = patterns.coarse_sequence(ids, coarse[r][:, :, start:], layout, eos=False)
+                    asks.append(_Ask(seq.tokens, new * qc, gens[r]))
+            fresh = _generate_windows(stage, asks, sampling.coarse,
+                                      lambda t0: patterns.acoustic_allowed_fn(layout, t0, qc), progress)
+            for (r, _), out in zip(live, fresh):
+                if not stage.delayed:
+                    out = patterns.unflatten_frames(out, layout, qc)  # [n, Qc, new]
+                coarse[r] = torch.cat([coarse[r], out], dim=2)
+            yield list(coarse)
 
-    def _fine_windows(self, coarse: _Growing, total: int, fine: torch.Tensor, sampling: AudioLMSampling,
-                      gen: torch.Generator, progress: bool) -> Iterator[torch.Tensor]:
-        """All codes [B, K, T] for T up to `total` coarse frames, window by window (prompt frames' fine
-        codes given); yields the codes so far after each window."""
+    def _fine_windows(self, coarse: _Growing, totals: list[int], fine: list[torch.Tensor], sampling: AudioLMSampling,
+                      gens: list[torch.Generator], progress: bool) -> Iterator[list[torch.Tensor]]:
+        """Each request's codes [n_r, K, T] for T up to its `total` coarse frames, window by window (prompt
+        frames' fine codes given); yields them after each round."""
         from soundlm import patterns
-        from soundlm.lm.generate import generate, generate_delayed
 
         stage, layout, qc = self.fine, self.fine.layout, self.num_coarse
         qf = self.num_codebooks - qc
         window = max(2, int(stage.window_seconds * stage.meta.acoustic_rate))
-        fine = fine[:, :qf, :total]
-        params = sampling.fine
-        for start, new in context_windows(fine.shape[2], total, window, sampling.keep(window)):
-            end = fine.shape[2] + new
-            span = coarse.upto(end)[:, :, start:end]  # [B, Qc, end-start]
-            if stage.delayed:
-                prefix = delay_prefix("fine", semantic=None, coarse=span, codebook_size=layout.codebook_size)
-                out = generate_delayed(stage.model, fine[:, :, start:], new, params, generator=gen, prefix=prefix,
-                                       progress=progress)
-                fine = torch.cat([fine, out[:, :, -new:]], dim=2)
-            else:
-                # BOS coarse(start:end) SEP, then the fine codes already known in this window as context.
-                prefix = patterns.fine_sequence(span, None, layout)
-                known = patterns.flatten_frames(fine[:, :, start:], layout, first_level=qc)  # [B, ctx*Qf]
-                tokens = torch.cat([prefix.tokens, known], dim=1)
-                allowed = patterns.acoustic_allowed_fn(layout, prefix.prefix_len, qf, first_level=qc)
-                out = generate(stage.model, tokens, new * qf, params, allowed_fn=allowed, generator=gen,
-                               progress=progress)
-                fresh = patterns.unflatten_frames(out[:, tokens.shape[1]:], layout, qf, first_level=qc)  # [B, Qf, new]
-                fine = torch.cat([fine, fresh], dim=2)
-            yield torch.cat([coarse.value[:, :, :end], fine], dim=1)
+        fine = [f[:, :qf, :total] for f, total in zip(fine, totals)]
+        plans = [list(context_windows(f.shape[2], total, window, sampling.keep(window)))
+                 for f, total in zip(fine, totals)]
+        ends = [f.shape[2] for f in fine]
+        for live in _rounds(plans):
+            asks = []
+            for r, (start, new) in live:
+                ends[r] = fine[r].shape[2] + new
+                span = coarse.upto(r, ends[r])[:, :, start:ends[r]]  # [n, Qc, end-start]
+                if stage.delayed:
+                    prefix = delay_prefix("fine", semantic=None, coarse=span, codebook_size=layout.codebook_size)
+                    asks.append(_Ask(fine[r][:, :, start:], new, gens[r], prefix=prefix))
+                else:
+                    # BOS coarse(start:end) SEP, then the fine codes already known in this window as context.
+                    prefix = patterns.fine_sequence(span, None, layout)
+                    known = patterns.flatten_frames(fine[r][:, :, start:], layout, first_level=qc)  # [n, ctx*Qf]
+                    asks.append(_Ask(torch.cat([prefix.tokens, known], dim=1), new * qf, gens[r]))
+            fresh = _generate_windows(stage, asks, sampling.fine,
+                                      lambda t0: patterns.acoustic_allowed_fn(layout, t0, qf, first_level=qc),
+                                      progress)
+            for (r, _), out in zip(live, fresh):
+                if not stage.delayed:
+                    out = patterns.unflatten_frames(out, layout, qf, first_level=qc)  # [n, Qf, new]
+                fine[r] = torch.cat([fine[r], out], dim=2)
+            yield [torch.cat([coarse.value[r][:, :, :ends[r]], f], dim=1) for r, f in enumerate(fine)]
+
+
+@dataclass
+class _Ask:
+    """One request's window in a generation call: its rows' input and how much to generate.
+
+    Flattened stages: `tokens` [n, L] ids and `new` tokens. Delay-pattern stages: `tokens` the
+    codes context [n, K', T] and `new` frames, after the conditioning `prefix` [n, P].
+    """
+
+    tokens: torch.Tensor
+    new: int
+    generator: torch.Generator
+    prefix: torch.Tensor | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.tokens.shape[0]
+
+
+def _rounds(plans: list[list[tuple[int, int]]]) -> Iterator[list[tuple[int, tuple[int, int]]]]:
+    """Window rounds over requests' plans: round w is [(request, its w-th window)] for requests that have one."""
+    for w in range(max((len(p) for p in plans), default=0)):
+        yield [(r, p[w]) for r, p in enumerate(plans) if w < len(p)]
+
+
+def _generate_windows(stage: Stage, asks: list[_Ask], params: SamplingParams,
+                      allowed_at: Callable[[int], AllowedFn], progress: bool) -> list[torch.Tensor]:
+    """Run windows of several requests as few generation calls; each ask's new tokens [n, new] (flattened) or
+    codes [n, K', new] (delay pattern), exactly what it would get in a call of its own.
+
+    Flattened: prompts are left-padded into one batch (split only where the padded length would
+    outgrow the model's context, which would slide it), rows stop drawing at their own length,
+    and each request's rows draw from its own generator. `allowed_at(t0)` is the constraint for
+    new tokens starting at padded position t0 (every ask's new tokens start in phase).
+    Delay pattern: asks of equal shape share a call (that decoder has no left padding).
+    """
+    from soundlm.lm.generate import generate, generate_delayed
+
+    out: list[torch.Tensor | None] = [None] * len(asks)
+    if stage.delayed:
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(asks):
+            key = (a.tokens.shape[2], a.new, None if a.prefix is None else a.prefix.shape[1])
+            groups.setdefault(key, []).append(i)
+        for idx in groups.values():
+            part = [asks[i] for i in idx]
+            codes = generate_delayed(stage.model, torch.cat([a.tokens for a in part]), part[0].new, params,
+                                     generator=_generators(part),
+                                     prefix=None if part[0].prefix is None else torch.cat([a.prefix for a in part]),
+                                     progress=progress)
+            for i, rows in zip(idx, _split_rows(codes[:, :, -part[0].new:], part)):
+                out[i] = rows
+        return out
+    for idx in _packs(asks, stage.model.max_positions):
+        part = [asks[i] for i in idx]
+        t0 = max(a.tokens.shape[1] for a in part)
+        most = max(a.new for a in part)
+        if len(part) == 1:
+            tokens, pad, row_new = part[0].tokens, None, None
+        else:
+            from soundlm.lm.generate import left_pad_prompts
+
+            tokens, pad = left_pad_prompts([row for a in part for row in a.tokens])
+            row_new = torch.tensor([a.new for a in part for _ in range(a.rows)], device=tokens.device)
+            pad = pad if bool(pad.any()) else None
+        seq = generate(stage.model, tokens, most, params, allowed_fn=allowed_at(t0), generator=_generators(part),
+                       progress=progress, left_pad=pad, row_new_tokens=row_new)
+        for i, a, rows in zip(idx, part, _split_rows(seq, part)):
+            out[i] = rows[:, t0: t0 + a.new]
+    return out
+
+
+def _generators(asks: list[_Ask]) -> torch.Generator | RowGenerators:
+    """One request: its generator as is; several: each row draws from its request's generator."""
+    if len(asks) == 1:
+        return asks[0].generator
+    return RowGenerators([a.generator for a in asks for _ in range(a.rows)])
+
+
+def _split_rows(batch: torch.Tensor, asks: list[_Ask]) -> list[torch.Tensor]:
+    return list(torch.split(batch, [a.rows for a in asks]))
+
+
+def _packs(asks: list[_Ask], max_positions: int) -> list[list[int]]:
+    """Asks grouped in order so each group's padded prompt plus its longest generation fits the context."""
+    packs: list[list[int]] = []
+    longest = most = 0
+    for i, a in enumerate(asks):
+        t0, new = max(longest, a.tokens.shape[1]), max(most, a.new)
+        if packs and t0 + new <= max_positions:
+            packs[-1].append(i)
+            longest, most = t0, new
+        else:
+            packs.append([i])
+            longest, most = a.tokens.shape[1], a.new
+    return packs
 
 
 @dataclass

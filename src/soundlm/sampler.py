@@ -13,6 +13,53 @@ import torch
 Allowed = tuple[int, int] | torch.Tensor | None
 
 
+class RowGenerators:
+    """One random generator per batch row, so that rows of different requests draw as they would alone.
+
+    Rows may share a generator object (the samples of one request): consecutive rows with the
+    same generator draw in one call, exactly the draws one call for those rows alone makes.
+    `live` (bool [B]) leaves rows out: they draw nothing (their stream does not move) and get
+    u = 0, for rows whose output is already complete and will be thrown away. A logits batch
+    of `rows * m` rows (the delay pattern's [B*K]) gives each batch row m consecutive draws.
+    """
+
+    def __init__(self, generators: list[torch.Generator], live: torch.Tensor | None = None):
+        if not generators:
+            raise ValueError("RowGenerators needs one generator per batch row, got none")
+        self.generators = list(generators)
+        self.live = None if live is None else live.bool().tolist()
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def only(self, live: torch.Tensor) -> "RowGenerators":
+        """The same generators, drawing only for rows where `live` [B] is True."""
+        return RowGenerators(self.generators, live)
+
+    def rand(self, rows: int, device: torch.device) -> torch.Tensor:
+        """Uniform draws [rows, 1] on `device`, each batch row's from its own generator."""
+        b = len(self.generators)
+        if rows % b:
+            raise ValueError(f"{rows} logits rows do not split over {b} batch rows of generators")
+        per = rows // b
+        u = torch.zeros(rows, 1, device=device)
+        i = 0
+        while i < b:
+            j = i + 1  # rows i..j-1 share a generator and are all live (or all not)
+            while j < b and self.generators[j] is self.generators[i] and self._live(j) == self._live(i):
+                j += 1
+            if self._live(i):
+                u[i * per: j * per] = torch.rand((j - i) * per, 1, generator=self.generators[i], device=device)
+            i = j
+        return u
+
+    def _live(self, row: int) -> bool:
+        return self.live is None or self.live[row]
+
+
+Generator = torch.Generator | RowGenerators | None
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """temperature: 0 = greedy. top_k: keep the k most likely ids (None/0 = off).
@@ -51,12 +98,13 @@ def allowed_mask(allowed: Allowed, vocab_size: int, device: torch.device) -> tor
 
 
 def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                      top_p: float | None = None, generator: torch.Generator | None = None,
+                      top_p: float | None = None, generator: Generator = None,
                       allowed: Allowed = None) -> torch.Tensor:
     """Draw one id per row from logits [B, V]; returns [B] int64.
 
     allowed: (lo, hi) global id range or bool mask [V] / [B, V]; ids outside never come out.
-    generator: a torch.Generator on the logits' device, for reproducible draws.
+    generator: a torch.Generator on the logits' device, for reproducible draws, or `RowGenerators`
+    (one per row: a row draws what it would draw alone).
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must be [B, V], got shape {tuple(logits.shape)}")
@@ -78,7 +126,7 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-         generator: torch.Generator | None) -> torch.Tensor:
+         generator: Generator) -> torch.Tensor:
     """Index of one draw per row of logits [B, N] (-inf = never), after temperature, top-k and top-p.
 
     One uniform number per row picks the id by inverse CDF (`searchsorted` on the cumulative
@@ -105,7 +153,11 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: flo
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = logits.softmax(dim=-1)  # [B, N]
     cdf = probs.cumsum(dim=-1)  # [B, N]
-    u = torch.rand(b, 1, generator=generator, device=logits.device) * cdf[:, -1:]
+    if isinstance(generator, RowGenerators):
+        u = generator.rand(b, logits.device)
+    else:
+        u = torch.rand(b, 1, generator=generator, device=logits.device)
+    u = u * cdf[:, -1:]
     # The first index whose cumulative mass exceeds u; ids of zero mass never qualify.
     idx = torch.searchsorted(cdf, u, right=True).clamp_(max=n - 1)  # [B, 1]
     if order is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from soundlm.sampler import SamplingParams
 QUANTIZE_HELP = ("Stage LM weights: int8 (weight-only, a quarter of the bytes per step), bf16, none (as stored), "
                  "or auto (int8 on CPU, none elsewhere; int8's held-out bits per token are within 0.1% of fp32 "
                  "for the shipped model, docs/BENCHMARKS.md).")
+STREAM_HELP = ("Write each wav as it is produced: NAME.part.wav grows chunk by chunk (playable while it grows) "
+               "and is renamed to NAME.wav at the end; prints the time to first audio. Same samples as without.")
 _MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs "
                "(default, when neither is given: the model shipped with soundlm).")
 
@@ -45,15 +48,36 @@ def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None
                                      codec=codec, device=device)
 
 
+def _names(out: Path, name: str, count: int) -> list[Path]:
+    return [out / f"{name}_{i:03d}.wav" for i in range(count)]
+
+
 def _write(out: Path, name: str, waves: list, sample_rate: int) -> list[Path]:
     from soundlm.audio import save_audio
 
-    paths = []
-    for i, wave in enumerate(waves):
-        path = out / f"{name}_{i:03d}.wav"
+    paths = _names(out, name, len(waves))
+    for path, wave in zip(paths, waves):
         save_audio(path, wave, sample_rate)
-        paths.append(path)
     return paths
+
+
+def _write_stream(out: Path, name: str, count: int, chunks: Iterator, sample_rate: int) -> list[Path]:
+    """Write streamed chunks [B, C, S] into growing NAME.part.wav files (renamed to NAME.wav at the end),
+    saying how long the first audio took."""
+    from soundlm.audio import GrowingWavs
+
+    started = time.perf_counter()
+    first = None
+    with GrowingWavs(_names(out, name, count), sample_rate) as files:
+        for chunk in chunks:
+            files.write(chunk.audio)
+            if first is None:
+                first = time.perf_counter() - started
+                typer.echo(f"first audio after {first:.2f} s: growing in {files.parts[0].name}"
+                           + (f" and {count - 1} more" if count > 1 else ""), err=True)
+    total = time.perf_counter() - started
+    typer.echo(f"time to first audio {first:.2f} s, whole output {total:.2f} s", err=True)
+    return files.paths
 
 
 # The sampling options are shared by both commands; typer needs them spelled out per command.
@@ -99,6 +123,7 @@ def continue_command(
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
+    stream: bool = typer.Option(False, help=STREAM_HELP),
 ) -> None:
     """Continue an audio prompt with AudioLM (semantic -> coarse -> fine -> codec)."""
     from soundlm.audio import info, load_audio
@@ -107,10 +132,13 @@ def continue_command(
     audio, rate = load_audio(prompt, sample_rate=None, mono=False), info(prompt).sample_rate
     sampling = _sampling(ctx.params)
     pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
-    waves = pipe.continue_audio(audio, seconds, num_samples=num_samples, sampling=sampling, seed=seed,
-                                prompt_sample_rate=rate, include_prompt=include_prompt, progress=True,
-                                prompt_source=prompt)
-    paths = _write(out, "continuation", waves, pipe.sample_rate)
+    kwargs = dict(num_samples=num_samples, sampling=sampling, seed=seed, prompt_sample_rate=rate,
+                  include_prompt=include_prompt, progress=True, prompt_source=prompt)
+    if stream:
+        chunks = pipe.stream_continue(audio, seconds, **kwargs)
+        paths = _write_stream(out, "continuation", num_samples, chunks, pipe.sample_rate)
+    else:
+        paths = _write(out, "continuation", pipe.continue_audio(audio, seconds, **kwargs), pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
@@ -133,10 +161,14 @@ def generate_command(
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
+    stream: bool = typer.Option(False, help=STREAM_HELP),
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
     sampling = _sampling(ctx.params)
     pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
-    waves = pipe.generate(seconds, num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
-    paths = _write(out, "sample", waves, pipe.sample_rate)
+    kwargs = dict(num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
+    if stream:
+        paths = _write_stream(out, "sample", num_samples, pipe.stream_generate(seconds, **kwargs), pipe.sample_rate)
+    else:
+        paths = _write(out, "sample", pipe.generate(seconds, **kwargs), pipe.sample_rate)
     typer.echo(f"wrote {len(paths)} file(s) to {out}")

@@ -5,7 +5,9 @@ prefill the prompt once, then one cached step per new token, with optional const
 decoding (`allowed_fn(position)` gives the valid global ids at each output position) and
 EOS stopping. When a sequence outgrows the model's context (`max_positions`), decoding
 slides: the cache is reset and the last `window_keep` tokens are prefilled again.
-Prompts of different lengths share a batch left-padded (`left_pad`, `left_pad_prompts`).
+Prompts of different lengths share a batch left-padded (`left_pad`, `left_pad_prompts`), and
+rows that need fewer new tokens stop drawing early (`row_new_tokens` with `RowGenerators`):
+so requests with different prompts and seeds share one batch and each row decodes as alone.
 
 `generate_delayed` does the same for a `DelayLM`: one step per delayed column, all K
 codebooks sampled at once, prompt codes and delay pads forced in place; past
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 from soundlm.lm.cache import KVCache
 from soundlm.lm.model import DelayLM, TokenLM
 from soundlm.patterns import AllowedFn, delay_codes, delay_valid_mask, undelay_codes
-from soundlm.sampler import SamplingParams, sample_next_token
+from soundlm.sampler import Generator, RowGenerators, SamplingParams, sample_next_token
 
 
 def left_pad_prompts(prompts: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,9 +41,10 @@ def left_pad_prompts(prompts: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[
 
 def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
              sampling: SamplingParams = SamplingParams(), allowed_fn: AllowedFn | None = None,
-             generator: torch.Generator | None = None, cache: KVCache | None = None,
+             generator: Generator = None, cache: KVCache | None = None,
              eos_id: int | None = None, pad_id: int = 0, window_keep: int | None = None,
-             progress: bool = False, left_pad: torch.Tensor | None = None) -> torch.Tensor:
+             progress: bool = False, left_pad: torch.Tensor | None = None,
+             row_new_tokens: torch.Tensor | None = None) -> torch.Tensor:
     """Continue prompt [B, T0] (int64 global ids) by up to max_new_tokens; returns [B, T0+new].
 
     allowed_fn(position) -> (lo, hi) | bool mask [V] or [B, V] | None, where position is
@@ -54,6 +57,9 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
     right-aligned, e.g. by `left_pad_prompts`): they are never attended to and each row's
     positions start at its first real token, so a row decodes as it would alone. Positions
     given to allowed_fn count in the padded sequence (every row's new tokens share them).
+    row_new_tokens: int64 [B], the new tokens each row needs (at most max_new_tokens). With a
+    `RowGenerators` generator a row past its count draws nothing more, so its random stream is
+    where it would be had it run alone; its later tokens are filler for the caller to drop.
     """
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be [B, T0] with T0 >= 1 (start with BOS), got shape {tuple(prompt.shape)}")
@@ -70,6 +76,15 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
         if left_pad.shape != (b,) or int(left_pad.min()) < 0 or int(left_pad.max()) >= t0:
             raise ValueError(f"left_pad must be [B] = [{b}] counts in [0, {t0 - 1}] (every prompt keeps at least "
                              f"one real token), got {left_pad.tolist()}")
+    live_rows = None
+    if row_new_tokens is not None:
+        row_new_tokens = torch.as_tensor(row_new_tokens, dtype=torch.long, device=prompt.device)
+        if (row_new_tokens.shape != (b,) or int(row_new_tokens.min()) < 0
+                or int(row_new_tokens.max()) > max_new_tokens):
+            raise ValueError(f"row_new_tokens must be [B] = [{b}] counts in [0, {max_new_tokens}], got "
+                             f"{row_new_tokens.tolist()}")
+        if isinstance(generator, RowGenerators):
+            live_rows = row_new_tokens
     total = t0 + max_new_tokens
     max_len = model.max_positions
     keep = window_keep if window_keep is not None else max_len // 2
@@ -108,7 +123,8 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
     finished = torch.zeros(b, dtype=torch.bool, device=prompt.device)
     end = total
     for pos in tqdm(range(t0, total), desc="generate", disable=not progress, leave=False):
-        nxt = sample_next_token(logits, sampling.temperature, sampling.top_k, sampling.top_p, generator, allowed)
+        gen = generator if live_rows is None else generator.only(live_rows > pos - t0)
+        nxt = sample_next_token(logits, sampling.temperature, sampling.top_k, sampling.top_p, gen, allowed)
         if rows is not None:
             nxt += rows[0]
         if eos_id is not None:
@@ -133,7 +149,7 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
 
 
 def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
-                     sampling: SamplingParams = SamplingParams(), generator: torch.Generator | None = None,
+                     sampling: SamplingParams = SamplingParams(), generator: Generator = None,
                      prefix: torch.Tensor | None = None, cache: KVCache | None = None,
                      progress: bool = False, window_keep: int | None = None) -> torch.Tensor:
     """Continue codes prompt [B, K, T0] (T0 may be 0) by num_new_frames; returns codes [B, K, T0+new].

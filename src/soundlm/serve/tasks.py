@@ -5,12 +5,11 @@ No task has an implementation of its own: continue and generate are
 tts / asr / translate are `soundlm.palm.infer`'s functions (as `soundlm tts/asr/translate`),
 compress and decompress are `soundlm.compress.files` (as `soundlm compress/decompress`).
 
-Batching: continue jobs with the same prompt (content hash), seconds, sampling settings and
-seed share one `continue_audio` call whose `num_samples` is the sum of theirs; generate jobs
-likewise with `generate`. The pipeline decodes one prompt per call (prompts in a batch share
-a length, without left padding), so jobs with different prompts run one call each. A batched
-sample is drawn from the batch's generator: it differs from the one a lone job with the same
-seed would get, and its settings say so (`batch`).
+Batching: continue jobs with the same seconds, sampling settings and acoustic-prompt flag
+share one `AudioLMPipeline.generate_batch` call, whatever their prompts (of any length) and
+seeds; generate jobs likewise. The pipeline left-pads the prompts and draws each job's rows
+from that job's own seeded generators, so a batched job gets exactly the audio it would get
+alone; its settings say which batch it rode in (`batch`).
 """
 
 from __future__ import annotations
@@ -94,9 +93,7 @@ def new_job(req: JobRequest, models: ServeModels, folder: Path, prompt: Prompt |
     if req.task in ("continue", "generate"):
         job.samples = req.num_samples
         sampling = dataclasses.astuple(sampling_of(req))
-        digest = prompt.digest() if prompt is not None else None
-        job.batch_key = (req.task, digest, req.seconds, sampling, req.seed,
-                         req.acoustic_prompt if req.task == "continue" else None)
+        job.batch_key = (req.task, req.seconds, sampling, req.acoustic_prompt if req.task == "continue" else None)
         extra = prompt.seconds if (prompt is not None and not req.acoustic_prompt) else 0.0
         job.expected_steps = audiolm_steps(models, req.seconds, acoustic_seconds=req.seconds + extra)
     elif req.task in ("tts", "asr", "translate"):
@@ -157,14 +154,6 @@ def run_batch(batch: Batch, models: ServeModels, config: ServeConfig) -> list[Jo
         raise (FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError)(message) from None
 
 
-def _split(waves: list[np.ndarray], jobs: list[Job]) -> list[list[np.ndarray]]:
-    out, at = [], 0
-    for job in jobs:
-        out.append(waves[at: at + job.samples])
-        at += job.samples
-    return out
-
-
 def _batched(settings: dict, jobs: list[Job]) -> dict:
     total = sum(j.samples for j in jobs)
     return {**settings, "batch": {"jobs": len(jobs), "samples": total}} if len(jobs) > 1 else settings
@@ -177,31 +166,41 @@ def _reference(prompt: Prompt, sample_rate: int) -> np.ndarray:
 
 
 def _continue(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.pipeline import BatchRequest
+
     jobs, pipe = batch.jobs, models.pipe
-    req, prompt = jobs[0].payload["request"], jobs[0].payload["prompt"]
-    batch.stage("tokenizing the prompt")
-    waves = pipe.continue_audio(prompt.audio, req.seconds, num_samples=sum(j.samples for j in jobs),
-                                sampling=sampling_of(req), seed=req.seed, prompt_sample_rate=prompt.sample_rate,
-                                include_prompt=True, acoustic_prompt=req.acoustic_prompt, prompt_source=prompt.label)
+    req = jobs[0].payload["request"]
+    batch.stage("tokenizing the prompts" if len(jobs) > 1 else "tokenizing the prompt")
+    requests = []
+    for job in jobs:
+        own, prompt = job.payload["request"], job.payload["prompt"]
+        requests.append(BatchRequest(own.seconds, prompt=prompt.audio, prompt_sample_rate=prompt.sample_rate,
+                                     num_samples=job.samples, seed=own.seed, acoustic_prompt=own.acoustic_prompt,
+                                     prompt_source=prompt.label))
+    outputs = pipe.generate_batch(requests, sampling=sampling_of(req))
     batch.stage("writing results")
-    sr = pipe.sample_rate
-    prompt_samples = waves[0].shape[-1] - int(round(req.seconds * sr))
-    reference = _reference(prompt, sr)
-    return [audio_result(job.folder, part, sr, "continuation", _batched(job.settings, jobs),
-                         prompt_samples=prompt_samples, reference=reference, similarity=config.speaker_similarity,
-                         device=pipe.device.type)
-            for job, part in zip(jobs, _split(waves, jobs))]
+    sr, results = pipe.sample_rate, []
+    for job, waves in zip(jobs, outputs):
+        prompt = job.payload["prompt"]
+        prompt_samples = waves[0].shape[-1] - int(round(req.seconds * sr))
+        results.append(audio_result(job.folder, waves, sr, "continuation", _batched(job.settings, jobs),
+                                    prompt_samples=prompt_samples, reference=_reference(prompt, sr),
+                                    similarity=config.speaker_similarity, device=pipe.device.type))
+    return results
 
 
 def _generate(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.pipeline import BatchRequest
+
     jobs, pipe = batch.jobs, models.pipe
     req = jobs[0].payload["request"]
     batch.stage("semantic")
-    waves = pipe.generate(req.seconds, num_samples=sum(j.samples for j in jobs), sampling=sampling_of(req),
-                          seed=req.seed)
+    requests = [BatchRequest(job.payload["request"].seconds, num_samples=job.samples,
+                             seed=job.payload["request"].seed) for job in jobs]
+    outputs = pipe.generate_batch(requests, sampling=sampling_of(req))
     batch.stage("writing results")
-    return [audio_result(job.folder, part, pipe.sample_rate, "sample", _batched(job.settings, jobs))
-            for job, part in zip(jobs, _split(waves, jobs))]
+    return [audio_result(job.folder, waves, pipe.sample_rate, "sample", _batched(job.settings, jobs))
+            for job, waves in zip(jobs, outputs)]
 
 
 def _speech_result(job: Job, semantic: np.ndarray, models: ServeModels, config: ServeConfig, batch: Batch,

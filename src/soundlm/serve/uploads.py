@@ -9,7 +9,6 @@ server's copy.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +38,6 @@ class Prompt:
     @property
     def seconds(self) -> float:
         return self.audio.shape[-1] / self.sample_rate
-
-    def digest(self) -> str:
-        """Content hash: equal prompts (and only those) may share a generation batch."""
-        h = hashlib.sha256(np.ascontiguousarray(self.audio).tobytes())
-        h.update(str(self.sample_rate).encode())
-        return h.hexdigest()
 
 
 def display_name(filename: str | None) -> str:
