@@ -39,10 +39,10 @@ DITHER_STD = 1e-3
 RECOGNIZERS = ("whisper", "pocketsphinx")
 WHISPER_SAMPLE_RATE = 16_000
 # Whisper's sign of a decoding stuck in a loop ("the book is lit, the book is lit, ..."):
-# text that gzip compresses more than this. Whisper then resamples at a higher temperature;
-# we decode again with a repetition penalty instead, which is deterministic.
+# text that gzip compresses more than this. Whisper then resamples at higher temperatures;
+# we decode again with rising repetition penalties instead, which is deterministic.
 COMPRESSION_RATIO_LIMIT = 2.4
-LOOP_REPETITION_PENALTY = 1.2
+LOOP_REPETITION_PENALTIES = (1.2, 1.5)
 
 
 class Recognizer(Protocol):
@@ -152,8 +152,7 @@ class WhisperASR:
     to sampling at higher temperatures when a transcript looks like a loop (compression
     ratio above 2.4), which makes transcripts change from run to run (CTranslate2's sampler
     takes no seed); here such a clip is decoded again with a repetition penalty of 1.2,
-    deterministic, and on the speech-tiny corpus's held-out voices more accurate than either
-    (docs/RESULTS.md, section 7).
+    then 1.5 if it still loops: deterministic (docs/RESULTS.md, section 7, compares them).
     English forced, no conditioning on previous text (each clip is one utterance), no VAD:
     babble should be heard as babble, not cut away. `transcribe` returns Whisper's raw
     text; scores normalise it.
@@ -184,8 +183,10 @@ class WhisperASR:
         """[S] or [C, S] float audio (numpy or torch) at any rate -> Whisper's transcript (raw text)."""
         x = _mono_16k(audio, sample_rate, WHISPER_SAMPLE_RATE)
         text = self._decode(x)
-        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
-            text = self._decode(x, repetition_penalty=LOOP_REPETITION_PENALTY)
+        for penalty in LOOP_REPETITION_PENALTIES:
+            if compression_ratio(text) <= COMPRESSION_RATIO_LIMIT:
+                break
+            text = self._decode(x, repetition_penalty=penalty)
         return text
 
     def _decode(self, x: np.ndarray, repetition_penalty: float = 1.0) -> str:
