@@ -243,9 +243,10 @@ def _heard(cfg: PalmEvalConfig, rows: dict[str, list[dict]], cache: _Hypotheses 
     Each output's semantic ids go through the AudioLM bundle's coarse and fine stages
     without a voice prompt (seed `cfg.seed`); transcripts are cached in `cache` like the answers.
     """
-    english = {task: [r for r in rows.get(task, []) if r["frames"] > 0 and r["target_language" if task == "s2st"
-                                                                           else "source_language"] == "en"]
-               for task in ("tts", "s2st")}
+    # The language of the speech: the input text's for TTS, the translation's for S2ST.
+    spoken = {"tts": "source_language", "s2st": "target_language"}
+    english = {task: [r for r in rows.get(task, []) if r["frames"] > 0 and r[lang] == "en"]
+               for task, lang in spoken.items()}
     if not any(english.values()):
         return {"status": "not run", "reason": "no TTS or S2ST output in English with frames (Whisper tiny.en "
                 "hears English only)"}
@@ -269,7 +270,7 @@ def _heard(cfg: PalmEvalConfig, rows: dict[str, list[dict]], cache: _Hypotheses 
     for task, task_rows in english.items():
         heard = []
         for r in task_rows:
-            key = f"heard:{cfg.recognizer}:{r['task']}:{r['id']}"
+            key = f"heard:{cfg.recognizer}:{cfg.audiolm}:{r['task']}:{r['id']}"
             row = cache.get_or_run(key, lambda r=r: hear(r), model_id) if cache is not None else hear(r)
             heard.append(row["heard"])
         if not task_rows:
