@@ -11,6 +11,13 @@ transcript alone:
   language model falls into;
 - words per second: how much speech the recogniser found at all (babble is often heard
   as nothing).
+
+Whisper's own language model turns much babble into plausible English, so a high
+dictionary fraction says little on its own: read it beside the same numbers for real
+speech (the continuation section's ground-truth clips) and beside the WER of audio whose
+words are known (`soundlm eval acoustic`). Whisper's loop guard (`soundlm.eval.asr`)
+re-decodes a transcript that compresses like a loop with a repetition penalty, so the
+repetition rate undercounts the longest loops.
 """
 
 from __future__ import annotations
