@@ -121,6 +121,7 @@ def test_continuation_accuracy_and_contrast(world, pipe, tmp_path):
     for kind in ("acoustic_prompt", "semantic_prompt_only", "ground_truth"):
         assert s[f"words_per_second_{kind}"] >= 0 and 0 <= s[f"silent_clips_{kind}"] <= 2
     assert s["words_per_second_ground_truth"] > 0  # the recorded speech is heard as words
+    assert all(r["ground_truth_seconds"] == pytest.approx(0.6) for r in section.rows)
     # Resume: a rerun with the same settings reads the finished prompts from the state file.
     again = continuation.eval_continuation(pipe, world["corpus"], prompt_seconds=0.6, seconds=0.6, num_prompts=2,
                                     seed=3, out_dir=tmp_path, progress=False)

@@ -35,6 +35,7 @@ class ContinuationRow:
     heard_acoustic_prompt: str | None = None
     heard_semantic_prompt: str | None = None
     heard_ground_truth: str | None = None
+    ground_truth_seconds: float | None = None  # the real next seconds can be shorter than a continuation
 
 
 def plan_speaker_test(utts: Sequence[CorpusItem], prompt_seconds: float, num_prompts: int, enrol_fraction: float = 0.5,
@@ -194,7 +195,8 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
                               similarity_semantic_prompt=result["semantic"][1],
                               predicted_ground_truth=truth_label, predicted_codec_resynthesis=resynth_label,
                               heard_acoustic_prompt=heard.get("acoustic"), heard_semantic_prompt=heard.get("semantic"),
-                              heard_ground_truth=heard.get("truth"))
+                              heard_ground_truth=heard.get("truth"),
+                              ground_truth_seconds=truth.shape[1] / sr if truth_label is not None else None)
         state.put(u.id, asdict(row))
         rows.append(row)
     summary = {
@@ -234,7 +236,9 @@ def heard_summary(rows: Sequence[ContinuationRow], seconds: float) -> dict[str, 
     summary: dict[str, float | None] = {}
     for kind, attr in (("acoustic_prompt", "heard_acoustic_prompt"), ("semantic_prompt_only", "heard_semantic_prompt"),
                        ("ground_truth", "heard_ground_truth")):
-        texts = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
-        if texts:
-            summary |= {f"{k}_{kind}": v for k, v in pool([heard_words(t, seconds) for t in texts]).items()}
+        clips = [heard_words(getattr(r, attr), r.ground_truth_seconds if kind == "ground_truth" else seconds)
+                 for r in rows if getattr(r, attr) is not None
+                 and (kind != "ground_truth" or r.ground_truth_seconds is not None)]
+        if clips:
+            summary |= {f"{k}_{kind}": v for k, v in pool(clips).items()}
     return summary
