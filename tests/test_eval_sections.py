@@ -9,7 +9,7 @@ import torch
 from eval_world import NUM_COARSE, SR, VOICES, make_eval_world
 
 from soundlm.data import CorpusItem
-from soundlm.eval.sections import continuation, lexical, lm
+from soundlm.eval.sections import acoustic, continuation, lexical, lm
 from soundlm.store import load_store_tokens
 
 
@@ -115,10 +115,48 @@ def test_continuation_accuracy_and_contrast(world, pipe, tmp_path):
     import soundfile as sf
 
     assert sf.info(wavs[0]).frames == int(round(0.6 * SR))  # the continuation only
+    # What Whisper heard: a transcript per continuation and for the real next seconds, and their word numbers.
+    assert all(isinstance(r[k], str) for r in section.rows
+               for k in ("heard_acoustic_prompt", "heard_semantic_prompt", "heard_ground_truth"))
+    for kind in ("acoustic_prompt", "semantic_prompt_only", "ground_truth"):
+        assert s[f"words_per_second_{kind}"] >= 0 and 0 <= s[f"silent_clips_{kind}"] <= 2
+    assert s["words_per_second_ground_truth"] > 0  # the recorded speech is heard as words
+    assert all(r["ground_truth_seconds"] == pytest.approx(0.6) for r in section.rows)
     # Resume: a rerun with the same settings reads the finished prompts from the state file.
     again = continuation.eval_continuation(pipe, world["corpus"], prompt_seconds=0.6, seconds=0.6, num_prompts=2,
                                     seed=3, out_dir=tmp_path, progress=False)
     assert again.rows == section.rows
+
+
+def test_acoustic_generation_section_scores_three_kinds_of_audio(world, pipe, tmp_path):
+    import soundfile as sf
+
+    section = acoustic.eval_acoustic(pipe, world["corpus"], max_files=2, seed=1, out_dir=tmp_path, progress=False)
+    s = section.summary
+    assert s["num_files"] == 2 and [r["id"] for r in section.rows] == ["alice_0", "alice_1"]
+    assert s["num_reference_words"] == 6 + 6
+    # Whisper hears the clean espeak-ng recordings; the random stages' output is no speech.
+    assert s["wer_original"] <= 0.25, section.rows
+    assert s["wer_acoustic"] >= 0.5 and 0 <= s["cer_acoustic"]
+    if s["wer_resynthesized"] > 0:
+        assert s["wer_ratio_acoustic_to_resynthesized"] == pytest.approx(s["wer_acoustic"] / s["wer_resynthesized"])
+        assert s["meets_acoustic_target"] == (s["wer_ratio_acoustic_to_resynthesized"] <= 1.5)
+    # The generated audio covers the utterance's codec frames, like the resynthesis.
+    for i in range(2):
+        resynth, generated = (sf.info(tmp_path / "acoustic_audio" / f"{i:04d}_{kind}.wav").frames
+                              for kind in ("resynthesized", "acoustic"))
+        assert resynth == generated > 0
+    again = acoustic.eval_acoustic(pipe, world["corpus"], max_files=2, seed=1, out_dir=tmp_path, progress=False)
+    assert again.rows == section.rows  # resumed from the state file
+
+
+def test_acoustic_generation_needs_transcripts(pipe, tmp_path):
+    from soundlm.audio import save_audio
+    from soundlm.eval.tts import synthesize
+
+    save_audio(tmp_path / "a.wav", synthesize("hello", sample_rate=SR), SR)  # a folder of files: no transcripts
+    with pytest.raises(ValueError, match="needs a manifest with transcripts"):
+        acoustic.eval_acoustic(pipe, tmp_path, progress=False)
 
 
 def test_semantic_prompt_only_resamples_the_acoustics(pipe):

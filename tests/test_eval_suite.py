@@ -22,6 +22,7 @@ def test_cli_eval_all_writes_every_section(world, tmp_path):
     out = tmp_path / "results"
     res = CliRunner().invoke(app, ["eval", "all", "--model", str(world["bundle"]), "--data", str(world["corpus"]),
                                    "--store", str(world["store"]), "--out", str(out), "--max-files", "2", "--asr-max-files", "2",
+                                   "--acoustic-max-files", "1",
                                    "--prompt-seconds", "0.6", "--seconds", "0.6", "--num-prompts", "2",
                                    "--num-pairs", "3"])
     assert res.exit_code == 0, res.output
@@ -44,6 +45,8 @@ def test_cli_eval_all_writes_every_section(world, tmp_path):
     assert sorted(r["word"] for r in lex["rows"]) == ["books", "brother", "reads"]
     asr = results["sections"]["asr"]["summary"]
     assert asr["num_files"] == 2 and asr["wer_original"] <= 0.5 and asr["wer_resynthesized"] >= 0
+    assert results["sections"]["acoustic"]["summary"]["num_files"] == 1
+    assert results["sections"]["acoustic"]["settings"]["recognizer"] == "whisper"
     cont = results["sections"]["continuation"]["summary"]
     assert 0 <= cont["accuracy_acoustic_prompt"] <= 1 and 0 <= cont["accuracy_semantic_prompt_only"] <= 1
     # Every espeak sentence outlasts 0.6 s + 0.6 s: both references were classified for every prompt.

@@ -77,7 +77,8 @@ def test_eval_scores_every_trained_task_and_resumes(trained, tmp_path, monkeypat
                          progress=False)
     result = evaluate_palm(cfg)
     res = result.report["results"]
-    assert set(res) == {"asr", "ast", "tts", "s2st", "voice_transfer"}
+    assert set(res) == {"asr", "ast", "tts", "s2st", "heard", "voice_transfer"}
+    assert res["heard"]["status"] == "not run" and "--audiolm" in res["heard"]["reason"]
     # The training sentences come back on the held-out voice (same ids here): ASR is near perfect.
     assert res["asr"]["en"]["n"] == 4 and res["asr"]["en"]["wer"] < 0.2
     # Translation beats handing back the English transcript (which shares almost no n-grams with French).
@@ -113,7 +114,7 @@ def test_eval_cli_and_errors(trained, tmp_path):
                                  "--tasks", "asr", "--max-examples", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
-    assert set(report["results"]) == {"asr", "voice_transfer"} and report["results"]["asr"]["en"]["n"] == 2
+    assert set(report["results"]) == {"asr", "heard", "voice_transfer"} and report["results"]["asr"]["en"]["n"] == 2
     r = CliRunner().invoke(app, ["eval", "palm", "--model", str(tmp_path / "nothing"), "--store", str(store)])
     assert r.exit_code == 2 and "not a palm model folder" in r.output
     r = CliRunner().invoke(app, ["eval", "palm", "--model", str(run), "--store", str(store), "--out", str(out),
@@ -189,6 +190,36 @@ def test_voice_transfer_scores_rendered_s2st(bundle, tmp_path):
     assert vt["source_recording"]["closest_to_source_rate"] == 1.0
     no_bundle = _voice_transfer(PalmEvalConfig(model="m", store="s", out=str(tmp_path)), s2st, tmp_path)
     assert no_bundle["status"] == "not run"
+
+
+def test_whisper_hears_rendered_english_tts_and_s2st(bundle, tmp_path, monkeypatch):
+    from soundlm.palm.evaluate import _heard, _Hypotheses
+
+    ids = [i % 16 for i in range(40)]
+
+    def row(task: str, src: str, tgt: str, ref: str) -> dict:
+        return {"task": task, "id": f"{task}:{src}{tgt}", "ref": ref, "semantic": ids, "frames": len(ids),
+                "source_language": src, "target_language": tgt}
+
+    rows = {"tts": [row("tts", "en", "en", "the cat sat on the mat"), row("tts", "fr", "fr", "le chat")],
+            "s2st": [row("s2st", "fr", "en", "the cat sat on the mat"), row("s2st", "en", "fr", "le chat")]}
+    cfg = PalmEvalConfig(model="m", store="s", out=str(tmp_path), audiolm=str(bundle))
+    cache = _Hypotheses(tmp_path / HYPOTHESES, "m")
+    heard = _heard(cfg, rows, cache, "m")
+    # Only the English outputs are heard (Whisper tiny.en); the random bundle renders no words.
+    assert heard["status"] == "run" and heard["tts"]["n"] == 1 and heard["s2st"]["n"] == 1
+    assert heard["tts"]["wer"] >= 0.5 and 0 <= heard["s2st"]["asr_bleu"] <= 100
+    assert [s["ref"] for s in heard["samples"]["tts"]] == ["the cat sat on the mat"]
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("cached transcripts must not be rendered again")
+
+    monkeypatch.setattr("soundlm.palm.infer.semantic_to_audio", no_rendering)
+    assert _heard(cfg, rows, _Hypotheses(tmp_path / HYPOTHESES, "m"), "m") == heard
+    for cfg_, rows_, reason in ((PalmEvalConfig(model="m", store="s", out="o"), rows, "--audiolm"),
+                                (cfg, {"tts": rows["tts"][1:], "s2st": rows["s2st"][1:]}, "English only")):
+        result = _heard(cfg_, rows_)
+        assert result["status"] == "not run" and reason in result["reason"]
 
 
 def test_asr_and_translate_commands_on_a_wav(trained, tmp_path):

@@ -439,3 +439,18 @@ def test_generate_batch_with_delay_pattern_stages(parts, tmp_path, monkeypatch):
     """Delay-pattern stages have no left padding: requests still get their own tokens (equal shapes batch)."""
     delayed = _delayed_pipe(parts, tmp_path)
     _batch_equals_alone(delayed, monkeypatch)
+
+
+def test_acoustic_codes_from_semantic_ids_keep_the_prompt_and_repeat_with_the_seed(pipe):
+    """AudioLM's acoustic generation alone: given semantic ids, every frame's codes; a prompt's codes stay."""
+    semantic, codes = pipe.tokenize_prompt(_prompt(0.4), SR)  # [1, 20], [1, 4, 20]
+
+    def run(prompt_frames: int, seed: int) -> torch.Tensor:
+        return pipe.acoustic_codes(semantic, codes[:, :, :prompt_frames], 20, pipe_sampling(),
+                                   torch.Generator().manual_seed(seed))
+
+    fresh = run(0, 0)
+    assert fresh.shape == (1, 4, 20) and int(fresh.min()) >= 0 and int(fresh.max()) < 64
+    assert torch.equal(run(0, 0), fresh) and not torch.equal(run(0, 1), fresh)
+    prompted = run(8, 0)
+    assert prompted.shape == (1, 4, 20) and torch.equal(prompted[:, :, :8], codes[:, :, :8])

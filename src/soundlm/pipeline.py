@@ -477,6 +477,21 @@ class AudioLMPipeline:
             yield AudioChunk(piece.cpu().numpy(), done)
             done = end
 
+    def acoustic_codes(self, semantic: torch.Tensor, codes: torch.Tensor, frames: int,
+                       sampling: AudioLMSampling | None = None, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+        """Given semantic ids [1, T_s], the coarse and fine stages -> codec codes [1, K, frames].
+
+        codes [1, K, T_p]: an acoustic prompt (the codes of the audio the first semantic ids
+        came from; T_p = 0 for none), kept as the first T_p frames of the result. This is
+        AudioLM's acoustic generation alone, without the semantic stage (TTS output rendering,
+        the acoustic-generation test on ground-truth semantic ids). One generator drives both stages.
+        """
+        sampling = sampling or AudioLMSampling()
+        gen = generator if generator is not None else torch.Generator(device=self.device).manual_seed(0)
+        coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], frames, sampling, gen, False)
+        return self._fine_stage(coarse, codes[:, self.num_coarse:], sampling, gen, False)  # [1, K, frames]
+
     def _semantic_stage(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,
                         gen: torch.Generator, progress: bool) -> torch.Tensor:
         """Extend semantic ids [B, T0] to [B, total] window by window."""

@@ -21,6 +21,8 @@ _SPLIT = "Manifest/store split to evaluate ('heldout' or 'train')."
 _DEVICE = "cpu or cuda (default: cuda when available)."
 _SAMPLING = AudioLMSampling()  # the defaults `eval continuation` falls back to
 _QUANTIZE = "Run the stage LMs with int8 or bf16 weights (none, int8, bf16), to measure what quantizing costs."
+_RECOGNIZER = ("Speech recogniser: whisper (Whisper tiny.en, offline, int8) or pocketsphinx (closed corpus "
+               "vocabulary, the fallback).")
 
 
 def _run(fn: Callable[[], Any], out: Path) -> Any:
@@ -104,10 +106,12 @@ def continuation_command(
     context: float | None = typer.Option(None, help="Fraction of each stage's window kept as context when "
                                                     f"generation slides past it (default {_SAMPLING.context})."),
     seed: int = typer.Option(0, help="Seed (utterance choice and sampling)."),
+    recognizer: str = typer.Option("whisper", help=_RECOGNIZER + " 'none': skip the words-heard numbers."),
     device: str | None = typer.Option(None, help=_DEVICE),
     quantize: str = typer.Option("none", help=_QUANTIZE),
 ) -> None:
-    """AudioLM's speaker test: voice accuracy of continuations, with vs without the acoustic prompt."""
+    """AudioLM's speaker test: voice accuracy of continuations, with vs without the acoustic prompt; and what a
+    recogniser hears in them (dictionary words, repetition)."""
 
     def go() -> Any:
         from dataclasses import replace
@@ -123,7 +127,8 @@ def continuation_command(
                 sampling.coarse = replace(sampling.coarse, temperature=temperature_coarse)
         pipe = _pipeline(model, device, quantize)
         return eval_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, enrol_fraction,
-                                 sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio)
+                                 sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio,
+                                 recognizer=None if recognizer == "none" else recognizer)
 
     _run(go, out)
 
@@ -212,11 +217,12 @@ def asr_command(
     split: str = typer.Option("heldout", help=_SPLIT),
     max_files: int | None = typer.Option(None, help="Evaluate at most this many files."),
     num_codebooks: int | None = typer.Option(None, help="Codebooks for the resynthesis (default: the codec's)."),
-    seed: int = typer.Option(0, help="Seed for the recogniser's dither."),
-    max_hmm_per_frame: int = typer.Option(10_000, help="Recogniser search bound; lower is faster on noisy audio."),
+    recognizer: str = typer.Option("whisper", help=_RECOGNIZER),
+    seed: int = typer.Option(0, help="Seed for pocketsphinx's dither."),
+    max_hmm_per_frame: int = typer.Option(10_000, help="pocketsphinx search bound; lower is faster on noisy audio."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
-    """Pocketsphinx WER (closed corpus vocabulary) of the original audio and of the codec resynthesis."""
+    """Recogniser WER/CER (Whisper tiny.en by default) of the original audio and of the codec resynthesis."""
 
     def go() -> Any:
         from soundlm.codec import load_codec
@@ -224,7 +230,32 @@ def asr_command(
 
         c = load_codec(codec, device=device)
         return eval_asr(c, data, split, max_files, num_codebooks, seed, out_dir=out,
-                        max_hmm_per_frame=max_hmm_per_frame)
+                        max_hmm_per_frame=max_hmm_per_frame, recognizer=recognizer)
+
+    _run(go, out)
+
+
+@app.command("acoustic")
+def acoustic_command(
+    model: Path = typer.Option(..., help=_MODEL),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with transcripts."),
+    out: Path = typer.Option(Path("eval"), help=_OUT + " The audio goes to OUT/acoustic_audio/."),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    max_files: int | None = typer.Option(SuiteConfig.acoustic_max_files, help="Evaluate at most this many files."),
+    recognizer: str = typer.Option("whisper", help=_RECOGNIZER),
+    save_audio: bool = typer.Option(True, help="Write the resynthesis and the generated audio."),
+    seed: int = typer.Option(0, help="Seed for sampling (utterance i uses seed + i)."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+    quantize: str = typer.Option("none", help=_QUANTIZE),
+) -> None:
+    """AudioLM's acoustic-generation test: WER/CER of audio generated from ground-truth semantic ids by the coarse
+    and fine stages, beside the codec resynthesis and the original."""
+
+    def go() -> Any:
+        from soundlm.eval.sections.acoustic import eval_acoustic
+
+        return eval_acoustic(_pipeline(model, device, quantize), data, split, max_files, seed=seed, out_dir=out,
+                             save_audio=save_audio, recognizer=recognizer)
 
     _run(go, out)
 
@@ -238,8 +269,10 @@ def all_command(
     out: Path = typer.Option(..., help="Output folder: results.md, results.json and one file pair per section."),
     split: str = typer.Option(SuiteConfig.split, help=_SPLIT),
     max_files: int | None = typer.Option(SuiteConfig.max_files, help="Files for the codec evaluation."),
-    asr_max_files: int | None = typer.Option(SuiteConfig.asr_max_files,
-                                             help="Files for the ASR evaluation (pocketsphinx: ~1 min each)."),
+    asr_max_files: int | None = typer.Option(SuiteConfig.asr_max_files, help="Files for the ASR evaluation."),
+    acoustic_max_files: int | None = typer.Option(SuiteConfig.acoustic_max_files,
+                                                  help="Files for the acoustic-generation test."),
+    recognizer: str = typer.Option(SuiteConfig.recognizer, help=_RECOGNIZER),
     prompt_seconds: float = typer.Option(SuiteConfig.prompt_seconds, help="Continuation prompt length."),
     seconds: float = typer.Option(SuiteConfig.seconds, help="Continuation length."),
     num_prompts: int = typer.Option(SuiteConfig.num_prompts, help="Continuation prompts."),
@@ -247,7 +280,7 @@ def all_command(
     voice: str = typer.Option(SuiteConfig.voice, help="espeak-ng voice of the lexical pairs (comma-separated: "
                                                       "several, averaged)."),
     skip: str = typer.Option(",".join(SuiteConfig.skip), help="Comma-separated sections to leave out "
-                                                              "(codec,lm,units,continuation,lexical,asr)."),
+                                                              "(codec,lm,units,continuation,lexical,asr,acoustic)."),
     seed: int = typer.Option(SuiteConfig.seed, help="Seed for every evaluation."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:

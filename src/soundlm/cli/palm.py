@@ -178,6 +178,9 @@ def eval_palm_command(
                                                    "voice for the speaker-similarity score; skipped without it."),
     voice_examples: int = typer.Option(PalmEvalConfig.voice_examples,
                                        help="S2ST outputs rendered to audio for voice transfer."),
+    recognizer: str = typer.Option(PalmEvalConfig.recognizer or "none",
+                                   help="Recogniser for the rendered English TTS/S2ST audio (with --audiolm): "
+                                        "whisper or none."),
     device: str | None = typer.Option(None, help="cpu, cuda, ...; default: cuda if available."),
     progress: bool = typer.Option(PalmEvalConfig.progress, help="Show progress bars."),
 ) -> None:
@@ -185,7 +188,7 @@ def eval_palm_command(
     intelligibility (through the model's own ASR), voice transfer. Writes report.md and report.json."""
     cfg = config_from(PalmEvalConfig, ctx.params, out=str(out or Path(model) / f"eval_{split}"),
                       languages=_split(languages) if languages else None, tasks=_split(tasks) if tasks else None,
-                      max_examples=max_examples or None)
+                      max_examples=max_examples or None, recognizer=None if recognizer == "none" else recognizer)
     result = evaluate_palm(cfg)
     typer.echo(result.md_path.read_text(encoding="utf-8"))
     typer.echo(f"wrote {result.md_path} and {result.json_path}")

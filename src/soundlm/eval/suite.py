@@ -1,7 +1,7 @@
 """`soundlm eval all`: every evaluation section on one bundle, with the combined report.
 
 The sections live in `soundlm.eval.sections` (codec, lm, units, continuation, lexical,
-asr), the report format and resume state in `soundlm.eval.report`.
+asr, acoustic), the report format and resume state in `soundlm.eval.report`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from soundlm.eval.report import EvalSection, write_results, write_section
+from soundlm.eval.sections.acoustic import eval_acoustic
 from soundlm.eval.sections.asr import eval_asr
 from soundlm.eval.sections.codec import eval_codec
 from soundlm.eval.sections.continuation import eval_continuation
@@ -28,8 +29,10 @@ class SuiteConfig:
     out: str
     split: str = "heldout"
     max_files: int | None = 20
-    # pocketsphinx needs 0.5-2 min per clip with the corpus grammar (longer on noisy audio).
-    asr_max_files: int | None = 10
+    # Whisper tiny.en needs about a second per clip; pocketsphinx 0.5-2 min with the corpus grammar.
+    asr_max_files: int | None = 20
+    acoustic_max_files: int | None = 20
+    recognizer: str = "whisper"
     prompt_seconds: float = 3.0
     seconds: float = 3.0
     num_prompts: int = 20
@@ -40,7 +43,7 @@ class SuiteConfig:
     skip: tuple[str, ...] = ()
 
 
-SECTIONS = ("codec", "lm", "units", "continuation", "lexical", "asr")
+SECTIONS = ("codec", "lm", "units", "continuation", "lexical", "asr", "acoustic")
 
 
 def run_all(cfg: SuiteConfig, progress: bool = True) -> list[EvalSection]:
@@ -58,11 +61,14 @@ def run_all(cfg: SuiteConfig, progress: bool = True) -> list[EvalSection]:
                               progress=progress),
         "units": lambda: eval_units(pipe.semantic_tokenizer, cfg.data, cfg.split, seed=cfg.seed, progress=progress),
         "continuation": lambda: eval_continuation(pipe, cfg.data, cfg.split, cfg.prompt_seconds, cfg.seconds,
-                                                  cfg.num_prompts, seed=cfg.seed, out_dir=out, progress=progress),
+                                                  cfg.num_prompts, seed=cfg.seed, out_dir=out, progress=progress,
+                                                  recognizer=cfg.recognizer),
         "lexical": lambda: eval_lexical(pipe, cfg.num_pairs, cfg.voice, cfg.seed, work_dir=out, progress=progress,
                                         data=cfg.data),
         "asr": lambda: eval_asr(pipe.codec, cfg.data, cfg.split, cfg.asr_max_files, num_codebooks=pipe.num_codebooks,
-                                seed=cfg.seed, out_dir=out, progress=progress),
+                                seed=cfg.seed, out_dir=out, progress=progress, recognizer=cfg.recognizer),
+        "acoustic": lambda: eval_acoustic(pipe, cfg.data, cfg.split, cfg.acoustic_max_files, seed=cfg.seed,
+                                          out_dir=out, progress=progress, recognizer=cfg.recognizer),
     }
     sections = []
     for name in SECTIONS:

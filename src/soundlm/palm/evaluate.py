@@ -13,6 +13,11 @@ Scores (held-out voices by default; translation targets may be read by any speak
     S2ST       ASR-BLEU the same way (the model's ASR on the generated target-language
                semantic ids), beside the ASR-BLEU of the real target recording's ids (the
                ceiling this ASR allows).
+    heard      with an AudioLM bundle (`audiolm=`): the TTS output and the S2ST output into
+               English are rendered to audio (coarse/fine stages and codec, no voice prompt)
+               and transcribed by Whisper tiny.en (`soundlm.eval.asr`): TTS intelligibility
+               as Whisper WER/CER against the input text, S2ST as Whisper ASR-BLEU. This
+               hears the audio, where the rows above only read the semantic ids.
     voice      with an AudioLM bundle (`audiolm=`): the S2ST output is rendered with the
                source recording as the acoustic prompt (AudioPaLM's voice transfer), and
                Resemblyzer similarity to the source speaker is compared with the other
@@ -58,6 +63,7 @@ class PalmEvalConfig:
     max_semantic_tokens: int = 500
     audiolm: str | None = None  # AudioLM bundle for the voice-transfer audio
     voice_examples: int = 10
+    recognizer: str | None = "whisper"  # hears the rendered TTS / S2ST audio (with `audiolm`); None: skip
     device: str | None = None
     seed: int = 0
     progress: bool = True
@@ -186,6 +192,7 @@ def evaluate_palm(cfg: PalmEvalConfig) -> PalmEvalResult:
     for task, task_rows in rows.items():
         if task_rows:
             report["results"][task] = _score(task, task_rows)
+    report["results"]["heard"] = _heard(cfg, rows, cache, model_id)
     report["results"]["voice_transfer"] = _voice_transfer(cfg, rows.get("s2st", []), out)
     report["samples"] = {task: [{k: r.get(k) for k in ("id", "ref", "hyp", "hyp_transcript") if r.get(k) is not None}
                                 for r in task_rows[:3]] for task, task_rows in rows.items()}
@@ -227,6 +234,57 @@ def _score(task: str, rows: list[dict]) -> dict[str, dict]:
                 s["frames_ratio"] = float(np.mean([r["frames"] / max(1, r["ref_frames"]) for r in group]))
             scores[name] = s
     return scores
+
+
+def _heard(cfg: PalmEvalConfig, rows: dict[str, list[dict]], cache: _Hypotheses | None = None,
+           model_id: str = "") -> dict:
+    """Whisper on the rendered English TTS and S2ST outputs: WER/CER and ASR-BLEU, or why it was not run.
+
+    Each output's semantic ids go through the AudioLM bundle's coarse and fine stages
+    without a voice prompt (seed `cfg.seed`); transcripts are cached in `cache` like the answers.
+    """
+    # The language of the speech: the input text's for TTS, the translation's for S2ST.
+    spoken = {"tts": "source_language", "s2st": "target_language"}
+    english = {task: [r for r in rows.get(task, []) if r["frames"] > 0 and r[lang] == "en"]
+               for task, lang in spoken.items()}
+    if not any(english.values()):
+        return {"status": "not run", "reason": "no TTS or S2ST output in English with frames (Whisper tiny.en "
+                "hears English only)"}
+    if cfg.recognizer is None:
+        return {"status": "not run", "reason": "no recogniser asked for (recognizer=None)"}
+    if cfg.audiolm is None:
+        return {"status": "not run", "reason": "no AudioLM acoustic bundle given (--audiolm BUNDLE): the semantic "
+                "ids cannot be rendered to audio for the recogniser to hear"}
+    from soundlm.eval.asr import load_recognizer
+    from soundlm.palm.infer import semantic_to_audio
+    from soundlm.pipeline import AudioLMPipeline
+
+    asr = load_recognizer(cfg.recognizer)
+    pipe = AudioLMPipeline.from_bundle(cfg.audiolm, device=cfg.device)
+
+    def hear(r: dict) -> dict:
+        wav, sr = semantic_to_audio(np.asarray(r["semantic"]), pipe, voice_prompt=None, seed=cfg.seed)
+        return {"heard": asr.transcribe(wav, sr)}
+
+    out: dict[str, Any] = {"status": "run", "recognizer": cfg.recognizer}
+    for task, task_rows in english.items():
+        heard = []
+        for r in task_rows:
+            key = f"heard:{cfg.recognizer}:{cfg.audiolm}:{r['task']}:{r['id']}"
+            row = cache.get_or_run(key, lambda r=r: hear(r), model_id) if cache is not None else hear(r)
+            heard.append(row["heard"])
+        if not task_rows:
+            continue
+        refs = [r["ref"] for r in task_rows]
+        if task == "tts":
+            from soundlm.eval.asr import word_error_rate
+
+            res = word_error_rate(refs, heard)
+            out["tts"] = {"n": len(refs), "wer": res.wer, "cer": res.cer}
+        else:
+            out["s2st"] = {"n": len(refs), "asr_bleu": bleu(refs, heard)}
+        out.setdefault("samples", {})[task] = [{"ref": ref, "heard": h} for ref, h in list(zip(refs, heard))[:3]]
+    return out
 
 
 def _audio_root(cfg: PalmEvalConfig) -> Path | None:
@@ -342,6 +400,18 @@ def render_markdown(report: dict) -> str:
     for name, s in res.get("s2st", {}).items():
         lines.append(f"| S2ST (ASR-BLEU, own ASR) | {name} | {s['n']} | BLEU | {s['bleu']:.1f} | "
                      f"real target through the same ASR {s['asr_bleu_real_target']:.1f} |")
+    heard = res.get("heard", {})
+    if heard.get("status") == "run":
+        if "tts" in heard:
+            t = heard["tts"]
+            lines.append(f"| TTS (Whisper WER, rendered audio) | en | {t['n']} | WER | {_pct(t['wer'])} | "
+                         f"CER {_pct(t['cer'])} |")
+        if "s2st" in heard:
+            t = heard["s2st"]
+            lines.append(f"| S2ST (Whisper ASR-BLEU, rendered audio) | ->en | {t['n']} | BLEU | {t['asr_bleu']:.1f} "
+                         "| |")
+    else:
+        lines.append(f"| Whisper on rendered audio | - | 0 | not run | - | {heard.get('reason', '')} |")
     vt = res.get("voice_transfer", {})
     if vt.get("status") == "run":
         lines.append(f"| voice transfer | S2ST | {vt['n']} | similarity to source | "

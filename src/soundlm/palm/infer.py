@@ -148,9 +148,8 @@ def semantic_to_audio(semantic: np.ndarray, audiolm: "str | Path | AudioLMPipeli
         codes = torch.zeros(1, pipe.num_codebooks, 0, dtype=torch.long, device=dev)
     semantic_all = torch.cat([prompt_sem, target], dim=1)  # [1, T_p + T]
     total = codes.shape[2] + new_frames
-    # The pipeline's stage methods are the same windowed decoding AudioLM continuation uses.
-    coarse = pipe._coarse_stage(semantic_all, codes[:, : pipe.num_coarse], total, params, gen, False)
-    full = pipe._fine_stage(coarse, codes[:, pipe.num_coarse:], params, gen, False)  # [1, K, T_a]
+    # The same windowed decoding AudioLM continuation uses.
+    full = pipe.acoustic_codes(semantic_all, codes, total, params, gen)  # [1, K, T_a]
     with torch.inference_mode():
         wav = pipe.codec.decode(full).float()[0].cpu().numpy()  # [C, S]
     cut = int(round(codes.shape[2] * hop))

@@ -31,6 +31,11 @@ class ContinuationRow:
     # (None when the utterance ends too soon after the prompt).
     predicted_ground_truth: str | None = None
     predicted_codec_resynthesis: str | None = None
+    # What the recogniser heard in each continuation (and in the real next seconds).
+    heard_acoustic_prompt: str | None = None
+    heard_semantic_prompt: str | None = None
+    heard_ground_truth: str | None = None
+    ground_truth_seconds: float | None = None  # the real next seconds can be shorter than a continuation
 
 
 def plan_speaker_test(utts: Sequence[CorpusItem], prompt_seconds: float, num_prompts: int, enrol_fraction: float = 0.5,
@@ -74,33 +79,42 @@ def plan_speaker_test(utts: Sequence[CorpusItem], prompt_seconds: float, num_pro
     return enrol, prompts
 
 
-def continuation_embeddings(pipe: AudioLMPipeline, prompt: np.ndarray, seconds: float, seed: int, encoder,
-                            sampling: AudioLMSampling | None = None, audio_dir: Path | None = None,
-                            index: int = 0) -> dict[str, np.ndarray]:
-    """Speaker embeddings of `prompt`'s continuation (prompt excluded, `seconds` long) with the acoustic prompt
-    ("acoustic") and with its semantic ids only ("semantic", AudioLM's contrast).
+def continuations(pipe: AudioLMPipeline, prompt: np.ndarray, seconds: float, seed: int,
+                  sampling: AudioLMSampling | None = None, audio_dir: Path | None = None,
+                  index: int = 0) -> dict[str, np.ndarray]:
+    """`prompt`'s continuation [C, S] (prompt excluded, `seconds` long) with the acoustic prompt ("acoustic")
+    and with its semantic ids only ("semantic", AudioLM's contrast).
 
     prompt: [C, S] at the pipeline's rate. With `audio_dir`, each continuation is also written to
     audio_dir/{index:04d}_{label}_prompt.wav.
     """
     from soundlm.audio import save_audio
-    from soundlm.eval.speaker import speaker_embedding
 
     sr = pipe.sample_rate
     out = {}
     for label, acoustic in (("acoustic", True), ("semantic", False)):
-        cont = pipe.continue_audio(prompt, seconds, prompt_sample_rate=sr, sampling=sampling, seed=seed,
-                                   include_prompt=False, acoustic_prompt=acoustic)[0]  # [C, S]
-        out[label] = speaker_embedding(cont, sr, encoder)
+        out[label] = pipe.continue_audio(prompt, seconds, prompt_sample_rate=sr, sampling=sampling, seed=seed,
+                                         include_prompt=False, acoustic_prompt=acoustic)[0]  # [C, S]
         if audio_dir is not None:
-            save_audio(audio_dir / f"{index:04d}_{label}_prompt.wav", cont, sr)
+            save_audio(audio_dir / f"{index:04d}_{label}_prompt.wav", out[label], sr)
     return out
+
+
+def continuation_embeddings(pipe: AudioLMPipeline, prompt: np.ndarray, seconds: float, seed: int, encoder,
+                            sampling: AudioLMSampling | None = None, audio_dir: Path | None = None,
+                            index: int = 0) -> dict[str, np.ndarray]:
+    """Speaker embeddings of the two `continuations` of `prompt`, by label."""
+    from soundlm.eval.speaker import speaker_embedding
+
+    return {label: speaker_embedding(cont, pipe.sample_rate, encoder)
+            for label, cont in continuations(pipe, prompt, seconds, seed, sampling, audio_dir, index).items()}
 
 
 def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "heldout", prompt_seconds: float = 3.0,
                       seconds: float = 3.0, num_prompts: int = 20, enrol_fraction: float = 0.5,
                       sampling: AudioLMSampling | None = None, seed: int = 0, out_dir: str | Path | None = None,
-                      save_audio: bool = True, progress: bool = True) -> EvalSection:
+                      save_audio: bool = True, progress: bool = True, recognizer: str | None = "whisper"
+                      ) -> EvalSection:
     """AudioLM's speaker test (sec. 5.3): does a continuation keep the prompt's voice?
 
     Voices of `split` are enrolled with resemblyzer embeddings of some of their utterances;
@@ -112,6 +126,11 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
     Two references bound what the LMs can reach: the utterance's real audio after the
     prompt (the classifier's own accuracy) and that audio resynthesized by the codec (the
     most a continuation decoded by this codec can keep of the voice).
+
+    Does it speak words? `recognizer` ("whisper", "pocketsphinx"; None to skip) transcribes
+    each continuation and the real next seconds; the summary gives the share of heard words
+    that are dictionary words, the bigram repetition rate and words per second
+    (`soundlm.eval.words`).
     """
     from tqdm import tqdm
 
@@ -128,6 +147,11 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
     seed_everything(seed)
     utts = open_corpus(data, split=split)
     enrol_utts, prompts = plan_speaker_test(utts, prompt_seconds, num_prompts, enrol_fraction, seed)
+    asr = None
+    if recognizer is not None:
+        from soundlm.eval.sections.asr import corpus_recognizer
+
+        asr = corpus_recognizer(recognizer, [u for u in open_corpus(data) if u.transcript], split, seed)
     encoder = load_voice_encoder(str(pipe.device) if pipe.device.type == "cuda" else "cpu")
     sr = pipe.sample_rate
     embeddings = {spk: [speaker_embedding(load_audio(u.path, sample_rate=sr), sr, encoder) for u in us]
@@ -136,7 +160,7 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
     settings = {"data": str(data), "split": split, "prompt_seconds": prompt_seconds, "seconds": seconds,
                 "num_prompts": len(prompts), "enrol_fraction": enrol_fraction, "seed": seed,
                 "voices": enrolment.speakers, "sampling": asdict(sampling) if sampling is not None else "default",
-                "references": "ground truth and codec resynthesis"}
+                "references": "ground truth and codec resynthesis", "recognizer": recognizer}
     state = RowState(state_path(out_dir, "continuation"), settings)
     audio_dir = Path(out_dir) / "continuation_audio" if out_dir is not None and save_audio else None
     rows = []
@@ -151,11 +175,16 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
                              "(its manifest duration is wrong); fix the manifest or lower --prompt-seconds")
         prompt = audio[:, :n]
         prompt_emb = speaker_embedding(prompt, sr, encoder)
-        result = {label: (classify_speaker(enrolment, emb).speaker, cosine_similarity(prompt_emb, emb))
-                  for label, emb in continuation_embeddings(pipe, prompt, seconds, seed + i, encoder, sampling,
-                                                            audio_dir, i).items()}
+        conts = continuations(pipe, prompt, seconds, seed + i, sampling, audio_dir, i)
+        result = {}
+        for label, cont in conts.items():
+            emb = speaker_embedding(cont, sr, encoder)
+            result[label] = (classify_speaker(enrolment, emb).speaker, cosine_similarity(prompt_emb, emb))
         truth = audio[:, n: n + int(round(seconds * sr))]
         truth_label = resynth_label = None
+        heard = {label: asr.transcribe(cont, sr) for label, cont in conts.items()} if asr is not None else {}
+        if asr is not None and truth.shape[1] >= MIN_SECONDS * sr:
+            heard["truth"] = asr.transcribe(truth, sr)
         if truth.shape[1] >= MIN_SECONDS * sr:
             truth_label = classify_speaker(enrolment, speaker_embedding(truth, sr, encoder)).speaker
             resynth = resynthesize(pipe.codec, truth)
@@ -164,7 +193,10 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
                               predicted_semantic_prompt=result["semantic"][0],
                               similarity_acoustic_prompt=result["acoustic"][1],
                               similarity_semantic_prompt=result["semantic"][1],
-                              predicted_ground_truth=truth_label, predicted_codec_resynthesis=resynth_label)
+                              predicted_ground_truth=truth_label, predicted_codec_resynthesis=resynth_label,
+                              heard_acoustic_prompt=heard.get("acoustic"), heard_semantic_prompt=heard.get("semantic"),
+                              heard_ground_truth=heard.get("truth"),
+                              ground_truth_seconds=truth.shape[1] / sr if truth_label is not None else None)
         state.put(u.id, asdict(row))
         rows.append(row)
     summary = {
@@ -175,6 +207,8 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
         "similarity_semantic_prompt_only": float(np.mean([r.similarity_semantic_prompt for r in rows])),
         "num_prompts": len(rows), "num_voices": len(enrolment.speakers),
     }
+    if asr is not None:
+        summary |= heard_summary(rows, seconds)
     with_truth = [r for r in rows if r.predicted_ground_truth is not None]
     if with_truth:
         summary["accuracy_ground_truth"] = float(np.mean([r.predicted_ground_truth == r.speaker
@@ -189,4 +223,22 @@ def eval_continuation(pipe: AudioLMPipeline, data: str | Path, split: str = "hel
                               "prompt's semantic ids but not its codec codes (AudioLM sec. 5.3 contrast).",
                               "References: the utterance's real audio after the prompt ('ground truth') and its "
                               "codec resynthesis bound what a continuation can reach with this classifier and "
-                              "codec."])
+                              "codec.",
+                              "Words heard (settings.recognizer): share of the transcript's words that are in the "
+                              "CMU dictionary, share of its word bigrams that repeat an earlier one, words per "
+                              "second; 'ground_truth' is the same for the utterance's real next seconds."])
+
+
+def heard_summary(rows: Sequence[ContinuationRow], seconds: float) -> dict[str, float | None]:
+    """Dictionary-word fraction, repetition rate and words per second of each kind of clip, pooled over prompts."""
+    from soundlm.eval.words import heard_words, pool
+
+    summary: dict[str, float | None] = {}
+    for kind, attr in (("acoustic_prompt", "heard_acoustic_prompt"), ("semantic_prompt_only", "heard_semantic_prompt"),
+                       ("ground_truth", "heard_ground_truth")):
+        clips = [heard_words(getattr(r, attr), r.ground_truth_seconds if kind == "ground_truth" else seconds)
+                 for r in rows if getattr(r, attr) is not None
+                 and (kind != "ground_truth" or r.ground_truth_seconds is not None)]
+        if clips:
+            summary |= {f"{k}_{kind}": v for k, v in pool(clips).items()}
+    return summary
