@@ -152,7 +152,7 @@ class WhisperASR:
     to sampling at higher temperatures when a transcript looks like a loop (compression
     ratio above 2.4), which makes transcripts change from run to run (CTranslate2's sampler
     takes no seed); here such a clip is decoded again with a repetition penalty of 1.2,
-    then 1.5 if it still loops: deterministic (docs/RESULTS.md, section 7, compares them).
+    then 1.5 if it still loops: deterministic (docs/RESULTS.md, section 8, compares them).
     English forced, no conditioning on previous text (each clip is one utterance), no VAD:
     babble should be heard as babble, not cut away. `transcribe` returns Whisper's raw
     text; scores normalise it.
