@@ -18,7 +18,7 @@ COMMANDS = {
     "data speech", "data piano",
     "train codec", "train semantic", "train lm", "train phonetic", "train textlm", "train palm", "train compressor",
     "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval all", "eval palm",
-    "finetune", "push", "export codec", "eval voice",
+    "finetune", "push", "export codec", "eval voice", "doctor",
 }
 
 

@@ -119,7 +119,11 @@ def check_first_level_energy(run: RunLog, ref: StageReference | None) -> list[Fi
         return []
     shares = np.array([float(s.values[-1]) for _, s in energy])
     total = float(np.clip(shares, 0, None).sum())
-    if total <= 0 or shares[0] / total < FIRST_LEVEL_SHARE:
+    limit = FIRST_LEVEL_SHARE
+    m = ref.metrics.get("eval/energy@level1") if ref is not None else None
+    if m is not None and m.steps[0] <= step <= m.steps[-1]:
+        limit = max(limit, float(m.band_at(np.array([step]))[2][0]))  # early on, the reference is there too
+    if total <= 0 or shares[0] / total < limit:
         return []
     mels = {int(m.group(1)): s for n, s in run.series.items() if (m := re.fullmatch(r"eval/mel_distance@(\d+)", n))}
     gain = ""

@@ -73,7 +73,8 @@ def verdict_metrics(stage: str, names: list[str]) -> list[str]:
     elif stage == "codec":
         levels = sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"eval/mel_distance@(\d+)", n)))
         top = levels[-1] if levels else 0
-        wanted = [f"eval/mel_distance@{top}", f"eval/si_sdr@{top}", "train/mel"]
+        # Not SI-SDR: the iSTFT codec does not keep the phase, so it sits near -35 dB whatever the quality.
+        wanted = [f"eval/mel_distance@{top}", "train/mel"]
     else:
         wanted = []
     return [n for n in wanted if n in names]
@@ -303,6 +304,6 @@ def reference_title(ref: StageReference) -> str:
 
 def figure_metrics(stage: str, names: list[str]) -> list[str]:
     """What a stage's figure shows: the verdict metrics, then codebook usage and bits per token where kept."""
-    extra = [n for n in ("eval/codes_used@level1", "eval/energy@level1", "eval/code_perplexity@level1",
+    extra = [n for n in ("eval/codes_used@level1", "eval/codes_used@level8", "eval/energy@level1",
                          BITS_PER_TOKEN) if n in names]
     return verdict_metrics(stage, names) + extra
