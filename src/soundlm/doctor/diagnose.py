@@ -16,8 +16,8 @@ import numpy as np
 
 from soundlm.doctor import checks
 from soundlm.doctor.checks import NOTE, PROBLEM, Finding
-from soundlm.doctor.reference import (WINDOW, ReferenceCurves, StageReference, draw_curves, figure_metrics,
-                                      load_reference, trailing_median)
+from soundlm.doctor.reference import (ReferenceCurves, StageReference, draw_curves, figure_metrics, load_reference,
+                                      running_median)
 from soundlm.doctor.runlog import RunLog, read_run
 
 
@@ -27,7 +27,7 @@ class BandStatus:
 
     name: str
     step: int
-    value: float  # trailing median of the run's last WINDOW points up to `step`
+    value: float  # median of the run's last WINDOW // 2 + 1 points up to `step`
     center: float
     lower: float
     upper: float
@@ -66,7 +66,8 @@ def compare_band(run: RunLog, ref: StageReference, name: str) -> BandStatus | No
     if not inside.any():
         return None
     last = int(np.flatnonzero(inside)[-1])
-    value = float(trailing_median(series.values[: last + 1])[-1])
+    # The band's own smoothing, cut at the run's last point: the median of its last WINDOW // 2 + 1 points.
+    value = float(running_median(series.values[: last + 1])[-1])
     step = int(series.steps[last])
     center, lower, upper = (float(x[0]) for x in m.band_at(np.array([step])))
     if m.better == "lower":

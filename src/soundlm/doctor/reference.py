@@ -190,16 +190,6 @@ def running_median(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
     return out
 
 
-def trailing_median(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
-    """Running median over the current point and the `window - 1` before it: what a run knows at its step."""
-    out = np.empty_like(values, dtype=np.float64)
-    for i in range(len(values)):
-        chunk = values[max(i - window + 1, 0): i + 1]
-        chunk = chunk[np.isfinite(chunk)]
-        out[i] = np.median(chunk) if chunk.size else math.nan
-    return out
-
-
 def step_noise(values: np.ndarray) -> np.ndarray:
     """The point-to-point noise (a standard deviation) of a series around its local trend, at each point.
 
