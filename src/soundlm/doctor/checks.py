@@ -170,6 +170,9 @@ def check_unigram(run: RunLog, ref: StageReference | None, unigram_entropy: floa
     margin = max(STUCK_MARGIN_NATS, STUCK_MARGIN_SHARE * unigram_entropy)
     if step < STUCK_AFTER * planned or loss < unigram_entropy - margin:
         return []
+    m = ref.metrics.get("heldout/loss") if ref is not None and ref.stage == run.lm_stage else None
+    if m is not None and m.steps[0] <= step <= m.steps[-1] and m.band_at(np.array([step]))[2][0] >= loss:
+        return []  # the reference is no further from the frequencies here: the band check speaks for this stage
     return [Finding(PROBLEM, "LM loss stuck at the unigram entropy",
                     f"held-out loss {loss:.3f} nats at step {step} of {planned}; the stage's unigram entropy is "
                     f"{unigram_entropy:.3f}: the model predicts token frequencies only, not from context",
