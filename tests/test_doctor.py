@@ -203,3 +203,34 @@ def test_shipped_reference_covers_every_stage():
             assert all(lo <= hi for lo, hi in zip(m.lower, m.upper))
         if stage in ("semantic", "coarse", "fine"):
             assert 0 < ref.unigram_entropy < math.log(1024)
+
+
+def test_a_stage_whose_reference_sits_at_the_unigram_is_judged_by_its_band(tmp_path):
+    near = lambda s: UNIGRAM - 0.02  # noqa: E731  the reference itself barely leaves the frequencies
+    ref = stage_reference(read_run(write_run(tmp_path / "ref", LM_SETTINGS, lm_lines(heldout=near))), "x", UNIGRAM)
+    curves = ReferenceCurves(recipe="synthetic", stages={"semantic": ref})
+    diag = diagnose(write_run(tmp_path / "run", LM_SETTINGS, lm_lines(seed=4, heldout=near)), curves)
+    assert diag.on_track, diag.lines
+
+
+def test_build_writes_the_asset_and_the_figures(tmp_path):
+    from soundlm.doctor.build import build_reference
+
+    phonetic = {"steps": 400, "batch_size": 16, "lr": 2e-3, "conv_dim": 256, "hidden": 192, "layers": 2,
+                "speed_perturb": [0.88, 1.12]}
+    write_run(tmp_path / "work" / "phonetic", phonetic,
+              [{"step": s, "loss": 3 * math.exp(-s / 100) + 0.1, "lr": 2e-3} for s in range(50, 201, 50)])
+    write_run(tmp_path / "codec", CODEC_SETTINGS, codec_lines(steps=1000))
+    build_reference(tmp_path / "work", tmp_path / "ref.json", tmp_path / "fig", codec_run=tmp_path / "codec")
+    curves = load_reference(tmp_path / "ref.json")
+    assert set(curves.stages) == {"phonetic", "codec"}
+    assert curves.stages["phonetic"].reached_step == 200 and curves.stages["phonetic"].planned_steps == 400
+    assert not curves.stages["phonetic"].complete and curves.stages["codec"].verdict == ["eval/mel_distance@4",
+                                                                                         "train/mel"]
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["codec.png", "phonetic.png"]
+    # a run past the partial reference is told so
+    long = write_run(tmp_path / "long", phonetic,
+                     [{"step": s, "loss": 3 * math.exp(-s / 100) + 0.1, "lr": 2e-3} for s in range(50, 401, 50)])
+    diag = diagnose(long, curves)
+    assert any("reaches step 200 of its 400" in l for l in diag.lines)
+    assert any("loss: past the end of the reference after step 200: no band there" in l for l in diag.lines)
