@@ -15,6 +15,7 @@ above the band is behind the reference, one below it is ahead of it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -166,17 +167,20 @@ BAND_TEXT = (f"center = running median of the reference over {WINDOW} logged poi
 
 def load_reference(path: str | Path | None = None) -> ReferenceCurves:
     """The shipped reference curves, or the asset at `path`."""
-    from soundlm.fileio import read_json
-
     if path is None:
         source = resources.files("soundlm") / "assets" / ASSET
         if not source.is_file():
             raise FileNotFoundError(f"soundlm/assets/{ASSET} is missing from this install; reinstall soundlm or "
                                     "build it with recipes/reference_curves.py build")
-        import json
-
         return ReferenceCurves.from_json(json.loads(source.read_text(encoding="utf-8")))
-    return ReferenceCurves.from_json(read_json(path), str(path))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such reference curves file; leave --reference out for the shipped one")
+    try:
+        return ReferenceCurves.from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a reference curves file ({e!r}); rebuild it with "
+                         "recipes/reference_curves.py build") from e
 
 
 def running_median(values: np.ndarray, window: int = WINDOW) -> np.ndarray:

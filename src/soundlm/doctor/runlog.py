@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from soundlm.checkpoint import TRAIN_CONFIG
 from soundlm.train.metrics_log import METRICS
 
-TRAIN_CONFIG = "train_config.json"
 LM_STAGES = ("semantic", "coarse", "fine")
 STAGES = ("codec", "phonetic", *LM_STAGES)  # the recipe stages a reference can cover
 BITS_PER_TOKEN = "heldout/bits_per_token"  # derived: heldout/loss (nats) / ln 2
