@@ -234,3 +234,13 @@ def test_build_writes_the_asset_and_the_figures(tmp_path):
     diag = diagnose(long, curves)
     assert any("reaches step 200 of its 400" in l for l in diag.lines)
     assert any("loss: past the end of the reference after step 200: no band there" in l for l in diag.lines)
+
+
+def test_dead_codes_the_reference_also_has_are_flagged_only_past_it(tmp_path):
+    ref = stage_reference(read_run(write_run(tmp_path / "ref", CODEC_SETTINGS, codec_lines(used=0.004))), "x")
+    curves = ReferenceCurves(recipe="synthetic", stages={"codec": ref})
+    inside = diagnose(write_run(tmp_path / "a", CODEC_SETTINGS, codec_lines(steps=3000, used=0.004)), curves)
+    assert "codebook collapse / dead codes" not in names(inside)
+    past = diagnose(write_run(tmp_path / "b", {**CODEC_SETTINGS, "steps": 6000}, codec_lines(steps=6000, used=0.004)),
+                    curves)
+    assert "codebook collapse / dead codes" in names(past)

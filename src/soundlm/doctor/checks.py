@@ -87,16 +87,20 @@ def check_codebooks(run: RunLog, ref: StageReference | None) -> list[Finding]:
     step = int(next(iter(used.values())).steps[-1])
     if step < CODEBOOK_WARMUP:
         return []
+    def floor(name: str, absolute: float) -> float:
+        """The absolute floor, or lower where the reference run itself is lower at this step (a level that
+        wakes up late in the recipe's own codec is not a failure before then)."""
+        m = ref.metrics.get(name) if ref is not None else None
+        if m is None or not m.steps[0] <= step <= m.steps[-1]:
+            return absolute
+        return min(absolute, float(m.band_at(np.array([step]))[1][0]))
+
     weak = []
     for q, s in used.items():
         frac = float(s.values[-1])
         perplexity = float(ppl[q].values[-1]) if q in ppl else math.inf
-        floor = MIN_CODES_USED
-        m = ref.metrics.get(f"eval/codes_used@level{q}") if ref is not None else None
-        if m is not None and m.steps[0] <= step <= m.steps[-1]:
-            _, lower, _ = m.band_at(np.array([step]))
-            floor = min(floor, float(lower[0])) if lower[0] > 0 else floor
-        if frac < floor or perplexity < MIN_CODE_PERPLEXITY:
+        if (frac < floor(f"eval/codes_used@level{q}", MIN_CODES_USED)
+                or perplexity < floor(f"eval/code_perplexity@level{q}", MIN_CODE_PERPLEXITY)):
             weak.append(f"level {q} uses {frac:.1%} of its reachable codes (perplexity {perplexity:.1f})")
     if not weak:
         return []
