@@ -16,9 +16,10 @@ import numpy as np
 
 from soundlm.doctor import checks
 from soundlm.doctor.checks import NOTE, PROBLEM, Finding
-from soundlm.doctor.reference import (ReferenceCurves, StageReference, draw_curves, figure_metrics, load_reference,
-                                      running_median)
+from soundlm.doctor.reference import ReferenceCurves, StageReference, draw_curves, figure_metrics, load_reference
 from soundlm.doctor.runlog import RunLog, read_run
+
+COMPARE_POINTS = 3  # the run's last logged points inside the reference that the band verdict averages
 
 
 @dataclass
@@ -27,7 +28,7 @@ class BandStatus:
 
     name: str
     step: int
-    value: float  # median of the run's last WINDOW // 2 + 1 points up to `step`
+    value: float  # mean of the run's last COMPARE_POINTS points up to `step` (the band: its mean there)
     center: float
     lower: float
     upper: float
@@ -65,11 +66,15 @@ def compare_band(run: RunLog, ref: StageReference, name: str) -> BandStatus | No
     inside = (series.steps >= m.steps[0]) & (series.steps <= end)
     if not inside.any():
         return None
-    last = int(np.flatnonzero(inside)[-1])
-    # The band's own smoothing, cut at the run's last point: the median of its last WINDOW // 2 + 1 points.
-    value = float(running_median(series.values[: last + 1])[-1])
-    step = int(series.steps[last])
-    center, lower, upper = (float(x[0]) for x in m.band_at(np.array([step])))
+    # The run's last few points against the band at the same steps: averaging both sides cuts the noise and
+    # leaves no lag on a falling curve (a running median cut at the run's end would lag behind the band's).
+    idx = np.flatnonzero(inside & np.isfinite(series.values))[-COMPARE_POINTS:]
+    if idx.size == 0:
+        return None
+    steps = series.steps[idx].astype(np.float64)
+    value = float(series.values[idx].mean())
+    step = int(series.steps[idx[-1]])
+    center, lower, upper = (float(x.mean()) for x in m.band_at(steps))
     if m.better == "lower":
         state = "behind" if value > upper else "ahead" if value < lower else "on track"
     elif m.better == "higher":
@@ -119,6 +124,8 @@ def diagnose(folder: str | Path, curves: ReferenceCurves | None = None) -> Diagn
                   f"reaches step {ref.reached_step} of its {ref.planned_steps}")
         lines.append(f"reference: {curves.recipe} {ref.stage} ({extent}; "
                      + ", ".join(f"{k} {v}" for k, v in ref.settings.items()) + ")")
+        lines.append(f"  (each value: the mean of the run's last {COMPARE_POINTS} logged points inside the reference, "
+                     "against the band's mean at those steps)")
         differs = ref.differences(run.settings)
         same = not differs
         if differs:
@@ -131,7 +138,7 @@ def diagnose(folder: str | Path, curves: ReferenceCurves | None = None) -> Diagn
                     lines.append(f"  {name}: no logged point inside the reference's steps yet")
                 continue
             diag.bands.append(status)
-            lines.append(f"  {name}: {_fmt(status.value)} at step {status.step}; reference band "
+            lines.append(f"  {name}: {_fmt(status.value)} up to step {status.step}; reference band "
                          f"{_fmt(status.lower)} .. {_fmt(status.upper)} (reference {_fmt(status.center)}): "
                          f"{status.state if status.state != 'ahead' else 'ahead of the reference'}")
             if status.past_end:
