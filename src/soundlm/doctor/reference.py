@@ -275,6 +275,8 @@ def draw_curves(path: Path, names: list[str], ref: StageReference | None = None,
         if run is not None and name in run.series:
             s = run.series[name]
             ax.plot(s.steps, s.values, color="#d94801", linewidth=1.0, label="this run")
+        if name.endswith("loss") or "mel" in name:
+            ax.set_yscale("log")  # losses fall by orders of magnitude early, then by percents
         ax.set_title(name, fontsize=9, loc="left")
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
