@@ -17,7 +17,7 @@ from __future__ import annotations
 import typer
 
 from soundlm.cli import compress, data, demo, generate, palm, recipe, serve, tokenize, train
-from soundlm.cli import export, finetune, hub
+from soundlm.cli import doctor, export, finetune, hub
 from soundlm.cli import eval as eval_cli  # not `eval`: that would hide the builtin
 from soundlm.cli.errors import ReportingGroup
 
@@ -38,6 +38,7 @@ app.command("recipe")(recipe.recipe)
 app.command("serve")(serve.serve_command)
 app.command("finetune")(finetune.finetune_command)
 app.command("push")(hub.push_command)
+app.command("doctor")(doctor.doctor_command)
 app.add_typer(data.app, name="data", help="Synthesize corpora (speech, piano).")
 app.add_typer(train.app, name="train", help="Train tokenizers and language models.")
 app.add_typer(export.app, name="export", help="Export models to other runtimes (the codec to ONNX).")
