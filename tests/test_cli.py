@@ -15,10 +15,11 @@ from soundlm.data import MissingToolError
 
 COMMANDS = {
     "tokenize", "demo", "asr", "translate", "tts", "continue", "generate", "compress", "decompress", "recipe", "serve",
-    "data speech", "data piano",
+    "data speech", "data piano", "data music",
     "train codec", "train semantic", "train lm", "train phonetic", "train textlm", "train palm", "train compressor",
+    "train instrument",
     "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval all", "eval palm",
-    "finetune", "push", "export codec", "eval voice",
+    "finetune", "push", "export codec", "eval voice", "eval analysers",
 }
 
 
