@@ -5,7 +5,7 @@
   A note's overtones land on other pitch classes (the 3rd harmonic a fifth up), so the
   profiles are first spread the same way (Gomez 2006): without that, keys read a fifth
   too high (measured in docs/RESULTS.md, "Music").
-- Tempo: an onset-strength envelope (half-wave rectified log-spectral flux at 100 Hz),
+- Tempo: an onset-strength envelope (half-wave rectified flux of log band energies at 100 Hz),
   its autocorrelation weighted by a log-normal prior around 120 BPM (as librosa's
   `beat.tempo` does), the best lag refined by parabolic interpolation.
 
@@ -116,17 +116,27 @@ def estimate_key(audio: np.ndarray, sample_rate: int) -> KeyEstimate:
     return key_from_chroma(chroma(audio, sample_rate))
 
 
-def onset_envelope(audio: np.ndarray, sample_rate: int, frame_rate: float = 100.0) -> np.ndarray:
-    """Onset strength per frame at `frame_rate` Hz: half-wave rectified log-magnitude flux, summed over bins."""
+def onset_envelope(audio: np.ndarray, sample_rate: int, frame_rate: float = 100.0, bands: int = 40,
+                   fmin: float = 60.0, fmax: float = 8000.0) -> np.ndarray:
+    """Onset strength per frame at `frame_rate` Hz: half-wave rectified flux of log band energies, summed.
+
+    `bands` log-spaced bands from `fmin` to `fmax` give a low note's onset as much say as a
+    bright one's (linear STFT bins let the treble's many bins decide): on 150 training clips
+    of the music corpus, tempo within 4% went from 44% to 52% (bench/music_tempo.py).
+    """
     x = _mono(audio)
     hop = max(1, int(round(sample_rate / frame_rate)))
     nperseg = 4 * hop
     if x.size < nperseg:
         return np.zeros(1)
-    _, _, spec = signal.stft(x, fs=sample_rate, nperseg=nperseg, noverlap=nperseg - hop, boundary=None)
-    logmag = np.log1p(1000 * np.abs(spec) / (np.abs(spec).max() + 1e-12))  # [F, T]
-    flux = np.maximum(np.diff(logmag, axis=1), 0).sum(axis=0)  # [T-1]
-    return flux
+    freqs, _, spec = signal.stft(x, fs=sample_rate, nperseg=nperseg, noverlap=nperseg - hop, boundary=None)
+    edges = np.geomspace(fmin, min(fmax, sample_rate / 2), bands + 1)
+    band = np.digitize(freqs, edges) - 1  # -1 below fmin, `bands` above fmax
+    inside = (band >= 0) & (band < bands)
+    energy = np.zeros((bands, spec.shape[1]))
+    np.add.at(energy, band[inside], np.abs(spec[inside]))  # [bands, T]
+    logmag = np.log1p(1000 * energy / (energy.max() + 1e-12))
+    return np.maximum(np.diff(logmag, axis=1), 0).sum(axis=0)  # [T-1]
 
 
 def estimate_tempo(audio: np.ndarray, sample_rate: int, min_bpm: float = 30.0, max_bpm: float = 300.0,
