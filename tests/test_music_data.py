@@ -74,6 +74,9 @@ def test_plan_and_captions_are_functions_of_the_seed(tmp_path):
     assert a == plan_pieces(tmp_path, 30, 0, 10.0, 3, 0.15, 16_000, font)
     assert a != plan_pieces(tmp_path, 30, 1, 10.0, 3, 0.15, 16_000, font)
     assert sum(len(t.clips) for t in a) == 30 and len({t.composer for t in a}) == 6  # round-robin over composers
+    # beethoven has some scores as both .mxl and .krn: one piece, one set of ids.
+    big = plan_pieces(tmp_path, 600, 0, 10.0, 3, 0.15, 16_000, font)
+    assert len({c.id for t in big for c in t.clips}) == sum(len(t.clips) for t in big) == 600
     m = _attributes()
     assert make_caption(m, random.Random("x")) == make_caption(m, random.Random("x"))
     assert len({make_caption(m, random.Random(i)) for i in range(40)}) > 10

@@ -311,7 +311,8 @@ def _render_clips(task: PieceTask) -> None:
             velocity=velocity, loudness_db=round(20 * math.log10(max(rms, 1e-9)), 2),
             key_confidence=round(float(found.correlationCoefficient), 4), transposition=shift,
             heldout=clip.heldout).to_json())
-    write_json_atomic(task.record, {"score": task.score, "clips": {c.id: r for c, r in zip(task.clips, records)}})
+    write_json_atomic(task.record, {"score": task.score, "clips_planned": _planned(task),
+                                    "clips": {c.id: r for c, r in zip(task.clips, records)}})
 
 
 # ------------------------------------------------------------------------------------ the corpus
@@ -379,7 +380,17 @@ def make_music_corpus(out: str | Path, clips: int = 400, seed: int = 0, max_seco
 
 
 def _piece_done(task: PieceTask) -> bool:
-    return Path(task.record).is_file() and all(valid_wav(Path(c.path), task.sample_rate) for c in task.clips)
+    """Whether the piece's record and wavs are there, rendered from this score with these clip settings."""
+    if not Path(task.record).is_file():
+        return False
+    record = read_json(task.record)
+    if record.get("score") != task.score or record.get("clips_planned", _planned(task)) != _planned(task):
+        return False
+    return all(valid_wav(Path(c.path), task.sample_rate) for c in task.clips)
+
+
+def _planned(task: PieceTask) -> list[dict]:
+    return [{k: v for k, v in asdict(c).items() if k != "path"} for c in task.clips]
 
 
 def plan_pieces(out: Path, clips: int, seed: int, max_seconds: float, clips_per_piece: int,
@@ -389,10 +400,15 @@ def plan_pieces(out: Path, clips: int, seed: int, max_seconds: float, clips_per_
     scores = {c: rng.sample(paths, len(paths)) for c, paths in list_scores().items()}
     n_pieces = math.ceil(clips / clips_per_piece)
     chosen: list[tuple[str, Path]] = []
+    names: set[str] = set()
     while len(chosen) < n_pieces and any(scores.values()):
         for composer in list(scores):
+            # One score can be in the corpus twice (beethoven's .mxl and .krn): it is one piece, drawn once.
+            while scores[composer] and score_name(scores[composer][-1]) in names:
+                scores[composer].pop()
             if scores[composer] and len(chosen) < n_pieces:
                 chosen.append((composer, scores[composer].pop()))
+                names.add(score_name(chosen[-1][1]))
     n_heldout = round(len(chosen) * heldout_fraction)
     held_pieces = set(rng.sample(range(len(chosen)), n_heldout))
     pairs = heldout_pairs(seed)
