@@ -3,6 +3,7 @@ skipped pieces; the analysers and the instrument classifier on a few rendered cl
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -97,6 +98,15 @@ def test_resume_is_a_no_op_and_other_settings_are_refused(corpus, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (corpus / "wavs").iterdir()} == wavs
     with pytest.raises(ValueError, match="other settings"):
         make_music_corpus(corpus, workers=1, **{**ARGS, "seed": 2})
+    # A record that does not match the plan (rendered by an older plan) is rendered again.
+    record_path = sorted((corpus / "pieces").iterdir())[0]
+    record = json.loads(record_path.read_text())
+    first = next(iter(record["clips"]))
+    record["clips"][first]["tempo_bpm"] += 1
+    record_path.write_text(json.dumps(record))
+    make_music_corpus(corpus, workers=1, **ARGS)
+    assert "resuming: 2 of 3 pieces already rendered" in capsys.readouterr().out
+    assert (corpus / "manifest.jsonl").read_bytes() == before  # rendering is deterministic
 
 
 def test_a_bad_score_is_skipped_with_its_reason(tmp_path):

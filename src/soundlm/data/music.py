@@ -311,8 +311,7 @@ def _render_clips(task: PieceTask) -> None:
             velocity=velocity, loudness_db=round(20 * math.log10(max(rms, 1e-9)), 2),
             key_confidence=round(float(found.correlationCoefficient), 4), transposition=shift,
             heldout=clip.heldout).to_json())
-    write_json_atomic(task.record, {"score": task.score, "clips_planned": _planned(task),
-                                    "clips": {c.id: r for c, r in zip(task.clips, records)}})
+    write_json_atomic(task.record, {"score": task.score, "clips": {c.id: r for c, r in zip(task.clips, records)}})
 
 
 # ------------------------------------------------------------------------------------ the corpus
@@ -384,13 +383,15 @@ def _piece_done(task: PieceTask) -> bool:
     if not Path(task.record).is_file():
         return False
     record = read_json(task.record)
-    if record.get("score") != task.score or record.get("clips_planned", _planned(task)) != _planned(task):
+    if record.get("score") != task.score or any(not _matches(record["clips"].get(c.id), c) for c in task.clips):
         return False
     return all(valid_wav(Path(c.path), task.sample_rate) for c in task.clips)
 
 
-def _planned(task: PieceTask) -> list[dict]:
-    return [{k: v for k, v in asdict(c).items() if k != "path"} for c in task.clips]
+def _matches(attributes: dict | None, clip: ClipSpec) -> bool:
+    """A recorded clip was rendered with `clip`'s drawn settings (a plan that changed renders again)."""
+    return attributes is not None and all(attributes.get(k) == getattr(clip, k)
+                                          for k in ("instrument", "tonic", "tempo_bpm", "loudness", "heldout"))
 
 
 def plan_pieces(out: Path, clips: int, seed: int, max_seconds: float, clips_per_piece: int,
