@@ -5,7 +5,7 @@ overtone spreading of the key profiles change exact-key accuracy.
 decay 0.8); `soundlm eval analysers` then measures it on the held-out clips, which this
 script never reads.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/music_key.py --data DIR [--max-clips 120]
+    PYTHONPATH=src:. OMP_NUM_THREADS=1 python -m bench.music_key --data DIR [--max-clips 120]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tempo estimation on a music corpus's TRAINING clips: the onset envelope from linear STFT bins
 (the first version) against log-spaced bands (what `soundlm.music.analysis` uses).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/music_tempo.py --data DIR [--max-clips 150]
+    PYTHONPATH=src:. OMP_NUM_THREADS=1 python -m bench.music_tempo --data DIR [--max-clips 150]
 """
 
 from __future__ import annotations
