@@ -332,7 +332,8 @@ def make_music_corpus(out: str | Path, clips: int = 400, seed: int = 0, max_seco
     or render are skipped and listed in `out/errors.jsonl`. Same arguments, same files.
     """
     if shutil.which("fluidsynth") is None:
-        raise MissingToolError("fluidsynth not found: install it with `sudo apt-get install fluidsynth fluid-soundfont-gm`")
+        raise MissingToolError("fluidsynth not found: install it with "
+                               "`sudo apt-get install fluidsynth fluid-soundfont-gm`")
     font = find_soundfont(soundfont)
     if clips < 1:
         raise ValueError(f"--clips must be >= 1, got {clips}")

@@ -81,8 +81,9 @@ class InstrumentClassifier(nn.Module):
         if sample_rate != self.config.sample_rate:
             x = resample(x, sample_rate, self.config.sample_rate)
         if x.shape[1] < self.config.win_length:
+            seconds = self.config.win_length / self.config.sample_rate
             raise ValueError(f"clip of {x.shape[1]} samples is shorter than one analysis window "
-                             f"({self.config.win_length}); pass at least {self.config.win_length / self.config.sample_rate:.2f} s")
+                             f"({self.config.win_length}); pass at least {seconds:.2f} s")
         was_training = self.training
         self.eval()
         try:
