@@ -356,7 +356,7 @@ def make_music_corpus(out: str | Path, clips: int = 400, seed: int = 0, max_seco
     todo = [t for t in tasks if not _piece_done(t)]
     if len(todo) < len(tasks):
         print(f"resuming: {len(tasks) - len(todo)} of {len(tasks)} pieces already rendered")
-    failures = dict(zip((t.score for t in todo), run_parallel(render_clips, todo, workers, desc="music")))
+    failures = dict(zip((t.score for t in todo), run_parallel(render_clips, todo, workers, desc="music", chunksize=1)))
     errors = [{"path": score, "reason": why} for score, why in failures.items() if why is not None]
     write_text_atomic(out / "errors.jsonl", "".join(json.dumps(e) + "\n" for e in errors))
     if errors:
