@@ -228,6 +228,29 @@ def _set_performance(score, program: int, bpm: int, velocity: int) -> None:
         n.volume.velocity = velocity
 
 
+def _write_midi(score, path: Path) -> None:
+    """Write `score` as MIDI that fluidsynth finishes rendering.
+
+    music21 expands repeats when it writes MIDI and refuses repeat marks that the crop cut in
+    half; such a score is written again without its repeat marks (the opening, played once).
+    """
+    from music21 import bar, repeat, spanner
+    from music21.repeat import ExpanderException
+
+    try:
+        score.write("midi", fp=str(path))
+    except ExpanderException:
+        for m in score.recurse().getElementsByClass("Measure"):
+            if isinstance(m.leftBarline, bar.Repeat):
+                m.leftBarline = None
+            if isinstance(m.rightBarline, bar.Repeat):
+                m.rightBarline = None
+        for mark in list(score.recurse().getElementsByClass((repeat.RepeatExpression, spanner.RepeatBracket))):
+            mark.activeSite.remove(mark)
+        score.write("midi", fp=str(path))
+    _end_all_notes(path)
+
+
 def _end_all_notes(path: Path) -> None:
     """Append "all notes off" and "all sound off" on every channel at the end of each track.
 
@@ -294,8 +317,7 @@ def _render_clips(task: PieceTask) -> None:
         _set_performance(score, INSTRUMENTS[clip.instrument], clip.tempo_bpm, velocity)
         with tempfile.TemporaryDirectory(prefix="soundlm-music-") as tmp:
             midi = Path(tmp) / "clip.mid"
-            score.write("midi", fp=str(midi))
-            _end_all_notes(midi)
+            _write_midi(score, midi)
             audio = render_midi(midi, task.soundfont, task.sample_rate, task.score, timeout=RENDER_TIMEOUT)  # [1, S]
         audio = trim_trailing_silence(audio)[:, : int(task.max_seconds * task.sample_rate)]
         if audio.shape[1] < MIN_SECONDS * task.sample_rate or not np.abs(audio).max() > 0:
