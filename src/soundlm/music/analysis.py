@@ -26,7 +26,7 @@ MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = ("major", "minor")
 # Overtones 1..6 at amplitude decay**(h - 1): on 120 training clips of the music corpus, exact
-# key 42% without spreading -> 67% (fmax 800 Hz); 0.6/4, 0.6/6 and 0.9/8 did worse (`python -m bench.music_key`).
+# key 41% without spreading -> 67% (fmax 800 Hz); 0.6/4, 0.6/6 and 0.9/8 did worse (`python -m bench.music_key`).
 HARMONICS, HARMONIC_DECAY = 6, 0.8
 
 
@@ -122,7 +122,7 @@ def onset_envelope(audio: np.ndarray, sample_rate: int, frame_rate: float = 100.
 
     `bands` log-spaced bands from `fmin` to `fmax` give a low note's onset as much say as a
     bright one's (linear STFT bins let the treble's many bins decide): on 150 training clips
-    of the music corpus, tempo within 4% went from 39% to 49% (`python -m bench.music_tempo`).
+    of the music corpus, tempo within 4% went from 39% to 48% (`python -m bench.music_tempo`).
     """
     x = _mono(audio)
     hop = max(1, int(round(sample_rate / frame_rate)))
