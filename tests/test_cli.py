@@ -15,10 +15,10 @@ from soundlm.data import MissingToolError
 
 COMMANDS = {
     "tokenize", "demo", "asr", "translate", "tts", "continue", "generate", "compress", "decompress", "recipe", "serve",
-    "data speech", "data piano",
+    "data speech", "data piano", "data music",
     "train codec", "train semantic", "train lm", "train phonetic", "train textlm", "train palm", "train compressor",
     "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval acoustic",
-    "eval all", "eval palm",
+    "eval all", "eval palm", "eval analysers", "train instrument",
     "finetune", "push", "export codec", "eval voice", "doctor",
 }
 

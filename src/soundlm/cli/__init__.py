@@ -39,10 +39,10 @@ app.command("serve")(serve.serve_command)
 app.command("finetune")(finetune.finetune_command)
 app.command("push")(hub.push_command)
 app.command("doctor")(doctor.doctor_command)
-app.add_typer(data.app, name="data", help="Synthesize corpora (speech, piano).")
+app.add_typer(data.app, name="data", help="Synthesize corpora (speech, piano, music).")
 app.add_typer(train.app, name="train", help="Train tokenizers and language models.")
 app.add_typer(export.app, name="export", help="Export models to other runtimes (the codec to ONNX).")
-app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, voice, all.")
+app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, voice, analysers, all.")
 
 
 def main() -> None:

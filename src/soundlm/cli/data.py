@@ -8,6 +8,7 @@ import typer
 
 from soundlm.cli.errors import reported
 from soundlm.cli.options import keyword_defaults
+from soundlm.data.music import make_music_corpus
 from soundlm.data.piano import make_piano_corpus
 from soundlm.data.speech import make_speech_corpus
 from soundlm.data.text import LANGUAGES
@@ -16,6 +17,7 @@ app = typer.Typer(no_args_is_help=True)
 
 _SPEECH = keyword_defaults(make_speech_corpus)
 _PIANO = keyword_defaults(make_piano_corpus)
+_MUSIC = keyword_defaults(make_music_corpus)
 # `soundlm data` has always exited 1 on a documented error (the other commands 2).
 _EXIT_CODE = 1
 
@@ -75,4 +77,28 @@ def piano(
         manifest = make_piano_corpus(out, pieces=pieces, max_seconds=max_seconds, seed=seed, sample_rate=sample_rate,
                                      composer=composer, heldout_fraction=heldout_fraction, soundfont=soundfont,
                                      workers=workers)
+    typer.echo(f"wrote {manifest}")
+
+
+@app.command()
+def music(
+    out: Path = typer.Option(..., "--out", help="Output folder (created; an existing one is resumed)."),
+    clips: int = typer.Option(_MUSIC["clips"], "--clips", help="Number of clips (about; failed pieces are skipped)."),
+    seed: int = typer.Option(_MUSIC["seed"], "--seed",
+                             help="Seed for pieces, attributes, held-out pairs and captions; same seed, same corpus."),
+    max_seconds: float = typer.Option(_MUSIC["max_seconds"], "--max-seconds", help="Length of each clip."),
+    clips_per_piece: int = typer.Option(_MUSIC["clips_per_piece"], "--clips-per-piece",
+                                        help="Clips rendered from each score (own instrument, key, tempo, dynamic)."),
+    heldout_fraction: float = typer.Option(_MUSIC["heldout_fraction"], "--heldout-fraction",
+                                           help="Fraction of pieces whose clips are all split=heldout."),
+    sample_rate: int = typer.Option(_MUSIC["sample_rate"], "--sample-rate", help="Output sample rate in Hz (mono wav)."),
+    soundfont: Path | None = typer.Option(None, "--soundfont",
+                                          help="General MIDI .sf2 (default: FluidR3_GM from /usr/share/sounds/sf2)."),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel processes (default: number of CPUs)."),
+) -> None:
+    """Music from music21 scores: 8 GM instruments, drawn keys/tempi/dynamics, attributes and captions."""
+    with reported(exit_code=_EXIT_CODE):
+        manifest = make_music_corpus(out, clips=clips, seed=seed, max_seconds=max_seconds,
+                                     clips_per_piece=clips_per_piece, heldout_fraction=heldout_fraction,
+                                     sample_rate=sample_rate, soundfont=soundfont, workers=workers)
     typer.echo(f"wrote {manifest}")

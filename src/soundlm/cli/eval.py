@@ -209,6 +209,25 @@ def units_command(
     _run(go, out)
 
 
+@app.command("analysers")
+def analysers_command(
+    data: Path = typer.Option(..., help="Music corpus from `soundlm data music` (folder or manifest.jsonl)."),
+    instrument_model: Path | None = typer.Option(None, help="Instrument classifier (`soundlm train instrument` "
+                                                           "run or its final/); without it, key and tempo only."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    max_files: int | None = typer.Option(None, help="Use at most this many clips."),
+) -> None:
+    """Music analysers against the corpus's labels: key/mode, tempo (4%, and half/double), instrument; chance beside."""
+
+    def go() -> Any:
+        from soundlm.eval.sections.analysers import eval_analysers
+
+        return eval_analysers(data, instrument_model, split, max_files, out_dir=out)
+
+    _run(go, out)
+
+
 @app.command("asr")
 def asr_command(
     codec: str = typer.Option(..., help="Codec: a soundlm codec folder/run, or a Hugging Face id or folder."),

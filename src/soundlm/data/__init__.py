@@ -92,9 +92,10 @@ def audio_path(manifest: str | Path, row: dict) -> Path:
 
 # Imported last: the corpus reader and builders use the helpers above.
 from soundlm.data.corpus import CorpusIndex, CorpusItem, corpus_index, find_manifest, open_corpus  # noqa: E402
+from soundlm.data.music import make_music_corpus  # noqa: E402
 from soundlm.data.piano import make_piano_corpus  # noqa: E402
 from soundlm.data.speech import make_speech_corpus  # noqa: E402
 
 __all__ = ["MANIFEST_NAME", "CorpusIndex", "CorpusItem", "MissingToolError", "audio_path", "check_manifest_row",
-           "corpus_index", "find_manifest", "make_piano_corpus", "make_speech_corpus", "open_corpus", "read_manifest",
-           "write_manifest"]
+           "corpus_index", "find_manifest", "make_music_corpus", "make_piano_corpus", "make_speech_corpus",
+           "open_corpus", "read_manifest", "write_manifest"]

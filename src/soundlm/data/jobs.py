@@ -19,8 +19,13 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def run_parallel(fn: Callable[[T], R], tasks: list[T], workers: int | None, desc: str) -> list[R]:
-    """`[fn(t) for t in tasks]` on a process pool with a progress bar; results keep task order."""
+def run_parallel(fn: Callable[[T], R], tasks: list[T], workers: int | None, desc: str,
+                 chunksize: int | None = None) -> list[R]:
+    """`[fn(t) for t in tasks]` on a process pool with a progress bar; results keep task order.
+
+    `chunksize`: tasks sent to a worker at once (default: up to 16, for many short tasks);
+    the bar moves a chunk at a time, so long tasks want 1.
+    """
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -34,7 +39,9 @@ def run_parallel(fn: Callable[[T], R], tasks: list[T], workers: int | None, desc
             return results
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
             results = []
-            for r in pool.map(fn, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers)))):
+            if chunksize is None:
+                chunksize = max(1, min(16, len(tasks) // (4 * workers)))
+            for r in pool.map(fn, tasks, chunksize=chunksize):
                 results.append(r)
                 bar.update()
             return results

@@ -87,16 +87,31 @@ def score_to_piano_midi(score: Path, midi: Path) -> None:
     parsed.write("midi", fp=str(midi))
 
 
+def render_midi(midi: Path, soundfont: str | Path, sample_rate: int, source: str | Path,
+                timeout: float | None = None):
+    """Render a MIDI file with fluidsynth; returns mono audio [1, S] at `sample_rate`.
+
+    `source` (the score the MIDI came from) names the input in the error; a render running
+    past `timeout` seconds is stopped and raises TimeoutError.
+    """
+    with tempfile.TemporaryDirectory(prefix="soundlm-render-") as tmp:
+        raw = Path(tmp) / "raw.wav"
+        cmd = ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(RENDER_RATE), "-F", str(raw), str(soundfont), str(midi)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise TimeoutError(f"fluidsynth ran past {timeout} s on {source}; command: {' '.join(cmd)}") from e
+        if proc.returncode != 0 or not raw.exists():
+            raise RuntimeError(f"fluidsynth failed for {source} (exit {proc.returncode}): "
+                               f"{proc.stderr.strip()[:300]}; command: {' '.join(cmd)}")
+        return load_audio(raw, sample_rate=sample_rate, mono=True)  # [1, S]
+
+
 def render_piece(task: PianoTask) -> None:
     with tempfile.TemporaryDirectory(prefix="soundlm-piano-") as tmp:
-        midi, raw = Path(tmp) / "piece.mid", Path(tmp) / "raw.wav"
+        midi = Path(tmp) / "piece.mid"
         score_to_piano_midi(Path(task.score), midi)
-        cmd = ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(RENDER_RATE), "-F", str(raw), task.soundfont, str(midi)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not raw.exists():
-            raise RuntimeError(f"fluidsynth failed for {task.score} (exit {proc.returncode}): "
-                               f"{proc.stderr.strip()[:300]}; command: {' '.join(cmd)}")
-        audio = load_audio(raw, sample_rate=task.sample_rate, mono=True)  # [1, S]
+        audio = render_midi(midi, task.soundfont, task.sample_rate, task.score)
     audio = trim_trailing_silence(audio)
     audio = normalize_peak(audio[:, : int(task.max_seconds * task.sample_rate)])
     save_audio(task.path, audio, task.sample_rate)

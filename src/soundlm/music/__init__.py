@@ -1,0 +1,1 @@
+"""Music: attribute analysers (key, tempo, instrument) over rendered or generated clips."""
