@@ -1,0 +1,215 @@
+"""MuLan: the contract (shapes, normalisation, condition tokens), save/load, training on sine
+clips whose captions name their pitch, exact resume, the eval section and `frechet_distance`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from soundlm.data import write_manifest
+from soundlm.data.music import MusicAttributes, key_name
+from soundlm.music.mulan import (MuLan, MuLanConfig, frechet_distance, load_mulan, train_caption_tokenizer)
+
+SR = 16_000
+NOTES = ("C", "D", "E", "F", "G", "A")  # tonic pitch classes 0 2 4 5 7 9
+PCS = (0, 2, 4, 5, 7, 9)
+
+
+def tiny_model(**kw) -> MuLan:
+    tok = train_caption_tokenizer(["a sine tone at C", "a square tone at G major", "piano in D minor"], 64)
+    config = MuLanConfig(clip_seconds=1.0, n_mels=16, audio_channels=16, width=16, layers=1, heads=2, embed_dim=8,
+                         vocab_size=tok.get_vocab_size(), condition_levels=2, condition_codes=4, **kw)
+    torch.manual_seed(0)
+    return MuLan(config, tok).eval()
+
+
+def _tone(pc: int, square: bool, seconds: float, phase: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    f = 261.63 * 2 ** (pc / 12)
+    x = np.sin(2 * np.pi * f * t + phase)
+    return (0.5 * (np.sign(x) * 0.6 if square else x)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sines(tmp_path_factory):
+    """12 training clips (6 pitches x sine/square) and 6 held-out ones, 2 s each, captions naming pitch and wave."""
+    out = tmp_path_factory.mktemp("sines")
+    (out / "wavs").mkdir()
+    rows = []
+    for k, (note, pc) in enumerate(zip(NOTES, PCS)):
+        for square, inst in ((False, "flute"), (True, "organ")):
+            for split, phase in (("train", 0.0), ("heldout", 1.0)):
+                if split == "heldout" and square:
+                    continue
+                cid = f"{note}-{inst}-{split}"
+                sf.write(out / "wavs" / f"{cid}.wav", _tone(pc, square, 2.0, phase), SR)
+                music = MusicAttributes(piece=f"synth/{note}", composer="synth", form="chorale", instrument=inst,
+                                        program=0, tonic=pc, mode="major", key=key_name(pc, "major"), tempo_bpm=88,
+                                        meter="4/4", loudness="medium", velocity=80, loudness_db=-9.0,
+                                        key_confidence=1.0, transposition=0,
+                                        heldout=None if split == "train" else "piece")
+                rows.append({"id": cid, "path": f"wavs/{cid}.wav", "duration": 2.0, "sample_rate": SR,
+                             "speaker": None, "language": None, "split": split, "music": music.to_json(),
+                             "transcript": f"a {'square' if square else 'sine'} tone at {note}"})
+    write_manifest(out / "manifest.jsonl", rows)
+    return out
+
+
+def _cfg(data, out, **kw):
+    from soundlm.train.mulan import MuLanTrainConfig
+
+    args = dict(data=str(data), out=str(out), steps=6, batch_size=6, lr=3e-3, clip_seconds=1.0, width=16, layers=1,
+                embed_dim=8, augment_captions=False, vocab_size=64, condition_levels=2, condition_codes=4,
+                quantizer_hop_seconds=0.5, ckpt_every=2, log_every=1, progress=False)
+    return MuLanTrainConfig(**{**args, **kw})
+
+
+# ------------------------------------------------------------------------------------ the contract
+
+def test_embeddings_are_normalised_and_shaped():
+    model = tiny_model()
+    with torch.no_grad():
+        a = model.embed_audio(torch.randn(3, SR // 2) * 0.1)
+        t = model.embed_text(["a sine tone at C", "piano in D minor", ""])
+    assert a.shape == (3, 8) and t.shape == (3, 8)
+    assert torch.allclose(a.norm(dim=-1), torch.ones(3)) and torch.allclose(t.norm(dim=-1), torch.ones(3))
+    assert model.sample_rate == SR and model.embed_dim == 8
+    assert (model.num_condition_tokens, model.condition_codebook_size) == (2, 4)
+
+
+def test_long_audio_is_the_mean_of_its_windows():
+    model = tiny_model()
+    x = torch.randn(2, 3 * SR) * 0.1  # three 1 s windows
+    with torch.no_grad():
+        whole = model.embed_audio(x)
+        parts = torch.stack([model.embed_audio(x[:, i * SR:(i + 1) * SR]) for i in range(3)]).mean(dim=0)
+    assert torch.allclose(whole, torch.nn.functional.normalize(parts, dim=-1), atol=1e-5)
+    with pytest.raises(ValueError, match="mono audio"):
+        model.embed_audio(torch.zeros(2, 2, SR))
+    with pytest.raises(ValueError, match="shorter than one analysis window"):
+        model.embed_audio(torch.zeros(1, 100))
+
+
+def test_condition_tokens_in_range_and_deterministic():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="not fitted"):
+        model.condition_tokens(torch.zeros(1, 8))
+    emb = torch.nn.functional.normalize(torch.randn(40, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    model.fit_condition_quantizer(emb, seed=0)
+    ids = model.condition_tokens(emb)
+    assert ids.dtype == torch.long and ids.shape == (40, 2)
+    assert int(ids.min()) >= 0 and int(ids.max()) < 4
+    assert torch.equal(ids, model.condition_tokens(emb.clone()))
+    # Each level lowers the quantization error: level 2 quantizes level 1's residual.
+    one = model.codebooks[0][ids[:, 0]]
+    two = one + model.codebooks[1][ids[:, 1]]
+    assert (emb - two).norm(dim=-1).mean() < (emb - one).norm(dim=-1).mean()
+    with pytest.raises(ValueError, match=r"\[B, 8\]"):
+        model.condition_tokens(torch.zeros(3))
+
+
+def test_save_load_round_trip_gives_identical_embeddings(tmp_path):
+    model = tiny_model()
+    model.fit_condition_quantizer(torch.nn.functional.normalize(torch.randn(20, 8), dim=-1))
+    model.save_pretrained(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "tokenizer.json"}
+    again = load_mulan(tmp_path / "m")
+    x = torch.randn(2, SR) * 0.1
+    texts = ["a square tone at G major", "piano"]
+    with torch.no_grad():
+        assert torch.equal(model.embed_audio(x), again.embed_audio(x))
+        assert torch.equal(model.embed_text(texts), again.embed_text(texts))
+        assert torch.equal(model.condition_tokens(model.embed_text(texts)),
+                           again.condition_tokens(again.embed_text(texts)))
+
+
+def test_a_bad_model_folder_gives_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such MuLan folder"):
+        load_mulan(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no config.json.*soundlm train mulan"):
+        load_mulan(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"type": "instrument_classifier", "config": {}}))
+    with pytest.raises(ValueError, match="not a MuLan"):
+        load_mulan(tmp_path)
+    tiny_model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        load_mulan(tmp_path / "m")
+
+
+# ------------------------------------------------------------------------------------ training
+
+def test_training_raises_matched_similarity_above_shuffled(sines, tmp_path):
+    from soundlm.data.music import read_music_corpus
+    from soundlm.train.mulan import train_mulan
+
+    final = train_mulan(_cfg(sines, tmp_path / "run", steps=80, ckpt_every=80))
+    model = load_mulan(tmp_path / "run")  # a run folder resolves to its final/
+    assert final == tmp_path / "run" / "final" and model.config.quantizer_fitted
+    clips = read_music_corpus(sines, split="train")
+    from soundlm.audio import load_audio
+
+    audio = torch.from_numpy(np.stack([load_audio(c.item.path, sample_rate=SR)[0] for c in clips]))
+    with torch.no_grad():
+        a, t = model.embed_audio(audio), model.embed_text([c.caption for c in clips])
+    sim = a @ t.t()  # [N, N]
+    matched = sim.diag().mean()
+    off = (sim.sum() - sim.diag().sum()) / (sim.numel() - len(clips))
+    assert matched > off + 0.3, (float(matched), float(off))
+    ids = model.condition_tokens(a)
+    assert ids.shape == (len(clips), 2) and int(ids.max()) < 4
+
+
+def test_resume_after_a_stop_equals_the_straight_run(sines, tmp_path):
+    from safetensors.torch import load_file
+
+    from soundlm.train.mulan import train_mulan
+
+    straight = train_mulan(_cfg(sines, tmp_path / "a"))
+    assert train_mulan(_cfg(sines, tmp_path / "b", stop_at=3)) is None
+    assert not (tmp_path / "b" / "final").exists()
+    resumed = train_mulan(_cfg(sines, tmp_path / "b"))
+    wa, wb = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (tmp_path / "b" / "tokenizer.json").read_text() == (tmp_path / "a" / "tokenizer.json").read_text()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+
+
+def test_resume_refuses_changed_settings_and_bad_clips_are_skipped(sines, tmp_path):
+    import shutil
+
+    from soundlm.train.mulan import train_mulan
+
+    train_mulan(_cfg(sines, tmp_path / "r", stop_at=2))
+    with pytest.raises(ValueError, match="other settings"):
+        train_mulan(_cfg(sines, tmp_path / "r", width=8))
+    broken = tmp_path / "broken"
+    shutil.copytree(sines, broken)
+    (broken / "wavs" / "C-flute-train.wav").write_bytes(b"not a wav")
+    train_mulan(_cfg(broken, tmp_path / "s", steps=2))
+    skipped = [json.loads(line) for line in (tmp_path / "s" / "skipped.jsonl").read_text().splitlines()]
+    assert len(skipped) == 1 and skipped[0]["path"].endswith("C-flute-train.wav")
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+def test_frechet_distance_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    d = 4
+    mu_a, mu_b = np.zeros(d), np.array([1.0, -2.0, 0.5, 0.0])
+    var_a, var_b = np.array([1.0, 2.0, 0.5, 1.0]), np.array([4.0, 1.0, 0.5, 0.25])
+    a = mu_a + rng.standard_normal((200_000, d)) * np.sqrt(var_a)
+    b = mu_b + rng.standard_normal((200_000, d)) * np.sqrt(var_b)
+    # Diagonal covariances: ||mu_a - mu_b||^2 + sum(var_a + var_b - 2 sqrt(var_a var_b)).
+    expected = float(((mu_a - mu_b) ** 2).sum() + (var_a + var_b - 2 * np.sqrt(var_a * var_b)).sum())
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=0.02)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # Fewer rows than dimensions: singular covariances still give a finite, real value.
+    assert np.isfinite(frechet_distance(rng.standard_normal((5, 16)), rng.standard_normal((6, 16))))
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(a, b[:, :3])
