@@ -143,13 +143,21 @@ def test_a_bad_model_folder_gives_a_clear_error(tmp_path):
 
 # ------------------------------------------------------------------------------------ training
 
-def test_training_raises_matched_similarity_above_shuffled(sines, tmp_path):
-    from soundlm.data.music import read_music_corpus
+@pytest.fixture(scope="module")
+def trained(sines, tmp_path_factory):
     from soundlm.train.mulan import train_mulan
 
-    final = train_mulan(_cfg(sines, tmp_path / "run", steps=80, ckpt_every=80))
-    model = load_mulan(tmp_path / "run")  # a run folder resolves to its final/
-    assert final == tmp_path / "run" / "final" and model.config.quantizer_fitted
+    run = tmp_path_factory.mktemp("mulan-run")
+    final = train_mulan(_cfg(sines, run, steps=80, ckpt_every=80))
+    assert final == run / "final"
+    return run
+
+
+def test_training_raises_matched_similarity_above_shuffled(sines, trained):
+    from soundlm.data.music import read_music_corpus
+
+    model = load_mulan(trained)  # a run folder resolves to its final/
+    assert model.config.quantizer_fitted
     clips = read_music_corpus(sines, split="train")
     from soundlm.audio import load_audio
 
@@ -197,6 +205,24 @@ def test_resume_refuses_changed_settings_and_bad_clips_are_skipped(sines, tmp_pa
 
 
 # ------------------------------------------------------------------------------------ metrics
+
+def test_eval_mulan_reports_recall_cosines_and_probes(sines, trained, tmp_path):
+    from soundlm.eval.report import write_section
+    from soundlm.eval.sections.mulan import eval_mulan, recall_at_k
+
+    section = eval_mulan(trained, sines, split="heldout", progress=False)
+    s = section.summary
+    assert s["clips"] == 6 and s["chance@1"] == pytest.approx(1 / 6) and s["chance@10"] == 1.0
+    # Held-out sines (another phase) are found by the captions naming their pitch.
+    assert s["t2a_recall@1"] > 1 / 6 and s["a2t_recall@5"] >= s["a2t_recall@1"]
+    assert s["t2a_recall@10"] == 1.0 and s["cos_matched"] > s["cos_shuffled"]
+    for attribute, values in (("key", 24), ("instrument", 8), ("tempo", 6), ("loudness", 3)):
+        assert 0.0 <= s[f"{attribute}_probe"] <= 1.0 and s[f"{attribute}_probe_chance"] == pytest.approx(1 / values)
+    md, _ = write_section(section, tmp_path)
+    assert "t2a_recall@1" in md.read_text()
+    sim = np.array([[0.9, 0.1, 0.95], [0.2, 0.5, 0.1], [0.3, 0.2, 0.1]])  # row 0's truth ranks 2nd
+    assert recall_at_k(sim, 1) == pytest.approx(1 / 3) and recall_at_k(sim, 2) == pytest.approx(2 / 3)
+
 
 def test_frechet_distance_matches_the_closed_form():
     rng = np.random.default_rng(0)
