@@ -204,6 +204,24 @@ def test_resume_refuses_changed_settings_and_bad_clips_are_skipped(sines, tmp_pa
     assert len(skipped) == 1 and skipped[0]["path"].endswith("C-flute-train.wav")
 
 
+def test_a_given_tokenizer_folder_is_used_and_saved(sines, tmp_path):
+    from soundlm.music.mulan import load_text_tokenizer
+    from soundlm.train.mulan import train_mulan
+
+    tok = train_caption_tokenizer(["a sine tone at C", "a square tone at D", "E F G A"], 40)
+    (tmp_path / "hf").mkdir()
+    tok.save(str(tmp_path / "hf" / "tokenizer.json"))  # a Hugging Face fast tokenizer folder holds this file
+    final = train_mulan(_cfg(sines, tmp_path / "run", steps=2, tokenizer=str(tmp_path / "hf")))
+    model = load_mulan(final)
+    assert model.config.vocab_size == tok.get_vocab_size()
+    assert model.tokenizer.encode("a sine tone at C").ids == tok.encode("a sine tone at C").ids
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no tokenizer.json"):
+        load_text_tokenizer(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no such tokenizer"):
+        load_text_tokenizer(tmp_path / "missing.json")
+
+
 # ------------------------------------------------------------------------------------ metrics
 
 def test_eval_mulan_reports_recall_cosines_and_probes(sines, trained, tmp_path):

@@ -34,6 +34,8 @@ from soundlm.fileio import atomic_dir, read_json, write_json_atomic
 MODEL_TYPE = "mulan"
 TOKENIZER_FILE = "tokenizer.json"
 PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
+# A Hugging Face tokenizer folder without tokenizer.json has one of these (transformers makes the fast twin).
+_SLOW_TOKENIZER_FILES = ("tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 _FIX = "pass a folder written by `soundlm train mulan` (RUN or RUN/final) or by MuLan.save_pretrained"
 
 
@@ -347,14 +349,18 @@ def load_text_tokenizer(path: str | Path):
     file = path / TOKENIZER_FILE if path.is_dir() else path
     if file.is_file():
         return Tokenizer.from_file(str(file))
-    if path.is_dir():
+    if path.is_dir() and any((path / name).is_file() for name in _SLOW_TOKENIZER_FILES):
         try:  # a folder with only a slow tokenizer's files (vocab.txt, ...): its fast twin
             from transformers import AutoTokenizer
 
             return AutoTokenizer.from_pretrained(str(path), use_fast=True).backend_tokenizer
         except Exception as e:
-            raise ValueError(f"{path}: no tokenizer.json and transformers could not load a fast tokenizer from it "
-                             f"({type(e).__name__}); pass a tokenizer.json or a Hugging Face tokenizer folder") from None
+            raise ValueError(f"{path}: no tokenizer.json and transformers could not load a fast tokenizer from "
+                             f"it ({type(e).__name__}); pass a tokenizer.json or a Hugging Face tokenizer "
+                             "folder") from None
+    if path.is_dir():
+        raise ValueError(f"{path}: no tokenizer.json, tokenizer_config.json or vocabulary file; pass a "
+                         "tokenizer.json or a Hugging Face tokenizer folder")
     raise FileNotFoundError(f"{path}: no such tokenizer file or folder; pass a tokenizer.json or a Hugging Face "
                             "tokenizer folder")
 
