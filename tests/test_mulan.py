@@ -104,6 +104,7 @@ def test_condition_tokens_in_range_and_deterministic():
     assert ids.dtype == torch.long and ids.shape == (40, 2)
     assert int(ids.min()) >= 0 and int(ids.max()) < 4
     assert torch.equal(ids, model.condition_tokens(emb.clone()))
+    assert torch.equal(ids[3:4], model.condition_tokens(emb[3:4]))  # a row's ids do not depend on its batch
     # Each level lowers the quantization error: level 2 quantizes level 1's residual.
     one = model.codebooks[0][ids[:, 0]]
     two = one + model.codebooks[1][ids[:, 1]]

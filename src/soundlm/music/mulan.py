@@ -256,7 +256,7 @@ class MuLan(nn.Module):
         ids = []
         for codebook in self.codebooks:  # [C, D]
             # argmin takes the first of equal distances: the same input always gives the same ids.
-            idx = torch.cdist(residual, codebook).argmin(dim=1)  # [B]
+            idx = torch.cdist(residual, codebook, compute_mode="donot_use_mm_for_euclid_dist").argmin(dim=1)  # [B]
             residual = residual - codebook[idx]
             ids.append(idx)
         return torch.stack(ids, dim=1)  # [B, Q]
