@@ -237,6 +237,7 @@ def test_eval_mulan_reports_recall_cosines_and_probes(sines, trained, tmp_path):
     assert s["t2a_recall@10"] == 1.0 and s["cos_matched"] > s["cos_shuffled"]
     for attribute, values in (("key", 24), ("instrument", 8), ("tempo", 6), ("loudness", 3)):
         assert 0.0 <= s[f"{attribute}_probe"] <= 1.0 and s[f"{attribute}_probe_chance"] == pytest.approx(1 / values)
+    assert 0.0 <= s["cond_level1_agree"] <= 1.0 and 1 <= s["cond_level1_codes_used"] <= 4
     md, _ = write_section(section, tmp_path)
     assert "t2a_recall@1" in md.read_text()
     sim = np.array([[0.9, 0.1, 0.95], [0.2, 0.5, 0.1], [0.3, 0.2, 0.1]])  # row 0's truth ranks 2nd

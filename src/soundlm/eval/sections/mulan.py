@@ -106,6 +106,14 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
                 rows[i][f"{attribute}_probe_ok"] = hits[-1]
             summary[f"{attribute}_probe"] = float(np.mean(hits))
             summary[f"{attribute}_probe_chance"] = 1 / len(texts)
+        if mulan.config.quantizer_fitted:
+            # MusicLM trains on the audio's condition ids and generates from the caption's: how often they agree.
+            ids_a = mulan.condition_tokens(torch.from_numpy(a)).cpu().numpy()  # [N, Q]
+            ids_t = mulan.condition_tokens(torch.from_numpy(t)).cpu().numpy()  # [N, Q]
+            summary["cond_level1_agree"] = float((ids_a[:, 0] == ids_t[:, 0]).mean())
+            summary["cond_level1_agree_shuffled"] = float((ids_a[:, 0] == ids_t[order, 0]).mean())
+            summary["cond_all_levels_agree"] = float((ids_a == ids_t).all(axis=1).mean())
+            summary["cond_level1_codes_used"] = len(set(ids_a[:, 0].tolist()))
     combination = [r for r in rows if r["heldout"] == "combination"]
     summary["clips_combination"] = len(combination)
     for attribute in ("key", "instrument"):
@@ -118,6 +126,8 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
              "cos_matched / cos_shuffled: mean cosine of each clip with its caption / with another clip's caption.",
              "<attr>_probe: one wording with only <attr> varied over all its values (24 keys, 8 instruments, "
              "6 tempi, 3 loudness levels), others the clip's own; right when the true value scores highest.",
-             "_combination: clips of an (instrument, tonic) pair that no training clip has."]
+             "_combination: clips of an (instrument, tonic) pair that no training clip has.",
+             "cond_*: condition ids (RVQ of the embedding) of each clip's audio against its caption's (shuffled: "
+             "another clip's caption); level 1 alone and all levels."]
     return EvalSection(name="mulan", title="MuLan: retrieval and attribute probes", settings=settings,
                        summary=summary, rows=rows, wall_seconds=time.perf_counter() - start, notes=notes)
