@@ -173,20 +173,64 @@ def test_training_raises_matched_similarity_above_shuffled(sines, trained):
     assert ids.shape == (len(clips), 2) and int(ids.max()) < 4
 
 
-def test_resume_after_a_stop_equals_the_straight_run(sines, tmp_path):
+@pytest.fixture(scope="module")
+def straight(sines, tmp_path_factory):
+    """RUN/final of the 6-step run made without a stop."""
+    from soundlm.train.mulan import train_mulan
+
+    return train_mulan(_cfg(sines, tmp_path_factory.mktemp("straight")))
+
+
+def test_resume_after_a_stop_equals_the_straight_run(sines, straight, tmp_path):
     from safetensors.torch import load_file
 
     from soundlm.train.mulan import train_mulan
 
-    straight = train_mulan(_cfg(sines, tmp_path / "a"))
     assert train_mulan(_cfg(sines, tmp_path / "b", stop_at=3)) is None
     assert not (tmp_path / "b" / "final").exists()
     resumed = train_mulan(_cfg(sines, tmp_path / "b"))
     wa, wb = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert (tmp_path / "b" / "tokenizer.json").read_text() == (tmp_path / "a" / "tokenizer.json").read_text()
+    assert (tmp_path / "b" / "tokenizer.json").read_text() == (straight.parent / "tokenizer.json").read_text()
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import torch
+torch.set_num_threads(int(sys.argv[2]))  # as many as this process: float sums depend on the split
+from soundlm.train import mulan
+step_fn = mulan._MuLanTrainer.train_step
+def train_step(self, step):
+    if step == 5:  # after the step-4 checkpoint, in the middle of the run
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step_fn(self, step)
+mulan._MuLanTrainer.train_step = train_step
+mulan.train_mulan(mulan.MuLanTrainConfig(**eval(sys.argv[1])))
+"""
+
+
+def test_a_killed_run_resumes_to_the_straight_runs_weights(sines, straight, tmp_path):
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from soundlm.train.mulan import train_mulan
+
+    cfg = _cfg(sines, tmp_path / "b")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, repr(dataclasses.asdict(cfg)),
+                           str(torch.get_num_threads())], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (tmp_path / "b" / "checkpoints" / "step_00000004").is_dir() and not (tmp_path / "b" / "final").exists()
+    resumed = train_mulan(cfg)
+    wa, wb = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert [k for k in wa if not torch.equal(wa[k], wb[k])] == []
 
 
 def test_resume_refuses_changed_settings_and_bad_clips_are_skipped(sines, tmp_path):
