@@ -273,8 +273,9 @@ def test_eval_mulan_reports_recall_cosines_and_probes(sines, trained, tmp_path):
     from soundlm.eval.report import write_section
     from soundlm.eval.sections.mulan import eval_mulan, recall_at_k
 
-    section = eval_mulan(trained, sines, split="heldout", progress=False)
+    section = eval_mulan(trained, sines, split="heldout", progress=False, reference_split="train")
     s = section.summary
+    assert s["frechet_vs_train"] >= 0 and np.isfinite(s["frechet_train_halves"])
     assert s["clips"] == 6 and s["chance@1"] == pytest.approx(1 / 6) and s["chance@10"] == 1.0
     # Held-out sines (another phase) are found by the captions naming their pitch.
     assert s["t2a_recall@1"] > 1 / 6 and s["a2t_recall@5"] >= s["a2t_recall@1"]

@@ -236,6 +236,8 @@ def mulan_command(
     split: str = typer.Option("heldout", help=_SPLIT),
     max_files: int | None = typer.Option(None, help="Use at most this many clips."),
     seed: int = typer.Option(0, help="Seed of the shuffled-caption pairing."),
+    reference_split: str | None = typer.Option(None, help="Also the Frechet distance of the split's audio "
+                                                          "embeddings to this split's (e.g. train)."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
     """MuLan retrieval recall@1/5/10 (text->audio, audio->text) with chance, matched vs shuffled cosine, and
@@ -244,7 +246,8 @@ def mulan_command(
     def go() -> Any:
         from soundlm.eval.sections.mulan import eval_mulan
 
-        return eval_mulan(model, data, split, max_files, seed=seed, device=device)
+        return eval_mulan(model, data, split, max_files, seed=seed, device=device,
+                          reference_split=reference_split)
 
     _run(go, out)
 

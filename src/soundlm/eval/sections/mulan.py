@@ -56,12 +56,29 @@ def _probe_texts(attribute: str, m) -> tuple[list[str], int]:
     return [_PROBES[attribute].format(**{**base, field: v}) for v in values], values.index(truth)
 
 
-def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_files: int | None = None,
-               batch_size: int = 16, seed: int = 0, device: str | None = None, progress: bool = True) -> EvalSection:
-    """Retrieval, matched-vs-shuffled cosine and attribute probes of the MuLan `model` on `split` of `data`."""
+def _audio_embeddings(mulan, clips, progress: bool, desc: str) -> np.ndarray:
+    """Whole-clip audio embeddings [N, D] (each clip the mean over its windows)."""
     from tqdm import tqdm
 
     from soundlm.audio import load_audio
+
+    out = []
+    with torch.inference_mode():
+        for c in tqdm(clips, desc=desc, unit="clip", disable=not progress):
+            x = load_audio(c.item.path, sample_rate=mulan.sample_rate, mono=True)  # [1, S]
+            out.append(mulan.embed_audio(torch.from_numpy(x).float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_files: int | None = None,
+               batch_size: int = 16, seed: int = 0, device: str | None = None, progress: bool = True,
+               reference_split: str | None = None) -> EvalSection:
+    """Retrieval, matched-vs-shuffled cosine and attribute probes of the MuLan `model` on `split` of `data`.
+
+    `reference_split`: also the Frechet distance between the audio embeddings of `split` and of that
+    split, beside the distance between two random halves of the reference (the floor that sample
+    size sets): what `soundlm eval music` compares generated clips against.
+    """
     from soundlm.data.music import read_music_corpus
     from soundlm.devices import default_device
     from soundlm.music.mulan import load_mulan
@@ -71,15 +88,10 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
     clips = read_music_corpus(data, split=split)[:max_files]
     if len(clips) < 2:
         raise ValueError(f"{data}: {len(clips)} clip(s) in split {split!r}; retrieval needs >= 2")
-    audio_emb, text_emb = [], []
+    a = _audio_embeddings(mulan, clips, progress, "mulan audio")  # [N, D]
     with torch.inference_mode():
-        for i in tqdm(range(0, len(clips), batch_size), desc="mulan", unit="batch", disable=not progress):
-            part = clips[i: i + batch_size]
-            for c in part:
-                x = load_audio(c.item.path, sample_rate=mulan.sample_rate, mono=True)  # [1, S]
-                audio_emb.append(mulan.embed_audio(torch.from_numpy(x).float()).cpu())
-            text_emb.append(mulan.embed_text([c.caption for c in part]).cpu())
-        a, t = torch.cat(audio_emb).numpy(), torch.cat(text_emb).numpy()  # [N, D] each
+        t = torch.cat([mulan.embed_text([c.caption for c in clips[i: i + batch_size]]).cpu()
+                       for i in range(0, len(clips), batch_size)]).numpy()  # [N, D]
         sim = a @ t.T  # [N clips, N captions]
         n = len(clips)
         order = list(range(n))
@@ -114,13 +126,20 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
             summary["cond_level1_agree_shuffled"] = float((ids_a[:, 0] == ids_t[order, 0]).mean())
             summary["cond_all_levels_agree"] = float((ids_a == ids_t).all(axis=1).mean())
             summary["cond_level1_codes_used"] = len(set(ids_a[:, 0].tolist()))
+    if reference_split is not None:
+        from soundlm.music.mulan import frechet_distance
+
+        ref = _audio_embeddings(mulan, read_music_corpus(data, split=reference_split), progress, "reference")
+        halves = np.random.default_rng(seed).permutation(len(ref))
+        summary[f"frechet_vs_{reference_split}"] = frechet_distance(a, ref)
+        summary[f"frechet_{reference_split}_halves"] = frechet_distance(ref[halves[::2]], ref[halves[1::2]])
     combination = [r for r in rows if r["heldout"] == "combination"]
     summary["clips_combination"] = len(combination)
     for attribute in ("key", "instrument"):
         summary[f"{attribute}_probe_combination"] = (
             float(np.mean([r[f"{attribute}_probe_ok"] for r in combination])) if combination else None)
     settings = {"model": str(model), "data": str(data), "split": split, "max_files": max_files, "seed": seed,
-                "probes": _PROBES}
+                "reference_split": reference_split, "probes": _PROBES}
     notes = ["recall@k: the true caption (clip) among the k best-scoring of the split's N; chance@k = k/N. "
              "Clips with the same attributes have near-identical captions, so recall@1 < 1 even when perfect.",
              "cos_matched / cos_shuffled: mean cosine of each clip with its caption / with another clip's caption.",
@@ -128,6 +147,8 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
              "6 tempi, 3 loudness levels), others the clip's own; right when the true value scores highest.",
              "_combination: clips of an (instrument, tonic) pair that no training clip has.",
              "cond_*: condition ids (RVQ of the embedding) of each clip's audio against its caption's (shuffled: "
-             "another clip's caption); level 1 alone and all levels."]
+             "another clip's caption); level 1 alone and all levels.",
+             "frechet_vs_<ref>: Frechet distance of the split's audio embeddings to the reference split's; "
+             "frechet_<ref>_halves: between two random halves of the reference (the sample-size floor)."]
     return EvalSection(name="mulan", title="MuLan: retrieval and attribute probes", settings=settings,
                        summary=summary, rows=rows, wall_seconds=time.perf_counter() - start, notes=notes)
