@@ -24,12 +24,16 @@ def random_codec():
     return codec
 
 
-def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
+def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, int] | None = None,
+                     pattern: str = "flatten") -> Path:
     """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`.
 
     `phonetic`: the tokenizer's features are a random phonetic encoder (weights in its folder) instead of MFCC.
+    `condition` (Q, C): the semantic and coarse stages read Q condition ids of C (MusicLM).
+    `pattern` "delay": coarse and fine stages are random DelayLMs.
     """
-    from soundlm.lm.model import TokenLM, lm_tiny, save_lm
+    from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_tiny, save_lm
+    from soundlm.stages import CONDITIONED_STAGES, delay_prefix_offset, write_stage_files
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.semantic.features import MFCCFeatures
     from soundlm.semantic.tokenizer import KMeansTokenizer
@@ -51,10 +55,21 @@ def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
     tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts / "semantic_tokenizer"),
                                               acoustic_spec=str(parts / "codec"))
     for stage, window in WINDOWS.items():
-        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE)
-        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers)
-        save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta.to_json()),
-                parts / stage)
+        q, c = condition if condition is not None and stage in CONDITIONED_STAGES else (0, 0)
+        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE, condition_size=c)
+        delayed = pattern == "delay" and stage != "semantic"
+        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers,
+                         pattern="delay" if delayed else "flatten", condition_tokens=q, condition_size=c)
+        if delayed:
+            own = NUM_COARSE if stage == "coarse" else k - NUM_COARSE
+            model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=codec.codebook_size,
+                                          backbone=lm_tiny(1, max_positions=128),
+                                          prefix_vocab_size=delay_prefix_offset(meta, layout) + (c + 1 if q else 0)))
+            (parts / stage).mkdir(parents=True)
+            write_stage_files(model, parts / stage, meta, layout)
+        else:
+            save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout,
+                                        meta=meta.to_json()), parts / stage)
     pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", parts / "fine", device="cpu")
     return pipe.save_bundle(root / "bundle")
 
