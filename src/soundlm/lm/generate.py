@@ -205,6 +205,8 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
     if num_new_frames <= 0:
         raise ValueError(f"num_new_frames must be > 0, got {num_new_frames}")
     b, k, t0 = prompt.shape
+    if prefix is None and uncond_prefix is not None:
+        raise ValueError("uncond_prefix is the unconditional twin of a prefix; pass the prefix too")
     guided = prefix is not None and _check_guidance(guidance, uncond_prefix, prefix, "uncond_prefix")
     frames = t0 + num_new_frames
     steps = frames + k - 1  # delayed columns
