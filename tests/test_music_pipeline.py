@@ -148,3 +148,15 @@ def test_bundle_without_mulan_or_conditioned_stages_is_refused(music, tmp_path, 
         music.audiolm.generate_batch([BatchRequest(seconds=0.2, condition=torch.full((Q,), C))])
     with pytest.raises(ValueError, match="captions must be non-empty"):
         music.generate([""], seconds=0.2)
+
+
+def test_no_model_and_none_shipped_says_to_pass_one(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import soundlm.pretrained as pretrained
+    from soundlm.cli import app
+
+    monkeypatch.setattr(pretrained, "ASSETS_DIR", tmp_path / "assets")
+    res = CliRunner().invoke(app, ["music", "a calm piano piece", "--seconds", "1", "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "ships no music model" in res.output and "--model" in res.output
+    assert "Traceback" not in res.output
