@@ -283,7 +283,9 @@ def test_mulan_condition_ids_reach_the_store_and_condition_training(tmp_path, mo
     """`tokenize --mulan`: each file's condition ids (MuLan audio embedding of the whole file, every chunk of it
     alike) in the `condition` column; `train lm` then builds conditioned semantic/coarse stages, not fine."""
     from soundlm.audio import load_audio, resample
-    from soundlm.stages import load_stage
+    from dataclasses import replace
+
+    from soundlm.stages import Window, build_stage, load_stage
     from soundlm.store import StoreManifest
     from soundlm.train.lm import LMTrainConfig, train_lm
     from tiny_bundle import C, Q, StandInMuLan
@@ -315,11 +317,19 @@ def test_mulan_condition_ids_reach_the_store_and_condition_training(tmp_path, mo
     with pytest.raises(ValueError, match="condition_tokens"):
         tokenize_corpus(_cfg(src, tmp_path / "plain", models), progress=False, mulan=mulan)
 
-    for stage in ("semantic", "coarse", "fine"):
-        train_lm(LMTrainConfig(store=str(tmp_path / "store"), out=str(tmp_path / "runs" / stage), stage=stage,
-                               steps=2, batch_size=2, warmup=0, ckpt_every=2, eval_every=2, window_seconds=0.2,
-                               heldout_fraction=0.0, progress=False))
-        loaded = load_stage(tmp_path / "runs" / stage, stage)
+    # `train lm` on it: a conditioned semantic stage, end to end.
+    train_lm(LMTrainConfig(store=str(tmp_path / "store"), out=str(tmp_path / "runs" / "semantic"), stage="semantic",
+                           steps=2, batch_size=2, warmup=0, ckpt_every=2, eval_every=2, window_seconds=0.2,
+                           heldout_fraction=0.0, progress=False))
+    trained = load_stage(tmp_path / "runs" / "semantic", "semantic")
+    assert trained.meta.conditioned and trained.layout.condition_size == C and trained.meta.condition_tokens == Q
+    manifest = store.manifest
+    for stage, pattern in (("coarse", "flatten"), ("fine", "flatten"), ("coarse", "delay")):
+        built = build_stage(stage, manifest, pattern=pattern, window_seconds=0.2)
         conditioned = stage != "fine"
-        assert loaded.meta.conditioned == conditioned and (loaded.layout.condition_size == C) == conditioned
-        assert loaded.meta.condition_tokens == (Q if conditioned else 0)
+        assert built.meta.conditioned == conditioned and (built.layout.condition_size == C) == conditioned
+    # The delay pattern's coarse stage reads them at the front of its prefix.
+    assert built.delayed and built.model.config.prefix_vocab_size == built.layout.semantic_size + C + 1
+    example = built.example(replace(Window("r", 0.0, recs[0].semantic[:10], recs[0].acoustic[:, :10]),
+                                    condition=recs[0].condition))
+    assert example.prefix[:Q].tolist() == (recs[0].condition + built.layout.semantic_size).tolist()
