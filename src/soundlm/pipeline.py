@@ -820,10 +820,6 @@ class _Plan:
     total_samples: int
 
 
-def _fill(batch: int, value: int, device: torch.device) -> torch.Tensor:
-    return torch.full((batch, 1), value, dtype=torch.long, device=device)
-
-
 def _fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:
     """Crop or zero-pad audio [B, C, S] to exactly `length` samples."""
     if audio.shape[-1] >= length:
