@@ -12,8 +12,8 @@ semantic ids by N tokens with `lm.generate`:
 
 ms/step is wall time per generated token step of the whole batch; best of interleaved rounds.
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/guidance.py            # ~1 min on 2 cores
-    OMP_NUM_THREADS=2 .venv/bin/python bench/guidance.py --quick
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guidance.py --threads 1   # ~5 min
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guidance.py --threads 1 --quick
 """
 
 from __future__ import annotations
@@ -89,12 +89,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="32 tokens, 2 rounds; writes guidance-quick.json")
     args = ap.parse_args()
     new_tokens, rounds = (32, 2) if args.quick else (args.new_tokens, args.rounds)
-    results = [run(b, new_tokens, rounds, args.threads) for b in args.batches]
-    for r in results:
+    results = []
+    for batch in args.batches:
+        r = run(batch, new_tokens, rounds, args.threads)
+        results.append(r)
         ms = r["ms_per_step"]
         print(f"batch {r['batch']}: unguided {ms['unguided']:.2f} ms/step, guided (one batch of 2B) "
               f"{ms['guided_one_batch']:.2f}, two passes {ms['two_passes']:.2f}; guided/unguided "
-              f"{r['guided_over_unguided']:.2f}x, two passes/guided {r['two_passes_over_guided']:.2f}x")
+              f"{r['guided_over_unguided']:.2f}x, two passes/guided {r['two_passes_over_guided']:.2f}x", flush=True)
     out = Path(__file__).resolve().parent / "results" / ("guidance-quick.json" if args.quick else "guidance.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
