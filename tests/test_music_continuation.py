@@ -6,26 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from soundlm.eval.sections.music_continuation import (ClipAnalysis, agreement, analyse_clip, pick_prompts,
                                                       summarise, unrelated_partners)
 
-SR = 16_000
-CADENCE = [[48, 60, 64, 67], [53, 60, 65, 69], [55, 59, 62, 67], [48, 60, 64, 67]]  # I IV V I in C
-
-
-def chords(progression: list[list[int]], beat_seconds: float, transpose: int = 0) -> np.ndarray:
-    """Plucked chords (6 harmonics, decaying), one per beat: a key and a tempo by construction."""
-    t = np.arange(int(beat_seconds * SR)) / SR
-    parts = []
-    for chord in progression:
-        f0s = [440.0 * 2 ** ((n + transpose - 69) / 12) for n in chord]
-        parts.append(sum(np.sin(2 * np.pi * f * h * t) / h for f in f0s for h in range(1, 7)) * np.exp(-4 * t))
-    audio = np.concatenate(parts)
-    return (0.5 * audio / np.abs(audio).max()).astype(np.float32)
+from music_corpus import CADENCE, SR, chords, write_music_corpus
 
 
 def test_same_music_agrees_and_a_fifth_up_slower_does_not():
@@ -69,21 +55,10 @@ def test_summarise_averages_each_kind():
 
 
 def _music_corpus(root: Path) -> Path:
-    """4 clips of 2 pieces (C major, A-flat major; 120 BPM), 4 s each, held out."""
-    from soundlm.data import write_manifest
-
-    rows = []
-    for piece, transpose, beat in (("p/one", 0, 0.5), ("p/two", 8, 0.5)):
-        for k in range(2):
-            cid = f"{piece.split('/')[1]}-{k}"
-            sf.write(root / f"{cid}.wav", chords(CADENCE * 4, beat, transpose)[: 4 * SR], SR)
-            music = {"piece": piece, "composer": "x", "form": "chorale", "instrument": ("piano", "organ")[k],
-                     "program": 0, "tonic": transpose % 12, "mode": "major", "key": "C major",
-                     "tempo_bpm": round(60 / beat), "meter": "4/4", "loudness": "medium", "velocity": 80,
-                     "loudness_db": -20.0, "key_confidence": 0.9, "transposition": transpose, "heldout": "piece"}
-            rows.append({"id": cid, "path": f"{cid}.wav", "duration": 4.0, "sample_rate": SR, "speaker": None,
-                         "language": None, "transcript": "chords", "split": "heldout", "music": music})
-    return write_manifest(root / "manifest.jsonl", rows)
+    """4 held-out clips of 2 pieces (C major, A-flat major; 120 BPM), 4 s each."""
+    return write_music_corpus(root, [{"piece": piece, "tonic": tonic, "instrument": instrument, "split": "heldout"}
+                                     for piece, tonic in (("p/one", 0), ("p/two", 8))
+                                     for instrument in ("piano", "organ")])
 
 
 def test_pick_prompts_takes_one_clip_per_piece_first(tmp_path):
