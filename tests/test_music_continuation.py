@@ -70,6 +70,16 @@ def test_pick_prompts_takes_one_clip_per_piece_first(tmp_path):
     assert pick_prompts(clips, 5.0, 3, seed=0) == []  # none long enough
 
 
+def test_eval_refuses_clips_too_short_for_prompt_and_continuation(tmp_path):
+    from soundlm.eval.sections.music_continuation import eval_music_continuation
+
+    class NoModel:  # the check comes before any generation
+        sample_rate = SR
+
+    with pytest.raises(ValueError, match="lasts --prompt-seconds"):
+        eval_music_continuation(NoModel(), _music_corpus(tmp_path), prompt_seconds=3.0, seconds=2.0, progress=False)
+
+
 @pytest.mark.slow  # about 35 s on 2 shared cores
 def test_eval_runs_on_a_tiny_bundle_and_resumes(tmp_path):
     from tiny_bundle import make_tiny_bundle

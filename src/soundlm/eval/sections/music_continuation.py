@@ -133,6 +133,9 @@ def eval_music_continuation(pipe: AudioLMPipeline, data: str | Path, split: str 
 
         classifier = load_instrument_classifier(instrument_model)
     prompts = pick_prompts(read_music_corpus(data, split=split), prompt_seconds + seconds, num_prompts, seed)
+    if not prompts:
+        raise ValueError(f"{data}: no clip of split {split!r} lasts --prompt-seconds + --seconds "
+                         f"({prompt_seconds + seconds} s); lower them or use longer clips")
     partners = unrelated_partners([c.music.piece for c in prompts])
     sr = pipe.sample_rate
     settings = {"data": str(data), "split": split, "prompt_seconds": prompt_seconds, "seconds": seconds,
