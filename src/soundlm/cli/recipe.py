@@ -12,8 +12,10 @@ RECIPE_FEATURES = ("phonetic", "mfcc", "chroma", "cqt")
 def recipe(
     name: str = typer.Argument("speech-tiny", help="Recipe name: speech-tiny, or music-tiny (AudioLM's piano "
                                                    "continuation on `soundlm data music`'s corpus)."),
-    work: Path = typer.Option(Path("work/speech-tiny"), help="Working folder (corpus, runs, store); resumable."),
-    out: Path = typer.Option(Path("src/soundlm/assets/speech-tiny"), help="Where the packaged model goes."),
+    work: Path | None = typer.Option(None, help="Working folder (corpus, runs, store); resumable. Default: "
+                                                "work/NAME."),
+    out: Path | None = typer.Option(None, help="Where the packaged model goes. Default: src/soundlm/assets/speech-tiny "
+                                               "for speech-tiny (the shipped model), models/NAME for the others."),
     prompt: Path | None = typer.Option(None, help="Where the 3 s demo prompt goes (default: beside --out)."),
     results_md: Path | None = typer.Option(None, "--results-md", help="Also copy the eval table here."),
     hours: float | None = typer.Option(None, help="Override the corpus size (requested hours of text; espeak-ng "
@@ -37,6 +39,9 @@ def recipe(
     from soundlm.recipe import recipe_config, run_recipe
 
     cfg = recipe_config(name)
+    work = Path("work") / name if work is None else work
+    if out is None:
+        out = Path("src/soundlm/assets/speech-tiny") if name == "speech-tiny" else Path("models") / name
     if hours is not None and not 0 < hours < float("inf"):
         raise ValueError(f"--hours must be positive and finite, got {hours}")
     if voices is not None and voices < 1:
