@@ -89,3 +89,20 @@ def test_cli_music_tiny_does_not_default_to_the_shipped_speech_model(tmp_path, m
     assert res.exit_code == 1 and "stop here" in res.output
     assert seen["work"] == Path("work/music-tiny") and seen["out"] == Path("models/music-tiny")
     assert seen["cfg"].corpus_from == "data/music" and seen["cfg"].semantic_features == "cqt"
+
+
+def test_a_speech_run_started_before_music_tiny_still_resumes(tmp_path):
+    from dataclasses import asdict
+
+    from soundlm.recipe import speech_tiny, upgrade_settings
+
+    cfg = replace(speech_tiny(), hours=-1.0)
+    old = json.loads(json.dumps(asdict(cfg)))
+    for key in ("corpus", "corpus_from", "music_clips", "instrument_steps", "continuation_seconds"):
+        del old[key]
+    assert upgrade_settings(old) == json.loads(json.dumps(asdict(cfg)))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "recipe.json").write_text(json.dumps({"settings": old}))
+    with pytest.raises(ValueError, match="hours"):  # past the settings check, stopped by the corpus step
+        run_recipe(cfg, work, tmp_path / "model")

@@ -12,8 +12,10 @@ killed recipe picks up where it stopped and a finished one returns at once.
 music`: music21 scores rendered by fluidsynth): the codec trained on music, semantic units
 from k-means over chroma features (they carry the key; MFCC units carry the instrument:
 docs/RESULTS.md section 12), the same three unconditioned stages, an instrument classifier,
-and `soundlm eval continuation --music` (key, tempo and instrument kept) as its evaluation. Larger budgets (a GPU) go through the
-same code: raise the step counts and sizes with the options of `soundlm recipe`.
+and `soundlm eval continuation --music` (key, tempo and instrument kept) as its evaluation.
+
+Larger budgets (a GPU) go through the same code: raise the step counts and sizes with the
+options of `soundlm recipe`.
 """
 
 from __future__ import annotations
@@ -91,8 +93,7 @@ def music_tiny() -> RecipeConfig:
     Measured in a 20-step smoke run (docs/RESULTS.md section 12): chroma k-means 0.5 min, tokenize 2.7,
     instrument classifier 2, evaluation 5. Taken from speech-tiny, whose sizes and steps these are:
     codec 36-50 min, LMs 55. Rendering the corpus took 20 min (section 10); `--corpus` skips it."""
-    return RecipeConfig(name="music-tiny", corpus="music", semantic_features="chroma", clusters=100,
-                        eval_prompts=20)
+    return RecipeConfig(name="music-tiny", corpus="music", semantic_features="chroma", clusters=100)
 
 
 RECIPES: dict[str, Callable[[], RecipeConfig]] = {"speech-tiny": speech_tiny, "music-tiny": music_tiny}
@@ -131,6 +132,15 @@ class _StepTimer:
 
 
 CORPORA = ("speech", "music")
+# Settings added with music-tiny, at the values every recipe before it ran with.
+_ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400, "instrument_steps": 600,
+                     "continuation_seconds": 4.0}
+
+
+def upgrade_settings(settings: dict) -> dict:
+    """A WORK/recipe.json written before music-tiny: fills in the settings added with it, at their old values,
+    so a speech-tiny run started then still resumes."""
+    return {**_ADDED_WITH_MUSIC, **settings}
 
 
 def _corpus(cfg: RecipeConfig, out: Path) -> Path:
@@ -233,7 +243,7 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     work.mkdir(parents=True, exist_ok=True)
     settings_path = work / "recipe.json"
     settings = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as they read back
-    if settings_path.exists() and read_json(settings_path)["settings"] != settings:
+    if settings_path.exists() and upgrade_settings(read_json(settings_path)["settings"]) != settings:
         raise ValueError(f"{work} was started with other recipe settings ({settings_path}); "
                          "use a new --work folder or delete this one")
     write_json_atomic(settings_path, {"settings": settings})
