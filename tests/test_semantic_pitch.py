@@ -77,3 +77,21 @@ def test_round_trip_and_errors():
         assert torch.equal(fx(x), again(x))
     with pytest.raises(ValueError, match="above Nyquist"):
         CQTFeatures(num_bins=100)
+
+
+def test_train_semantic_with_chroma_saves_a_tokenizer_that_loads(tmp_path):
+    import soundfile as sf
+
+    from soundlm.semantic import load_semantic_tokenizer
+    from soundlm.semantic.kmeans import assign
+    from soundlm.train.semantic import SemanticTrainConfig, train_semantic
+
+    for i, midi in enumerate((57, 60, 64)):
+        sf.write(tmp_path / f"tone{i}.wav", _sine(_midi_hz(midi), 1.0)[0, 0].numpy(), SR)
+    result = train_semantic(tmp_path, tmp_path / "tok", SemanticTrainConfig(features="chroma", clusters=3, split=None),
+                            device="cpu")
+    tok = load_semantic_tokenizer(result.out_dir, device="cpu")
+    assert tok.describe()["features"]["kind"] == "chroma" and tok.vocab_size == 3
+    ids = [tok.features(_sine(_midi_hz(m)))[0, 10:-10] for m in (57, 60, 64)]
+    units = [set(assign(f, tok.centroids).ids.tolist()) for f in ids]
+    assert all(len(u) == 1 for u in units) and len(set.union(*units)) == 3  # one unit per pitch class
