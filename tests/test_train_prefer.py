@@ -1,0 +1,115 @@
+"""`soundlm train prefer` end to end on a tiny random bundle: people's judgements, reward-ranked samples, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from soundlm.audio import save_audio
+from soundlm.cli import app
+from soundlm.train.prefer import PreferTrainConfig, train_prefer
+from tiny_bundle import SR, make_tiny_bundle, tone
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_tiny_bundle(tmp_path_factory.mktemp("prefer-bundle"))
+
+
+@pytest.fixture(scope="module")
+def judgements(tmp_path_factory):
+    """Six judgements between tones: the lower one of each pair chosen, one line broken."""
+    folder = tmp_path_factory.mktemp("judgements")
+    rows = []
+    for i, (low, high) in enumerate([(110, 330), (147, 440), (131, 392), (165, 494), (123, 370), (175, 523)]):
+        save_audio(folder / f"low{i}.wav", tone(0.8, low)[None], SR)
+        save_audio(folder / f"high{i}.wav", tone(0.8, high)[None], SR)
+        rows.append(json.dumps({"caption": f"a low tone {i}", "chosen": f"low{i}.wav", "rejected": f"high{i}.wav"}))
+    rows.insert(2, json.dumps({"caption": "broken", "chosen": "low0.wav", "rejected": "gone.wav"}))
+    path = folder / "judgements.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_cli_tunes_a_bundle_stage_on_human_pairs(bundle, judgements, tmp_path):
+    from soundlm.pretrained import load_pipeline
+    from soundlm.stages import load_stage
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "prefer", "--base", str(bundle), "--pairs", str(judgements), "--out",
+                                   str(out), "--steps", "6", "--batch-size", "4", "--lr", "3e-3", "--warmup", "1",
+                                   "--beta", "0.5", "--ckpt-every", "3", "--no-progress", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "tuned stage saved to" in res.output
+    summary = json.loads((out / "prefer.json").read_text())
+    assert summary["pairs"] == 6 and summary["skipped_judgements"] == 1 and summary["stage"] == "semantic"
+    # Training moved the policy toward the chosen tones.
+    assert summary["logprob_margin_after"] > summary["logprob_margin_before"] + 0.1
+    errors = [json.loads(x) for x in (out / "pairs_errors.jsonl").read_text().splitlines()]
+    assert errors[0]["line"] == 3 and "gone.wav: no such audio file" in errors[0]["reason"]
+    # The tuned stage loads as the base's did, and the exported bundle runs it.
+    tuned = load_stage(out / "final", "semantic")
+    base = load_stage(bundle / "semantic", "semantic")
+    assert tuned.meta == base.meta and tuned.layout == base.layout
+    assert not torch.equal(tuned.model.hf.lm_head.weight, base.model.hf.lm_head.weight)
+    pipe = load_pipeline(out / "model", device="cpu")
+    assert torch.equal(pipe.semantic.model.hf.lm_head.weight, tuned.model.hf.lm_head.weight)
+    assert torch.equal(pipe.coarse.model.hf.lm_head.weight, load_stage(bundle / "coarse", "coarse").model.hf.lm_head.weight)
+    audio = pipe.generate(seconds=0.3, seed=0)
+    assert np.isfinite(audio).all()
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"train/loss", "train/accuracy", "train/margin"} <= set(metrics[-1])
+
+
+def test_resume_after_a_stop_equals_the_straight_run(bundle, judgements, tmp_path):
+    def cfg(out, stop_at=None):
+        return PreferTrainConfig(base=str(bundle), out=str(out), pairs=str(judgements), stage="coarse", steps=4,
+                                 batch_size=2, lr=2e-3, warmup=1, ckpt_every=10, stop_at=stop_at, device="cpu",
+                                 progress=False)
+
+    straight = train_prefer(cfg(tmp_path / "a"))
+    assert train_prefer(cfg(tmp_path / "b", stop_at=2)) is None
+    resumed = train_prefer(cfg(tmp_path / "b"))
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="other settings.*beta"):
+        train_prefer(PreferTrainConfig(**{**cfg(tmp_path / "b").__dict__, "beta": 0.3}))
+
+
+def test_self_generated_pairs_through_a_registered_sampler(bundle, tmp_path):
+    from test_music_pairs import ToneSampler
+
+    from soundlm.music.pairs import register_sampler
+    from soundlm.stages import load_stage
+
+    def factory(base, device):
+        stage = load_stage(base / "semantic", "semantic")
+        return ToneSampler(stage.model, stage.layout, length=8)
+
+    register_sampler("tiny-tones", factory)
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a calm piano piece in C major\nsolo piano in C major, 4/4\nC major organ chorale\n")
+    final = train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "run"), self_samples=4,
+                                           captions=str(captions), sampler="tiny-tones", margin=0.0, steps=3,
+                                           batch_size=2, lr=1e-3, warmup=1, device="cpu", progress=False))
+    summary = json.loads((tmp_path / "run" / "prefer.json").read_text())
+    assert summary["captions"] == 3 and summary["pairs"] >= 1 and 0 <= summary["sample_reward_mean"] <= 1
+    assert final.is_dir() and (tmp_path / "run" / "model" / "semantic" / "config.json").is_file()
+
+
+def test_option_errors(bundle, tmp_path):
+    with pytest.raises(ValueError, match="exactly one of --pairs"):
+        train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r")))
+    with pytest.raises(ValueError, match="--self needs --captions"):
+        train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2))
+    with pytest.raises(ValueError, match="no music sampler named 'musiclm'"):
+        train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2,
+                                       captions=str(bundle / "config.json"), device="cpu", progress=False))
+    res = CliRunner().invoke(app, ["train", "prefer", "--base", str(tmp_path / "nope"), "--pairs", "x.jsonl",
+                                   "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "no such model folder" in res.stderr
