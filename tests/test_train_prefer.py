@@ -110,6 +110,9 @@ def test_option_errors(bundle, tmp_path):
     with pytest.raises(ValueError, match="no music sampler named 'musiclm'"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2,
                                        captions=str(bundle / "config.json"), device="cpu", progress=False))
+    with pytest.raises(ValueError, match="no pair tokenizer named 'nope'.*'audiolm' is soundlm's own"):
+        train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r3"), pairs=str(bundle / "x.jsonl"),
+                                       tokenizer="nope", device="cpu", progress=False))
     res = CliRunner().invoke(app, ["train", "prefer", "--base", str(tmp_path / "nope"), "--pairs", "x.jsonl",
                                    "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "no such model folder" in res.stderr

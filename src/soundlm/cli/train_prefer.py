@@ -28,6 +28,9 @@ def train_prefer_command(
                                                                   "attributes) or a .txt file, one caption per line."),
     sampler: str = typer.Option(D.sampler, "--sampler", help="--self: the registered sampler that turns captions "
                                                              "into tokens and audio."),
+    tokenizer: str = typer.Option(D.tokenizer, "--tokenizer", help="--pairs: the registered pair tokenizer that "
+                                                                   "turns a clip (and caption) into the stage's "
+                                                                   "tokens; audiolm: the base's own tokenizers."),
     stage: str = typer.Option(D.stage, "--stage", help="The stage of a bundle to tune (semantic or coarse)."),
     beta: float = typer.Option(D.beta, "--beta", help="DPO's KL strength: how far the policy may move from the base."),
     sft_weight: float = typer.Option(D.sft_weight, "--sft-weight", help="Weight of the chosen samples' NLL per token "

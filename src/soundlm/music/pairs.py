@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("best-worst", "all")
 SAMPLER_ENTRY_POINTS = "soundlm.music_samplers"
+TOKENIZER_ENTRY_POINTS = "soundlm.music_pair_tokenizers"
 
 
 @dataclass
@@ -338,29 +339,58 @@ def _rate(file: Path) -> int:
     return int(info(file).sample_rate)
 
 
-# ---------------------------------------------------------------------------- sampler registry
+# ---------------------------------------------------------------------------- registries
+
+class Registry:
+    """Factories by name, for the command line to find code it does not import: registered in this
+    process (`register`) or by an installed package's entry point in `group`."""
+
+    def __init__(self, what: str, group: str, fix: str):
+        self.what, self.group, self.fix = what, group, fix
+        self.factories: dict[str, Callable] = {}
+
+    def register(self, name: str, factory: Callable) -> None:
+        self.factories[name] = factory
+
+    def get(self, name: str) -> Callable:
+        if name not in self.factories:
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group=self.group):
+                if ep.name == name:
+                    self.register(name, ep.load())
+        if name not in self.factories:
+            known = ", ".join(sorted(self.factories)) or "none"
+            raise ValueError(f"no {self.what} named {name!r} is registered (registered: {known}); {self.fix}")
+        return self.factories[name]
+
 
 # name -> factory(base model folder, device) -> Sampler
-_SAMPLERS: dict[str, Callable[[Path, torch.device], Sampler]] = {}
+SAMPLERS = Registry("music sampler", SAMPLER_ENTRY_POINTS,
+                    "--self needs one that turns captions into token sequences and audio: register it with "
+                    "soundlm.music.pairs.register_sampler or the 'soundlm.music_samplers' entry point group, or train "
+                    "on people's judgements with --pairs")
+# name -> factory(base model folder, stage, device) -> PairTokenizer
+PAIR_TOKENIZERS = Registry("pair tokenizer", TOKENIZER_ENTRY_POINTS,
+                           "register it with soundlm.music.pairs.register_pair_tokenizer or the "
+                           "'soundlm.music_pair_tokenizers' entry point group ('audiolm' is soundlm's own)")
 
 
 def register_sampler(name: str, factory: Callable[[Path, torch.device], Sampler]) -> None:
     """Make `soundlm train prefer --self N --sampler NAME` build its sampler with `factory(base, device)`."""
-    _SAMPLERS[name] = factory
+    SAMPLERS.register(name, factory)
 
 
 def load_sampler(name: str, base: Path, device: torch.device) -> Sampler:
-    """The sampler registered as `name` (in this process, or by a package's `soundlm.music_samplers` entry point)."""
-    if name not in _SAMPLERS:
-        from importlib.metadata import entry_points
+    """The sampler registered as `name`, built for the base model folder `base`."""
+    return SAMPLERS.get(name)(base, device)
 
-        for ep in entry_points(group=SAMPLER_ENTRY_POINTS):
-            if ep.name == name:
-                register_sampler(name, ep.load())
-    if name not in _SAMPLERS:
-        known = ", ".join(sorted(_SAMPLERS)) or "none"
-        raise ValueError(f"no music sampler named {name!r} is registered (registered: {known}); --self needs one that "
-                         "turns captions into token sequences and audio: register it with "
-                         "soundlm.music.pairs.register_sampler or the 'soundlm.music_samplers' entry point group, "
-                         "or train on people's judgements with --pairs")
-    return _SAMPLERS[name](base, device)
+
+def register_pair_tokenizer(name: str, factory: Callable[..., PairTokenizer]) -> None:
+    """Make `soundlm train prefer --pairs ... --tokenizer NAME` tokenize clips with `factory(base, stage, device)`
+    (a conditioned stage puts the caption's condition tokens in its sequences)."""
+    PAIR_TOKENIZERS.register(name, factory)
+
+
+def load_pair_tokenizer(name: str, base: Path, stage, device: torch.device) -> PairTokenizer:
+    return PAIR_TOKENIZERS.get(name)(base, stage, device)

@@ -15,10 +15,12 @@ step's pairs are a function of (seed, step), so a killed run resumes to the same
     RUN/model/              with a bundle base: the bundle with the tuned stage in place
     RUN/prefer.json         pairs used, rewards of the samples, log-prob margins before and after
 
-Human judgements are tokenized by the base's own tokenizers, each clip cut to the stage's
-window, the caption unused (`stage_pair_tokenizer`: an AudioLM stage is unconditioned).
-`--self` needs a sampler from captions to token sequences and audio (the MusicLM pipeline):
-it is looked up by name (`--sampler`) in `music.pairs`'s registry.
+Human judgements are tokenized by a pair tokenizer looked up by name (`--tokenizer`) in
+`music.pairs`'s registry: `audiolm` (here) uses the base's own tokenizers, each clip cut to the
+stage's window, the caption unused (an AudioLM stage is unconditioned); a conditioned (MusicLM)
+stage registers one that puts the caption's condition tokens in the sequence. `--self` needs a
+sampler from captions to token sequences and audio (the MusicLM pipeline), looked up the same way
+(`--sampler`, `register_sampler`).
 """
 
 from __future__ import annotations
@@ -35,14 +37,15 @@ from soundlm.checkpoint import check_resume_settings
 from soundlm.distributed import require_single_process
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic
 from soundlm.music.dpo import dpo_loss, frozen_reference, sequence_logprobs
-from soundlm.music.pairs import PairTokenizer, PreferencePair, TokenSequence, preference_pairs
+from soundlm.music.pairs import (PairTokenizer, PreferencePair, TokenSequence, preference_pairs,
+                                 register_pair_tokenizer)
 from soundlm.stages import Stage
 from soundlm.train.loop import Trainer, run_training
 from soundlm.train.metrics_log import MetricsLog
 from soundlm.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
-_RESUME_MUST_MATCH = ("base", "stage", "pairs", "self_samples", "captions", "sampler", "beta", "sft_weight", "steps",
+_RESUME_MUST_MATCH = ("base", "stage", "pairs", "self_samples", "captions", "sampler", "tokenizer", "beta", "sft_weight", "steps",
                       "batch_size", "lr", "warmup", "seed", "strategy", "margin", "key_weight", "tempo_weight",
                       "instrument_weight", "mulan_weight")
 PAIRS_FILE = "pairs.jsonl"
@@ -57,6 +60,7 @@ class PreferTrainConfig:
     self_samples: int | None = None  # --self N: N samples per caption, reward-ranked
     captions: str | None = None  # --self: a music corpus (its train split) or a text file, one caption a line
     sampler: str = "musiclm"  # --self: the registered sampler's name
+    tokenizer: str = "audiolm"  # --pairs: the registered pair tokenizer's name
     stage: str = "semantic"  # the stage of a bundle to tune
     beta: float = 0.1
     sft_weight: float = 0.0
@@ -148,24 +152,31 @@ def stage_pair_tokenizer(stage: Stage, audio_tokenizer) -> PairTokenizer:
     return tokenize
 
 
-def base_audio_tokenizer(base: PreferenceBase, device: torch.device):
-    """The tokenizers the base stage reads audio with: the bundle's, else the ones its meta names."""
+def base_audio_tokenizer(base: Path, stage: Stage, device: torch.device):
+    """The tokenizers `stage` reads audio with: those of the bundle `base`, else the ones its meta names."""
     from soundlm.audio_tokenizer import AudioTokenizer
     from soundlm.codec import load_codec
     from soundlm.pipeline import CODEC_DIR, SEMANTIC_TOKENIZER_DIR
     from soundlm.semantic import load_semantic_tokenizer
 
-    meta = base.stage.meta
-    if base.bundle is not None:
-        sem_spec, codec_spec = base.bundle / SEMANTIC_TOKENIZER_DIR, base.bundle / CODEC_DIR
-    elif meta.tokenizers is not None:
-        sem_spec, codec_spec = meta.tokenizers.semantic_spec, meta.tokenizers.acoustic_spec
+    if (base / SEMANTIC_TOKENIZER_DIR).is_dir():
+        sem_spec, codec_spec = base / SEMANTIC_TOKENIZER_DIR, base / CODEC_DIR
+    elif stage.meta.tokenizers is not None:
+        sem_spec, codec_spec = stage.meta.tokenizers.semantic_spec, stage.meta.tokenizers.acoustic_spec
     else:
-        raise ValueError(f"{base.stage.folder}: the stage names no tokenizers (no meta.tokenizers); pass its bundle "
+        raise ValueError(f"{stage.folder}: the stage names no tokenizers (no meta.tokenizers); pass its bundle "
                          "as --base")
-    semantic = load_semantic_tokenizer(str(sem_spec), device=device) if base.stage.name != "fine" else None
-    codec = load_codec(str(codec_spec), device=device) if base.stage.name != "semantic" else None
+    semantic = load_semantic_tokenizer(str(sem_spec), device=device) if stage.name != "fine" else None
+    codec = load_codec(str(codec_spec), device=device) if stage.name != "semantic" else None
     return AudioTokenizer(semantic, codec, device, probe=False)
+
+
+def audiolm_pair_tokenizer(base: Path, stage: Stage, device: torch.device) -> PairTokenizer:
+    """`--tokenizer audiolm`: an unconditioned AudioLM stage's sequences of a clip (the caption unused)."""
+    return stage_pair_tokenizer(stage, base_audio_tokenizer(base, stage, device))
+
+
+register_pair_tokenizer("audiolm", audiolm_pair_tokenizer)
 
 
 # ---------------------------------------------------------------------------- training
@@ -297,7 +308,7 @@ def read_requests(captions: str | Path) -> list:
 def train_prefer(cfg: PreferTrainConfig) -> Path | None:
     """Make the pairs, then DPO-tune the stage; returns RUN/final, or None when `stop_at` ended the run early."""
     from soundlm.devices import default_device
-    from soundlm.music.pairs import generate_pairs, load_sampler, read_human_pairs
+    from soundlm.music.pairs import generate_pairs, load_pair_tokenizer, load_sampler, read_human_pairs
 
     cfg.validate()
     require_single_process("train prefer")
@@ -310,7 +321,7 @@ def train_prefer(cfg: PreferTrainConfig) -> Path | None:
     base = load_base(cfg.base, cfg.stage, device)
     summary: dict = {"base": cfg.base, "stage": base.stage.name}
     if cfg.pairs is not None:
-        tokenize = stage_pair_tokenizer(base.stage, base_audio_tokenizer(base, device))
+        tokenize = load_pair_tokenizer(cfg.tokenizer, Path(cfg.base), base.stage, device)
         human = read_human_pairs(cfg.pairs, tokenize, out / PAIRS_FILE, progress=cfg.progress)
         groups = human.groups
         summary["skipped_judgements"] = len(human.skipped)
