@@ -188,5 +188,9 @@ def test_human_judgements_with_bad_lines_skipped(tmp_path):
     again = read_human_pairs(jsonl, lambda a, sr, c: calls.append(c) or energy_tokens(a, sr, c), out, progress=False)
     assert [g.to_json() for g in again.groups] == [g.to_json() for g in result.groups]
     assert calls == ["x"]  # skipped lines are tried again: only line 9's clip reaches the tokenizer (7's fails before)
+    with open(jsonl, "a") as f:  # judgements added after the pairs were made: not the same pairs any more
+        f.write(json.dumps(lines[0]) + "\n")
+    with pytest.raises(ValueError, match="other settings.*sha256"):
+        read_human_pairs(jsonl, energy_tokens, out, progress=False)
     with pytest.raises(FileNotFoundError, match="no such preference file"):
         read_human_pairs(tmp_path / "none.jsonl", energy_tokens, out, progress=False)

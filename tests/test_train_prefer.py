@@ -116,3 +116,25 @@ def test_option_errors(bundle, tmp_path):
     res = CliRunner().invoke(app, ["train", "prefer", "--base", str(tmp_path / "nope"), "--pairs", "x.jsonl",
                                    "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "no such model folder" in res.stderr
+
+
+@pytest.mark.slow  # three CLI processes: ~40 s on a busy 2-core machine
+def test_sigkill_then_rerun_equals_uninterrupted(bundle, judgements, tmp_path):
+    import os
+    import subprocess
+
+    from test_faults import _cli, _kill_when, _same_weights
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def args(out):
+        return ["train", "prefer", "--base", str(bundle), "--pairs", str(judgements), "--out", str(out), "--steps",
+                "30", "--batch-size", "2", "--lr", "1e-3", "--ckpt-every", "2", "--device", "cpu", "--no-progress"]
+
+    run = tmp_path / "killed"
+    _kill_when(_cli(*args(run)), lambda: (run / "checkpoints" / "latest").exists(), env, tmp_path / "killed.log")
+    assert not (run / "final").exists(), "the run finished before it was killed; raise --steps"
+    done = subprocess.run(_cli(*args(run)), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    subprocess.run(_cli(*args(tmp_path / "straight")), env=env, check=True, capture_output=True, timeout=300)
+    _same_weights(run / "final", tmp_path / "straight" / "final")

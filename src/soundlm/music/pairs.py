@@ -24,6 +24,7 @@ position (the judgement's line number), which resume skips.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -301,7 +302,8 @@ def read_human_pairs(jsonl: str | Path, tokenize: PairTokenizer, path: str | Pat
         raise FileNotFoundError(f"{jsonl}: no such preference file; pass a JSONL file with {_FORMAT}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _pin_settings(path, {"judgements": str(jsonl.resolve())})
+    # The file's digest too: judgements added later would change the pairs a resumed run trains on.
+    _pin_settings(path, {"judgements": str(jsonl.resolve()), "sha256": hashlib.sha256(jsonl.read_bytes()).hexdigest()})
     groups = read_groups(path)
     done = {g.index for g in groups}
     lines = jsonl.read_text(encoding="utf-8").splitlines()
