@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from soundlm.fileio import read_json, write_json_atomic, write_text_atomic
-from soundlm.music.rewards import MusicRequest, RewardModel
+from soundlm.music.rewards import MusicRequest, RewardModel, WeightedReward
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +228,7 @@ def generate_pairs(requests: list[MusicRequest], sampler: Sampler, reward: Rewar
             if i in done:
                 continue
             request = requests[i]
-            components = [reward.components(s.audio, s.sample_rate, request) if hasattr(reward, "components")
-                          else {} for s in samples]
-            scores = [reward.score(s.audio, s.sample_rate, request) if reward.applies(request) else math.nan
-                      for s in samples]
+            components, scores = _score_samples(reward, samples, request)
             if not reward.applies(request):
                 log.warning("caption %d %r asks for nothing the rewards measure; no pair from it", i, request.caption)
             group = PairGroup(index=i, caption=request.caption, source="self",
@@ -242,6 +239,18 @@ def generate_pairs(requests: list[MusicRequest], sampler: Sampler, reward: Rewar
             bar.update(1)
     bar.close()
     return sorted(groups, key=lambda g: g.index)
+
+
+def _score_samples(reward: RewardModel, samples: list[GeneratedSample],
+                   request: MusicRequest) -> tuple[list[dict[str, float]], list[float]]:
+    """Each sample's reward (nan where the request asks for nothing it measures) and its parts by reward name."""
+    if not reward.applies(request):
+        return [{} for _ in samples], [math.nan] * len(samples)
+    if isinstance(reward, WeightedReward):
+        parts = [reward.components(s.audio, s.sample_rate, request) for s in samples]
+        return parts, [reward.combine(p) for p in parts]
+    scores = [reward.score(s.audio, s.sample_rate, request) for s in samples]
+    return [{reward.name: x} for x in scores], scores
 
 
 # ---------------------------------------------------------------------------- human judgements

@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+# The corpus's own caption vocabulary: a caption names an instrument with one of these words.
 from soundlm.data.music import _INSTRUMENT_WORDS, PITCH_NAMES, MusicAttributes
 from soundlm.music.analysis import PITCH_CLASSES, estimate_key, estimate_tempo
 
@@ -234,9 +235,12 @@ class WeightedReward:
         """Each applicable reward's score, by name."""
         return {r.name: r.score(audio, sample_rate, request) for r, w in self.items if w > 0 and r.applies(request)}
 
-    def score(self, audio: np.ndarray, sample_rate: int, request: MusicRequest) -> float:
-        parts = self.components(audio, sample_rate, request)
+    def combine(self, parts: dict[str, float]) -> float:
+        """The weighted mean of `components`' scores (nan when none applied)."""
         if not parts:
             return math.nan
         weights = {r.name: w for r, w in self.items}
         return sum(weights[n] * s for n, s in parts.items()) / sum(weights[n] for n in parts)
+
+    def score(self, audio: np.ndarray, sample_rate: int, request: MusicRequest) -> float:
+        return self.combine(self.components(audio, sample_rate, request))

@@ -45,9 +45,9 @@ from soundlm.train.metrics_log import MetricsLog
 from soundlm.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
-_RESUME_MUST_MATCH = ("base", "stage", "pairs", "self_samples", "captions", "sampler", "tokenizer", "beta", "sft_weight", "steps",
-                      "batch_size", "lr", "warmup", "seed", "strategy", "margin", "key_weight", "tempo_weight",
-                      "instrument_weight", "mulan_weight")
+_RESUME_MUST_MATCH = ("base", "stage", "pairs", "self_samples", "captions", "sampler", "tokenizer", "beta",
+                      "sft_weight", "steps", "batch_size", "lr", "warmup", "seed", "strategy", "margin", "key_weight",
+                      "tempo_weight", "instrument_weight", "mulan_weight", "instrument_model", "mulan")
 PAIRS_FILE = "pairs.jsonl"
 SUMMARY_FILE = "prefer.json"
 
@@ -216,10 +216,11 @@ class PreferenceTrainer(Trainer):
         self.policy = stage.model.to(device)
         # The reference is the base: copied before `restore` puts a resumed run's weights in the policy.
         self.reference = frozen_reference(self.policy)
-        too_long = [len(s.tokens) for p in pairs for s in (p.chosen, p.rejected) if len(s.tokens) > self.policy.max_positions]
+        limit = self.policy.max_positions
+        too_long = [len(s.tokens) for p in pairs for s in (p.chosen, p.rejected) if len(s.tokens) > limit]
         if too_long:
             raise ValueError(f"{len(too_long)} sequences are longer ({max(too_long)} tokens) than the stage's "
-                             f"{self.policy.max_positions} positions; cut the clips to the stage's window")
+                             f"{limit} positions; cut the clips to the stage's window")
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
