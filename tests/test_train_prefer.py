@@ -139,3 +139,18 @@ def test_sigkill_then_rerun_equals_uninterrupted(bundle, judgements, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     subprocess.run(_cli(*args(tmp_path / "straight")), env=env, check=True, capture_output=True, timeout=300)
     _same_weights(run / "final", tmp_path / "straight" / "final")
+
+
+def test_a_float16_bundle_gets_float16_tuned_weights(bundle, judgements, tmp_path):
+    from safetensors import safe_open
+
+    from soundlm.pretrained import export_bundle_fp16, load_pipeline
+
+    half = export_bundle_fp16(bundle, tmp_path / "fp16").out_dir
+    out = tmp_path / "run"
+    final = train_prefer(PreferTrainConfig(base=str(half), out=str(out), pairs=str(judgements), steps=1,
+                                           batch_size=2, device="cpu", progress=False))
+    for weights in (final / "model.safetensors", out / "model" / "semantic" / "model.safetensors"):
+        with safe_open(str(weights), framework="pt") as f:
+            assert {f.get_slice(n).get_dtype() for n in f.keys()} == {"F16"}
+    assert load_pipeline(out / "model", device="cpu").semantic.model.hf.lm_head.weight.dtype == torch.float32

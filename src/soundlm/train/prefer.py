@@ -25,6 +25,7 @@ sampler from captions to token sequences and audio (the MusicLM pipeline), looke
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 from dataclasses import asdict, dataclass
@@ -351,11 +352,21 @@ def train_prefer(cfg: PreferTrainConfig) -> Path | None:
                    logprob_margin_after=float(after.mean()), preferred_before=float((before > 0).mean()),
                    preferred_after=float((after > 0).mean()))
     trainer.policy.eval()
-    final = base.stage.export(out / "final", trainer.policy)
+    tuned = as_stored(trainer.policy, base.stage.folder)
+    final = base.stage.export(out / "final", tuned)
     if base.bundle is not None:
-        summary["model"] = str(export_bundle(base.bundle, base.stage, trainer.policy, out / "model"))
+        summary["model"] = str(export_bundle(base.bundle, base.stage, tuned, out / "model"))
     write_json_atomic(out / SUMMARY_FILE, summary)
     return final
+
+
+def as_stored(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    """`model` in the float dtype of the weights in `folder` (a float16 bundle, as shipped, stays float16)."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        dtypes = {f.get_slice(name).get_dtype() for name in f.keys()}
+    return copy.deepcopy(model).half() if dtypes == {"F16"} else model
 
 
 def export_bundle(bundle: Path, stage: Stage, model: torch.nn.Module, target: Path) -> Path:
