@@ -64,6 +64,15 @@ def tiny_sampler(seed: int = 0) -> ToneSampler:
 REQUESTS = [MusicRequest(f"piece {i} in C major", tonic=0, mode="major") for i in range(5)]
 
 
+def test_token_sequences_check_their_mask():
+    with pytest.raises(ValueError, match="keeps no token"):
+        TokenSequence(torch.tensor([1, 5, 6]), torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="first token"):
+        TokenSequence(torch.tensor([1, 5, 6]), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"both be \[T\]"):
+        TokenSequence(torch.tensor([1, 5, 6]), torch.ones(2, dtype=torch.bool))
+
+
 def test_choose_pairs():
     assert choose_pairs([0.2, 0.9, 0.5]) == [(1, 0)]
     assert choose_pairs([0.2, 0.9, 0.5], margin=0.8) == []

@@ -61,6 +61,8 @@ class TokenSequence:
                              f"{tuple(self.loss_mask.shape)}")
         if not bool(self.loss_mask.any()):
             raise ValueError("the loss mask keeps no token: the sample has nothing the LM generated")
+        if bool(self.loss_mask[0]):
+            raise ValueError("loss_mask[0] must be False: nothing predicts a sequence's first token (BOS)")
 
     def to_json(self) -> dict:
         return {"tokens": self.tokens.tolist(), "mask": self.loss_mask.int().tolist()}
