@@ -92,6 +92,14 @@ def test_generated_pairs_prefer_the_higher_reward(tmp_path):
     assert pairs, "the key reward should separate some samples"
     assert all(p.chosen_reward > p.rejected_reward for p in pairs)
     assert all(g.rewards[a] == max(g.rewards) and g.rewards[b] == min(g.rewards) for g in groups for a, b in g.pairs)
+    # Every sample is there to listen to, and a person's judgement of two of them reads back as a pair.
+    first = groups[0]
+    assert len(first.audio) == 4 and all((tmp_path / a).is_file() for a in first.audio)
+    jsonl = tmp_path / "mine.jsonl"
+    judgement = {"caption": first.caption, "chosen": first.audio[1], "rejected": first.audio[0]}
+    jsonl.write_text(json.dumps(judgement) + "\n")
+    human = read_human_pairs(jsonl, energy_tokens, tmp_path / "human" / "pairs.jsonl", progress=False)
+    assert len(preference_pairs(human.groups)) == 1 and not human.skipped
     # What is on disk is what came back.
     again = read_groups(tmp_path / "pairs.jsonl")
     assert [g.to_json() for g in again] == [g.to_json() for g in groups]

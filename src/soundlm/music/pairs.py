@@ -5,7 +5,8 @@ loss mask, and its reward when a reward model scored it) and the pairs among the
 (chosen index, rejected index):
 
     {"index": 3, "caption": "...", "source": "self" | "human", "where": "prefs.jsonl:4",
-     "samples": [{"tokens": [...], "mask": [0, 1, ...], "reward": 0.8, "components": {"key": 1.0}}, ...],
+     "samples": [{"tokens": [...], "mask": [0, 1, ...], "reward": 0.8, "components": {"key": 1.0},
+                  "audio": "samples/00003_0.wav"}, ...],
      "pairs": [[0, 2]]}
 
 Both makers append a group per caption (or per judgement), flushed and fsynced, so a killed job
@@ -112,11 +113,14 @@ class PairGroup:
     rewards: list[float | None] = field(default_factory=list)
     components: list[dict[str, float]] = field(default_factory=list)
     where: str | None = None
+    audio: list[str] = field(default_factory=list)  # each sample's wav, relative to the pairs file's folder
 
     def to_json(self) -> dict:
         rewards = self.rewards or [None] * len(self.samples)
         components = self.components or [{}] * len(self.samples)
-        samples = [{**s.to_json(), "reward": r, "components": c} for s, r, c in zip(self.samples, rewards, components)]
+        audio = self.audio or [None] * len(self.samples)
+        samples = [{**s.to_json(), "reward": r, "components": c, **({"audio": a} if a else {})}
+                   for s, r, c, a in zip(self.samples, rewards, components, audio)]
         return {"index": self.index, "caption": self.caption, "source": self.source, "where": self.where,
                 "samples": samples, "pairs": [list(p) for p in self.pairs]}
 
@@ -126,7 +130,8 @@ class PairGroup:
                    samples=[TokenSequence.from_json(s) for s in obj["samples"]],
                    pairs=[(int(a), int(b)) for a, b in obj["pairs"]],
                    rewards=[s.get("reward") for s in obj["samples"]],
-                   components=[s.get("components") or {} for s in obj["samples"]], where=obj.get("where"))
+                   components=[s.get("components") or {} for s in obj["samples"]], where=obj.get("where"),
+                   audio=[s["audio"] for s in obj["samples"] if s.get("audio")])
 
     def preference_pairs(self) -> list[PreferencePair]:
         rewards = self.rewards or [None] * len(self.samples)
@@ -201,8 +206,12 @@ def choose_pairs(rewards: list[float], strategy: str = "best-worst", margin: flo
 
 def generate_pairs(requests: list[MusicRequest], sampler: Sampler, reward: RewardModel, path: str | Path,
                    num_samples: int = 4, seed: int = 0, strategy: str = "best-worst", margin: float = 0.0,
-                   batch_captions: int = 4, progress: bool = True) -> list[PairGroup]:
-    """Sample, score and pair every request into the pairs file `path` (resuming it); returns all its groups."""
+                   batch_captions: int = 4, keep_audio: bool = True, progress: bool = True) -> list[PairGroup]:
+    """Sample, score and pair every request into the pairs file `path` (resuming it); returns all its groups.
+
+    keep_audio: write each sample as `samples/{index:05d}_{k}.wav` beside `path` (named in its group), so
+    people can listen to them and judge pairs of their own (`read_human_pairs`: the MusicRL-U path).
+    """
     if num_samples < 2:
         raise ValueError(f"--self needs >= 2 samples per caption to compare, got {num_samples}")
     if batch_captions < 1:
@@ -233,14 +242,28 @@ def generate_pairs(requests: list[MusicRequest], sampler: Sampler, reward: Rewar
             components, scores = _score_samples(reward, samples, request)
             if not reward.applies(request):
                 log.warning("caption %d %r asks for nothing the rewards measure; no pair from it", i, request.caption)
+            audio = _save_samples(path.parent, i, samples) if keep_audio else []
             group = PairGroup(index=i, caption=request.caption, source="self",
                               samples=[TokenSequence(s.tokens.long().cpu(), s.loss_mask.bool().cpu()) for s in samples],
-                              pairs=choose_pairs(scores, strategy, margin), rewards=scores, components=components)
+                              pairs=choose_pairs(scores, strategy, margin), rewards=scores, components=components,
+                              audio=audio)
             append_group(path, group)
             groups.append(group)
             bar.update(1)
     bar.close()
     return sorted(groups, key=lambda g: g.index)
+
+
+def _save_samples(folder: Path, index: int, samples: list[GeneratedSample]) -> list[str]:
+    """Each sample's wav under folder/samples/ (atomic writes); their paths relative to `folder`."""
+    from soundlm.audio import save_audio
+
+    names = []
+    for k, s in enumerate(samples):
+        name = f"samples/{index:05d}_{k}.wav"
+        save_audio(folder / name, np.asarray(s.audio, dtype=np.float32), s.sample_rate)
+        names.append(name)
+    return names
 
 
 def _score_samples(reward: RewardModel, samples: list[GeneratedSample],

@@ -10,6 +10,7 @@ step's pairs are a function of (seed, step), so a killed run resumes to the same
 
     RUN/train_config.json   settings (checked on resume)
     RUN/pairs.jsonl         the token pairs (+ .settings.json; pairs_errors.jsonl: skipped judgements)
+    RUN/samples/            --self: every scored sample as a wav (people can judge them: --pairs)
     RUN/checkpoints/...     step checkpoints (the stage files + train_state.pt)
     RUN/final/              the tuned stage folder, same format as the base's stage (loads where it loads)
     RUN/model/              with a bundle base: the bundle with the tuned stage in place
