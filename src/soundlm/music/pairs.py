@@ -84,6 +84,13 @@ class GeneratedSample:
 
 
 class Sampler(Protocol):
+    """Captions -> samples of the model being tuned (the MusicLM pipeline, wrapped).
+
+    Each sample's `tokens` are the tuned stage's whole sequence as its LM reads it (BOS, any
+    condition ids, the generated ids) and `loss_mask` keeps only the generated ids; `audio` is what
+    the full pipeline decodes the sample to (what the rewards hear). Same seed, same samples.
+    """
+
     def sample(self, captions: list[str], num_samples: int, seed: int) -> list[list[GeneratedSample]]:
         """`num_samples` outputs for each caption (one list per caption, in order), drawn from `seed`."""
 
