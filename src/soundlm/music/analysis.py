@@ -111,19 +111,6 @@ def key_from_chroma(pc: np.ndarray, profiles: tuple[np.ndarray, np.ndarray] = AU
     return KeyEstimate(int(tonic), MODES[m], float(scores[m, tonic]), scores)
 
 
-def key_score(tonic: int, mode: str, true_tonic: int, true_mode: str) -> float:
-    """MIREX key score: 1 exact, 0.5 a fifth away (same mode), 0.3 relative, 0.2 parallel, else 0."""
-    if (tonic, mode) == (true_tonic, true_mode):
-        return 1.0
-    if mode == true_mode and (tonic - true_tonic) % 12 in (5, 7):
-        return 0.5
-    if mode != true_mode and (tonic - true_tonic) % 12 == (9 if true_mode == "major" else 3):
-        return 0.3
-    if mode != true_mode and tonic == true_tonic:
-        return 0.2
-    return 0.0
-
-
 def estimate_key(audio: np.ndarray, sample_rate: int) -> KeyEstimate:
     """Key and mode of `audio` ([S] or [C, S]) from its chroma and the Krumhansl-Kessler profiles."""
     return key_from_chroma(chroma(audio, sample_rate))

@@ -19,6 +19,19 @@ TEMPO_TOLERANCE = 0.04
 OCTAVE_FACTORS = (0.5, 1.0, 2.0)
 
 
+def _key_score(tonic: int, mode: str, true_tonic: int, true_mode: str) -> float:
+    """MIREX key score: 1 exact, 0.5 a fifth away (same mode), 0.3 relative, 0.2 parallel, else 0."""
+    if (tonic, mode) == (true_tonic, true_mode):
+        return 1.0
+    if mode == true_mode and (tonic - true_tonic) % 12 in (5, 7):
+        return 0.5
+    if mode != true_mode and (tonic - true_tonic) % 12 == (9 if true_mode == "major" else 3):
+        return 0.3
+    if mode != true_mode and tonic == true_tonic:
+        return 0.2
+    return 0.0
+
+
 def _majority(values: list) -> float:
     return Counter(values).most_common(1)[0][1] / len(values) if values else 0.0
 
@@ -31,7 +44,7 @@ def eval_analysers(data: str | Path, instrument_model: str | Path | None = None,
 
     from soundlm.audio import load_audio
     from soundlm.data.music import INSTRUMENTS, read_music_corpus
-    from soundlm.music.analysis import estimate_key, estimate_tempo, key_score, tempo_matches
+    from soundlm.music.analysis import estimate_key, estimate_tempo, tempo_matches
 
     start = time.perf_counter()
     clips = read_music_corpus(data, split=split)[:max_files]
@@ -56,7 +69,7 @@ def eval_analysers(data: str | Path, instrument_model: str | Path | None = None,
         tempo = estimate_tempo(audio, sr)
         row = {"id": clip.item.id, "heldout": m.heldout, "key": m.key, "key_est": key.name,
                "key_ok": key.tonic == m.tonic and key.mode == m.mode, "tonic_ok": key.tonic == m.tonic,
-               "mode_ok": key.mode == m.mode, "key_score": key_score(key.tonic, key.mode, m.tonic, m.mode),
+               "mode_ok": key.mode == m.mode, "key_score": _key_score(key.tonic, key.mode, m.tonic, m.mode),
                "tempo": m.tempo_bpm, "tempo_est": round(tempo.bpm, 1),
                "tempo_ok": tempo_matches(tempo.bpm, m.tempo_bpm, TEMPO_TOLERANCE),
                "tempo_octave_ok": tempo_matches(tempo.bpm, m.tempo_bpm, TEMPO_TOLERANCE, OCTAVE_FACTORS),

@@ -44,7 +44,7 @@ class ClipAnalysis:
 @dataclass
 class Agreement:
     key: bool  # tonic and mode both equal
-    key_score: float  # MIREX score of b's key against a's (1, fifth 0.5, relative 0.3, parallel 0.2)
+    key_score: float  # MIREX score of b's key against a's (1, fifth above 0.5, relative 0.3, parallel 0.2)
     tonic: bool
     tempo: bool  # within TEMPO_TOLERANCE
     tempo_octave: bool  # within TEMPO_TOLERANCE of half, the same or double
@@ -63,11 +63,12 @@ def analyse_clip(audio: np.ndarray, sample_rate: int, classifier: InstrumentClas
 
 def agreement(a: ClipAnalysis, b: ClipAnalysis, tempo_tolerance: float = TEMPO_TOLERANCE) -> Agreement:
     """How far `b` (a continuation) keeps the key, tempo and instrument of `a` (its prompt)."""
-    from soundlm.music.analysis import key_score, tempo_matches
+    from soundlm.music.analysis import tempo_matches
+    from soundlm.music.rewards import key_credit
 
     has_tempo = a.bpm > 0 and b.bpm > 0  # 0 BPM: no periodicity found, agrees with nothing
     return Agreement(
-        key=(a.tonic, a.mode) == (b.tonic, b.mode), key_score=key_score(b.tonic, b.mode, a.tonic, a.mode),
+        key=(a.tonic, a.mode) == (b.tonic, b.mode), key_score=key_credit(a.tonic, a.mode, b.tonic, b.mode),
         tonic=a.tonic == b.tonic, tempo=has_tempo and tempo_matches(b.bpm, a.bpm, tempo_tolerance),
         tempo_octave=has_tempo and tempo_matches(b.bpm, a.bpm, tempo_tolerance, OCTAVE_FACTORS),
         instrument=None if a.instrument is None or b.instrument is None else a.instrument == b.instrument)
@@ -181,6 +182,6 @@ def eval_music_continuation(pipe: AudioLMPipeline, data: str | Path, split: str 
                               "continuation (prompt excluded), of the clip's real next seconds (ground_truth: the "
                               "ceiling these analysers reach on short excerpts) and of another piece's real "
                               "seconds (unrelated: the chance level).",
-                              "key: tonic and mode equal; key_score: MIREX (fifth 0.5, relative 0.3, parallel "
-                              f"0.2); tempo: within {TEMPO_TOLERANCE:.0%}; tempo_octave: also at half or double; "
+                              "key: tonic and mode equal; key_score: MIREX (fifth above 0.5, relative 0.3, "
+                              f"parallel 0.2); tempo: within {TEMPO_TOLERANCE:.0%}; tempo_octave: also at half or double; "
                               "instrument: the classifier's labels equal."])
