@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from soundlm.music.mulan import MuLan
 
 MULAN_DIR = "mulan"
-DEFAULT_MUSIC_MODEL_NAME = "music-tiny"
+DEFAULT_MUSIC_MODEL_NAME = "musiclm-tiny"  # text to music; "music-tiny" is the unconditioned continuation recipe
 DEFAULT_GUIDANCE = 3.0  # MusicLM's classifier-free guidance scale
 MUSIC_BUNDLE_FIX = ("pass a music bundle: an AudioLM bundle whose semantic and coarse stages were trained on a "
                     "store tokenized with `soundlm tokenize --mulan`, plus that MuLan as mulan/ "
