@@ -28,6 +28,7 @@ install() { "$PIP" install -q -c "$CONSTRAINTS" "$@"; }
 
 echo "== soundlm (editable) + transformers"
 install -e "$ROOT"
+install pystoi pesq  # the codec metrics of bench/codec_equal_time.py
 
 echo "== audiolm-pytorch 2.4.0"
 # Its requirements name torchaudio (CUDA-only wheels), fairseq (does not import on Python

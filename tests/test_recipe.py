@@ -45,7 +45,7 @@ def test_cli_refuses_unknown_semantic_features(tmp_path):
 
     res = CliRunner().invoke(app, ["recipe", "speech-tiny", "--work", str(tmp_path / "w"), "--out",
                                    str(tmp_path / "m"), "--semantic-features", "hubert"])
-    assert res.exit_code == 2 and "phonetic or mfcc" in res.output
+    assert res.exit_code == 2 and "phonetic, mfcc, chroma or cqt" in res.output
     assert not (tmp_path / "w").exists()
 
 

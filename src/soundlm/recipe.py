@@ -6,8 +6,16 @@ training ones; only the training voices reach the codec, the k-means and the LMs
 tokens from k-means over our phonetic encoder (a small CTC recogniser trained on the
 corpus's transcripts; MFCC units carry the voice), our codec (the `fast` iSTFT preset),
 three AudioLM stages, an fp16 bundle and the evaluation report. Every step resumes, so a
-killed recipe picks up where it stopped and a finished one returns at once. Larger budgets (a GPU) go through the
-same code: raise the step counts and sizes with the options of `soundlm recipe`.
+killed recipe picks up where it stopped and a finished one returns at once.
+
+`music_tiny()` is AudioLM's piano-continuation setting on the music corpus (`soundlm data
+music`: music21 scores rendered by fluidsynth): the codec trained on music, semantic units
+from k-means over chroma features (they carry the key; MFCC units carry the instrument:
+docs/RESULTS.md section 12), the same three unconditioned stages, an instrument classifier,
+and `soundlm eval continuation --music` (key, tempo and instrument kept) as its evaluation.
+
+Larger budgets (a GPU) go through the same code: raise the step counts and sizes with the
+options of `soundlm recipe`.
 """
 
 from __future__ import annotations
@@ -36,12 +44,15 @@ class LMStageSettings:
 @dataclass
 class RecipeConfig:
     name: str
-    # corpus
+    # corpus: "speech" (`soundlm data speech`) or "music" (`soundlm data music`)
+    corpus: str = "speech"
+    corpus_from: str | None = None  # an existing corpus folder (or manifest) to use instead of building one
+    music_clips: int = 400
     hours: float = 3.0
     voices: int = 120
     heldout_voices: int = 4
     sentences_per_utterance: int = 3
-    # semantic tokenizer: "phonetic" trains the CTC encoder first; "mfcc" clusters MFCCs
+    # semantic tokenizer: "phonetic" trains the CTC encoder first; "mfcc", "chroma"... cluster those features
     semantic_features: str = "phonetic"
     phonetic_steps: int = 2000
     clusters: int = 100
@@ -58,7 +69,9 @@ class RecipeConfig:
     semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1500, 8, 4.5))
     coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(2000, 8, 2.0))
     fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1000, 8, 1.0, preset="micro"))
-    # evaluation
+    # evaluation (music: an instrument classifier trained on the corpus judges the continuations)
+    instrument_steps: int = 600
+    continuation_seconds: float = 4.0
     eval_files: int = 20
     asr_files: int = 4
     eval_skip: tuple[str, ...] = ()
@@ -74,7 +87,16 @@ def speech_tiny() -> RecipeConfig:
     return RecipeConfig(name="speech-tiny")
 
 
-RECIPES: dict[str, Callable[[], RecipeConfig]] = {"speech-tiny": speech_tiny}
+def music_tiny() -> RecipeConfig:
+    """AudioLM's piano continuation on the 400-clip music corpus, sized for about 2.2 h on a 2-core CPU.
+
+    Measured in a 20-step smoke run (docs/RESULTS.md section 12): chroma k-means 0.5 min, tokenize 2.7,
+    instrument classifier 2, evaluation 5. Taken from speech-tiny, whose sizes and steps these are:
+    codec 36-50 min, LMs 55. Rendering the corpus took 20 min (section 10); `--corpus` skips it."""
+    return RecipeConfig(name="music-tiny", corpus="music", semantic_features="chroma", clusters=100)
+
+
+RECIPES: dict[str, Callable[[], RecipeConfig]] = {"speech-tiny": speech_tiny, "music-tiny": music_tiny}
 
 
 def recipe_config(name: str) -> RecipeConfig:
@@ -109,6 +131,48 @@ class _StepTimer:
         return out
 
 
+CORPORA = ("speech", "music")
+# Settings added with music-tiny, at the values every recipe before it ran with.
+_ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400, "instrument_steps": 600,
+                     "continuation_seconds": 4.0}
+
+
+def upgrade_settings(settings: dict) -> dict:
+    """A WORK/recipe.json written before music-tiny: fills in the settings added with it, at their old values,
+    so a speech-tiny run started then still resumes."""
+    return {**_ADDED_WITH_MUSIC, **settings}
+
+
+def _corpus(cfg: RecipeConfig, out: Path) -> Path:
+    """The recipe's corpus manifest: `cfg.corpus_from`'s, or a corpus built (or resumed) in `out`."""
+    from soundlm.data import manifest_path
+
+    if cfg.corpus_from is not None:
+        return manifest_path(cfg.corpus_from)
+    if cfg.corpus == "music":
+        from soundlm.data.music import make_music_corpus
+
+        return make_music_corpus(out, clips=cfg.music_clips, seed=cfg.seed)
+    from soundlm.data.speech import make_speech_corpus
+
+    return make_speech_corpus(out, hours=cfg.hours, seed=cfg.seed, languages=["en"], voices=cfg.voices,
+                              heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance)
+
+
+def _evaluate_music(cfg: RecipeConfig, model_dir: Path, manifest: Path, instrument: Path, eval_dir: Path,
+                    device: str | None) -> None:
+    """AudioLM's piano test on the held-out clips, written as the suite writes its results (results.md/.json)."""
+    from soundlm.eval.report import write_results, write_section
+    from soundlm.eval.sections.music_continuation import eval_music_continuation
+    from soundlm.pretrained import load_pipeline
+
+    pipe = load_pipeline(model_dir, device=device)
+    section = eval_music_continuation(pipe, manifest, "heldout", cfg.prompt_seconds, cfg.continuation_seconds,
+                                      cfg.eval_prompts, instrument, seed=cfg.seed, out_dir=eval_dir)
+    write_section(section, eval_dir)
+    write_results([section], eval_dir, {"model": str(model_dir), "data": str(manifest)})
+
+
 def _write_prompt(manifest: Path, out: Path, seconds: float, sample_rate: int) -> dict:
     """Cut the packaged prompt: the first `seconds` of the first long enough held-out utterance."""
     from soundlm.audio import load_audio, save_audio
@@ -132,6 +196,8 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
     """The `soundlm recipe` command line that reproduces `cfg` (the options that differ from the recipe's own)."""
     base = RECIPES[cfg.name]()
     parts = [f"soundlm recipe {cfg.name} --work {work} --out {model_dir}"]
+    if cfg.corpus_from is not None:
+        parts.append(f"--corpus {cfg.corpus_from}")
     if cfg.hours != base.hours:
         parts.append(f"--hours {cfg.hours:g}")
     if cfg.voices != base.voices:
@@ -153,31 +219,37 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
                device: str | None = None, results_md: str | Path | None = None) -> RecipeResult:
     """Run (or resume) every step of a recipe; package the model into `model_dir`."""
     from soundlm.codec import load_codec
-    from soundlm.data.speech import make_speech_corpus
     from soundlm.eval.suite import SuiteConfig, run_all
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import export_bundle_fp16
     from soundlm.tokenize import TokenizeConfig, tokenize_corpus
     from soundlm.train.codec import CodecTrainConfig, train_codec
+    from soundlm.train.instrument import InstrumentTrainConfig, train_instrument
     from soundlm.train.lm import LMTrainConfig, train_lm
     from soundlm.train.phonetic import PhoneticTrainConfig, train_phonetic
     from soundlm.train.semantic import SemanticTrainConfig, train_semantic
 
+    if cfg.corpus not in CORPORA:
+        raise ValueError(f"recipe corpus must be one of {', '.join(CORPORA)}, got {cfg.corpus!r}")
     if cfg.codec_from is not None:
         load_codec(cfg.codec_from)  # fail now, not an hour in, on a folder that is not a codec
+    if cfg.corpus_from is not None:
+        from soundlm.data import manifest_path
+
+        if not manifest_path(cfg.corpus_from).is_file():  # likewise for a folder that is not a corpus
+            raise FileNotFoundError(f"{cfg.corpus_from}: no manifest.jsonl; pass a corpus folder written by "
+                                    f"`soundlm data {cfg.corpus}`")
     work, model_dir = Path(work), Path(model_dir)
     work.mkdir(parents=True, exist_ok=True)
     settings_path = work / "recipe.json"
     settings = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as they read back
-    if settings_path.exists() and read_json(settings_path)["settings"] != settings:
+    if settings_path.exists() and upgrade_settings(read_json(settings_path)["settings"]) != settings:
         raise ValueError(f"{work} was started with other recipe settings ({settings_path}); "
                          "use a new --work folder or delete this one")
     write_json_atomic(settings_path, {"settings": settings})
     timer = _StepTimer(work / "timings.json")
 
-    manifest = timer.run("corpus", lambda: make_speech_corpus(
-        work / "corpus", hours=cfg.hours, seed=cfg.seed, languages=["en"], voices=cfg.voices,
-        heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance))
+    manifest = timer.run("corpus", lambda: _corpus(cfg, work / "corpus"))
 
     encoder = None
     if cfg.semantic_features == "phonetic":
@@ -225,10 +297,18 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
                                 cfg.prompt_seconds, codec.sample_rate)
 
     eval_dir = work / "eval"
-    timer.run("evaluate", lambda: run_all(SuiteConfig(
-        model=str(model_dir), data=str(manifest), store=str(store), out=str(eval_dir), max_files=cfg.eval_files,
-        asr_max_files=cfg.asr_files, prompt_seconds=cfg.prompt_seconds, num_prompts=cfg.eval_prompts,
-        num_pairs=cfg.eval_pairs, skip=cfg.eval_skip, seed=cfg.seed, device=device)))
+    if cfg.corpus == "music":
+        instrument = work / "instrument"
+        timer.run("instrument classifier", lambda: train_instrument(InstrumentTrainConfig(
+            data=str(manifest), out=str(instrument), steps=cfg.instrument_steps, seed=cfg.seed, device=device,
+            progress=False)))
+        timer.run("evaluate", lambda: _evaluate_music(cfg, model_dir, manifest, instrument, eval_dir, device))
+    else:
+        timer.run("evaluate", lambda: run_all(SuiteConfig(
+            model=str(model_dir), data=str(manifest), store=str(store), out=str(eval_dir),
+            max_files=cfg.eval_files, asr_max_files=cfg.asr_files, prompt_seconds=cfg.prompt_seconds,
+            num_prompts=cfg.eval_prompts, num_pairs=cfg.eval_pairs, skip=cfg.eval_skip, seed=cfg.seed,
+            device=device)))
     results = read_json(eval_dir / "results.json")
     size = _folder_megabytes(model_dir)
     write_json_atomic(model_dir / "eval.json", results)

@@ -93,11 +93,17 @@ def lm_command(
 @app.command("continuation")
 def continuation_command(
     model: Path = typer.Option(..., help=_MODEL),
-    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with speakers and a held-out split."),
+    data: Path = typer.Option(..., help="Corpus manifest (or its folder) with speakers and a held-out split; with "
+                                        "--music, a corpus from `soundlm data music`."),
     out: Path = typer.Option(Path("eval"), help=_OUT),
     split: str = typer.Option("heldout", help=_SPLIT),
     prompt_seconds: float = typer.Option(3.0, help="Prompt length cut from each utterance."),
     seconds: float = typer.Option(3.0, help="Continuation length (what gets classified)."),
+    music: bool = typer.Option(False, "--music", help="AudioLM's piano test instead of the speaker test: key, tempo "
+                                                      "and instrument of each continuation against its prompt's, "
+                                                      "beside the real next seconds and an unrelated clip's."),
+    instrument_model: Path | None = typer.Option(None, help="With --music: the instrument classifier (`soundlm "
+                                                            "train instrument`); without it no instrument agreement."),
     num_prompts: int = typer.Option(20, help="Prompts, taken round-robin over voices."),
     enrol_fraction: float = typer.Option(0.5, help="Share of each voice's utterances used to enrol it."),
     save_audio: bool = typer.Option(True, help="Also write the continuations under OUT/continuation_audio/."),
@@ -111,7 +117,7 @@ def continuation_command(
     quantize: str = typer.Option("none", help=_QUANTIZE),
 ) -> None:
     """AudioLM's speaker test: voice accuracy of continuations, with vs without the acoustic prompt; and what a
-    recogniser hears in them (dictionary words, repetition)."""
+    recogniser hears in them (dictionary words, repetition). With --music, AudioLM's piano test (OUT/music_continuation.md)."""
 
     def go() -> Any:
         from dataclasses import replace
@@ -126,6 +132,11 @@ def continuation_command(
             if temperature_coarse is not None:
                 sampling.coarse = replace(sampling.coarse, temperature=temperature_coarse)
         pipe = _pipeline(model, device, quantize)
+        if music:
+            from soundlm.eval.sections.music_continuation import eval_music_continuation
+
+            return eval_music_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, instrument_model,
+                                           sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio)
         return eval_continuation(pipe, data, split, prompt_seconds, seconds, num_prompts, enrol_fraction,
                                  sampling=sampling, seed=seed, out_dir=out, save_audio=save_audio,
                                  recognizer=None if recognizer == "none" else recognizer)

@@ -6,11 +6,16 @@ import typer
 
 from soundlm.cli.errors import reported
 
+RECIPE_FEATURES = ("phonetic", "mfcc", "chroma", "cqt")
+
 
 def recipe(
-    name: str = typer.Argument("speech-tiny", help="Recipe name (speech-tiny)."),
-    work: Path = typer.Option(Path("work/speech-tiny"), help="Working folder (corpus, runs, store); resumable."),
-    out: Path = typer.Option(Path("src/soundlm/assets/speech-tiny"), help="Where the packaged model goes."),
+    name: str = typer.Argument("speech-tiny", help="Recipe name: speech-tiny, or music-tiny (AudioLM's piano "
+                                                   "continuation on `soundlm data music`'s corpus)."),
+    work: Path | None = typer.Option(None, help="Working folder (corpus, runs, store); resumable. Default: "
+                                                "work/NAME."),
+    out: Path | None = typer.Option(None, help="Where the packaged model goes. Default: src/soundlm/assets/speech-tiny "
+                                               "for speech-tiny (the shipped model), models/NAME for the others."),
     prompt: Path | None = typer.Option(None, help="Where the 3 s demo prompt goes (default: beside --out)."),
     results_md: Path | None = typer.Option(None, "--results-md", help="Also copy the eval table here."),
     hours: float | None = typer.Option(None, help="Override the corpus size (requested hours of text; espeak-ng "
@@ -19,10 +24,13 @@ def recipe(
                                                  "the same whatever this is)."),
     codec_steps: int | None = typer.Option(None, help="Override the codec's training steps."),
     lm_steps: int | None = typer.Option(None, help="Override every LM stage's training steps."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="Use this corpus folder (from `soundlm data speech` "
+                                                              "or `soundlm data music`) instead of building one."),
     codec: Path | None = typer.Option(None, "--codec", help="Reuse this trained codec folder (e.g. a shipped "
                                                             "model's codec/) instead of training one."),
     semantic_features: str | None = typer.Option(None, "--semantic-features",
-                                                 help="phonetic (default: CTC encoder + k-means) or mfcc."),
+                                                 help="phonetic (speech-tiny's: CTC encoder + k-means), mfcc, "
+                                                      "chroma (music-tiny's) or cqt."),
     device: str | None = typer.Option(None, help="cpu, cuda, ... (default: cuda when available)."),
 ) -> None:
     """Train and package a complete model; rerun the same command to resume after an interruption."""
@@ -31,6 +39,9 @@ def recipe(
     from soundlm.recipe import recipe_config, run_recipe
 
     cfg = recipe_config(name)
+    work = Path("work") / name if work is None else work
+    if out is None:
+        out = Path("src/soundlm/assets/speech-tiny") if name == "speech-tiny" else Path("models") / name
     if hours is not None and not 0 < hours < float("inf"):
         raise ValueError(f"--hours must be positive and finite, got {hours}")
     if voices is not None and voices < 1:
@@ -40,9 +51,12 @@ def recipe(
         cfg = replace(cfg, codec_steps=codec_steps)
     if codec is not None:
         cfg = replace(cfg, codec_from=str(codec))
+    if corpus is not None:
+        cfg = replace(cfg, corpus_from=str(corpus))
     if semantic_features is not None:
-        if semantic_features not in ("phonetic", "mfcc"):
-            raise ValueError(f"--semantic-features must be phonetic or mfcc, got {semantic_features!r}")
+        if semantic_features not in RECIPE_FEATURES:
+            raise ValueError(f"--semantic-features must be {', '.join(RECIPE_FEATURES[:-1])} or "
+                             f"{RECIPE_FEATURES[-1]}, got {semantic_features!r}")
         cfg = replace(cfg, semantic_features=semantic_features)
     if lm_steps is not None:
         cfg = replace(cfg, semantic_lm=replace(cfg.semantic_lm, steps=lm_steps),

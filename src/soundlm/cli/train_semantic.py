@@ -17,7 +17,9 @@ def train_semantic_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder for the tokenizer (config.json, "
                                                 "centroids.safetensors, errors.jsonl, train_log.json)."),
     features: str = typer.Option(SemanticTrainConfig.features, "--features",
-                                 help="Frame features: mfcc (39-dim, HuBERT iteration 1), mel (80 log-mel), hf "
+                                 help="Frame features: mfcc (39-dim, HuBERT iteration 1), mel (80 log-mel), chroma (music: "
+                                      "12 pitch classes + tonal centroid + onset), cqt (music: 84 log semitone "
+                                      "energies), hf "
                                       "(SSL model hidden states) or phonetic (our CTC encoder, see `soundlm train "
                                       "phonetic`)."),
     model: str | None = typer.Option(None, "--model", help="HF hub id or local folder for --features hf, e.g. "

@@ -19,11 +19,12 @@ from soundlm.semantic.features import (
     build_features,
     features_from_config,
 )
+from soundlm.semantic.pitch import ChromaFeatures, CQTFeatures
 from soundlm.semantic.kmeans import Assignment, KMeansResult, assign, fit_kmeans
 from soundlm.semantic.tokenizer import Deduplicated, KMeansTokenizer, dedup, expand
 
 __all__ = [
-    "Assignment", "Deduplicated", "FeatureExtractor", "HFSSLFeatures", "KMeansResult", "KMeansTokenizer",
+    "Assignment", "ChromaFeatures", "CQTFeatures", "Deduplicated", "FeatureExtractor", "HFSSLFeatures", "KMeansResult", "KMeansTokenizer",
     "MFCCFeatures", "MelFeatures", "SemanticTokenizer", "assign", "build_features", "dedup", "expand",
     "features_from_config", "fit_kmeans", "load_semantic_tokenizer",
 ]

@@ -125,7 +125,7 @@ def compute_deltas(x: torch.Tensor, window: int = 2) -> torch.Tensor:
     return num / (2 * sum(n * n for n in range(1, window + 1)))
 
 
-class _SpectralFeatures(FeatureExtractor):
+class _FramedFeatures(FeatureExtractor):
     """Shared framing for the built-in features.
 
     Frames are `win_length` samples every `hop_length` samples, with (win - hop) / 2 zeros
@@ -133,8 +133,7 @@ class _SpectralFeatures(FeatureExtractor):
     T = floor(S / hop_length): 50 Hz at the defaults, like HuBERT.
     """
 
-    def __init__(self, sample_rate: int, hop_length: int, win_length: int, n_fft: int, n_mels: int,
-                 preemphasis: float):
+    def __init__(self, sample_rate: int, hop_length: int, win_length: int, n_fft: int, preemphasis: float):
         super().__init__()
         if win_length < hop_length or (win_length - hop_length) % 2:
             raise ValueError(f"win_length ({win_length}) must be >= hop_length ({hop_length}) and differ from it "
@@ -145,10 +144,8 @@ class _SpectralFeatures(FeatureExtractor):
         self._hop = hop_length
         self.win_length = win_length
         self.n_fft = n_fft
-        self.n_mels = n_mels
         self.preemphasis = preemphasis
         self.register_buffer("window", torch.hamming_window(win_length, periodic=False), persistent=False)
-        self.register_buffer("mel_fb", mel_filterbank(n_mels, n_fft, sample_rate), persistent=False)
 
     @property
     def sample_rate(self) -> int:
@@ -165,8 +162,8 @@ class _SpectralFeatures(FeatureExtractor):
     def num_frames(self, num_samples: int) -> int:
         return num_samples // self._hop
 
-    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
-        """[B, 1, S] -> log mel energies [B, T, n_mels]."""
+    def power_spectrum(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B, 1, S] -> |STFT|^2 of the centred frames [B, T, n_fft // 2 + 1]."""
         x = self._check_audio(audio)  # [B, S]
         pad = (self.win_length - self._hop) // 2
         x = nn.functional.pad(x, (pad, pad))
@@ -176,13 +173,29 @@ class _SpectralFeatures(FeatureExtractor):
         frames = frames - frames.mean(dim=-1, keepdim=True)
         frames = torch.cat([frames[..., :1] * (1 - self.preemphasis),
                             frames[..., 1:] - self.preemphasis * frames[..., :-1]], dim=-1)
-        spec = torch.fft.rfft(frames * self.window, n=self.n_fft).abs().pow(2)  # [B, T, F]
-        # Floor before the log so digital silence maps to a finite value.
-        return torch.log(torch.clamp(spec @ self.mel_fb, min=1e-10))  # [B, T, n_mels]
+        return torch.fft.rfft(frames * self.window, n=self.n_fft).abs().pow(2)  # [B, T, F]
 
     def _base_config(self) -> dict:
         return {"sample_rate": self._sample_rate, "hop_length": self._hop, "win_length": self.win_length,
-                "n_fft": self.n_fft, "n_mels": self.n_mels, "preemphasis": self.preemphasis}
+                "n_fft": self.n_fft, "preemphasis": self.preemphasis}
+
+
+class _SpectralFeatures(_FramedFeatures):
+    """Framed features over a mel filterbank."""
+
+    def __init__(self, sample_rate: int, hop_length: int, win_length: int, n_fft: int, n_mels: int,
+                 preemphasis: float):
+        super().__init__(sample_rate, hop_length, win_length, n_fft, preemphasis)
+        self.n_mels = n_mels
+        self.register_buffer("mel_fb", mel_filterbank(n_mels, n_fft, sample_rate), persistent=False)
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B, 1, S] -> log mel energies [B, T, n_mels]."""
+        # Floor before the log so digital silence maps to a finite value.
+        return torch.log(torch.clamp(self.power_spectrum(audio) @ self.mel_fb, min=1e-10))  # [B, T, n_mels]
+
+    def _base_config(self) -> dict:
+        return {**super()._base_config(), "n_mels": self.n_mels}
 
 
 class MelFeatures(_SpectralFeatures):
@@ -386,16 +399,23 @@ class HFSSLFeatures(FeatureExtractor):
                 "sample_rate": self._sample_rate, "hop_length": self._hop, "dim": self._dim}
 
 
-FEATURE_KINDS = ("mfcc", "mel", "hf", "phonetic")
+FEATURE_KINDS = ("mfcc", "mel", "chroma", "cqt", "hf", "phonetic")
 
 
 def build_features(kind: str, model: str | Path | None = None, layer: int | None = None,
                    device: str | torch.device | None = None) -> FeatureExtractor:
-    """The extractor a user names on the command line: "mfcc", "mel", "hf" (+ model, layer) or "phonetic" (+ model)."""
+    """The extractor a user names on the command line: "mfcc", "mel", "chroma", "cqt", "hf" (+ model, layer) or
+    "phonetic" (+ model)."""
+    from soundlm.semantic.pitch import ChromaFeatures, CQTFeatures
+
     if kind == "mfcc":
         fx: FeatureExtractor = MFCCFeatures()
     elif kind == "mel":
         fx = MelFeatures()
+    elif kind == "chroma":
+        fx = ChromaFeatures()
+    elif kind == "cqt":
+        fx = CQTFeatures()
     elif kind == "hf":
         if model is None or layer is None:
             raise ValueError("features 'hf' needs a model (hub id or folder) and a layer, e.g. "
@@ -423,7 +443,9 @@ def features_from_config(config: dict, device: str | torch.device | None = None,
         from soundlm.semantic.phonetic import phonetic_from_config
 
         return phonetic_from_config(cfg, folder, device=device)
-    classes = {"mfcc": MFCCFeatures, "mel": MelFeatures}
+    from soundlm.semantic.pitch import ChromaFeatures, CQTFeatures
+
+    classes = {"mfcc": MFCCFeatures, "mel": MelFeatures, "chroma": ChromaFeatures, "cqt": CQTFeatures}
     if kind not in classes:
         raise ValueError(f"feature config has kind {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
     fx = classes[kind](**cfg)

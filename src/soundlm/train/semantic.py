@@ -38,7 +38,7 @@ WORK_DIR = ".work"
 
 @dataclass
 class SemanticTrainConfig:
-    features: str = "mfcc"  # "mfcc", "mel" or "hf"
+    features: str = "mfcc"  # "mfcc", "mel", "chroma", "cqt", "hf" or "phonetic"
     model: str | None = None  # HF hub id or folder, for features="hf"
     layer: int | None = None  # hidden-state layer, for features="hf"
     clusters: int = 500
