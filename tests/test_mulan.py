@@ -142,6 +142,23 @@ def test_a_bad_model_folder_gives_a_clear_error(tmp_path):
         load_mulan(tmp_path / "m")
 
 
+def test_the_consumers_of_the_contract_take_the_real_mulan():
+    """MusicRL's text-adherence reward and `soundlm tokenize --mulan`'s condition ids, on this MuLan."""
+    from soundlm.music.rewards import MuLanReward, MusicRequest
+    from soundlm.tokenize import _condition_ids
+
+    model = tiny_model()
+    model.fit_condition_quantizer(torch.nn.functional.normalize(torch.randn(20, 8), dim=-1))
+    audio = _tone(7, False, 2.5, 0.0)
+    score = MuLanReward(model).score(audio, SR, MusicRequest(caption="a sine tone at G"))
+    with torch.no_grad():
+        a, t = model.embed_audio(torch.from_numpy(audio)[None]), model.embed_text(["a sine tone at G"])
+    expected = float(a[0] @ t[0])
+    assert score == pytest.approx(expected, abs=1e-5)
+    ids = _condition_ids(model, audio)
+    assert ids.shape == (2,) and 0 <= ids.min() and ids.max() < 4
+
+
 # ------------------------------------------------------------------------------------ training
 
 @pytest.fixture(scope="module")
