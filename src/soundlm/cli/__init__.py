@@ -43,7 +43,7 @@ app.command("doctor")(doctor.doctor_command)
 app.add_typer(data.app, name="data", help="Synthesize corpora (speech, piano, music).")
 app.add_typer(train.app, name="train", help="Train tokenizers and language models.")
 app.add_typer(export.app, name="export", help="Export models to other runtimes (the codec to ONNX).")
-app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, voice, analysers, all.")
+app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, voice, analysers, mulan, all.")
 
 
 def main() -> None:
