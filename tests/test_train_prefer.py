@@ -89,7 +89,8 @@ def test_self_generated_pairs_through_a_registered_sampler(bundle, tmp_path):
     from soundlm.music.pairs import register_sampler
     from soundlm.stages import load_stage
 
-    def factory(base, device):
+    def factory(base, stage, device):
+        assert stage.name == "semantic"  # the stage being tuned
         stage = load_stage(base / "semantic", "semantic")
         return ToneSampler(stage.model, stage.layout, length=8)
 
@@ -209,7 +210,7 @@ def tone_loop(root, captions: int = 24, samples: int = 4, steps: int = 40, lr: f
 
     bundle = make_tiny_bundle(root)
 
-    def factory(base, device):
+    def factory(base, stage, device):
         stage = load_stage(base / "semantic", "semantic", device)
         return ToneSampler(stage.model.eval(), stage.layout, length=NOTES)
 
