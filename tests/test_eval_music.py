@@ -39,6 +39,28 @@ def test_uniform_chance_is_one_over_the_corpus_values():
     assert chance == pytest.approx({"key": 1 / 24, "tempo": 1 / 6, "instrument": 1 / len(INSTRUMENTS)})
 
 
+def test_unseen_metrics_are_those_the_reward_did_not_use():
+    assert em.unseen_metrics(("key", "tempo")) == ["mulan", "instrument"]
+    with pytest.raises(ValueError, match="--reward-saw names loudness"):
+        em.unseen_metrics(("loudness",))
+
+
+def test_summary_win_rates_and_the_worst_unseen_one():
+    reqs = [MusicRequest("a", 0, "major", 60.0), MusicRequest("b", 2, "minor", 120.0)]
+    rows = []
+    for i, r in enumerate(reqs):
+        gen = {"tonic": 0, "mode": "major", "bpm": 60.0, "instrument": None}
+        row = _row(i, em.attribute_hits(**gen, request=r, tempo_tolerance=0.08), r, gen, [float(i), 1.0, 0.0])
+        # Ours wins mulan on both captions, key on one, loses tempo on both.
+        row["wins"] = {"ours": {"mulan": 0.9, "key": [1.0, 0.0][i], "tempo": 0.0, "instrument": None},
+                       "theirs": {"mulan": 0.1, "key": 0.5, "tempo": 1.0, "instrument": None}}
+        rows.append(row)
+    s = em.summarise_music(rows, np.zeros((0, 3)), 0.08, 0, against=True, reward_saw=("key", "instrument"))
+    assert (s["win_rate_mulan"], s["win_rate_key"], s["win_rate_tempo"]) == (1.0, 0.5, 0.0)
+    assert s["win_rate_instrument"] is None and s["unseen_metrics"] == "mulan,tempo"
+    assert s["win_rate_unseen_min"] == 0.0 and "frechet_real_halves" not in s
+
+
 def test_win_rate_counts_ties_half_and_skips_missing():
     assert em.win_rate([1, 2, 3], [0, 2, 4]) == pytest.approx(0.5)
     assert em.win_rate([1, 2, None], [0, 1, 5]) == 1.0

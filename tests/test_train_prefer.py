@@ -110,8 +110,12 @@ def test_option_errors(bundle, tmp_path):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r")))
     with pytest.raises(ValueError, match="--self needs --captions"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2))
-    with pytest.raises(ValueError, match="no music sampler named 'musiclm'"):
+    # The default sampler is MusicLM's: an AudioLM bundle without mulan/ has no captions -> condition ids.
+    with pytest.raises(FileNotFoundError, match="no mulan/ folder"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2,
+                                       captions=str(bundle / "config.json"), device="cpu", progress=False))
+    with pytest.raises(ValueError, match="no music sampler named 'nope'"):
+        train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r4"), self_samples=2, sampler="nope",
                                        captions=str(bundle / "config.json"), device="cpu", progress=False))
     with pytest.raises(ValueError, match="no pair tokenizer named 'nope'.*'audiolm' is soundlm's own"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r3"), pairs=str(bundle / "x.jsonl"),

@@ -278,6 +278,9 @@ def music_command(
                                                            "run or its final/); without it, key and tempo only."),
     against: str | None = typer.Option(None, help="A second music bundle: generate on the same captions and seeds "
                                                   "and print MODEL's win rate over it by each metric."),
+    reward_saw: str = typer.Option("", help="With --against: the metrics the tuning reward used (comma-separated "
+                                            "of mulan, key, tempo, instrument); the win rate on the others is "
+                                            "MusicRL's unseen-metric target."),
     seed: int = typer.Option(0, help="Caption i generates with seed + i; also the caption pick and shuffles."),
     device: str | None = typer.Option(None, help=_DEVICE),
 ) -> None:
@@ -296,7 +299,7 @@ def music_command(
             judge = load_mulan(mulan, device=device or "cpu")
         other = MusicLMPipeline.from_bundle(against, device=device) if against is not None else None
         return eval_music(music, data, split, captions, guidance, seconds, judge, instrument_model, other,
-                          seed=seed, out_dir=out,
+                          seed=seed, out_dir=out, reward_saw=tuple(m for m in reward_saw.split(",") if m),
                           settings_extra={"model": model, "mulan": None if mulan is None else str(mulan),
                                           "against": against})
 

@@ -141,7 +141,7 @@ def pick_captions(clips: list[MusicClip], num: int, seed: int) -> list[MusicClip
 
 
 def summarise_music(rows: list[dict], real: np.ndarray, tempo_tolerance: float, seed: int,
-                    against: bool) -> dict:
+                    against: bool, reward_saw: tuple[str, ...] = ()) -> dict:
     """The headline numbers of the rows `eval_music` makes (see the module doc), all captions and combinations."""
     from soundlm.music.mulan import frechet_distance
     from soundlm.music.rewards import MusicRequest
@@ -173,7 +173,20 @@ def summarise_music(rows: list[dict], real: np.ndarray, tempo_tolerance: float, 
         for name in WIN_METRICS:
             summary[f"win_rate_{name}"] = win_rate([r["wins"]["ours"][name] for r in rows],
                                                    [r["wins"]["theirs"][name] for r in rows])
+        unseen = unseen_metrics(reward_saw)
+        summary["unseen_metrics"] = ",".join(unseen)
+        # MusicRL's target is a metric the reward did not see; the worst of them, so no metric is picked after the fact.
+        rates = [summary[f"win_rate_{m}"] for m in unseen if summary[f"win_rate_{m}"] is not None]
+        summary["win_rate_unseen_min"] = min(rates) if rates else None
     return summary
+
+
+def unseen_metrics(reward_saw: tuple[str, ...] | list[str]) -> list[str]:
+    """The win-rate metrics a preference-tuning reward made of `reward_saw` (names of `WIN_METRICS`) did not see."""
+    unknown = [m for m in reward_saw if m not in WIN_METRICS]
+    if unknown:
+        raise ValueError(f"--reward-saw names {', '.join(unknown)}; the metrics are {', '.join(WIN_METRICS)}")
+    return [m for m in WIN_METRICS if m not in reward_saw]
 
 
 def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout", num_captions: int = 16,
@@ -181,9 +194,10 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
                instrument_model: str | Path | None = None, against: MusicLMPipeline | None = None,
                sampling: AudioLMSampling | None = None, seed: int = 0, out_dir: str | Path | None = None,
                settings_extra: dict | None = None, tempo_tolerance: float = 0.08,
-               progress: bool = True) -> EvalSection:
+               reward_saw: tuple[str, ...] = (), progress: bool = True) -> EvalSection:
     """Text adherence, attribute accuracy and Frechet distance of `music` on `num_captions` captions of
-    `split` of `data` (see the module doc). judge: the MuLan that scores (default: the model's own)."""
+    `split` of `data` (see the module doc). judge: the MuLan that scores (default: the model's own).
+    reward_saw: the `WIN_METRICS` the tuning reward of `music` (against `against`) used; the others are unseen."""
     from dataclasses import replace
 
     from tqdm import tqdm
@@ -196,6 +210,7 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
 
     if seconds <= 0:
         raise ValueError(f"--seconds must be positive, got {seconds}")
+    unseen_metrics(reward_saw)  # unknown names fail before any generation
     start = time.perf_counter()
     seed_everything(seed)
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
@@ -245,7 +260,7 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
         rows.append(row)
     real = np.stack([embed_clip(judge, load_audio(c.item.path, sample_rate=judge.sample_rate, mono=True),
                                 judge.sample_rate) for c in tqdm(clips, desc="real clips", unit="clip", disable=not progress)])  # [M, D]
-    summary = summarise_music(rows, real, tempo_tolerance, seed, against is not None)
+    summary = summarise_music(rows, real, tempo_tolerance, seed, against is not None, tuple(reward_saw))
     table = [{"id": r["id"], "heldout": r["heldout"], "caption": r["caption"],
               "cos": round(r["generated"]["mulan"], 4), "cos_null": round(r["null"]["mulan"], 4),
               **{f"{k}_ok": v for k, v in r["hits"].items()},
@@ -266,7 +281,8 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
              "_combination: captions of an (instrument, tonic) pair no training clip has.",
              *(["win_rate_<metric>: share of captions where this model's clip scores higher than --against's "
                 "(same caption, same seed; ties half): mulan = cosine with the caption, key / tempo = the rewards' "
-                "credit, instrument = the classifier's probability of the requested instrument."]
+                "credit, instrument = the classifier's probability of the requested instrument. unseen_metrics: those "
+                "the tuning reward did not use (--reward-saw); win_rate_unseen_min: the lowest of their win rates."]
                if against is not None else [])]
     return EvalSection(name="music", title="Music: text adherence, attribute accuracy, Frechet distance",
                        settings=settings, summary=summary, rows=table, wall_seconds=time.perf_counter() - start,
