@@ -233,7 +233,7 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
     settings = {"data": str(data), "split": split, "captions": len(chosen), "guidance": guidance, "seconds": seconds,
                 "seed": seed, "tempo_tolerance": tempo_tolerance, "sampling": asdict(sampling),
                 "instrument_model": None if instrument_model is None else str(instrument_model),
-                **(settings_extra or {})}
+                "compared": against is not None, "reward_saw": list(reward_saw), **(settings_extra or {})}
     state = RowState(state_path(out_dir, "music"), settings)
     sr = music.sample_rate
     rows = []
