@@ -151,3 +151,26 @@ def test_eval_music_runs_resumes_and_compares_against_itself(music, corpus, tmp_
     again = em.eval_music(music, corpus, num_captions=3, seconds=0.5, against=music, out_dir=tmp_path,
                           progress=False)
     assert again.summary == s
+
+
+def test_cli_writes_music_md_and_refuses_an_unknown_reward_metric(corpus, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    import soundlm.music.mulan
+    from soundlm.cli import app
+    from soundlm.music.pipeline import MULAN_DIR
+
+    monkeypatch.setattr(soundlm.music.mulan, "load_mulan", lambda folder, device="cpu": StandInMuLan.load(folder))
+    bundle = make_tiny_bundle(tmp_path / "m", condition=(Q, C))
+    StandInMuLan().save_pretrained(bundle / MULAN_DIR)
+    args = ["eval", "music", str(bundle), "--data", str(corpus), "--captions", "2", "--seconds", "0.3",
+            "--device", "cpu", "--out", str(tmp_path / "eval")]
+    res = CliRunner().invoke(app, args + ["--reward-saw", "loudness"])
+    assert res.exit_code == 2 and "--reward-saw names loudness" in res.stderr
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "eval" / "music.json").read_text())["summary"]
+    assert summary["captions"] == 2 and "frechet_real_halves" in summary
+    assert (tmp_path / "eval" / "music.md").is_file()
