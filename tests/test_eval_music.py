@@ -57,6 +57,7 @@ def test_summary_win_rates_and_the_worst_unseen_one():
         rows.append(row)
     s = em.summarise_music(rows, np.zeros((0, 3)), 0.08, 0, against=True, reward_saw=("key", "instrument"))
     assert (s["win_rate_mulan"], s["win_rate_key"], s["win_rate_tempo"]) == (1.0, 0.5, 0.0)
+    assert (s["score_key"], s["score_key_against"], s["score_mulan"]) == pytest.approx((0.5, 0.5, 0.9))
     assert s["win_rate_instrument"] is None and s["unseen_metrics"] == "mulan,tempo"
     assert s["win_rate_unseen_min"] == 0.0 and "frechet_real_halves" not in s
 

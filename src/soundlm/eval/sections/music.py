@@ -171,8 +171,10 @@ def summarise_music(rows: list[dict], real: np.ndarray, tempo_tolerance: float, 
         summary["frechet_null_vs_real"] = frechet_distance(np.array([r["null"]["embedding"] for r in rows]), real)
     if against:
         for name in WIN_METRICS:
-            summary[f"win_rate_{name}"] = win_rate([r["wins"]["ours"][name] for r in rows],
-                                                   [r["wins"]["theirs"][name] for r in rows])
+            ours, theirs = [r["wins"]["ours"][name] for r in rows], [r["wins"]["theirs"][name] for r in rows]
+            # The mean scores are the rewards before (against) and after (this model) preference tuning.
+            summary[f"score_{name}"], summary[f"score_{name}_against"] = mean_or_none(ours), mean_or_none(theirs)
+            summary[f"win_rate_{name}"] = win_rate(ours, theirs)
         unseen = unseen_metrics(reward_saw)
         summary["unseen_metrics"] = ",".join(unseen)
         # MusicRL's target is a metric the reward did not see; the worst of them, so no metric is picked after the fact.
@@ -280,8 +282,8 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
              "random halves of those real clips, the floor sample size sets.",
              "_combination: captions of an (instrument, tonic) pair no training clip has.",
              *(["win_rate_<metric>: share of captions where this model's clip scores higher than --against's "
-                "(same caption, same seed; ties half): mulan = cosine with the caption, key / tempo = the rewards' "
-                "credit, instrument = the classifier's probability of the requested instrument. unseen_metrics: those "
+                "(same caption, same seed; ties half); score_<metric> / _against: each model's mean score. "
+                "mulan = cosine with the caption, key / tempo = the rewards' credit, instrument = the classifier's probability of the requested instrument. unseen_metrics: those "
                 "the tuning reward did not use (--reward-saw); win_rate_unseen_min: the lowest of their win rates."]
                if against is not None else [])]
     return EvalSection(name="music", title="Music: text adherence, attribute accuracy, Frechet distance",
