@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from soundlm.pipeline import AudioLMSampling
 
 ATTRIBUTES = ("key", "tempo", "instrument")
+SHUFFLES = 20  # derangements the shuffled-caption baselines average over
 # Per-caption scores the win rate compares (higher is better); each is also a reward MusicRL can tune on.
 WIN_METRICS = ("mulan", "key", "tempo", "instrument")
 
@@ -147,7 +148,8 @@ def summarise_music(rows: list[dict], real: np.ndarray, tempo_tolerance: float, 
     from soundlm.music.rewards import MusicRequest
 
     summary: dict = {"captions": len(rows)}
-    order = derangement(len(rows), seed)
+    # Many derangements: one pairing of N captions leaves the shuffled baselines a sampling noise of ~1/sqrt(N).
+    orders = [derangement(len(rows), seed + k) for k in range(SHUFFLES)]
     for subset, chosen in (("", rows), ("_combination", [r for r in rows if r["heldout"] == "combination"])):
         summary[f"captions{subset}"] = len(chosen)
         if not chosen:
@@ -156,10 +158,11 @@ def summarise_music(rows: list[dict], real: np.ndarray, tempo_tolerance: float, 
         summary[f"mulan_cos_null{subset}"] = mean_or_none([r["null"]["mulan"] for r in chosen])
         for name in ATTRIBUTES:
             summary[f"{name}_acc{subset}"] = mean_or_none([r["hits"][name] for r in chosen])
-    summary["mulan_cos_shuffled"] = mean_or_none([rows[j]["shuffled_cos"][i] for i, j in enumerate(order)])
+    pairs = [(i, j) for order in orders for i, j in enumerate(order)]
+    summary["mulan_cos_shuffled"] = mean_or_none([rows[i]["shuffled_cos"][j] for i, j in pairs])
     shuffled = [attribute_hits(**{k: rows[i]["generated"][k] for k in ("tonic", "mode", "bpm", "instrument")},
                                request=MusicRequest.from_json(rows[j]["request"]), tempo_tolerance=tempo_tolerance)
-                for i, j in enumerate(order)]
+                for i, j in pairs]
     for name, chance in uniform_chance(tempo_tolerance).items():
         summary[f"{name}_chance"] = chance
         summary[f"{name}_chance_shuffled"] = mean_or_none([h[name] for h in shuffled])
@@ -271,11 +274,12 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
              for r in rows]
     notes = ["mulan_cos: the judge MuLan's cosine of each generated clip's audio embedding with its caption; "
              "_null: the same model and seed with the NULL condition (the unconditional model; guidance is then "
-             "a no-op); _shuffled: each clip against another caption of the split (a fixed derangement).",
+             f"a no-op); _shuffled: each clip against another caption of the split (mean over {SHUFFLES} fixed "
+             "derangements).",
              f"<attr>_acc: the analysers' key+mode, tempo (within {tempo_tolerance:.0%}) and instrument (the "
              "classifier, when given) of each clip against the attributes its caption's clip was rendered with; "
              "<attr>_chance: a uniform guess over the corpus's values; _chance_shuffled: the same clips judged "
-             "against another caption's request.",
+             f"against another caption's request ({SHUFFLES} derangements).",
              "frechet_*: Frechet distance in the judge MuLan's audio-embedding space (`MuLan.embed_audio`, the "
              "L2-normalised audio tower output, each clip the mean over its windows) between the generated clips "
              f"(null: NULL condition) and all {len(real)} real clips of the split; frechet_real_halves: between two "
