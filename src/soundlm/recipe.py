@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -52,6 +52,8 @@ class RecipeConfig:
     voices: int = 120
     heldout_voices: int = 4
     sentences_per_utterance: int = 3
+    # how speakers are made (`soundlm data speech --inventory`): "classic", or "wide" (`with_wide_inventory`)
+    inventory: str = "classic"
     # semantic tokenizer: "phonetic" trains the CTC encoder first; "mfcc", "chroma"... cluster those features
     semantic_features: str = "phonetic"
     phonetic_steps: int = 2000
@@ -66,6 +68,9 @@ class RecipeConfig:
     # language models
     lm_preset: str = "mini"
     coarse_codebooks: int = 3
+    # the acoustic stages' codebook interleaving (`soundlm train lm --pattern`): "flatten" (AudioLM: one position
+    # per code) or "delay" (MusicGen's delay pattern: one position per frame in both the coarse and fine stages)
+    acoustic_pattern: str = "flatten"
     semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1500, 8, 4.5))
     coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(2000, 8, 2.0))
     fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1000, 8, 1.0, preset="micro"))
@@ -79,6 +84,17 @@ class RecipeConfig:
     eval_pairs: int = 50
     prompt_seconds: float = 3.0
     seed: int = 0
+
+
+# The wide inventory's size in docs/RESULTS.md section 7: >= 400 training voices a speaker encoder tells apart,
+# and held-out voices of kinds no training voice has (festival, vibrato, reserved espeak-ng variants).
+WIDE_VOICES, WIDE_HELDOUT_VOICES = 420, 12
+
+
+def with_wide_inventory(cfg: RecipeConfig, voices: int | None = None) -> RecipeConfig:
+    """`cfg` on the wide voice inventory: 420 training voices (or `voices`) and 12 held-out ones."""
+    return replace(cfg, inventory="wide", voices=WIDE_VOICES if voices is None else voices,
+                   heldout_voices=WIDE_HELDOUT_VOICES)
 
 
 def speech_tiny() -> RecipeConfig:
@@ -132,15 +148,25 @@ class _StepTimer:
 
 
 CORPORA = ("speech", "music")
+INVENTORIES = ("classic", "wide")  # soundlm.data.speech.INVENTORIES, without importing the data layer here
+ACOUSTIC_PATTERNS = ("flatten", "delay")
 # Settings added with music-tiny, at the values every recipe before it ran with.
 _ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400, "instrument_steps": 600,
                      "continuation_seconds": 4.0}
+# Settings added with the wide voice inventory and the delay-pattern acoustic stages (issue 20, section 4).
+_ADDED_WITH_WIDE = {"inventory": "classic", "acoustic_pattern": "flatten"}
 
 
 def upgrade_settings(settings: dict) -> dict:
-    """A WORK/recipe.json written before music-tiny: fills in the settings added with it, at their old values,
-    so a speech-tiny run started then still resumes."""
-    return {**_ADDED_WITH_MUSIC, **settings}
+    """A WORK/recipe.json written before music-tiny or before the wide inventory: fills in the settings added
+    with them, at the values every run before them had, so a run started then still resumes."""
+    return {**_ADDED_WITH_MUSIC, **_ADDED_WITH_WIDE, **settings}
+
+
+def settings_changes(before: dict, now: dict) -> list[str]:
+    """The settings that differ between a work folder's recipe.json and this run, as `name: old -> new`."""
+    names = sorted(set(before) | set(now))
+    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in names if before.get(k) != now.get(k)]
 
 
 def _corpus(cfg: RecipeConfig, out: Path) -> Path:
@@ -156,7 +182,8 @@ def _corpus(cfg: RecipeConfig, out: Path) -> Path:
     from soundlm.data.speech import make_speech_corpus
 
     return make_speech_corpus(out, hours=cfg.hours, seed=cfg.seed, languages=["en"], voices=cfg.voices,
-                              heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance)
+                              heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance,
+                              inventory=cfg.inventory)
 
 
 def _evaluate_music(cfg: RecipeConfig, model_dir: Path, manifest: Path, instrument: Path, eval_dir: Path,
@@ -200,12 +227,16 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
         parts.append(f"--corpus {cfg.corpus_from}")
     if cfg.hours != base.hours:
         parts.append(f"--hours {cfg.hours:g}")
-    if cfg.voices != base.voices:
+    if cfg.inventory != base.inventory:
+        parts.append(f"--inventory {cfg.inventory}")
+    if cfg.voices != (WIDE_VOICES if cfg.inventory == "wide" else base.voices):
         parts.append(f"--voices {cfg.voices}")
     if cfg.codec_from is not None:
         parts.append(f"--codec {cfg.codec_from}")
     if cfg.semantic_features != base.semantic_features:
         parts.append(f"--semantic-features {cfg.semantic_features}")
+    if cfg.acoustic_pattern != base.acoustic_pattern:
+        parts.append(f"--acoustic-pattern {cfg.acoustic_pattern}")
     if cfg.codec_steps != base.codec_steps:
         parts.append(f"--codec-steps {cfg.codec_steps}")
     steps = {cfg.semantic_lm.steps, cfg.coarse_lm.steps, cfg.fine_lm.steps}
@@ -231,6 +262,11 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
 
     if cfg.corpus not in CORPORA:
         raise ValueError(f"recipe corpus must be one of {', '.join(CORPORA)}, got {cfg.corpus!r}")
+    if cfg.inventory not in INVENTORIES:
+        raise ValueError(f"--inventory must be one of {', '.join(INVENTORIES)}, got {cfg.inventory!r}")
+    if cfg.acoustic_pattern not in ACOUSTIC_PATTERNS:
+        raise ValueError(f"--acoustic-pattern must be one of {', '.join(ACOUSTIC_PATTERNS)}, "
+                         f"got {cfg.acoustic_pattern!r}")
     if cfg.codec_from is not None:
         load_codec(cfg.codec_from)  # fail now, not an hour in, on a folder that is not a codec
     if cfg.corpus_from is not None:
@@ -243,9 +279,12 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     work.mkdir(parents=True, exist_ok=True)
     settings_path = work / "recipe.json"
     settings = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as they read back
-    if settings_path.exists() and upgrade_settings(read_json(settings_path)["settings"]) != settings:
-        raise ValueError(f"{work} was started with other recipe settings ({settings_path}); "
-                         "use a new --work folder or delete this one")
+    if settings_path.exists():
+        changed = settings_changes(upgrade_settings(read_json(settings_path)["settings"]), settings)
+        if changed:
+            raise ValueError(f"{work} was started with other recipe settings ({settings_path}: "
+                             f"{'; '.join(changed)}); rerun with the settings it was started with, "
+                             "or use a new --work folder")
     write_json_atomic(settings_path, {"settings": settings})
     timer = _StepTimer(work / "timings.json")
 
@@ -280,7 +319,7 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     for stage, s in (("semantic", cfg.semantic_lm), ("coarse", cfg.coarse_lm), ("fine", cfg.fine_lm)):
         timer.run(f"lm {stage}", lambda stage=stage, s=s: train_lm(LMTrainConfig(
             store=str(store), out=str(work / f"lm-{stage}"), stage=stage, preset=s.preset or cfg.lm_preset,
-            steps=s.steps,
+            steps=s.steps, pattern="flatten" if stage == "semantic" else cfg.acoustic_pattern,
             batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
             coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)))
 
