@@ -98,3 +98,13 @@ def test_cli_wide_delay_recipe(tmp_path, monkeypatch):
 def test_cli_refuses_an_unknown_inventory_or_pattern(tmp_path, monkeypatch, option, value):
     res, cfg = _cli(tmp_path, monkeypatch, option, value)
     assert res.exit_code == 2 and option in res.output and cfg is None
+
+
+def test_the_delay_pattern_goes_to_the_acoustic_stages_only():
+    from soundlm.recipe import lm_config
+
+    cfg = replace(speech_tiny(), acoustic_pattern="delay")
+    made = {s: lm_config(cfg, s, Path("store"), Path(f"lm-{s}")) for s in ("semantic", "coarse", "fine")}
+    assert {s: c.pattern for s, c in made.items()} == {"semantic": "flatten", "coarse": "delay", "fine": "delay"}
+    assert (made["coarse"].steps, made["coarse"].window_seconds, made["fine"].preset) == (2000, 2.0, "micro")
+    assert lm_config(speech_tiny(), "coarse", Path("s"), Path("o")).pattern == "flatten"

@@ -6,7 +6,11 @@ training ones; only the training voices reach the codec, the k-means and the LMs
 tokens from k-means over our phonetic encoder (a small CTC recogniser trained on the
 corpus's transcripts; MFCC units carry the voice), our codec (the `fast` iSTFT preset),
 three AudioLM stages, an fp16 bundle and the evaluation report. Every step resumes, so a
-killed recipe picks up where it stopped and a finished one returns at once.
+killed recipe picks up where it stopped and a finished one returns at once. `--inventory wide`
+trains on the wide voice inventory (420 training voices, 12 held-out ones of kinds absent from
+training) and `--acoustic-pattern delay` trains the coarse and fine stages with MusicGen's delay
+pattern (one position per frame instead of one per code); both are settings of the work folder,
+which refuses to resume under other ones.
 
 `music_tiny()` is AudioLM's piano-continuation setting on the music corpus (`soundlm data
 music`: music21 scores rendered by fluidsynth): the codec trained on music, semantic units
@@ -25,10 +29,14 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
-
+from typing import TYPE_CHECKING, Callable
 
 from soundlm.fileio import read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from soundlm.train.codec import CodecTrainConfig
+    from soundlm.train.lm import LMTrainConfig
+    from soundlm.train.phonetic import PhoneticTrainConfig
 
 
 @dataclass
@@ -169,6 +177,37 @@ def settings_changes(before: dict, now: dict) -> list[str]:
     return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in names if before.get(k) != now.get(k)]
 
 
+LM_STAGES = ("semantic", "coarse", "fine")
+
+
+def phonetic_config(cfg: RecipeConfig, manifest: Path, out: Path) -> PhoneticTrainConfig:
+    """The recipe's `soundlm train phonetic` settings."""
+    from soundlm.train.phonetic import PhoneticTrainConfig
+
+    return PhoneticTrainConfig(data=str(manifest), out=str(out), steps=cfg.phonetic_steps, seed=cfg.seed)
+
+
+def codec_config(cfg: RecipeConfig, manifest: Path, out: Path, device: str | None) -> CodecTrainConfig:
+    """The recipe's `soundlm train codec` settings (no adversary: mel + STFT losses only)."""
+    from soundlm.train.codec import CodecTrainConfig
+
+    return CodecTrainConfig(data=str(manifest), out=str(out), preset=cfg.codec_preset, steps=cfg.codec_steps,
+                            batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds,
+                            adversarial=False, lr=cfg.codec_lr, ckpt_every=200, eval_every=250,
+                            sample_every=max(cfg.codec_steps // 2, 1), seed=cfg.seed, device=device)
+
+
+def lm_config(cfg: RecipeConfig, stage: str, store: Path, out: Path) -> LMTrainConfig:
+    """The recipe's `soundlm train lm` settings for one stage; the acoustic stages take `cfg.acoustic_pattern`."""
+    from soundlm.train.lm import LMTrainConfig
+
+    s = {"semantic": cfg.semantic_lm, "coarse": cfg.coarse_lm, "fine": cfg.fine_lm}[stage]
+    return LMTrainConfig(store=str(store), out=str(out), stage=stage, preset=s.preset or cfg.lm_preset,
+                         steps=s.steps, pattern="flatten" if stage == "semantic" else cfg.acoustic_pattern,
+                         batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
+                         coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)
+
+
 def _corpus(cfg: RecipeConfig, out: Path) -> Path:
     """The recipe's corpus manifest: `cfg.corpus_from`'s, or a corpus built (or resumed) in `out`."""
     from soundlm.data import manifest_path
@@ -254,10 +293,10 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import export_bundle_fp16
     from soundlm.tokenize import TokenizeConfig, tokenize_corpus
-    from soundlm.train.codec import CodecTrainConfig, train_codec
+    from soundlm.train.codec import train_codec
     from soundlm.train.instrument import InstrumentTrainConfig, train_instrument
-    from soundlm.train.lm import LMTrainConfig, train_lm
-    from soundlm.train.phonetic import PhoneticTrainConfig, train_phonetic
+    from soundlm.train.lm import train_lm
+    from soundlm.train.phonetic import train_phonetic
     from soundlm.train.semantic import SemanticTrainConfig, train_semantic
 
     if cfg.corpus not in CORPORA:
@@ -293,8 +332,8 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     encoder = None
     if cfg.semantic_features == "phonetic":
         encoder = work / "phonetic" / "final"
-        timer.run("phonetic encoder", lambda: encoder.is_dir() or train_phonetic(PhoneticTrainConfig(
-            data=str(manifest), out=str(work / "phonetic"), steps=cfg.phonetic_steps, seed=cfg.seed)))
+        timer.run("phonetic encoder", lambda: encoder.is_dir() or train_phonetic(
+            phonetic_config(cfg, manifest, work / "phonetic")))
     semantic_dir = work / "semantic"
     if not (semantic_dir / "config.json").exists():
         timer.run("semantic tokenizer", lambda: train_semantic(
@@ -306,22 +345,14 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
         codec_dir = Path(cfg.codec_from)
     else:
         codec_dir = work / "codec"
-        timer.run("codec", lambda: train_codec(CodecTrainConfig(
-            data=str(manifest), out=str(codec_dir), preset=cfg.codec_preset, steps=cfg.codec_steps,
-            batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds, adversarial=False,
-            lr=cfg.codec_lr, ckpt_every=200, eval_every=250, sample_every=max(cfg.codec_steps // 2, 1),
-            seed=cfg.seed, device=device)))
+        timer.run("codec", lambda: train_codec(codec_config(cfg, manifest, codec_dir, device)))
 
     store = work / "store"
     timer.run("tokenize", lambda: tokenize_corpus(TokenizeConfig(
         source=str(manifest), out=str(store), semantic=str(semantic_dir), codec=str(codec_dir), device=device)))
 
-    for stage, s in (("semantic", cfg.semantic_lm), ("coarse", cfg.coarse_lm), ("fine", cfg.fine_lm)):
-        timer.run(f"lm {stage}", lambda stage=stage, s=s: train_lm(LMTrainConfig(
-            store=str(store), out=str(work / f"lm-{stage}"), stage=stage, preset=s.preset or cfg.lm_preset,
-            steps=s.steps, pattern="flatten" if stage == "semantic" else cfg.acoustic_pattern,
-            batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
-            coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)))
+    for stage in LM_STAGES:
+        timer.run(f"lm {stage}", lambda stage=stage: train_lm(lm_config(cfg, stage, store, work / f"lm-{stage}")))
 
     def package() -> None:
         bundle = work / "bundle"
