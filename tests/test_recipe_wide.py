@@ -108,3 +108,34 @@ def test_the_delay_pattern_goes_to_the_acoustic_stages_only():
     assert {s: c.pattern for s, c in made.items()} == {"semantic": "flatten", "coarse": "delay", "fine": "delay"}
     assert (made["coarse"].steps, made["coarse"].window_seconds, made["fine"].preset) == (2000, 2.0, "micro")
     assert lm_config(speech_tiny(), "coarse", Path("s"), Path("o")).pattern == "flatten"
+
+
+@pytest.mark.slow  # about two minutes on 2 shared cores
+def test_shrunken_wide_delay_recipe_ships_a_bundle_that_continues_and_evaluates(tmp_path):
+    from soundlm.pipeline import AudioLMPipeline
+    from soundlm.recipe import LMStageSettings
+
+    small = LMStageSettings(steps=3, batch_size=2, window_seconds=1.0, warmup=1, preset="tiny")
+    cfg = replace(with_wide_inventory(speech_tiny(), voices=6), acoustic_pattern="delay", hours=0.02,
+                  semantic_features="mfcc", clusters=8, codec_preset="tiny", codec_steps=3, codec_batch_size=2,
+                  lm_preset="tiny", semantic_lm=small, coarse_lm=small, fine_lm=replace(small, window_seconds=0.5),
+                  eval_skip=("codec", "units", "continuation", "lexical", "asr", "acoustic"), prompt_seconds=1.0)
+    work, model = tmp_path / "work", tmp_path / "model"
+    result = run_recipe(cfg, work, model, prompt_path=tmp_path / "prompt.wav", device="cpu")
+    corpus = json.loads((work / "corpus" / "corpus.json").read_text())
+    assert corpus["inventory"] == "wide" and corpus["heldout_voices"] == 12
+    patterns = {s: json.loads((model / s / "config.json").read_text())["meta"]["pattern"]
+                for s in ("semantic", "coarse", "fine")}
+    assert patterns == {"semantic": "flatten", "coarse": "delay", "fine": "delay"}
+    recipe = json.loads((model / "recipe.json").read_text())
+    assert "--inventory wide --voices 6 --semantic-features mfcc --acoustic-pattern delay" in recipe["command"]
+    lm_summary = json.loads((model / "eval.json").read_text())["sections"]["lm"]["summary"]
+    assert lm_summary["acoustic_bits_per_code"] > 0 and result.size_megabytes > 0
+
+    pipe = AudioLMPipeline.from_bundle(model, device="cpu")
+    out = pipe.continue_audio(tmp_path / "prompt.wav", seconds=0.5, seed=0)
+    assert out[0].shape[-1] == int(round(1.0 * pipe.sample_rate)) + int(round(0.5 * pipe.sample_rate))
+    # A finished recipe returns at once; the same folder under the flattened stages is refused.
+    assert run_recipe(cfg, work, model, prompt_path=tmp_path / "prompt.wav", device="cpu").model_dir == model
+    with pytest.raises(ValueError, match="acoustic_pattern: 'delay' -> 'flatten'"):
+        run_recipe(replace(cfg, acoustic_pattern="flatten"), work, model)
