@@ -65,8 +65,7 @@ def time_trainers(cfg, work: Path, short: int, long: int) -> list[dict]:
     trainers = [("phonetic encoder", cfg.phonetic_steps,
                  lambda out, n: train_phonetic(replace(phonetic_config(cfg, manifest, out), steps=n, progress=False))),
                 ("codec", cfg.codec_steps,
-                 lambda out, n: train_codec(replace(codec_config(cfg, manifest, out, "cpu"), steps=n,
-                                                    progress=False)))]
+                 lambda out, n: train_codec(replace(codec_config(cfg, manifest, out, "cpu"), steps=n)))]
     for stage in LM_STAGES:
         steps = getattr(cfg, f"{stage}_lm").steps
         trainers.append((f"lm {stage}", steps, lambda out, n, stage=stage: train_lm(
