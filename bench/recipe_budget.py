@@ -6,7 +6,8 @@ token store of a shrunken recipe run (`--work`, e.g. the smoke run in docs/RESUL
 `--threads` torch threads. Seconds per step = (t_long - t_short) / (long - short), which cancels what a run
 costs once (data scan, model build, export, the phonetic encoder's final error rate); the recipe's time is
 that per step times its steps, plus the once-per-run part of the long run. Step cost does not depend on the
-corpus size (fixed batch and crop), so the small corpus times the full recipe's steps.
+corpus size (fixed batch and crop), so the small corpus times the full recipe's steps. On a shared machine
+the rates move with the load (each row records the 1-minute load average after it): run it twice.
 
 Size: the recipe's three stage models built at its presets and vocabulary sizes (untrained: the size
 does not depend on the weights), written as a bundle with the shipped model's semantic tokenizer and codec
@@ -28,6 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -77,8 +79,9 @@ def time_trainers(cfg, work: Path, short: int, long: int) -> list[dict]:
             t_long = _timed(lambda: run(Path(tmp) / f"{name}-{long}", long))
             per_step = (t_long - t_short) / (long - short)
             once = max(t_long - long * per_step, 0.0)
-            rows.append({"step": name, "recipe_steps": steps, "seconds_short": round(t_short, 2),
-                         "seconds_long": round(t_long, 2), "seconds_per_step": round(per_step, 4),
+            rows.append({"step": name, "recipe_steps": steps, "load_average_1min": round(os.getloadavg()[0], 2),
+                         "seconds_short": round(t_short, 2), "seconds_long": round(t_long, 2),
+                         "seconds_per_step": round(per_step, 4),
                          "steps_per_second": round(1 / per_step, 2) if per_step > 0 else None,
                          "estimate_seconds": round(steps * per_step + once, 1)})
             print(f"{name:<18} {per_step:7.3f} s/step x {steps} = {rows[-1]['estimate_seconds']:8.1f} s", flush=True)

@@ -220,8 +220,8 @@ def test_lm_eval_compares_flatten_and_delay_per_acoustic_code(world, pipe):
     card = pipe.codec.codebook_size
     model = DelayLM(DelayLMConfig(num_codebooks=NUM_COARSE, codebook_size=card, backbone=lm_tiny(1, max_positions=128),
                                   prefix_vocab_size=16))
-    delay = Stage(model=model, meta=StageMeta("coarse", pipe.coarse.window_seconds, NUM_COARSE, pipe.num_codebooks, 50.0, 50.0,
-                                              pattern="delay"),
+    meta = StageMeta("coarse", pipe.coarse.window_seconds, NUM_COARSE, pipe.num_codebooks, 50.0, 50.0, pattern="delay")
+    delay = Stage(model=model, meta=meta,
                   layout=stage_layout("coarse", 16, card, pipe.num_codebooks, NUM_COARSE), folder=world["root"])
     records = load_store_tokens(world["store"], split="heldout")
     flat = lm.stage_heldout_loss(pipe.coarse, records, device="cpu", progress=False, full_windows=True)
