@@ -14,11 +14,11 @@ from soundlm.cli.options import config_from, keyword_defaults
 from soundlm.data import MissingToolError
 
 COMMANDS = {
-    "tokenize", "demo", "asr", "translate", "tts", "continue", "generate", "compress", "decompress", "recipe", "serve",
+    "tokenize", "demo", "asr", "translate", "tts", "continue", "generate", "music", "compress", "decompress", "recipe", "serve",
     "data speech", "data piano", "data music",
     "train codec", "train semantic", "train lm", "train phonetic", "train textlm", "train palm", "train compressor",
     "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval acoustic",
-    "eval all", "eval palm", "eval analysers", "train instrument", "train prefer",
+    "eval all", "eval palm", "eval analysers", "train instrument", "train prefer", "train mulan", "eval mulan",
     "finetune", "push", "export codec", "eval voice", "doctor",
 }
 

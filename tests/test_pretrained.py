@@ -123,3 +123,25 @@ def test_cli_continue_defaults_to_the_shipped_model(bundle, tmp_path, monkeypatc
     res = CliRunner().invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "o2")])
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert res.exit_code == 2 and len(lines) == 1 and "speech-tiny" in lines[0] and "--model" in lines[0]
+
+
+def test_shipped_model_loads_and_decodes_as_before_conditioning():
+    """The shipped speech-tiny (unconditioned layouts and metas) reads, writes back unchanged and decodes the
+    audio it decoded before conditioned stages existed: tests/data/speech_tiny_generate_seed3.safetensors
+    is `load_default_pipeline(device="cpu").generate(0.3, num_samples=2, seed=3)` made by that code."""
+    from safetensors.numpy import load_file
+
+    from soundlm.fileio import read_json
+    from soundlm.pretrained import default_model_dir, load_default_pipeline
+    from soundlm.stages import StageMeta
+    from soundlm.vocab import VocabLayout
+
+    for stage in ("semantic", "coarse", "fine"):
+        config = read_json(default_model_dir() / stage / "config.json")
+        meta = StageMeta.from_json(config["meta"], stage)
+        assert not meta.conditioned and meta.to_json() == config["meta"]
+        assert VocabLayout.from_dict(config["layout"]).to_dict() == config["layout"]
+    pipe = load_default_pipeline(device="cpu")
+    want = load_file(str(Path(__file__).parent / "data" / "speech_tiny_generate_seed3.safetensors"))["audio"]
+    # Same tokens; the codec's float decoding may round differently with the thread count (measured: 4e-7).
+    np.testing.assert_allclose(np.stack(pipe.generate(0.3, num_samples=2, seed=3)), want, atol=1e-5)

@@ -277,3 +277,59 @@ def test_cli_tokenize(tmp_path, models):
     assert again.exit_code == 0 and "nothing to do" in again.output
     bad = CliRunner().invoke(app, args + ["--num-shards", "2", "--shard-index", "2"])
     assert bad.exit_code == 2 and "--shard-index must be in [0, 1]" in bad.output
+
+
+def test_mulan_condition_ids_reach_the_store_and_condition_training(tmp_path, models):
+    """`tokenize --mulan`: each file's condition ids (MuLan audio embedding of the whole file, every chunk of it
+    alike) in the `condition` column; `train lm` then builds conditioned semantic/coarse stages, not fine."""
+    from soundlm.audio import load_audio, resample
+    from dataclasses import replace
+
+    from soundlm.stages import Window, build_stage, load_stage
+    from soundlm.store import StoreManifest
+    from soundlm.train.lm import LMTrainConfig, train_lm
+    from tiny_bundle import C, Q, StandInMuLan
+
+    mulan = StandInMuLan()
+    src = _corpus(tmp_path)
+    # Files over 0.5 s are cut into chunks.
+    cfg = _cfg(src, tmp_path / "store", models, max_seconds=0.5, chunker="fixed")
+    summary = tokenize_corpus(cfg, progress=False, mulan=mulan)
+    assert summary.chunked_files > 0
+    store = TokenStore(tmp_path / "store")
+    assert (store.manifest.condition_tokens, store.manifest.condition_codebook_size) == (Q, C)
+    recs = list(store.records())
+    for r in recs:
+        path = src / r.path
+        native = load_audio(path, sample_rate=None, mono=True)
+        audio = resample(native, sf.info(path).samplerate, 16000).reshape(-1)
+        want = mulan.condition_tokens(mulan.embed_audio(torch.from_numpy(audio)[None]))[0].numpy()
+        assert r.condition.tolist() == want.tolist(), r.id
+    chunks = [r for r in recs if r.parent is not None]
+    assert len({r.parent for r in chunks}) < len(chunks)  # files of several chunks share their ids
+    assert len({tuple(r.condition) for r in recs}) > 2
+    # A rerun without --mulan would add parts without condition ids: refused.
+    with pytest.raises(ValueError, match="condition_tokens"):
+        tokenize_corpus(_cfg(src, tmp_path / "store", models, max_seconds=0.5, chunker="fixed"), progress=False)
+    # A store without condition ids refuses a rerun that adds them.
+    tokenize_corpus(_cfg(src, tmp_path / "plain", models), progress=False)
+    assert StoreManifest.read(tmp_path / "plain").condition_tokens is None
+    with pytest.raises(ValueError, match="condition_tokens"):
+        tokenize_corpus(_cfg(src, tmp_path / "plain", models), progress=False, mulan=mulan)
+
+    # `train lm` on it: a conditioned semantic stage, end to end.
+    train_lm(LMTrainConfig(store=str(tmp_path / "store"), out=str(tmp_path / "runs" / "semantic"), stage="semantic",
+                           steps=2, batch_size=2, warmup=0, ckpt_every=2, eval_every=2, window_seconds=0.2,
+                           heldout_fraction=0.0, progress=False))
+    trained = load_stage(tmp_path / "runs" / "semantic", "semantic")
+    assert trained.meta.conditioned and trained.layout.condition_size == C and trained.meta.condition_tokens == Q
+    manifest = store.manifest
+    for stage, pattern in (("coarse", "flatten"), ("fine", "flatten"), ("coarse", "delay")):
+        built = build_stage(stage, manifest, pattern=pattern, window_seconds=0.2)
+        conditioned = stage != "fine"
+        assert built.meta.conditioned == conditioned and (built.layout.condition_size == C) == conditioned
+    # The delay pattern's coarse stage reads them at the front of its prefix.
+    assert built.delayed and built.model.config.prefix_vocab_size == built.layout.semantic_size + C + 1
+    example = built.example(replace(Window("r", 0.0, recs[0].semantic[:10], recs[0].acoustic[:, :10]),
+                                    condition=recs[0].condition))
+    assert example.prefix[:Q].tolist() == (recs[0].condition + built.layout.semantic_size).tolist()

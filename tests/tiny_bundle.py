@@ -1,5 +1,7 @@
-"""A tiny random AudioLM bundle folder for tests of the shipped-model code paths (pretrained, demo)."""
+"""A tiny random AudioLM bundle folder for tests of the shipped-model code paths (pretrained, demo, music), and a
+stand-in for the MuLan contract."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,65 @@ import torch
 SR = 16000
 NUM_COARSE = 2
 WINDOWS = {"semantic": 0.5, "coarse": 0.3, "fine": 0.2}
+Q, C, D = 3, 16, 8
+
+
+class StandInMuLan(torch.nn.Module):
+    """The MuLan contract (`soundlm.music.mulan`) at its smallest: fixed random projections of character and
+    audio statistics, L2-normalised, and an RVQ with fixed random codebooks. Not a model of anything."""
+
+    sample_rate = SR
+    embed_dim = D
+    num_condition_tokens = Q
+    condition_codebook_size = C
+
+    def __init__(self, seed: int = 0, num_condition_tokens: int = Q):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.num_condition_tokens = num_condition_tokens
+        self.text_proj = torch.nn.Parameter(torch.randn(128, D, generator=g))
+        self.audio_proj = torch.nn.Parameter(torch.randn(4, D, generator=g))
+        self.codebooks = torch.nn.Parameter(torch.randn(num_condition_tokens, C, D, generator=g) * 0.5)
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        counts = torch.zeros(len(texts), 128)
+        for i, text in enumerate(texts):
+            for ch in text.lower():
+                counts[i, ord(ch) % 128] += 1
+        return torch.nn.functional.normalize(counts @ self.text_proj, dim=-1)  # [B, D]
+
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        # Zero crossings per sample (pitch, for tones) on a circle, so nearby pitches still land apart.
+        zcr = (audio[:, 1:] * audio[:, :-1] < 0).float().mean(-1) * 200
+        stats = torch.stack([zcr.sin(), zcr.cos(), audio.abs().mean(-1) * 10, audio.std(-1) * 10], dim=-1)  # [B, 4]
+        return torch.nn.functional.normalize(stats @ self.audio_proj, dim=-1)
+
+    def condition_tokens(self, emb: torch.Tensor) -> torch.Tensor:
+        residual, ids = emb, []
+        for book in self.codebooks:  # [C, D]
+            idx = torch.cdist(residual, book).argmin(dim=-1)  # [B]
+            ids.append(idx)
+            residual = residual - book[idx]
+        return torch.stack(ids, dim=1)  # [B, Q]
+
+    def save_pretrained(self, folder) -> None:
+        from safetensors.torch import save_model
+
+        folder = Path(folder)
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"num_condition_tokens": self.num_condition_tokens}))
+        (folder / "tokenizer.json").write_text("{}")
+        save_model(self, str(folder / "model.safetensors"))
+
+    @classmethod
+    def load(cls, folder, device="cpu") -> "StandInMuLan":
+        from safetensors.torch import load_model
+
+        config = json.loads((Path(folder) / "config.json").read_text())
+        model = cls(num_condition_tokens=config["num_condition_tokens"])
+        load_model(model, str(Path(folder) / "model.safetensors"))
+        return model.eval()
+
 
 
 def random_codec():
@@ -24,12 +85,16 @@ def random_codec():
     return codec
 
 
-def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
+def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, int] | None = None,
+                     pattern: str = "flatten") -> Path:
     """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`.
 
     `phonetic`: the tokenizer's features are a random phonetic encoder (weights in its folder) instead of MFCC.
+    `condition` (Q, C): the semantic and coarse stages read Q condition ids of C (MusicLM).
+    `pattern` "delay": coarse and fine stages are random DelayLMs.
     """
-    from soundlm.lm.model import TokenLM, lm_tiny, save_lm
+    from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_tiny, save_lm
+    from soundlm.stages import CONDITIONED_STAGES, delay_prefix_offset, write_stage_files
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.semantic.features import MFCCFeatures
     from soundlm.semantic.tokenizer import KMeansTokenizer
@@ -51,10 +116,21 @@ def make_tiny_bundle(root: Path, phonetic: bool = False) -> Path:
     tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts / "semantic_tokenizer"),
                                               acoustic_spec=str(parts / "codec"))
     for stage, window in WINDOWS.items():
-        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE)
-        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers)
-        save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout, meta=meta.to_json()),
-                parts / stage)
+        q, c = condition if condition is not None and stage in CONDITIONED_STAGES else (0, 0)
+        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE, condition_size=c)
+        delayed = pattern == "delay" and stage != "semantic"
+        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers,
+                         pattern="delay" if delayed else "flatten", condition_tokens=q, condition_size=c)
+        if delayed:
+            own = NUM_COARSE if stage == "coarse" else k - NUM_COARSE
+            model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=codec.codebook_size,
+                                          backbone=lm_tiny(1, max_positions=128),
+                                          prefix_vocab_size=delay_prefix_offset(meta, layout) + (c + 1 if q else 0)))
+            (parts / stage).mkdir(parents=True)
+            write_stage_files(model, parts / stage, meta, layout)
+        else:
+            save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout,
+                                        meta=meta.to_json()), parts / stage)
     pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", parts / "fine", device="cpu")
     return pipe.save_bundle(root / "bundle")
 

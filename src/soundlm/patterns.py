@@ -4,6 +4,8 @@ AudioLM (Borsos et al. 2022) flattening, all ids global (see `vocab.VocabLayout`
 
     semantic stage: BOS s_0 ... s_{n-1} EOS
     coarse stage:   BOS s_0 ... s_{n-1} SEP c_{0,0} c_{0,1} .. c_{0,Qc-1} c_{1,0} ... EOS
+    conditioned (MusicLM): BOS m_1 .. m_Q, then as above: Q condition ids (quantized MuLan
+                    embedding, or Q NULLs for "no condition") right after BOS
                     (codebooks 0..Qc-1 interleaved per frame: frame-major order)
     fine stage:     per window of W frames (AudioLM: 3 s, non-overlapping):
                     BOS <coarse codebooks of the window, frame-major> SEP <fine codebooks, frame-major> EOS
@@ -65,29 +67,52 @@ class StageSequence:
     prefix_len: int
 
 
-def semantic_sequence(semantic: torch.Tensor, layout: VocabLayout, eos: bool = True) -> StageSequence:
-    """Semantic ids [B, T] -> BOS s... (EOS) as global ids [B, T+1(+1)]."""
+def condition_part(condition: torch.Tensor | None, layout: VocabLayout, batch: int) -> torch.Tensor:
+    """The condition tokens after BOS as global ids [B, Q]; [B, 0] for an unconditioned sequence.
+
+    condition: ids [B, Q] (or [1, Q], repeated over the batch) in [0, C], C being NULL.
+    """
+    if condition is None:
+        return torch.zeros(batch, 0, dtype=torch.long)
+    if condition.dim() != 2 or condition.shape[0] not in (1, batch):
+        raise ValueError(f"condition ids must be [B, Q] or [1, Q] for a batch of {batch}, got shape "
+                         f"{tuple(condition.shape)}")
+    return layout.condition_to_global(condition).expand(batch, -1)
+
+
+def null_condition(num_tokens: int, layout: VocabLayout, batch: int = 1,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """Condition ids [B, Q] that all say "no condition" (id C, NULL): the unconditional prompt."""
+    return torch.full((batch, num_tokens), layout.condition_size, dtype=torch.long, device=device)
+
+
+def semantic_sequence(semantic: torch.Tensor, layout: VocabLayout, eos: bool = True,
+                      condition: torch.Tensor | None = None) -> StageSequence:
+    """Semantic ids [B, T] (+ condition ids [B, Q]) -> BOS (m..) s... (EOS) as global ids [B, (Q)+T+1(+1)]."""
     if semantic.dim() != 2:
         raise ValueError(f"semantic ids must be [B, T], got shape {tuple(semantic.shape)}")
     b = semantic.shape[0]
-    parts = [_fill(b, 1, layout.bos_id, semantic.device), layout.semantic_to_global(semantic)]
+    cond = condition_part(condition, layout, b).to(semantic.device)
+    parts = [_fill(b, 1, layout.bos_id, semantic.device), cond, layout.semantic_to_global(semantic)]
     if eos:
         parts.append(_fill(b, 1, layout.eos_id, semantic.device))
-    return StageSequence(torch.cat(parts, dim=1), prefix_len=1)
+    return StageSequence(torch.cat(parts, dim=1), prefix_len=1 + cond.shape[1])
 
 
 def coarse_sequence(semantic: torch.Tensor, coarse: torch.Tensor, layout: VocabLayout,
-                    eos: bool = True) -> StageSequence:
-    """Semantic [B, Ts] + coarse codes [B, Qc, T] (levels 0..Qc-1) -> BOS sem SEP coarse (EOS)."""
+                    eos: bool = True, condition: torch.Tensor | None = None) -> StageSequence:
+    """Semantic [B, Ts] + coarse codes [B, Qc, T] (levels 0..Qc-1) (+ condition ids [B, Q])
+    -> BOS (m..) sem SEP coarse (EOS)."""
     if semantic.dim() != 2 or semantic.shape[0] != coarse.shape[0]:
         raise ValueError(f"semantic must be [B, T] with the codes' batch size, got {tuple(semantic.shape)} "
                          f"and codes {tuple(coarse.shape)}")
     b, dev = semantic.shape[0], semantic.device
-    parts = [_fill(b, 1, layout.bos_id, dev), layout.semantic_to_global(semantic), _fill(b, 1, layout.sep_id, dev),
-             flatten_frames(coarse, layout, first_level=0)]
+    cond = condition_part(condition, layout, b).to(dev)
+    parts = [_fill(b, 1, layout.bos_id, dev), cond, layout.semantic_to_global(semantic),
+             _fill(b, 1, layout.sep_id, dev), flatten_frames(coarse, layout, first_level=0)]
     if eos:
         parts.append(_fill(b, 1, layout.eos_id, dev))
-    return StageSequence(torch.cat(parts, dim=1), prefix_len=semantic.shape[1] + 2)
+    return StageSequence(torch.cat(parts, dim=1), prefix_len=semantic.shape[1] + 2 + cond.shape[1])
 
 
 @dataclass
@@ -96,12 +121,14 @@ class CoarseParts:
     coarse: torch.Tensor  # [B, Qc, T] codes
 
 
-def split_coarse_sequence(tokens: torch.Tensor, layout: VocabLayout, num_coarse: int) -> CoarseParts:
-    """Inverse of `coarse_sequence`. A trailing EOS is dropped; so is an incomplete last frame."""
+def split_coarse_sequence(tokens: torch.Tensor, layout: VocabLayout, num_coarse: int,
+                          num_condition: int = 0) -> CoarseParts:
+    """Inverse of `coarse_sequence` (with `num_condition` condition ids after BOS). A trailing EOS is
+    dropped; so is an incomplete last frame."""
     sep = _find_single(tokens, layout.sep_id, "SEP")
     if int((tokens[:, 0] != layout.bos_id).sum()):
         raise ValueError("coarse sequence must start with BOS; pass the full sequence including the prompt")
-    semantic = layout.global_to_semantic(tokens[:, 1:sep])
+    semantic = layout.global_to_semantic(tokens[:, 1 + num_condition:sep])
     body = tokens[:, sep + 1:]
     body = _strip_eos(body, layout)
     body = body[:, : body.shape[1] - body.shape[1] % num_coarse]

@@ -34,6 +34,13 @@ Batches. The stage loops run rounds of windows over a list of requests (one requ
 own prompt length, and a round's windows share one generation call, left-padded, each
 request's rows drawing from its own stage generators and stopping at their own length. So
 a request in a batch gets the tokens it would get alone.
+
+Conditions (MusicLM, `soundlm.music.pipeline`). Conditioned semantic and coarse stages read a
+request's condition ids (`BatchRequest.condition`) after BOS, NULLs when it has none; with
+`AudioLMSampling.guidance` g != 1 every window also runs the NULL-conditioned twin of each row
+in the same call (classifier-free guidance, `lm.generate`). A guided request in a batch gets what
+it gets alone up to the float rounding of the larger decoding step (logits within ~1e-6), which
+can flip a draw that falls on a tie.
 """
 
 from __future__ import annotations
@@ -50,7 +57,8 @@ from soundlm.audio_tokenizer import AudioTokenizer
 from soundlm.devices import default_device
 from soundlm.lm.quantize import quantize_lm, quantized_mode, resolve_quantize
 from soundlm.sampler import RowGenerators, SamplingParams
-from soundlm.stages import Stage, delay_prefix, load_stage, write_stage_files
+from soundlm.stages import (Stage, condition_prefix, delay_prefix, delay_prefix_offset, load_stage,
+                            write_stage_files)
 
 if TYPE_CHECKING:
     from soundlm.patterns import AllowedFn
@@ -75,10 +83,13 @@ class AudioLMSampling:
     coarse: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.8, top_p=0.95))
     fine: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
     context: float = 0.5
+    guidance: float = 1.0  # classifier-free guidance of conditioned stages (1: the conditional model alone)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.context < 1.0:
             raise ValueError(f"context must be a fraction of the window in (0, 1), got {self.context}")
+        if not math.isfinite(self.guidance) or self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1: no guidance, MusicLM used 3), got {self.guidance}")
 
     def keep(self, window: int) -> int:
         """Context frames kept in a window of `window` frames (at least 1, at most window - 1)."""
@@ -166,6 +177,7 @@ class BatchRequest:
     acoustic_prompt: bool = True
     include_prompt: bool = True
     prompt_source: str | Path | None = None
+    condition: torch.Tensor | None = None  # [Q] condition ids in [0, C) for conditioned stages (None: NULL)
 
 
 class AudioLMPipeline:
@@ -225,13 +237,17 @@ class AudioLMPipeline:
 
         folder = Path(folder)
         with atomic_dir(folder) as tmp:
-            for part in (self.semantic, self.coarse, self.fine):
-                (tmp / part.name).mkdir()
-                write_stage_files(part.model, tmp / part.name, part.meta, part.layout)
-            self.semantic_tokenizer.save(tmp / SEMANTIC_TOKENIZER_DIR)
-            if hasattr(self.codec, "save_pretrained"):
-                self.codec.save_pretrained(tmp / CODEC_DIR)
+            self.write_bundle(tmp)
         return folder
+
+    def write_bundle(self, folder: Path) -> None:
+        """The bundle's parts into an existing (temporary) folder: for writers that add parts of their own."""
+        for part in (self.semantic, self.coarse, self.fine):
+            (folder / part.name).mkdir()
+            write_stage_files(part.model, folder / part.name, part.meta, part.layout)
+        self.semantic_tokenizer.save(folder / SEMANTIC_TOKENIZER_DIR)
+        if hasattr(self.codec, "save_pretrained"):
+            self.codec.save_pretrained(folder / CODEC_DIR)
 
     def _check_compatible(self) -> None:
         sem, coarse, fine = self.semantic, self.coarse, self.fine
@@ -253,6 +269,11 @@ class AudioLMPipeline:
             (abs(float(self.codec.frame_rate) - coarse.meta.acoustic_rate) < 1e-6,
              f"codec runs at {self.codec.frame_rate} Hz, the LMs at {coarse.meta.acoustic_rate}"),
         ]
+        if sem.meta.conditioned and coarse.meta.conditioned:
+            checks.append(((sem.meta.condition_tokens, sem.meta.condition_size)
+                           == (coarse.meta.condition_tokens, coarse.meta.condition_size),
+                           f"semantic LM reads {sem.meta.condition_tokens} condition ids of {sem.meta.condition_size}, "
+                           f"coarse LM {coarse.meta.condition_tokens} of {coarse.meta.condition_size}"))
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise ValueError("the pipeline parts do not fit together: " + "; ".join(bad) +
@@ -317,7 +338,8 @@ class AudioLMPipeline:
             raise ValueError("generate_batch needs at least one request")
         plans = [self._plan_of(r) for r in requests]
         full, _ = self._codes([p.tokens for p in plans], [p.seconds for p in plans],
-                              [r.num_samples for r in requests], sampling, [r.seed for r in requests], progress)
+                              [r.num_samples for r in requests], sampling, [r.seed for r in requests], progress,
+                              [r.condition for r in requests])
         out = []
         for plan, codes in zip(plans, full.all()):
             with torch.inference_mode():
@@ -413,9 +435,11 @@ class AudioLMPipeline:
         return semantic.long().to(self.device), codes.long().to(self.device)
 
     def _codes(self, prompts: list[tuple[torch.Tensor, torch.Tensor]], seconds: list[float], counts: list[int],
-               sampling: AudioLMSampling | None, seeds: list[int], progress: bool) -> tuple[_Growing, list[int]]:
+               sampling: AudioLMSampling | None, seeds: list[int], progress: bool,
+               conditions: list[torch.Tensor | None] | None = None) -> tuple[_Growing, list[int]]:
         """Requests' prompt tokens (semantic [1, T_s], codes [1, K, T_a], possibly empty) -> each request's codes
-        [n_r, K, T_r] as they grow window by window, and each T_r.
+        [n_r, K, T_r] as they grow window by window, and each T_r. conditions: each request's condition ids
+        [Q] (or None: NULL) for the conditioned stages.
 
         The requests share every window's generation call (rows left-padded, each request's rows
         drawing from its own generators), so each gets the codes it would get alone.
@@ -425,6 +449,7 @@ class AudioLMPipeline:
         if any(n < 1 for n in counts):
             raise ValueError(f"num_samples must be >= 1, got {min(counts)}")
         sampling = sampling or AudioLMSampling()
+        conds = self._conditions(conditions or [None] * len(counts), counts)
         gens = [stage_generators(seed, self.device) for seed in seeds]
         sem_rate, ac_rate = self.semantic.meta.semantic_rate, float(self.codec.frame_rate)
         n_sem = [_frames(s, sem_rate) for s in seconds]
@@ -432,14 +457,42 @@ class AudioLMPipeline:
         semantic = [s.expand(n, -1) for (s, _), n in zip(prompts, counts)]  # [n_r, T_s]
         codes = [c.expand(n, -1, -1) for (_, c), n in zip(prompts, counts)]  # [n_r, K, T_a]
         qc = self.num_coarse
-        sem = _Growing(semantic, self._semantic_windows(semantic, n_sem, sampling, [g[0] for g in gens], progress))
+        sem = _Growing(semantic, self._semantic_windows(semantic, n_sem, sampling, [g[0] for g in gens], progress,
+                                                        conds))
         coarse_prompt = [c[:, :qc] for c in codes]
         coarse = _Growing(coarse_prompt, self._coarse_windows(sem, coarse_prompt, n_ac, sampling,
-                                                              [g[1] for g in gens], progress))
+                                                              [g[1] for g in gens], progress, conds))
         full = _Growing([c[:, :, :min(c.shape[2], n)] for c, n in zip(codes, n_ac)],
                         self._fine_windows(coarse, n_ac, [c[:, qc:] for c in codes], sampling, [g[2] for g in gens],
                                            progress))
         return full, n_ac
+
+    @property
+    def condition_shape(self) -> tuple[int, int] | None:
+        """(Q, C) of the conditioned stages: Q condition ids in [0, C) per request; None when no stage is."""
+        for stage in (self.semantic, self.coarse):
+            if stage.meta.conditioned:
+                return stage.meta.condition_tokens, stage.meta.condition_size
+        return None
+
+    def _conditions(self, conditions: list[torch.Tensor | None], counts: list[int]) -> list[torch.Tensor | None]:
+        """Each request's condition ids [Q] -> [n_r, Q] on the device (None stays None: NULL), checked."""
+        shape = self.condition_shape
+        out: list[torch.Tensor | None] = []
+        for cond, n in zip(conditions, counts):
+            if cond is None:
+                out.append(None)
+                continue
+            if shape is None:
+                raise ValueError("this model's stages take no condition ids; load a music bundle whose semantic and "
+                                 "coarse stages were trained on a store tokenized with --mulan")
+            q, c = shape
+            cond = torch.as_tensor(cond, dtype=torch.long, device=self.device).reshape(-1)
+            if cond.shape[0] != q or int(cond.min()) < 0 or int(cond.max()) >= c:
+                raise ValueError(f"condition ids must be {q} ids in [0, {c}), got {cond.tolist()}; make them with "
+                                 "the MuLan the model was trained with")
+            out.append(cond[None].expand(n, -1))  # [n_r, Q]
+        return out
 
     def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
              sampling: AudioLMSampling | None, seed: int, progress: bool) -> torch.Tensor:
@@ -512,9 +565,13 @@ class AudioLMPipeline:
         return _Growing([known], windows).all()[0]
 
     def _semantic_windows(self, semantic: list[torch.Tensor], totals: list[int], sampling: AudioLMSampling,
-                          gens: list[torch.Generator], progress: bool) -> Iterator[list[torch.Tensor]]:
+                          gens: list[torch.Generator], progress: bool,
+                          conditions: list[torch.Tensor | None] | None = None) -> Iterator[list[torch.Tensor]]:
         """Each request's semantic ids [n_r, T0_r] extended window by window; yields them after each round."""
+        from soundlm import patterns
+
         stage, layout = self.semantic, self.semantic.layout
+        conditions = conditions or [None] * len(semantic)
         window = max(2, int(stage.window_seconds * stage.meta.semantic_rate))
         allowed = layout.range_of("semantic")
         semantic = list(semantic)
@@ -524,16 +581,21 @@ class AudioLMPipeline:
             asks = []
             for r, (start, new) in live:
                 context = semantic[r][:, start:]
-                asks.append(_Ask(torch.cat([_fill(context.shape[0], layout.bos_id, self.device),
-                                            layout.semantic_to_global(context)], dim=1), new, gens[r]))  # [n, 1+ctx]
-            fresh = _generate_windows(stage, asks, sampling.semantic, lambda t0: (lambda pos: allowed), progress)
+
+                def tokens(condition: torch.Tensor | None) -> torch.Tensor:
+                    return patterns.semantic_sequence(context, layout, eos=False, condition=condition).tokens
+
+                asks.append(_conditioned_ask(stage, tokens, conditions[r], context.shape[0], new, gens[r],
+                                             sampling.guidance))  # [n, 1+(Q)+ctx]
+            fresh = _generate_windows(stage, asks, sampling.semantic, lambda t0: (lambda pos: allowed), progress,
+                                      sampling.guidance)
             for (r, _), out in zip(live, fresh):
                 semantic[r] = torch.cat([semantic[r], layout.global_to_semantic(out)], dim=1)
             yield list(semantic)
 
     def _coarse_windows(self, semantic: _Growing, coarse: list[torch.Tensor], totals: list[int],
-                        sampling: AudioLMSampling, gens: list[torch.Generator],
-                        progress: bool) -> Iterator[list[torch.Tensor]]:
+                        sampling: AudioLMSampling, gens: list[torch.Generator], progress: bool,
+                        conditions: list[torch.Tensor | None] | None = None) -> Iterator[list[torch.Tensor]]:
         """Each request's coarse codes [n_r, Qc, T0_r] extended window by window; yields them after each round.
 
         Each window is conditioned on the semantic ids of its whole span (run as far as needed).
@@ -541,6 +603,7 @@ class AudioLMPipeline:
         from soundlm import patterns
 
         stage, layout, qc = self.coarse, self.coarse.layout, self.num_coarse
+        conditions = conditions or [None] * len(coarse)
         sem_rate, ac_rate = stage.meta.semantic_rate, stage.meta.acoustic_rate
         window = max(2, int(stage.window_seconds * ac_rate))
         sem_window = int(round(stage.window_seconds * sem_rate))
@@ -555,13 +618,26 @@ class AudioLMPipeline:
                 # Moving it later only shortens the context, so context + new still fits the window.
                 start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse[r].shape[2])
                 ids = semantic.upto(r, s0 + sem_window)[:, s0: s0 + sem_window]
+                context = coarse[r][:, :, start:]
                 if stage.delayed:
-                    asks.append(_Ask(coarse[r][:, :, start:], new, gens[r], prefix=ids))
+                    def tokens(condition: torch.Tensor | None) -> torch.Tensor:
+                        if condition is None:
+                            return ids
+                        offset = delay_prefix_offset(stage.meta, layout)
+                        return torch.cat([condition_prefix(condition, offset), ids], dim=1)  # [n, Q+T_s]
+
+                    ask = _conditioned_ask(stage, tokens, conditions[r], ids.shape[0], new, gens[r],
+                                           sampling.guidance)
+                    asks.append(_Ask(context, new, gens[r], prefix=ask.tokens, uncond_prefix=ask.uncond))
                 else:
-                    seq = patterns.coarse_sequence(ids, coarse[r][:, :, start:], layout, eos=False)
-                    asks.append(_Ask(seq.tokens, new * qc, gens[r]))
+                    def tokens(condition: torch.Tensor | None) -> torch.Tensor:
+                        return patterns.coarse_sequence(ids, context, layout, eos=False, condition=condition).tokens
+
+                    asks.append(_conditioned_ask(stage, tokens, conditions[r], ids.shape[0], new * qc, gens[r],
+                                                 sampling.guidance))
             fresh = _generate_windows(stage, asks, sampling.coarse,
-                                      lambda t0: patterns.acoustic_allowed_fn(layout, t0, qc), progress)
+                                      lambda t0: patterns.acoustic_allowed_fn(layout, t0, qc), progress,
+                                      sampling.guidance)
             for (r, _), out in zip(live, fresh):
                 if not stage.delayed:
                     out = patterns.unflatten_frames(out, layout, qc)  # [n, Qc, new]
@@ -616,10 +692,30 @@ class _Ask:
     new: int
     generator: torch.Generator
     prefix: torch.Tensor | None = None
+    # Classifier-free guidance: the same input with NULL condition ids (flattened: `tokens`' twin,
+    # delay pattern: `prefix`'s), run in the same call; None when unguided.
+    uncond: torch.Tensor | None = None
+    uncond_prefix: torch.Tensor | None = None
 
     @property
     def rows(self) -> int:
         return self.tokens.shape[0]
+
+
+def _conditioned_ask(stage: Stage, tokens: Callable[[torch.Tensor | None], torch.Tensor],
+                     condition: torch.Tensor | None, rows: int, new: int, generator: torch.Generator,
+                     guidance: float) -> _Ask:
+    """An ask whose input `tokens(condition ids [n, Q] | None)` builds: an unconditioned stage's as is, a
+    conditioned stage's with the request's condition (NULLs without one) and, guided, the NULL twin."""
+    from soundlm.patterns import null_condition
+
+    if not stage.meta.conditioned:
+        return _Ask(tokens(None), new, generator)
+    null = null_condition(stage.meta.condition_tokens, stage.layout, rows, device=generator.device)
+    cond = null if condition is None else condition
+    # A NULL-conditioned row's twin is itself: guidance leaves it unconditional, so skip the twin.
+    twin = tokens(null) if guidance != 1.0 and condition is not None else None
+    return _Ask(tokens(cond), new, generator, uncond=twin)
 
 
 def _rounds(plans: list[list[tuple[int, int]]]) -> Iterator[list[tuple[int, tuple[int, int]]]]:
@@ -629,7 +725,8 @@ def _rounds(plans: list[list[tuple[int, int]]]) -> Iterator[list[tuple[int, tupl
 
 
 def _generate_windows(stage: Stage, asks: list[_Ask], params: SamplingParams,
-                      allowed_at: Callable[[int], AllowedFn], progress: bool) -> list[torch.Tensor]:
+                      allowed_at: Callable[[int], AllowedFn], progress: bool,
+                      guidance: float = 1.0) -> list[torch.Tensor]:
     """Run windows of several requests as few generation calls; each ask's new tokens [n, new] (flattened) or
     codes [n, K', new] (delay pattern), exactly what it would get in a call of its own.
 
@@ -638,6 +735,9 @@ def _generate_windows(stage: Stage, asks: list[_Ask], params: SamplingParams,
     and each request's rows draw from its own generator. `allowed_at(t0)` is the constraint for
     new tokens starting at padded position t0 (every ask's new tokens start in phase).
     Delay pattern: asks of equal shape share a call (that decoder has no left padding).
+    Asks with an unconditional twin run guided by `guidance` (their twins in the same call); a call
+    holding twinned and untwinned asks gives the untwinned rows themselves as twins, which leaves
+    them unguided (the mix of equal logits is those logits).
     """
     from soundlm.lm.generate import generate, generate_delayed
 
@@ -649,10 +749,13 @@ def _generate_windows(stage: Stage, asks: list[_Ask], params: SamplingParams,
             groups.setdefault(key, []).append(i)
         for idx in groups.values():
             part = [asks[i] for i in idx]
+            twins = any(a.uncond_prefix is not None for a in part)
             codes = generate_delayed(stage.model, torch.cat([a.tokens for a in part]), part[0].new, params,
                                      generator=_generators(part),
                                      prefix=None if part[0].prefix is None else torch.cat([a.prefix for a in part]),
-                                     progress=progress)
+                                     progress=progress, guidance=guidance,
+                                     uncond_prefix=torch.cat([a.prefix if a.uncond_prefix is None else a.uncond_prefix
+                                                              for a in part]) if twins else None)
             for i, rows in zip(idx, _split_rows(codes[:, :, -part[0].new:], part)):
                 out[i] = rows
         return out
@@ -660,16 +763,22 @@ def _generate_windows(stage: Stage, asks: list[_Ask], params: SamplingParams,
         part = [asks[i] for i in idx]
         t0 = max(a.tokens.shape[1] for a in part)
         most = max(a.new for a in part)
+        twins = any(a.uncond is not None for a in part)
+        uncond = None
         if len(part) == 1:
             tokens, pad, row_new = part[0].tokens, None, None
+            uncond = part[0].uncond
         else:
             from soundlm.lm.generate import left_pad_prompts
 
             tokens, pad = left_pad_prompts([row for a in part for row in a.tokens])
+            if twins:  # same lengths as their rows, so the same left padding
+                uncond, _ = left_pad_prompts([row for a in part for row in (a.tokens if a.uncond is None else a.uncond)])
             row_new = torch.tensor([a.new for a in part for _ in range(a.rows)], device=tokens.device)
             pad = pad if bool(pad.any()) else None
         seq = generate(stage.model, tokens, most, params, allowed_fn=allowed_at(t0), generator=_generators(part),
-                       progress=progress, left_pad=pad, row_new_tokens=row_new)
+                       progress=progress, left_pad=pad, row_new_tokens=row_new, guidance=guidance,
+                       uncond_prompt=uncond)
         for i, a, rows in zip(idx, part, _split_rows(seq, part)):
             out[i] = rows[:, t0: t0 + a.new]
     return out
@@ -709,10 +818,6 @@ class _Plan:
     seconds: float
     first_sample: int
     total_samples: int
-
-
-def _fill(batch: int, value: int, device: torch.device) -> torch.Tensor:
-    return torch.full((batch, 1), value, dtype=torch.long, device=device)
 
 
 def _fit_length(audio: torch.Tensor, length: int) -> torch.Tensor:

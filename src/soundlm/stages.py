@@ -4,6 +4,12 @@
     coarse:    [BOS] s_1 ... s_T [SEP] flat(coarse)     targets: coarse acoustic tokens
     fine:      [BOS] flat(coarse) [SEP] flat(fine)      targets: fine acoustic tokens
 
+A conditioned stage (MusicLM: the semantic and coarse stages, trained on a store written by
+`soundlm tokenize --mulan`) reads Q condition ids, the quantized MuLan embedding of the whole
+recording, right after BOS (the delay pattern: at the front of its prefix); training replaces
+them by NULL for a fraction of the crops (`condition_dropout`), so the same model is also the
+unconditional one that classifier-free guidance needs.
+
 `flat` is the codebook interleaving pattern (`soundlm.patterns`): AudioLM's flattening
 (frame by frame, coarsest level first) or the delay pattern (MusicGen's `DelayLM`, one
 step per frame for all of a stage's codebooks, conditioned on a prefix).
@@ -31,6 +37,8 @@ from soundlm.store import StoreManifest
 from soundlm.vocab import VocabLayout
 
 STAGES = ("semantic", "coarse", "fine")
+# The stages a store's condition ids reach (MusicLM conditions semantic and acoustic modelling on MuLan).
+CONDITIONED_STAGES = ("semantic", "coarse")
 PATTERNS = ("flatten", "delay")
 
 # AudioLM (Borsos et al. 2022, sec. 4) trained on 30 s / 10 s / 3 s windows per stage.
@@ -50,23 +58,35 @@ class StageMeta:
     pattern: str = "flatten"
     tokenizers: StoreManifest | None = None  # the manifest of the store the stage was trained on
     store: str | None = None  # that store's folder, as given to training
+    condition_tokens: int = 0  # Q condition ids after BOS (0: unconditioned)
+    condition_size: int = 0  # C: each condition id is in [0, C); id C is NULL
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         if self.pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {self.pattern!r}")
+        if (self.condition_tokens > 0) != (self.condition_size > 0):
+            raise ValueError(f"condition_tokens and condition_size must both be 0 or both > 0, got "
+                             f"{self.condition_tokens}, {self.condition_size}")
 
     @property
     def delayed(self) -> bool:
         return self.pattern == "delay"
+
+    @property
+    def conditioned(self) -> bool:
+        return self.condition_tokens > 0
 
     def to_json(self) -> dict:
         return {"stage": self.stage, "pattern": self.pattern, "window_seconds": float(self.window_seconds),
                 "coarse_codebooks": int(self.coarse_codebooks), "num_codebooks": int(self.num_codebooks),
                 "semantic_rate": float(self.semantic_rate), "acoustic_rate": float(self.acoustic_rate),
                 "tokenizers": self.tokenizers.to_json(shards=False) if self.tokenizers is not None else {},
-                **({"store": self.store} if self.store is not None else {})}
+                **({"store": self.store} if self.store is not None else {}),
+                # Only conditioned stages write these, so unconditioned folders read and write back unchanged.
+                **({"condition_tokens": self.condition_tokens, "condition_size": self.condition_size}
+                   if self.conditioned else {})}
 
     @classmethod
     def from_json(cls, data: dict, where: str | Path) -> "StageMeta":
@@ -82,7 +102,8 @@ class StageMeta:
                    semantic_rate=float(data["semantic_rate"]), acoustic_rate=float(data["acoustic_rate"]),
                    pattern=str(data.get("pattern") or "flatten"),
                    tokenizers=StoreManifest.from_json(tokenizers, f"{where} meta.tokenizers") if tokenizers else None,
-                   store=data.get("store"))
+                   store=data.get("store"), condition_tokens=int(data.get("condition_tokens") or 0),
+                   condition_size=int(data.get("condition_size") or 0))
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,7 @@ class Window:
     start_seconds: float
     semantic: np.ndarray  # [T_s] int64
     acoustic: np.ndarray  # [K, T_a] int64
+    condition: np.ndarray | None = None  # [Q] condition ids of the recording in [0, C] (C = NULL); None: none
 
 
 @dataclass
@@ -114,12 +136,18 @@ def default_coarse_codebooks(num_codebooks: int) -> int:
 
 
 def stage_layout(stage: str, semantic_size: int, codebook_size: int, num_codebooks: int,
-                 coarse_codebooks: int) -> VocabLayout:
-    """The smallest vocabulary each stage needs (a stage never sees the streams it does not model)."""
+                 coarse_codebooks: int, condition_size: int = 0) -> VocabLayout:
+    """The smallest vocabulary each stage needs (a stage never sees the streams it does not model).
+
+    condition_size: C condition ids (+ NULL) for a conditioned semantic or coarse stage.
+    """
+    if condition_size and stage not in CONDITIONED_STAGES:
+        raise ValueError(f"only the {' and '.join(CONDITIONED_STAGES)} stages take condition ids, not {stage}")
     if stage == "semantic":
-        return VocabLayout(semantic_size=semantic_size)
+        return VocabLayout(semantic_size=semantic_size, condition_size=condition_size)
     if stage == "coarse":
-        return VocabLayout(semantic_size=semantic_size, codebook_size=codebook_size, num_codebooks=coarse_codebooks)
+        return VocabLayout(semantic_size=semantic_size, codebook_size=codebook_size, num_codebooks=coarse_codebooks,
+                           condition_size=condition_size)
     return VocabLayout(semantic_size=0, codebook_size=codebook_size, num_codebooks=num_codebooks)
 
 
@@ -152,24 +180,40 @@ def sequence_to_example(tokens: np.ndarray, trained: np.ndarray) -> Example:
 
 
 def stage_tokens(stage: str, semantic: torch.Tensor, acoustic: torch.Tensor, layout: VocabLayout,
-                 coarse_codebooks: int):
+                 coarse_codebooks: int, condition: torch.Tensor | None = None):
     """One stage's sequence (no EOS: training windows are crops, not whole recordings).
 
-    semantic [B, T_s], acoustic [B, K, T_a] -> StageSequence with tokens [B, L].
+    semantic [B, T_s], acoustic [B, K, T_a] (+ condition ids [B, Q]) -> StageSequence with tokens [B, L].
     """
     from soundlm import patterns
 
     if stage == "semantic":
-        return patterns.semantic_sequence(semantic, layout, eos=False)
+        return patterns.semantic_sequence(semantic, layout, eos=False, condition=condition)
     if stage == "coarse":
-        return patterns.coarse_sequence(semantic, acoustic[:, :coarse_codebooks], layout, eos=False)
+        return patterns.coarse_sequence(semantic, acoustic[:, :coarse_codebooks], layout, eos=False,
+                                        condition=condition)
     return patterns.fine_sequence(acoustic[:, :coarse_codebooks], acoustic[:, coarse_codebooks:], layout, eos=False)
 
 
-def window_example(window: Window, stage: str, layout: VocabLayout, coarse_codebooks: int) -> Example:
-    """A crop -> (inputs, targets) with targets only on the tokens the stage generates."""
+def window_condition(window: Window, condition_tokens: int, condition_size: int) -> torch.Tensor | None:
+    """The condition ids [1, Q] a conditioned stage reads for a crop (NULLs when its recording has none)."""
+    if not condition_tokens:
+        return None
+    if window.condition is None:
+        return torch.full((1, condition_tokens), condition_size, dtype=torch.long)
+    cond = torch.as_tensor(np.asarray(window.condition), dtype=torch.long)[None]
+    if cond.shape[1] != condition_tokens:
+        raise ValueError(f"record {window.record_id!r} has {cond.shape[1]} condition ids, the stage reads "
+                         f"{condition_tokens}; train on a store tokenized with one MuLan")
+    return cond
+
+
+def window_example(window: Window, stage: str, layout: VocabLayout, coarse_codebooks: int,
+                   condition_tokens: int = 0) -> Example:
+    """A crop -> (inputs, targets) with targets only on the tokens the stage generates (never the condition)."""
+    condition = window_condition(window, condition_tokens, layout.condition_size)
     seq = stage_tokens(stage, torch.from_numpy(window.semantic)[None], torch.from_numpy(window.acoustic)[None],
-                       layout, coarse_codebooks)
+                       layout, coarse_codebooks, condition)
     tokens = seq.tokens[0].numpy()  # [L]
     trained = np.arange(tokens.shape[0]) >= seq.prefix_len
     return sequence_to_example(tokens, trained)
@@ -187,8 +231,16 @@ def delay_prefix(stage: str, semantic: torch.Tensor | None, coarse: torch.Tensor
     return (coarse.long() + levels).transpose(1, 2).reshape(coarse.shape[0], -1)  # [B, T*Qc]
 
 
-def delay_example(window: Window, stage: str, coarse_codebooks: int, codebook_size: int) -> Example:
-    """A crop -> delayed codes (MusicGen) of the levels the stage generates, with its prefix."""
+def condition_prefix(condition: torch.Tensor, prefix_offset: int) -> torch.Tensor:
+    """Condition ids [B, Q] in [0, C] -> the ids of a delay-pattern stage's prefix vocabulary, where the
+    condition block (C ids and NULL) follows the `prefix_offset` ids of its own prefix stream."""
+    return condition.long() + prefix_offset
+
+
+def delay_example(window: Window, stage: str, coarse_codebooks: int, codebook_size: int,
+                  condition_tokens: int = 0, condition_size: int = 0, prefix_offset: int = 0) -> Example:
+    """A crop -> delayed codes (MusicGen) of the levels the stage generates, with its prefix
+    (condition ids first, when the stage is conditioned)."""
     from soundlm.patterns import delay_codes, delay_inputs
 
     acoustic = torch.from_numpy(window.acoustic)[None]  # [1, K, T]
@@ -198,6 +250,9 @@ def delay_example(window: Window, stage: str, coarse_codebooks: int, codebook_si
     targets = labels.masked_fill(labels == codebook_size, IGNORE_INDEX)
     prefix = delay_prefix(stage, torch.from_numpy(window.semantic)[None], acoustic[:, :coarse_codebooks],
                           codebook_size)
+    condition = window_condition(window, condition_tokens, condition_size)
+    if condition is not None:
+        prefix = torch.cat([condition_prefix(condition, prefix_offset), prefix], dim=1)  # [1, Q+P]
     return Example(inputs=inputs[0].numpy(), targets=targets[0].numpy(), prefix=prefix[0].numpy())
 
 
@@ -205,8 +260,15 @@ def example_fn(meta: StageMeta, layout: VocabLayout) -> Callable[[Window], Examp
     """crop -> Example as the stage trains on it; a plain function (picklable for loader workers)."""
     if meta.delayed:
         return partial(delay_example, stage=meta.stage, coarse_codebooks=meta.coarse_codebooks,
-                       codebook_size=layout.codebook_size)
-    return partial(window_example, stage=meta.stage, layout=layout, coarse_codebooks=meta.coarse_codebooks)
+                       codebook_size=layout.codebook_size, condition_tokens=meta.condition_tokens,
+                       condition_size=meta.condition_size, prefix_offset=delay_prefix_offset(meta, layout))
+    return partial(window_example, stage=meta.stage, layout=layout, coarse_codebooks=meta.coarse_codebooks,
+                   condition_tokens=meta.condition_tokens)
+
+
+def delay_prefix_offset(meta: StageMeta, layout: VocabLayout) -> int:
+    """Ids of a delay-pattern stage's own prefix stream; its condition block starts there."""
+    return layout.semantic_size if meta.stage == "coarse" else meta.coarse_codebooks * layout.codebook_size
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -333,7 +395,8 @@ def build_stage(stage: str, manifest: StoreManifest, preset: str = "tiny", patte
     """A new stage model for the tokens of a store: its layout, window and (preset or `init`) model.
 
     manifest: the store's `StoreManifest` (rates and vocabulary sizes); store: its folder, for
-    messages and the stage's record of what it was trained on.
+    messages and the stage's record of what it was trained on. A store with condition ids
+    (`soundlm tokenize --mulan`) makes the semantic and coarse stages conditioned on them.
     """
     if stage not in STAGES:
         raise ValueError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
@@ -357,7 +420,9 @@ def build_stage(stage: str, manifest: StoreManifest, preset: str = "tiny", patte
     if stage == "fine" and not 1 <= qc < k:
         raise ValueError(f"the fine stage needs codebooks beyond the coarse ones: --coarse-codebooks must be in "
                          f"[1, {k - 1}] for this store's {k} codebooks, got {qc}")
-    layout = stage_layout(stage, semantic_size, codebook_size, k, qc)
+    q = int(manifest.condition_tokens or 0) if stage in CONDITIONED_STAGES else 0
+    c = int(manifest.required("condition_codebook_size", store)) if q else 0
+    layout = stage_layout(stage, semantic_size, codebook_size, k, qc, condition_size=c)
     rate = tokens_per_second(stage, semantic_rate, acoustic_rate, k, qc, pattern)
 
     default_positions = lm_preset(preset, layout.vocab_size).max_positions
@@ -365,13 +430,15 @@ def build_stage(stage: str, manifest: StoreManifest, preset: str = "tiny", patte
         window = window_seconds
     else:
         # AudioLM's window, shortened to what the preset's context holds (2 specials: BOS, SEP).
-        window = min(AUDIOLM_WINDOW_SECONDS[stage], (default_positions - 2) / rate)
+        window = min(AUDIOLM_WINDOW_SECONDS[stage], (default_positions - 2 - q) / rate)
         window = math.floor(window * 100) / 100
     # 2 specials (BOS, SEP) when flattened; K - 1 extra steps of the delay pattern's tail.
-    needed = int(math.ceil(window * rate)) + (k + 1 if pattern == "delay" else 2)
+    # (+ Q condition ids after BOS, or at the front of the delay prefix.)
+    needed = int(math.ceil(window * rate)) + (k + 1 if pattern == "delay" else 2) + q
     meta = StageMeta(stage=stage, window_seconds=float(window), coarse_codebooks=qc, num_codebooks=k,
                      semantic_rate=semantic_rate, acoustic_rate=acoustic_rate, pattern=pattern,
-                     tokenizers=replace(manifest, shards={}), store=str(store))
+                     tokenizers=replace(manifest, shards={}), store=str(store), condition_tokens=q,
+                     condition_size=c)
     positions = max(default_positions, _round_up(needed, 64))
     model: TokenLM | DelayLM
     if init is not None:
@@ -381,7 +448,7 @@ def build_stage(stage: str, manifest: StoreManifest, preset: str = "tiny", patte
                              f"{window:.2f} s {stage} window needs {needed}; lower --window-seconds")
     elif pattern == "delay":
         own = qc if stage == "coarse" else k - qc
-        prefix_vocab = semantic_size if stage == "coarse" else qc * codebook_size
+        prefix_vocab = delay_prefix_offset(meta, layout) + (c + 1 if q else 0)
         model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=codebook_size,
                                       backbone=lm_preset(preset, 1, max_positions=positions),
                                       prefix_vocab_size=prefix_vocab))
@@ -414,8 +481,12 @@ def load_stage(path: str | Path, expected_stage: str, device: torch.device | str
     if not config.get("layout"):
         raise ValueError(f"{folder}/config.json has no vocabulary layout; export the stage with `soundlm train lm`")
     meta = StageMeta.from_json(raw, folder)
+    layout = VocabLayout.from_dict(config["layout"])
+    if layout.condition_size != meta.condition_size:
+        raise ValueError(f"{folder}: its layout has {layout.condition_size} condition ids but its meta "
+                         f"{meta.condition_size}; the folder is inconsistent, re-export it")
     model = load_lm(folder, device=device)
     if isinstance(model, DelayLM) != meta.delayed:
         raise ValueError(f"{folder}: config.json says pattern {meta.pattern!r} but holds a "
                          f"{type(model).__name__}; the folder is inconsistent, re-export it")
-    return Stage(model=model, layout=VocabLayout.from_dict(config["layout"]), meta=meta, folder=folder)
+    return Stage(model=model, layout=layout, meta=meta, folder=folder)

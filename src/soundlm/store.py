@@ -43,6 +43,9 @@ METADATA_COLUMNS = ("speaker", "transcript", "language", "split", "text_id")
 # Added with long-file chunking, nullable (null for a whole file): the id of the file a chunk
 # was cut from, and the chunk's start in it (seconds). Older parts lack both.
 CHUNK_COLUMNS = ("parent", "offset")
+# Added with MusicLM conditioning (`soundlm tokenize --mulan`), nullable: the record's condition ids
+# (its recording's quantized MuLan audio embedding, [Q]). Older parts and stores without MuLan lack it.
+CONDITION_COLUMN = "condition"
 _PART_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})\.part-(\d{5})\.parquet$")
 
 
@@ -68,6 +71,7 @@ def store_schema(acoustic_type: pa.DataType = pa.int16()) -> pa.Schema:
         *[pa.field(name, pa.string(), nullable=True) for name in METADATA_COLUMNS],
         pa.field("parent", pa.string(), nullable=True),
         pa.field("offset", pa.float64(), nullable=True),
+        pa.field(CONDITION_COLUMN, pa.list_(pa.int32()), nullable=True),
     ])
 
 
@@ -102,6 +106,11 @@ class StoreManifest:
     shards: dict[str, dict] = field(default_factory=dict)  # shard index -> its job's status
     version: int = STORE_VERSION
     chunker: str | None = None  # how long files were cut (`chunking.resolve_chunker`); None: never
+    # `soundlm tokenize --mulan`: each record's `condition` column holds the Q ids in [0, C) of its
+    # recording's quantized MuLan audio embedding (MusicLM's conditioning); None: no condition ids.
+    mulan_spec: str | None = None
+    condition_tokens: int | None = None  # Q
+    condition_codebook_size: int | None = None  # C
 
     @classmethod
     def for_tokenizers(cls, semantic: SemanticTokenizer, codec: AcousticTokenizer, semantic_spec: str | None = None,
@@ -171,6 +180,9 @@ class StoreManifest:
         # A store written before chunking existed only ever skipped long files; its rerun
         # chunks the long files of parts still to do, and is not refused for it.
         diffs += [k for k in _LATER_FIELDS if k in mine and mine[k] != theirs.get(k)]
+        # Condition ids in some parts only would train a stage on NULLs it never chose to see.
+        if "condition_tokens" in theirs and "condition_tokens" not in mine:
+            diffs.append("condition_tokens")
         if diffs:
             detail = "; ".join(f"{k}: store has {mine.get(k)!r}, this run {theirs.get(k)!r}" for k in diffs)
             raise ValueError(f"{store} was made with different settings ({detail}). A store holds tokens of one "
@@ -186,7 +198,7 @@ _IDENTITY_KEYS = ("semantic", "acoustic", "semantic_spec", "acoustic_spec", "sem
 
 
 # Identity fields added later: compared only when the store has them (see `to_json`).
-_LATER_FIELDS = ("chunker",)
+_LATER_FIELDS = ("chunker", "mulan_spec", "condition_tokens", "condition_codebook_size")
 
 
 def _identity(value: Any) -> Any:
@@ -238,6 +250,7 @@ class TokenRecord:
     text_id: str | None = None
     parent: str | None = None  # a chunk's file id (`path` is that file); None for a whole file
     offset: float | None = None  # a chunk's start in its file, seconds
+    condition: np.ndarray | None = None  # [Q] condition ids of the recording (store written with --mulan)
 
 
 @dataclass
@@ -275,6 +288,8 @@ def records_to_table(records: Sequence[TokenRecord], acoustic_type: pa.DataType 
             cols[name].append(None if value is None else str(value))
         cols["parent"].append(r.parent)
         cols["offset"].append(None if r.offset is None else float(r.offset))
+        cols[CONDITION_COLUMN].append(None if r.condition is None
+                                      else np.asarray(r.condition, dtype=np.int64).reshape(-1).tolist())
     schema = store_schema(acoustic_type)
     arrays = []
     for field in schema:
@@ -441,6 +456,8 @@ def _batch_records(batch: pa.RecordBatch) -> Iterator[TokenRecord]:
     for name in names:
         if name in ("semantic", "acoustic"):
             cols[name] = _list_rows(batch.column(name))
+        elif name == CONDITION_COLUMN:
+            cols[name] = [None if v is None else np.asarray(v, dtype=np.int64) for v in batch.column(name).to_pylist()]
         else:
             cols[name] = batch.column(name).to_pylist()
     for i in range(batch.num_rows):
@@ -475,6 +492,8 @@ def load_store_tokens(store_path: str | Path, need_acoustic: bool = True, exclud
     records: list[TokenRecord] = []
     num_codebooks = None
     columns = ["semantic", "acoustic", "split"] if need_acoustic else ["semantic", "split"]
+    if m.condition_tokens:
+        columns.append(CONDITION_COLUMN)
     excluded, seen_splits = 0, set()
     for r in store.records(columns=columns):
         seen_splits.add(r.split)
@@ -489,7 +508,7 @@ def load_store_tokens(store_path: str | Path, need_acoustic: bool = True, exclud
                 raise ValueError(f"{name}: record {r.id!r} has {acoustic.shape[0]} codebooks, others "
                                  f"{num_codebooks}; a store must be tokenized with one codec setting")
         records.append(TokenRecord(id=r.id, semantic=r.semantic.astype(np.int64), acoustic=acoustic.astype(np.int64),
-                                   split=r.split))
+                                   split=r.split, condition=r.condition))
     if not records and split is not None:
         raise ValueError(f"{name}: no record has split {split!r} (splits present: {sorted(map(str, seen_splits))}); "
                          "tokenize a corpus whose manifest marks held-out voices (`soundlm data speech "

@@ -12,7 +12,10 @@ The job is built to run for hours on large corpora and to be killed at any momen
 - a bad file is skipped and logged with its reason, never fatal;
 - a file longer than `max_seconds` is cut into chunks (`soundlm.chunking`: at silences,
   else fixed windows with overlapping context trimmed off), stored as records `ID#k` with
-  their offset in the file and the parent id; nothing is skipped for being long.
+  their offset in the file and the parent id; nothing is skipped for being long;
+- with `mulan` (MusicLM), each file's condition ids (`MuLan.condition_tokens` of its whole
+  audio's `embed_audio`, mono at the MuLan's rate) go into the `condition` column of its
+  record, or of every chunk of it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from soundlm.store import (
 )
 
 if TYPE_CHECKING:
+    from soundlm.music.mulan import MuLan
     from soundlm.codec.base import AcousticTokenizer
     from soundlm.data import CorpusIndex, CorpusItem
     from soundlm.semantic.base import SemanticTokenizer
@@ -67,6 +71,7 @@ class TokenizeConfig:
     max_seconds: float | None = 120.0  # chunk length: longer files are cut into chunks (None: never)
     normalize: str | None = None  # None, "peak" or "rms", applied before tokenizing
     chunker: str = "auto"  # where chunks end: auto (silero if installed, else energy), energy, silero, fixed
+    mulan: str | None = None  # a MuLan folder: store each file's condition ids (MusicLM conditioning)
 
 
 @dataclass
@@ -87,6 +92,7 @@ class LoadedAudio:
     duration: float = 0.0
     sample_rate: int = 0
     error: str | None = None
+    condition_audio: np.ndarray | None = None  # [S] mono at the MuLan's rate (LoadSpec.condition_rate)
 
 
 @dataclass
@@ -174,6 +180,7 @@ class LoadSpec:
     grid_seconds: float = 0.02  # chunk edges: a whole number of frames of both streams (`token_grid`)
     chunker: str = "energy"  # resolved (`chunking.resolve_chunker`)
     overlap_seconds: float = CHUNK_OVERLAP_SECONDS
+    condition_rate: int | None = None  # also return the whole file mono at this rate (MuLan's), else None
 
 
 def load_pieces(path: str, spec: LoadSpec) -> tuple[list[Piece], float, int]:
@@ -223,11 +230,16 @@ class _LoadDataset:
         path = str(self.files[index].path)
         try:
             pieces, duration, rate = load_pieces(path, self.spec)
+            condition_audio = None
+            if self.spec.condition_rate is not None:
+                # The whole file, as MuLan hears it (one more decode: the pieces keep no native copy).
+                native = audio_io.load_audio(path, sample_rate=None, mono=True, normalize=self.spec.normalize)
+                condition_audio = audio_io.resample(native, rate, self.spec.condition_rate).reshape(-1)
         except audio_io.AudioError as e:
             return LoadedAudio(index, error=str(e))
         except Exception as e:  # a decoder or resampler bug on one file must not stop the corpus
             return LoadedAudio(index, error=f"{path}: failed to load ({type(e).__name__}: {e})")
-        return LoadedAudio(index, pieces, duration, rate)
+        return LoadedAudio(index, pieces, duration, rate, condition_audio=condition_audio)
 
 
 def _no_collate(item: Any) -> Any:
@@ -266,17 +278,21 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 # ---------------------------------------------------------------------------- the job
 
-def store_manifest(cfg: TokenizeConfig, semantic: SemanticTokenizer, codec: AcousticTokenizer) -> StoreManifest:
-    """store.json content for this job (identity of tokenizers, corpus, layout and chunking)."""
+def store_manifest(cfg: TokenizeConfig, semantic: SemanticTokenizer, codec: AcousticTokenizer,
+                   mulan: MuLan | None = None) -> StoreManifest:
+    """store.json content for this job (identity of tokenizers, corpus, layout, chunking and MuLan)."""
     def spec(s: str) -> str:
         p = Path(s)
         return str(p.resolve()) if p.exists() else s
 
+    condition = {} if mulan is None else dict(
+        mulan_spec=spec(cfg.mulan) if cfg.mulan else None, condition_tokens=int(mulan.num_condition_tokens),
+        condition_codebook_size=int(mulan.condition_codebook_size))
     return StoreManifest.for_tokenizers(
         semantic, codec, semantic_spec=spec(cfg.semantic), acoustic_spec=spec(cfg.codec),
         source=str(Path(cfg.source).resolve()), num_shards=cfg.num_shards, part_size=cfg.part_size,
         min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds, normalize=cfg.normalize,
-        chunker=resolve_chunker(cfg.chunker) if cfg.max_seconds is not None else None)
+        chunker=resolve_chunker(cfg.chunker) if cfg.max_seconds is not None else None, **condition)
 
 
 def _update_shard_status(store: Path, shard_index: int, status: dict) -> None:
@@ -299,6 +315,8 @@ def _check_config(cfg: TokenizeConfig) -> None:
     if not Path(cfg.semantic).is_dir():
         raise FileNotFoundError(f"{cfg.semantic}: no such semantic tokenizer folder; "
                                 "train one with `soundlm train semantic`")
+    if cfg.mulan is not None and not Path(cfg.mulan).is_dir():
+        raise FileNotFoundError(f"{cfg.mulan}: no such MuLan folder; train one with `soundlm train mulan`")
 
 
 def load_tokenizers(semantic_spec: str, codec_spec: str, device: str) -> tuple[SemanticTokenizer, AcousticTokenizer]:
@@ -314,11 +332,13 @@ def load_tokenizers(semantic_spec: str, codec_spec: str, device: str) -> tuple[S
 
 
 def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
-                    tokenizers: tuple[SemanticTokenizer, AcousticTokenizer] | None = None) -> TokenizeSummary:
+                    tokenizers: tuple[SemanticTokenizer, AcousticTokenizer] | None = None,
+                    mulan: MuLan | None = None) -> TokenizeSummary:
     """Run (or resume) the tokenize job for one shard; returns what this run did.
 
     `tokenizers` passes already loaded (semantic, codec) models instead of loading
-    `cfg.semantic` / `cfg.codec` (their specs are still recorded in store.json).
+    `cfg.semantic` / `cfg.codec` (their specs are still recorded in store.json); `mulan` an
+    already loaded MuLan instead of `cfg.mulan`.
     """
     from tqdm import tqdm
 
@@ -332,8 +352,14 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
     store = Path(cfg.out)
     device = str(default_device(cfg.device))
     semantic, codec = tokenizers if tokenizers is not None else load_tokenizers(cfg.semantic, cfg.codec, device)
+    if mulan is None and cfg.mulan is not None:
+        from soundlm.music.mulan import load_mulan
 
-    manifest = store_manifest(cfg, semantic, codec)
+        mulan = load_mulan(cfg.mulan, device=device)
+    if mulan is not None and hasattr(mulan, "eval"):
+        mulan.eval()
+
+    manifest = store_manifest(cfg, semantic, codec, mulan)
     if (store / STORE_JSON).exists():
         StoreManifest.read(store).check_compatible(manifest, store)
     else:
@@ -353,7 +379,8 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
         tokenizer = AudioTokenizer(semantic, codec, device)
         spec = LoadSpec(tokenizer.spec, min_seconds=cfg.min_seconds, max_seconds=cfg.max_seconds,
                         normalize=cfg.normalize, grid_seconds=token_grid([semantic.frame_rate, codec.frame_rate]),
-                        chunker=manifest.chunker or "fixed")
+                        chunker=manifest.chunker or "fixed",
+                        condition_rate=int(mulan.sample_rate) if mulan is not None else None)
         for tok in tokenizer.tokenizers():
             if not tok.pad_invariant:
                 summary.notes.append(
@@ -369,7 +396,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
         try:
             for k in todo:
                 batch = [next(loaded) for _ in parts[k]]
-                _run_part(store, cfg, k, files, batch, tokenizer, acoustic_type, summary, bar)
+                _run_part(store, cfg, k, files, batch, tokenizer, acoustic_type, summary, bar, mulan)
                 summary.parts_written += 1
         finally:
             bar.close()
@@ -386,7 +413,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True,
 
 def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence[CorpusItem],
               loaded: Sequence[LoadedAudio], tokenizer: AudioTokenizer, acoustic_type: Any,
-              summary: TokenizeSummary, bar: Any) -> None:
+              summary: TokenizeSummary, bar: Any, mulan: MuLan | None = None) -> None:
     """Tokenize one part's loaded files (their pieces, batched by length) and write the part."""
     errors = {x.index: x.error for x in loaded if x.error is not None}
     # (file, piece) pairs to encode; the bar advances by each file's share per piece.
@@ -414,6 +441,10 @@ def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence
                 continue
             records.append(_record(f, x, piece.span, enc, tokenizer))
             kept += 1
+        if kept and mulan is not None:
+            condition = _condition_ids(mulan, x.condition_audio)
+            for r in records[len(records) - kept:]:  # the file's record, or each of its chunks
+                r.condition = condition
         summary.tokenized += kept > 0
         summary.skipped += kept == 0
         if x.pieces[0].span is not None:
@@ -438,6 +469,16 @@ def _record(f: CorpusItem, x: LoadedAudio, span: ChunkSpan | None, enc: Tokens,
     return TokenRecord(id=f"{f.id}#{span.index}", duration=(span.end - span.start) / x.sample_rate,
                        semantic=enc.semantic[s0:s1], acoustic=enc.acoustic[:, a0:a1], parent=f.id,
                        offset=span.start / x.sample_rate, **common)
+
+
+def _condition_ids(mulan: MuLan, audio: np.ndarray) -> np.ndarray:
+    """A whole file's condition ids [Q]: the quantized MuLan embedding of its audio (mono, MuLan's rate)."""
+    import torch
+
+    device = next(mulan.parameters()).device if isinstance(mulan, torch.nn.Module) else "cpu"
+    with torch.inference_mode():
+        emb = mulan.embed_audio(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device))
+        return mulan.condition_tokens(emb)[0].long().cpu().numpy()
 
 
 def _encode_or_isolate(tokenizer: AudioTokenizer, batch: Sequence[PreparedAudio]) -> list[Tokens | str]:

@@ -3,6 +3,7 @@
 Layout (offsets grow in this order):
 
     [special tokens: PAD BOS EOS SEP + task tags] [semantic ids] [codebook 0] ... [codebook K-1]
+    [condition ids 0..C-1, NULL]   (conditioned stages only: MusicLM's quantized MuLan tokens)
 
 Each acoustic codebook level gets its own block of `codebook_size` ids, so the LM knows
 which residual level a token belongs to (AudioLM flattening needs this: code 5 of level 0
@@ -30,15 +31,20 @@ class VocabLayout:
     codebook_size: ids per acoustic codebook.
     num_codebooks: acoustic codebook levels in the layout (coarse + fine).
     task_tokens: extra special tokens after PAD/BOS/EOS/SEP (task tags, language tags).
+    condition_size: ids of the condition vocabulary C (0: an unconditioned stage). The block holds
+    C + 1 ids, placed last so that every other id keeps its place: condition id c is
+    `condition_offset + c` and id C is NULL ("no condition", the unconditional model of
+    classifier-free guidance).
     """
 
     semantic_size: int
     codebook_size: int = 0
     num_codebooks: int = 0
     task_tokens: tuple[str, ...] = field(default_factory=tuple)
+    condition_size: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("semantic_size", "codebook_size", "num_codebooks"):
+        for name in ("semantic_size", "codebook_size", "num_codebooks", "condition_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"VocabLayout.{name} must be a non-negative int, got {value!r}")
@@ -73,8 +79,12 @@ class VocabLayout:
         return self.acoustic_offset + level * self.codebook_size
 
     @property
-    def vocab_size(self) -> int:
+    def condition_offset(self) -> int:
         return self.acoustic_offset + self.num_codebooks * self.codebook_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.condition_offset + (self.condition_size + 1 if self.condition_size else 0)
 
     # ---- special tokens ----------------------------------------------------------------
     def special(self, name: str) -> int:
@@ -106,14 +116,17 @@ class VocabLayout:
         """Half-open global id range [lo, hi) of a stream.
 
         stream: "special", "semantic", "acoustic" (all levels), "acoustic:q" (level q),
-        or the name of one special token.
+        "condition" (the C condition ids, NULL excluded) or the name of one special token.
         """
         if stream == "special":
             return 0, self.num_special
         if stream == "semantic":
             return self.semantic_offset, self.acoustic_offset
         if stream == "acoustic":
-            return self.acoustic_offset, self.vocab_size
+            return self.acoustic_offset, self.condition_offset
+        if stream == "condition":
+            self._check_conditioned()
+            return self.condition_offset, self.condition_offset + self.condition_size
         if stream.startswith("acoustic:"):
             try:
                 level = int(stream.split(":", 1)[1])
@@ -125,7 +138,7 @@ class VocabLayout:
             i = self.special(stream)
             return i, i + 1
         raise ValueError(f"unknown stream {stream!r}; use 'special', 'semantic', 'acoustic', 'acoustic:<q>' "
-                         f"or a special token name {list(self.special_tokens)}")
+                         f"'condition' or a special token name {list(self.special_tokens)}")
 
     # ---- semantic ----------------------------------------------------------------------
     def semantic_to_global(self, ids: torch.Tensor) -> torch.Tensor:
@@ -138,6 +151,24 @@ class VocabLayout:
         lo, hi = self.range_of("semantic")
         _check_range(ids, lo, hi, "global semantic ids")
         return ids.long() - lo
+
+    # ---- condition ---------------------------------------------------------------------
+    @property
+    def condition_null_id(self) -> int:
+        """Global id of NULL, the "no condition" token."""
+        self._check_conditioned()
+        return self.condition_offset + self.condition_size
+
+    def condition_to_global(self, ids: torch.Tensor) -> torch.Tensor:
+        """Condition ids (any shape) in [0, C], C meaning NULL -> global ids."""
+        self._check_conditioned()
+        _check_range(ids, 0, self.condition_size + 1, "condition ids")
+        return ids.long() + self.condition_offset
+
+    def _check_conditioned(self) -> None:
+        if not self.condition_size:
+            raise ValueError("this layout has no condition ids (condition_size 0); build a conditioned stage "
+                             "from a token store written by `soundlm tokenize --mulan`")
 
     # ---- acoustic ----------------------------------------------------------------------
     def acoustic_to_global(self, codes: torch.Tensor, first_level: int = 0) -> torch.Tensor:
@@ -177,16 +208,21 @@ class VocabLayout:
 
     # ---- serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"semantic_size": self.semantic_size, "codebook_size": self.codebook_size,
-                "num_codebooks": self.num_codebooks, "task_tokens": list(self.task_tokens)}
+        out = {"semantic_size": self.semantic_size, "codebook_size": self.codebook_size,
+               "num_codebooks": self.num_codebooks, "task_tokens": list(self.task_tokens)}
+        # Written only when set, so the layouts of unconditioned stages read and write back unchanged.
+        if self.condition_size:
+            out["condition_size"] = self.condition_size
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "VocabLayout":
-        unknown = set(d) - {"semantic_size", "codebook_size", "num_codebooks", "task_tokens"}
+        unknown = set(d) - {"semantic_size", "codebook_size", "num_codebooks", "task_tokens", "condition_size"}
         if unknown:
             raise ValueError(f"unknown VocabLayout keys {sorted(unknown)}; was the file written by a newer soundlm?")
         return cls(semantic_size=int(d["semantic_size"]), codebook_size=int(d.get("codebook_size", 0)),
-                   num_codebooks=int(d.get("num_codebooks", 0)), task_tokens=tuple(d.get("task_tokens", ())))
+                   num_codebooks=int(d.get("num_codebooks", 0)), task_tokens=tuple(d.get("task_tokens", ())),
+                   condition_size=int(d.get("condition_size", 0)))
 
 
 def _check_range(ids: torch.Tensor, lo: int, hi: int, what: str) -> None:

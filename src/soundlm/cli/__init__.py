@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from soundlm.cli import compress, data, demo, generate, palm, recipe, serve, tokenize, train
+from soundlm.cli import compress, data, demo, generate, music, palm, recipe, serve, tokenize, train
 from soundlm.cli import doctor, export, finetune, hub
 from soundlm.cli import eval as eval_cli  # not `eval`: that would hide the builtin
 from soundlm.cli.errors import ReportingGroup
@@ -32,6 +32,7 @@ app.command("translate")(palm.translate_command)
 app.command("tts")(palm.tts_command)
 app.command("continue")(generate.continue_command)
 app.command("generate")(generate.generate_command)
+app.command("music")(music.music_command)
 app.command("compress")(compress.compress_command)
 app.command("decompress")(compress.decompress_command)
 app.command("recipe")(recipe.recipe)
@@ -42,7 +43,7 @@ app.command("doctor")(doctor.doctor_command)
 app.add_typer(data.app, name="data", help="Synthesize corpora (speech, piano, music).")
 app.add_typer(train.app, name="train", help="Train tokenizers and language models.")
 app.add_typer(export.app, name="export", help="Export models to other runtimes (the codec to ONNX).")
-app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, voice, analysers, all.")
+app.add_typer(eval_cli.app, name="eval", help="Evaluation suite: codec, lm, units, continuation, lexical, asr, voice, analysers, mulan, all.")
 
 
 def main() -> None:

@@ -244,6 +244,30 @@ def analysers_command(
     _run(go, out)
 
 
+@app.command("mulan")
+def mulan_command(
+    model: Path = typer.Argument(..., help="MuLan folder (`soundlm train mulan` run or its final/)."),
+    data: Path = typer.Option(..., help="Music corpus from `soundlm data music` (folder or manifest.jsonl)."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    max_files: int | None = typer.Option(None, help="Use at most this many clips."),
+    seed: int = typer.Option(0, help="Seed of the shuffled-caption pairing."),
+    reference_split: str | None = typer.Option(None, help="Also the Frechet distance of the split's audio "
+                                                          "embeddings to this split's (e.g. train)."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """MuLan retrieval recall@1/5/10 (text->audio, audio->text) with chance, matched vs shuffled cosine, and
+    key/instrument/tempo/loudness text probes."""
+
+    def go() -> Any:
+        from soundlm.eval.sections.mulan import eval_mulan
+
+        return eval_mulan(model, data, split, max_files, seed=seed, device=device,
+                          reference_split=reference_split)
+
+    _run(go, out)
+
+
 @app.command("asr")
 def asr_command(
     codec: str = typer.Option(..., help="Codec: a soundlm codec folder/run, or a Hugging Face id or folder."),

@@ -41,6 +41,9 @@ def tokenize_command(
     normalize: str = typer.Option(TokenizeConfig.normalize or "none",
                                   help="Level before tokenizing: none, peak or rms. Use what the tokenizers were "
                                        "trained with."),
+    mulan: Path | None = typer.Option(None, help="A MuLan folder (`soundlm train mulan`): store each file's condition "
+                                                 "ids (its quantized MuLan audio embedding), on which `soundlm train "
+                                                 "lm` conditions the semantic and coarse stages (MusicLM)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Tokenize a corpus into a sharded, resumable Parquet token store."""

@@ -2,7 +2,8 @@
 
 import typer
 
-from soundlm.cli import compress, palm, train_codec, train_instrument, train_lm, train_phonetic, train_prefer, train_semantic
+from soundlm.cli import (compress, palm, train_codec, train_instrument, train_lm, train_mulan, train_phonetic,
+                         train_prefer, train_semantic)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -16,3 +17,4 @@ app.command("palm")(palm.train_palm_command)
 app.command("compressor")(compress.train_compressor_command)
 app.command("instrument")(train_instrument.train_instrument_command)
 app.command("prefer")(train_prefer.train_prefer_command)
+app.command("mulan")(train_mulan.train_mulan_command)

@@ -40,6 +40,10 @@ def train_lm_command(
     exclude_split: str = typer.Option(LMTrainConfig.exclude_split or "none",
                                       help="Never train on store records of this corpus split (held-out voices); "
                                            "'none' trains on every record."),
+    condition_dropout: float = typer.Option(
+        LMTrainConfig.condition_dropout,
+        help="A store written by `soundlm tokenize --mulan` conditions the semantic and coarse stages on its "
+             "condition ids: this fraction of crops gets NULL instead (classifier-free guidance needs it)."),
     seed: int = typer.Option(LMTrainConfig.seed, help="Seed for weights, crops and order."),
     num_workers: int = typer.Option(LMTrainConfig.num_workers, help="DataLoader worker processes."),
     log_every: int = typer.Option(LMTrainConfig.log_every, help="Write training metrics every N steps."),

@@ -113,6 +113,9 @@ class TokenCodec:
             if part.delayed:
                 raise ValueError(f"{part.folder}: token mode codes flattened stages; this one uses the delay "
                                  "pattern")
+            if part.meta.conditioned:
+                raise ValueError(f"{part.folder}: token mode codes unconditioned stages; this one reads MusicLM "
+                                 "condition ids, which a compressed file does not carry")
         self.pipe = pipeline
         self.hash = model_hash
 

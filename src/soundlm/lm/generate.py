@@ -12,6 +12,11 @@ so requests with different prompts and seeds share one batch and each row decode
 `generate_delayed` does the same for a `DelayLM`: one step per delayed column, all K
 codebooks sampled at once, prompt codes and delay pads forced in place; past
 `max_positions` it slides the same way (the conditioning prefix always stays).
+
+Classifier-free guidance (`guidance` g with an unconditional prompt or prefix: the same
+tokens with NULL condition ids): the conditional and unconditional rows run as one batch
+of 2B rows through one KV cache, each step's logits are mixed as uncond + g * (cond - uncond)
+(`guided_logits`) before sampling, and both halves append the sampled token.
 """
 
 from __future__ import annotations
@@ -39,12 +44,30 @@ def left_pad_prompts(prompts: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[
     return tokens, pad
 
 
+def guided_logits(logits: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance: logits [2B, ...] (conditional rows, then their unconditional twins)
+    -> uncond + guidance * (cond - uncond), [B, ...]."""
+    cond, uncond = logits.chunk(2, dim=0)
+    return uncond + guidance * (cond - uncond)
+
+
+def _check_guidance(guidance: float, uncond: torch.Tensor | None, like: torch.Tensor, what: str) -> bool:
+    """Whether guidance applies (an unconditional twin given and guidance != 1); checks the twin's shape."""
+    if uncond is None or guidance == 1.0:
+        return False
+    if uncond.shape != like.shape or uncond.dtype != like.dtype:
+        raise ValueError(f"{what} must match the conditional one ({tuple(like.shape)} {like.dtype}), got "
+                         f"{tuple(uncond.shape)} {uncond.dtype}; replace the condition ids by NULL, keep the rest")
+    return True
+
+
 def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
              sampling: SamplingParams = SamplingParams(), allowed_fn: AllowedFn | None = None,
              generator: Generator = None, cache: KVCache | None = None,
              eos_id: int | None = None, pad_id: int = 0, window_keep: int | None = None,
              progress: bool = False, left_pad: torch.Tensor | None = None,
-             row_new_tokens: torch.Tensor | None = None) -> torch.Tensor:
+             row_new_tokens: torch.Tensor | None = None, guidance: float = 1.0,
+             uncond_prompt: torch.Tensor | None = None) -> torch.Tensor:
     """Continue prompt [B, T0] (int64 global ids) by up to max_new_tokens; returns [B, T0+new].
 
     allowed_fn(position) -> (lo, hi) | bool mask [V] or [B, V] | None, where position is
@@ -60,6 +83,9 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
     row_new_tokens: int64 [B], the new tokens each row needs (at most max_new_tokens). With a
     `RowGenerators` generator a row past its count draws nothing more, so its random stream is
     where it would be had it run alone; its later tokens are filler for the caller to drop.
+    guidance, uncond_prompt [B, T0]: classifier-free guidance with the unconditional twin of
+    each prompt row (its condition ids NULL; same length, same left_pad). Both run as one batch
+    of 2B rows; g = 1 or no twin decodes the prompt alone, exactly as without them.
     """
     if prompt.dim() != 2 or prompt.shape[1] == 0:
         raise ValueError(f"prompt must be [B, T0] with T0 >= 1 (start with BOS), got shape {tuple(prompt.shape)}")
@@ -71,11 +97,14 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
         raise ValueError(f"prompt ids must lie in [0, {model.vocab_size}), got [{int(prompt.min())}, "
                          f"{int(prompt.max())}]; map stream ids through VocabLayout first")
     b, t0 = prompt.shape
+    guided = _check_guidance(guidance, uncond_prompt, prompt, "uncond_prompt")
     if left_pad is not None:
         left_pad = torch.as_tensor(left_pad, dtype=torch.long, device=prompt.device)
         if left_pad.shape != (b,) or int(left_pad.min()) < 0 or int(left_pad.max()) >= t0:
             raise ValueError(f"left_pad must be [B] = [{b}] counts in [0, {t0 - 1}] (every prompt keeps at least "
                              f"one real token), got {left_pad.tolist()}")
+        if guided:
+            left_pad = left_pad.repeat(2)  # the unconditional twins are padded as their rows
     live_rows = None
     if row_new_tokens is not None:
         row_new_tokens = torch.as_tensor(row_new_tokens, dtype=torch.long, device=prompt.device)
@@ -90,30 +119,36 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
     keep = window_keep if window_keep is not None else max_len // 2
     if not 0 < keep < max_len:
         raise ValueError(f"window_keep must be in [1, {max_len - 1}], got {keep}")
-    out = torch.full((b, total), pad_id, dtype=torch.long, device=prompt.device)
-    out[:, :t0] = prompt
+    # Guided: rows b.. are the unconditional twins of rows ..b, fed the same new tokens.
+    out = torch.full((2 * b if guided else b, total), pad_id, dtype=torch.long, device=prompt.device)
+    out[:b, :t0] = prompt
+    if guided:
+        out[b:, :t0] = uncond_prompt
     if max_new_tokens == 0:
-        return out
+        return out[:b]
 
     fast = model.fast_decoding
     cache_len = min(max_len, total)
     if fast:
         dtype, device = model.backbone.norm.weight.dtype, prompt.device
-        if cache is None or not cache.fits(b, cache_len, dtype, device):
-            cache = model.new_cache(b, cache_len)
+        if cache is None or not cache.fits(out.shape[0], cache_len, dtype, device):
+            cache = model.new_cache(out.shape[0], cache_len)
 
     def head_rows(pos: int) -> tuple[tuple[int, int] | None, object]:
         # A plain id range is applied by computing only those logits (rows); anything else goes to the sampler.
         allowed = allowed_fn(pos) if allowed_fn is not None else None
         return (allowed, None) if fast and isinstance(allowed, tuple) else (None, allowed)
 
+    def mixed(logits: torch.Tensor) -> torch.Tensor:
+        return guided_logits(logits, guidance) if guided else logits
+
     def prefill(begin: int, end: int, rows: tuple[int, int] | None) -> torch.Tensor:
         # Context out[:, begin:end] from an empty cache (prompt, or the kept window after a slide).
         pad = None if left_pad is None else (left_pad - begin).clamp(min=0)
         if fast:
             cache.reset(pad)
-            return model.step(out[:, begin:end], cache, 0, rows)
-        return model.last_logits(out[:, begin:end], pad)
+            return mixed(model.step(out[:, begin:end], cache, 0, rows))
+        return mixed(model.last_logits(out[:, begin:end], pad))
 
     was_training = model.training
     model.eval()
@@ -130,7 +165,7 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
         if eos_id is not None:
             nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
             finished |= nxt == eos_id
-        out[:, pos] = nxt
+        out[:, pos] = torch.cat([nxt, nxt]) if guided else nxt
         if pos + 1 == total or (eos_id is not None and bool(finished.all())):
             end = pos + 1
             break
@@ -140,24 +175,27 @@ def generate(model: TokenLM, prompt: torch.Tensor, max_new_tokens: int,
             begin = pos + 1 - keep
             logits = prefill(begin, pos + 1, rows)
         elif fast:
-            logits = model.step(out[:, pos:pos + 1], cache, filled - 1, rows)
+            logits = mixed(model.step(out[:, pos:pos + 1], cache, filled - 1, rows))
         else:
             pad = None if left_pad is None else (left_pad - begin).clamp(min=0)
-            logits = model.last_logits(out[:, begin:pos + 1], pad)
+            logits = mixed(model.last_logits(out[:, begin:pos + 1], pad))
     model.train(was_training)
-    return out[:, :end]
+    return out[:b, :end]
 
 
 def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
                      sampling: SamplingParams = SamplingParams(), generator: Generator = None,
                      prefix: torch.Tensor | None = None, cache: KVCache | None = None,
-                     progress: bool = False, window_keep: int | None = None) -> torch.Tensor:
+                     progress: bool = False, window_keep: int | None = None, guidance: float = 1.0,
+                     uncond_prefix: torch.Tensor | None = None) -> torch.Tensor:
     """Continue codes prompt [B, K, T0] (T0 may be 0) by num_new_frames; returns codes [B, K, T0+new].
 
     prefix: conditioning ids [B, P] for a DelayLM built with prefix_vocab_size > 0.
     window_keep: delayed columns kept as context when prefix + columns outgrow max_positions
     (default half the columns that fit beside the prefix); the prefix is always kept, and the
     window is prefilled again from position 0, as `generate` slides.
+    guidance, uncond_prefix [B, P]: classifier-free guidance with the unconditional twin of the
+    prefix (condition ids NULL): 2B rows in each forward, as in `generate`.
     """
     cfg = model.config
     if prompt.dim() != 3 or prompt.shape[1] != cfg.num_codebooks:
@@ -167,6 +205,9 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
     if num_new_frames <= 0:
         raise ValueError(f"num_new_frames must be > 0, got {num_new_frames}")
     b, k, t0 = prompt.shape
+    if prefix is None and uncond_prefix is not None:
+        raise ValueError("uncond_prefix is the unconditional twin of a prefix; pass the prefix too")
+    guided = prefix is not None and _check_guidance(guidance, uncond_prefix, prefix, "uncond_prefix")
     frames = t0 + num_new_frames
     steps = frames + k - 1  # delayed columns
     p = 0 if prefix is None else prefix.shape[1]
@@ -189,13 +230,21 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
     known = ~delay_valid_mask(k, frames, dev) | delay_codes(is_prompt, 0)[0].bool()  # [K, S]
     first = t0  # columns 0..t0-1 are fully known (prompt frames and leading pads)
     cache_len = p + min(room, steps)
-    if cache is None or not cache.fits(b, cache_len, model.embeddings[0].weight.dtype, dev):
-        cache = model.new_cache(b, cache_len)
+    rows = 2 * b if guided else b
+    if cache is None or not cache.fits(rows, cache_len, model.embeddings[0].weight.dtype, dev):
+        cache = model.new_cache(rows, cache_len)
+    both_prefixes = torch.cat([prefix, uncond_prefix]) if guided else prefix
+
+    def forward(columns: torch.Tensor, start: int, with_prefix: torch.Tensor | None) -> torch.Tensor:
+        # Guided: the twins see the same code columns after their own prefix; logits mixed to [B, K, card].
+        if not guided:
+            return model.step(columns, cache, start, with_prefix)
+        return guided_logits(model.step(torch.cat([columns, columns]), cache, start, with_prefix), guidance)
 
     def prefill(begin: int, end: int) -> torch.Tensor:
         # Prefix + input columns begin..end-1 from an empty cache.
         cache.reset()
-        return model.step(seq[:, :, begin:end], cache, 0, prefix)
+        return forward(seq[:, :, begin:end], 0, both_prefixes)
 
     was_training = model.training
     model.eval()
@@ -212,6 +261,6 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
                 begin = nxt + 1 - keep
                 logits = prefill(begin, nxt + 1)
             else:
-                logits = model.step(seq[:, :, nxt:nxt + 1], cache, p + nxt - begin)
+                logits = forward(seq[:, :, nxt:nxt + 1], p + nxt - begin, None)
     model.train(was_training)
     return undelay_codes(target)

@@ -49,7 +49,8 @@ from soundlm.train.schedule import warmup_cosine
 
 # Arguments that define what is trained; resuming with different values would silently mix runs.
 _RESUME_MUST_MATCH = ("store", "stage", "preset", "init", "window_seconds", "coarse_codebooks", "pattern",
-                      "batch_size", "grad_accum", "seed", "heldout_fraction", "exclude_split", "processes")
+                      "batch_size", "grad_accum", "seed", "heldout_fraction", "exclude_split", "processes",
+                      "condition_dropout")
 
 
 @dataclass
@@ -78,6 +79,7 @@ class LMTrainConfig:
     eval_batches: int = 8
     heldout_fraction: float = 0.05  # of the trained records, by id hash: the training curve's held-out loss
     exclude_split: str | None = "heldout"  # store records of this corpus split are never trained on
+    condition_dropout: float = 0.1  # conditioned stages: fraction of crops trained with NULL condition ids
     seed: int = 0
     num_workers: int = 0
     log_every: int = 10
@@ -99,6 +101,8 @@ class LMTrainConfig:
             raise ValueError(f"need --lr > 0 and --warmup >= 0, got lr={self.lr}, warmup={self.warmup}")
         if self.stop_at is not None and self.stop_at <= 0:
             raise ValueError(f"--stop-at must be a positive step, got {self.stop_at}")
+        if not 0.0 <= self.condition_dropout <= 1.0:
+            raise ValueError(f"--condition-dropout must be in [0, 1], got {self.condition_dropout}")
         if self.window_seconds is not None and self.window_seconds <= 0:
             raise ValueError(f"--window-seconds must be positive, got {self.window_seconds}")
 
@@ -265,7 +269,8 @@ def train_lm(cfg: LMTrainConfig) -> LMTrainResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / TRAIN_CONFIG, settings)
 
-    train_set = lm_data.stage_dataset(stage, tokens, split.train, cfg.seed, stream=lm_data._TRAIN_STREAM)
+    train_set = lm_data.stage_dataset(stage, tokens, split.train, cfg.seed, stream=lm_data._TRAIN_STREAM,
+                                      condition_dropout=cfg.condition_dropout)
     sampler = lm_data.StepSampler(start_step, cfg.steps, cfg.batch_size, cfg.grad_accum,
                                   accelerator.num_processes, accelerator.process_index)
     loader = torch.utils.data.DataLoader(

@@ -13,7 +13,7 @@ per epoch, as one process would.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ from soundlm.store import StoreTokens, TokenRecord
 _TRAIN_STREAM = 1
 _EVAL_STREAM = 2
 _EPOCH_STREAM = 3  # the per-epoch record permutations, apart from the crops
+_CONDITION_STREAM = 4  # condition dropout draws, apart from the crops (which stay what they were)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def crop_window(record: TokenRecord, window_seconds: float, semantic_rate: float
     a0 = frame_index(start, acoustic_rate)
     return Window(record_id=record.id, start_seconds=start,
                   semantic=record.semantic[s0: s0 + n_sem],
-                  acoustic=record.acoustic[:, a0: a0 + n_ac])
+                  acoustic=record.acoustic[:, a0: a0 + n_ac], condition=record.condition)
 
 
 class StageDataset(torch.utils.data.Dataset):
@@ -90,12 +91,14 @@ class StageDataset(torch.utils.data.Dataset):
     record at its place in its epoch's permutation (each epoch of `len(records)` indices reads
     every record once).
 
-    `build(window) -> Example` turns a crop into the stage's token sequence.
+    `build(window) -> Example` turns a crop into the stage's token sequence. `condition_dropout`:
+    the fraction of crops whose condition ids become NULL (id `condition_null`), drawn per example
+    (classifier-free guidance training: one model, conditional and unconditional).
     """
 
     def __init__(self, records: Sequence[TokenRecord], window_seconds: float, semantic_rate: float,
                  acoustic_rate: float, build: Callable[[Window], Example], seed: int,
-                 stream: int = _TRAIN_STREAM):
+                 stream: int = _TRAIN_STREAM, condition_dropout: float = 0.0, condition_null: int = 0):
         if not records:
             raise ValueError("no records to train on; check the token store")
         self.records = list(records)
@@ -105,6 +108,10 @@ class StageDataset(torch.utils.data.Dataset):
         self.build = build
         self.seed = seed
         self.stream = stream
+        if not 0.0 <= condition_dropout <= 1.0:
+            raise ValueError(f"--condition-dropout must be in [0, 1], got {condition_dropout}")
+        self.condition_dropout = condition_dropout
+        self.condition_null = condition_null
         self._order: tuple[int, np.ndarray] | None = None  # (epoch, its permutation), the last one used
 
     def __len__(self) -> int:
@@ -123,7 +130,12 @@ class StageDataset(torch.utils.data.Dataset):
     def window(self, index: int) -> Window:
         rng = np.random.default_rng([self.seed, self.stream, index])
         record = self.records[self.record_index(index)]
-        return crop_window(record, self.window_seconds, self.semantic_rate, self.acoustic_rate, rng)
+        window = crop_window(record, self.window_seconds, self.semantic_rate, self.acoustic_rate, rng)
+        if window.condition is not None and self.condition_dropout > 0:
+            drop = np.random.default_rng([self.seed, self.stream, _CONDITION_STREAM, index]).random()
+            if drop < self.condition_dropout:
+                window = replace(window, condition=np.full_like(window.condition, self.condition_null))
+        return window
 
     def __getitem__(self, index: int) -> Example:
         return self.build(self.window(index))
@@ -157,8 +169,9 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 def stage_dataset(stage: Stage, tokens: StoreTokens, indices: Sequence[int], seed: int,
-                  stream: int = _TRAIN_STREAM) -> StageDataset:
-    """The crops of `tokens.records[indices]` as `stage` trains on them."""
+                  stream: int = _TRAIN_STREAM, condition_dropout: float = 0.0) -> StageDataset:
+    """The crops of `tokens.records[indices]` as `stage` trains on them (a conditioned stage's condition ids
+    replaced by NULL in a `condition_dropout` fraction of them)."""
     records = [tokens.records[i] for i in indices]
     if stage.delayed:
         # A delay batch cannot pad its prefix (it precedes the codes): train on full windows only.
@@ -168,4 +181,6 @@ def stage_dataset(stage: Stage, tokens: StoreTokens, indices: Sequence[int], see
             raise ValueError(f"no record is at least --window-seconds {stage.window_seconds} long; the delay "
                              "pattern trains on full windows, so lower --window-seconds")
     return StageDataset(records, stage.window_seconds, tokens.semantic_rate, tokens.acoustic_rate,
-                        example_fn(stage.meta, stage.layout), seed, stream)
+                        example_fn(stage.meta, stage.layout), seed, stream,
+                        condition_dropout=condition_dropout if stage.meta.conditioned else 0.0,
+                        condition_null=stage.meta.condition_size)

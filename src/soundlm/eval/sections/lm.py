@@ -6,7 +6,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +88,8 @@ def stage_heldout_loss(stage: Stage, records: StoreTokens, batch_size: int = 8,
                               full_only=stage.delayed or full_windows):
             # A window with none of the stage's own tokens has nothing to predict.
             if stage.delayed or (w.semantic.shape[0] if name == "semantic" else w.acoustic.shape[1]) >= 1:
-                examples.append(stage.example(w))
+                # A conditioned stage is scored on its recording's condition ids (NULLs when the store has none).
+                examples.append(stage.example(replace(w, condition=r.condition)))
     if not examples:
         raise ValueError(f"no {name} window to score: the held-out records are shorter than the stage's "
                          f"{stage.window_seconds} s window (the delay pattern scores full windows only)")

@@ -1,0 +1,136 @@
+"""MusicLM (Agostinelli et al. 2023): text -> music over AudioLM's stages, conditioned through MuLan.
+
+    caption --MuLan text tower--> embedding --RVQ--> Q condition ids (`MuLan.condition_tokens`)
+            --conditioned semantic LM--> semantic ids --conditioned coarse LM--> coarse codes
+            --fine LM--> fine codes --codec decode--> waveform
+
+The stages were trained on the condition ids of MuLan's *audio* embedding of each recording
+(`soundlm tokenize --mulan`); at inference the *text* embedding of the caption stands in for it,
+as in the paper: the joint embedding space is what lets text take audio's place. Condition ids
+of a fraction of the training crops were NULL, so each conditioned stage is also the
+unconditional model, and classifier-free guidance (`guidance`, MusicLM: 3) mixes the two in
+one batched forward per step (`soundlm.lm.generate`).
+
+The stage loops, batching, seeds and decoding are `AudioLMPipeline`'s: this class turns
+captions into condition ids and hands `generate_batch` one request per caption.
+
+A music bundle is an AudioLM bundle (semantic/ coarse/ fine/ semantic_tokenizer/ codec/)
+plus `mulan/` (the MuLan folder, `MuLan.save_pretrained`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from soundlm.pipeline import AudioLMPipeline, AudioLMSampling, BatchRequest
+
+if TYPE_CHECKING:
+    from soundlm.music.mulan import MuLan
+
+MULAN_DIR = "mulan"
+DEFAULT_MUSIC_MODEL_NAME = "musiclm-tiny"  # text to music; "music-tiny" is the unconditioned continuation recipe
+DEFAULT_GUIDANCE = 3.0  # MusicLM's classifier-free guidance scale
+MUSIC_BUNDLE_FIX = ("pass a music bundle: an AudioLM bundle whose semantic and coarse stages were trained on a "
+                    "store tokenized with `soundlm tokenize --mulan`, plus that MuLan as mulan/ "
+                    "(MusicLMPipeline.save_bundle writes one)")
+
+
+class MusicLMPipeline:
+    """Captions -> music: a MuLan (the contract of `soundlm.music.mulan`) over a conditioned AudioLM pipeline."""
+
+    def __init__(self, audiolm: AudioLMPipeline, mulan: MuLan, where: str | Path = "the model"):
+        self.audiolm = audiolm
+        self.mulan = mulan
+        _check_conditioned(audiolm, mulan, where)
+
+    @classmethod
+    def from_bundle(cls, spec: str | Path | None = None, device: torch.device | str | None = None,
+                    mulan: MuLan | None = None) -> "MusicLMPipeline":
+        """Load a music bundle (a folder, or a hub id; None: the music model shipped with soundlm).
+
+        mulan: an already loaded MuLan instead of the bundle's mulan/ folder.
+        """
+        from soundlm.pretrained import load_pipeline
+
+        folder = resolve_music_model(spec)
+        if mulan is None:
+            if not (folder / MULAN_DIR).is_dir():
+                raise FileNotFoundError(f"{folder} has no {MULAN_DIR}/ folder, so captions cannot become condition "
+                                        f"ids; {MUSIC_BUNDLE_FIX}")
+            from soundlm.music.mulan import load_mulan
+
+            mulan = load_mulan(folder / MULAN_DIR, device=device or "cpu")
+        return cls(load_pipeline(folder, device=device), mulan, where=folder)
+
+    def save_bundle(self, folder: str | Path) -> Path:
+        """The AudioLM bundle plus mulan/, written atomically."""
+        from soundlm.fileio import atomic_dir
+
+        folder = Path(folder)
+        with atomic_dir(folder) as tmp:
+            self.audiolm.write_bundle(tmp)
+            self.mulan.save_pretrained(tmp / MULAN_DIR)
+        return folder
+
+    @property
+    def sample_rate(self) -> int:
+        return self.audiolm.sample_rate
+
+    def quantize(self, mode: str) -> "MusicLMPipeline":
+        """Run the stage LMs int8 / bf16 (see `AudioLMPipeline.quantize`)."""
+        self.audiolm.quantize(mode)
+        return self
+
+    @torch.inference_mode()
+    def condition_tokens(self, captions: list[str]) -> torch.Tensor:
+        """Captions -> condition ids [B, Q] in [0, C): the quantized MuLan text embeddings."""
+        if not captions or any(not isinstance(c, str) or not c.strip() for c in captions):
+            raise ValueError(f"captions must be non-empty strings, got {captions!r}; describe the music, "
+                             "e.g. \"a calm piano piece in C major\"")
+        return self.mulan.condition_tokens(self.mulan.embed_text(list(captions))).long()
+
+    def generate(self, captions: list[str], seconds: float, num_samples: int = 1,
+                 guidance: float = DEFAULT_GUIDANCE, sampling: AudioLMSampling | None = None, seed: int = 0,
+                 progress: bool = False) -> list[list[np.ndarray]]:
+        """`num_samples` waveforms [C, round(seconds * sample_rate)] per caption.
+
+        Caption j samples with seed `seed + j`; all captions share each stage's generation calls,
+        and each gets what it would get alone (`AudioLMPipeline.generate_batch`). guidance: the
+        classifier-free guidance scale of the conditioned stages (1: the conditional model alone).
+        """
+        conditions = self.condition_tokens(captions).to(self.audiolm.device)
+        sampling = replace(sampling or AudioLMSampling(), guidance=guidance)
+        requests = [BatchRequest(seconds=seconds, num_samples=num_samples, seed=seed + j, condition=cond)
+                    for j, cond in enumerate(conditions)]
+        return self.audiolm.generate_batch(requests, sampling, progress=progress)
+
+
+def resolve_music_model(spec: str | Path | None) -> Path:
+    """A music bundle's folder: `spec` as `pretrained.resolve_model` reads it; None: the shipped music model."""
+    from soundlm.pretrained import ASSETS_DIR, resolve_model
+
+    if spec is None or str(spec) == DEFAULT_MUSIC_MODEL_NAME:
+        folder = ASSETS_DIR / DEFAULT_MUSIC_MODEL_NAME
+        if not folder.is_dir():
+            raise FileNotFoundError(f"soundlm ships no music model ({folder} does not exist); {MUSIC_BUNDLE_FIX} "
+                                    "with --model")
+        return folder
+    return resolve_model(spec)
+
+
+def _check_conditioned(audiolm: AudioLMPipeline, mulan: MuLan, where: str | Path) -> None:
+    """Refuse stages that take no condition ids, or ids of another shape than this MuLan makes."""
+    bare = [s.name for s in (audiolm.semantic, audiolm.coarse) if not s.meta.conditioned]
+    if bare:
+        raise ValueError(f"{where}: its {' and '.join(bare)} stage{'s' if len(bare) > 1 else ''} take no condition "
+                         f"ids (trained on a store without them); {MUSIC_BUNDLE_FIX}")
+    q, c = audiolm.condition_shape
+    mine = (int(mulan.num_condition_tokens), int(mulan.condition_codebook_size))
+    if mine != (q, c):
+        raise ValueError(f"{where}: the stages read {q} condition ids of {c}, but the MuLan makes {mine[0]} of "
+                         f"{mine[1]}; load the MuLan the store was tokenized with")
