@@ -139,3 +139,17 @@ def test_shrunken_wide_delay_recipe_ships_a_bundle_that_continues_and_evaluates(
     assert run_recipe(cfg, work, model, prompt_path=tmp_path / "prompt.wav", device="cpu").model_dir == model
     with pytest.raises(ValueError, match="acoustic_pattern: 'delay' -> 'flatten'"):
         run_recipe(replace(cfg, acoustic_pattern="flatten"), work, model)
+
+
+def test_a_corpus_of_another_inventory_is_refused_before_any_work(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.jsonl").write_text("")
+    (corpus / "corpus.json").write_text(json.dumps({"kind": "speech", "inventory": "wide"}))
+    with pytest.raises(ValueError, match="made with --inventory wide, the recipe asks for classic"):
+        run_recipe(replace(speech_tiny(), corpus_from=str(corpus)), tmp_path / "work", tmp_path / "model")
+    (corpus / "corpus.json").write_text(json.dumps({"kind": "speech"}))  # classic corpora do not name it
+    with pytest.raises(ValueError, match="made with --inventory classic, the recipe asks for wide"):
+        run_recipe(replace(with_wide_inventory(speech_tiny()), corpus_from=str(corpus)), tmp_path / "work",
+                   tmp_path / "model")
+    assert not (tmp_path / "work").exists()

@@ -225,6 +225,18 @@ def _corpus(cfg: RecipeConfig, out: Path) -> Path:
                               inventory=cfg.inventory)
 
 
+def _check_corpus_inventory(cfg: RecipeConfig, corpus_json: Path) -> None:
+    """Refuse a speech corpus (`--corpus`) made with another voice inventory than the recipe's `--inventory`:
+    recipe.json would record voices the model never heard. corpus.json names the inventory unless classic."""
+    if cfg.corpus != "speech" or not corpus_json.is_file():
+        return
+    made = read_json(corpus_json).get("inventory", "classic")
+    if made != cfg.inventory:
+        raise ValueError(f"{corpus_json}: the corpus was made with --inventory {made}, the recipe asks for "
+                         f"{cfg.inventory}; pass --inventory {made} or build the corpus with --inventory "
+                         f"{cfg.inventory}")
+
+
 def _evaluate_music(cfg: RecipeConfig, model_dir: Path, manifest: Path, instrument: Path, eval_dir: Path,
                     device: str | None) -> None:
     """AudioLM's piano test on the held-out clips, written as the suite writes its results (results.md/.json)."""
@@ -314,6 +326,7 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
         if not manifest_path(cfg.corpus_from).is_file():  # likewise for a folder that is not a corpus
             raise FileNotFoundError(f"{cfg.corpus_from}: no manifest.jsonl; pass a corpus folder written by "
                                     f"`soundlm data {cfg.corpus}`")
+        _check_corpus_inventory(cfg, manifest_path(cfg.corpus_from).parent / "corpus.json")
     work, model_dir = Path(work), Path(model_dir)
     work.mkdir(parents=True, exist_ok=True)
     settings_path = work / "recipe.json"
