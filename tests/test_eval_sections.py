@@ -209,3 +209,31 @@ def test_lexical_over_several_voices_is_the_mean_of_each(pipe, world, tmp_path):
     for bad in ("", " , ", "en-us,en-us"):
         with pytest.raises(ValueError, match="--voice"):
             lexical.eval_lexical(pipe, voice=bad, work_dir=tmp_path / "bad", **args)
+
+
+def test_lm_eval_compares_flatten_and_delay_per_acoustic_code(world, pipe):
+    """Under full_windows a flattened and a delay-pattern coarse stage predict the same codes, and
+    acoustic_bits_per_code weighs the coarse and fine stages by the codes each predicts."""
+    from soundlm.lm.model import DelayLM, DelayLMConfig, lm_tiny
+    from soundlm.stages import Stage, StageMeta, stage_layout
+
+    card = pipe.codec.codebook_size
+    model = DelayLM(DelayLMConfig(num_codebooks=NUM_COARSE, codebook_size=card, backbone=lm_tiny(1, max_positions=128),
+                                  prefix_vocab_size=16))
+    meta = StageMeta("coarse", pipe.coarse.window_seconds, NUM_COARSE, pipe.num_codebooks, 50.0, 50.0, pattern="delay")
+    delay = Stage(model=model, meta=meta,
+                  layout=stage_layout("coarse", 16, card, pipe.num_codebooks, NUM_COARSE), folder=world["root"])
+    records = load_store_tokens(world["store"], split="heldout")
+    flat = lm.stage_heldout_loss(pipe.coarse, records, device="cpu", progress=False, full_windows=True)
+    delayed = lm.stage_heldout_loss(delay, records, device="cpu", progress=False, full_windows=True)
+    assert flat.num_tokens == delayed.num_tokens and flat.num_windows == delayed.num_windows
+
+    section = lm.eval_lm([pipe.semantic, pipe.coarse, pipe.fine], world["store"], progress=False, full_windows=True)
+    coarse, fine = (next(r for r in section.rows if r["stage"] == s) for s in ("coarse", "fine"))
+    assert coarse["num_tokens"] == flat.num_tokens
+    expected = (coarse["loss_nats"] * coarse["num_tokens"] + fine["loss_nats"] * fine["num_tokens"]) / (
+        (coarse["num_tokens"] + fine["num_tokens"]) * math.log(2))
+    assert section.summary["acoustic_bits_per_code"] == pytest.approx(expected)
+    assert min(coarse["bits_per_token"], fine["bits_per_token"]) <= section.summary["acoustic_bits_per_code"] <= max(
+        coarse["bits_per_token"], fine["bits_per_token"])
+    assert section.settings["full_windows"] and section.settings["patterns"]["coarse"] == "flatten"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from soundlm.cli import app
-from soundlm.fileio import DiskFullError, atomic_dir, atomic_path
+from soundlm.fileio import DiskFullError, atomic_dir, atomic_path, write_json_atomic
 from soundlm.store import TokenStore, list_parts
 from test_tokenize import _corpus, models  # noqa: F401 - the module-scoped tokenizer fixture
 
@@ -208,3 +209,18 @@ def test_sigkill_of_train_codec_then_rerun_equals_uninterrupted(tmp_path):
                    capture_output=True, timeout=300)
     _same_weights(run / "final", tmp_path / "straight" / "final")
     _no_temp_files(run)
+
+
+def test_atomic_writes_get_the_modes_plain_writes_get(tmp_path):
+    # mkstemp/mkdtemp make 0600/0700; a model folder written atomically must be as readable as one written plainly.
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "w.bin").write_bytes(b"1")
+            write_json_atomic(tmp / "config.json", {})
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode)
+             for name in ("a.json", "model", "model/config.json", "model/w.bin")}
+    assert modes == {"a.json": 0o644, "model": 0o755, "model/config.json": 0o644, "model/w.bin": 0o644}

@@ -57,6 +57,17 @@ def _disk_full_reported(target: Path) -> Iterator[None]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _give_default_mode(path: Path, directory: bool = False) -> None:
+    """`mkstemp`/`mkdtemp` make 0600 files and 0700 folders; give what a plain `open`/`mkdir` would (umask)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it onto `target` on success."""
@@ -65,6 +76,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _give_default_mode(tmp_path)
     try:
         with _disk_full_reported(target):
             yield tmp_path
@@ -103,6 +115,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}.", dir=target.parent))
+    _give_default_mode(tmp, directory=True)
     try:
         with _disk_full_reported(target):
             yield tmp

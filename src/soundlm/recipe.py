@@ -6,7 +6,11 @@ training ones; only the training voices reach the codec, the k-means and the LMs
 tokens from k-means over our phonetic encoder (a small CTC recogniser trained on the
 corpus's transcripts; MFCC units carry the voice), our codec (the `fast` iSTFT preset),
 three AudioLM stages, an fp16 bundle and the evaluation report. Every step resumes, so a
-killed recipe picks up where it stopped and a finished one returns at once.
+killed recipe picks up where it stopped and a finished one returns at once. `--inventory wide`
+trains on the wide voice inventory (420 training voices, 12 held-out ones of kinds absent from
+training) and `--acoustic-pattern delay` trains the coarse and fine stages with MusicGen's delay
+pattern (one position per frame instead of one per code); both are settings of the work folder,
+which refuses to resume under other ones.
 
 `music_tiny()` is AudioLM's piano-continuation setting on the music corpus (`soundlm data
 music`: music21 scores rendered by fluidsynth): the codec trained on music, semantic units
@@ -23,12 +27,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
-
+from typing import TYPE_CHECKING, Callable
 
 from soundlm.fileio import read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from soundlm.train.codec import CodecTrainConfig
+    from soundlm.train.lm import LMTrainConfig
+    from soundlm.train.phonetic import PhoneticTrainConfig
 
 
 @dataclass
@@ -52,6 +60,8 @@ class RecipeConfig:
     voices: int = 120
     heldout_voices: int = 4
     sentences_per_utterance: int = 3
+    # how speakers are made (`soundlm data speech --inventory`): "classic", or "wide" (`with_wide_inventory`)
+    inventory: str = "classic"
     # semantic tokenizer: "phonetic" trains the CTC encoder first; "mfcc", "chroma"... cluster those features
     semantic_features: str = "phonetic"
     phonetic_steps: int = 2000
@@ -66,6 +76,9 @@ class RecipeConfig:
     # language models
     lm_preset: str = "mini"
     coarse_codebooks: int = 3
+    # the acoustic stages' codebook interleaving (`soundlm train lm --pattern`): "flatten" (AudioLM: one position
+    # per code) or "delay" (MusicGen's delay pattern: one position per frame in both the coarse and fine stages)
+    acoustic_pattern: str = "flatten"
     semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1500, 8, 4.5))
     coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(2000, 8, 2.0))
     fine_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1000, 8, 1.0, preset="micro"))
@@ -79,6 +92,17 @@ class RecipeConfig:
     eval_pairs: int = 50
     prompt_seconds: float = 3.0
     seed: int = 0
+
+
+# The wide inventory's size in docs/RESULTS.md section 7: >= 400 training voices a speaker encoder tells apart,
+# and held-out voices of kinds no training voice has (festival, vibrato, reserved espeak-ng variants).
+WIDE_VOICES, WIDE_HELDOUT_VOICES = 420, 12
+
+
+def with_wide_inventory(cfg: RecipeConfig, voices: int | None = None) -> RecipeConfig:
+    """`cfg` on the wide voice inventory: 420 training voices (or `voices`) and 12 held-out ones."""
+    return replace(cfg, inventory="wide", voices=WIDE_VOICES if voices is None else voices,
+                   heldout_voices=WIDE_HELDOUT_VOICES)
 
 
 def speech_tiny() -> RecipeConfig:
@@ -132,15 +156,56 @@ class _StepTimer:
 
 
 CORPORA = ("speech", "music")
+INVENTORIES = ("classic", "wide")  # soundlm.data.speech.INVENTORIES, without importing the data layer here
+ACOUSTIC_PATTERNS = ("flatten", "delay")
 # Settings added with music-tiny, at the values every recipe before it ran with.
 _ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400, "instrument_steps": 600,
                      "continuation_seconds": 4.0}
+# Settings added with the wide voice inventory and the delay-pattern acoustic stages (issue 20, section 4).
+_ADDED_WITH_WIDE = {"inventory": "classic", "acoustic_pattern": "flatten"}
 
 
 def upgrade_settings(settings: dict) -> dict:
-    """A WORK/recipe.json written before music-tiny: fills in the settings added with it, at their old values,
-    so a speech-tiny run started then still resumes."""
-    return {**_ADDED_WITH_MUSIC, **settings}
+    """A WORK/recipe.json written before music-tiny or before the wide inventory: fills in the settings added
+    with them, at the values every run before them had, so a run started then still resumes."""
+    return {**_ADDED_WITH_MUSIC, **_ADDED_WITH_WIDE, **settings}
+
+
+def settings_changes(before: dict, now: dict) -> list[str]:
+    """The settings that differ between a work folder's recipe.json and this run, as `name: old -> new`."""
+    names = sorted(set(before) | set(now))
+    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in names if before.get(k) != now.get(k)]
+
+
+LM_STAGES = ("semantic", "coarse", "fine")
+
+
+def phonetic_config(cfg: RecipeConfig, manifest: Path, out: Path) -> PhoneticTrainConfig:
+    """The recipe's `soundlm train phonetic` settings."""
+    from soundlm.train.phonetic import PhoneticTrainConfig
+
+    return PhoneticTrainConfig(data=str(manifest), out=str(out), steps=cfg.phonetic_steps, seed=cfg.seed)
+
+
+def codec_config(cfg: RecipeConfig, manifest: Path, out: Path, device: str | None) -> CodecTrainConfig:
+    """The recipe's `soundlm train codec` settings (no adversary: mel + STFT losses only)."""
+    from soundlm.train.codec import CodecTrainConfig
+
+    return CodecTrainConfig(data=str(manifest), out=str(out), preset=cfg.codec_preset, steps=cfg.codec_steps,
+                            batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds,
+                            adversarial=False, lr=cfg.codec_lr, ckpt_every=200, eval_every=250,
+                            sample_every=max(cfg.codec_steps // 2, 1), seed=cfg.seed, device=device)
+
+
+def lm_config(cfg: RecipeConfig, stage: str, store: Path, out: Path) -> LMTrainConfig:
+    """The recipe's `soundlm train lm` settings for one stage; the acoustic stages take `cfg.acoustic_pattern`."""
+    from soundlm.train.lm import LMTrainConfig
+
+    s = {"semantic": cfg.semantic_lm, "coarse": cfg.coarse_lm, "fine": cfg.fine_lm}[stage]
+    return LMTrainConfig(store=str(store), out=str(out), stage=stage, preset=s.preset or cfg.lm_preset,
+                         steps=s.steps, pattern="flatten" if stage == "semantic" else cfg.acoustic_pattern,
+                         batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
+                         coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)
 
 
 def _corpus(cfg: RecipeConfig, out: Path) -> Path:
@@ -156,7 +221,20 @@ def _corpus(cfg: RecipeConfig, out: Path) -> Path:
     from soundlm.data.speech import make_speech_corpus
 
     return make_speech_corpus(out, hours=cfg.hours, seed=cfg.seed, languages=["en"], voices=cfg.voices,
-                              heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance)
+                              heldout_voices=cfg.heldout_voices, sentences_per_utterance=cfg.sentences_per_utterance,
+                              inventory=cfg.inventory)
+
+
+def _check_corpus_inventory(cfg: RecipeConfig, corpus_json: Path) -> None:
+    """Refuse a speech corpus (`--corpus`) made with another voice inventory than the recipe's `--inventory`:
+    recipe.json would record voices the model never heard. corpus.json names the inventory unless classic."""
+    if cfg.corpus != "speech" or not corpus_json.is_file():
+        return
+    made = read_json(corpus_json).get("inventory", "classic")
+    if made != cfg.inventory:
+        raise ValueError(f"{corpus_json}: the corpus was made with --inventory {made}, the recipe asks for "
+                         f"{cfg.inventory}; pass --inventory {made} or build the corpus with --inventory "
+                         f"{cfg.inventory}")
 
 
 def _evaluate_music(cfg: RecipeConfig, model_dir: Path, manifest: Path, instrument: Path, eval_dir: Path,
@@ -200,12 +278,16 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
         parts.append(f"--corpus {cfg.corpus_from}")
     if cfg.hours != base.hours:
         parts.append(f"--hours {cfg.hours:g}")
-    if cfg.voices != base.voices:
+    if cfg.inventory != base.inventory:
+        parts.append(f"--inventory {cfg.inventory}")
+    if cfg.voices != (WIDE_VOICES if cfg.inventory == "wide" else base.voices):
         parts.append(f"--voices {cfg.voices}")
     if cfg.codec_from is not None:
         parts.append(f"--codec {cfg.codec_from}")
     if cfg.semantic_features != base.semantic_features:
         parts.append(f"--semantic-features {cfg.semantic_features}")
+    if cfg.acoustic_pattern != base.acoustic_pattern:
+        parts.append(f"--acoustic-pattern {cfg.acoustic_pattern}")
     if cfg.codec_steps != base.codec_steps:
         parts.append(f"--codec-steps {cfg.codec_steps}")
     steps = {cfg.semantic_lm.steps, cfg.coarse_lm.steps, cfg.fine_lm.steps}
@@ -223,14 +305,19 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import export_bundle_fp16
     from soundlm.tokenize import TokenizeConfig, tokenize_corpus
-    from soundlm.train.codec import CodecTrainConfig, train_codec
+    from soundlm.train.codec import train_codec
     from soundlm.train.instrument import InstrumentTrainConfig, train_instrument
-    from soundlm.train.lm import LMTrainConfig, train_lm
-    from soundlm.train.phonetic import PhoneticTrainConfig, train_phonetic
+    from soundlm.train.lm import train_lm
+    from soundlm.train.phonetic import train_phonetic
     from soundlm.train.semantic import SemanticTrainConfig, train_semantic
 
     if cfg.corpus not in CORPORA:
         raise ValueError(f"recipe corpus must be one of {', '.join(CORPORA)}, got {cfg.corpus!r}")
+    if cfg.inventory not in INVENTORIES:
+        raise ValueError(f"--inventory must be one of {', '.join(INVENTORIES)}, got {cfg.inventory!r}")
+    if cfg.acoustic_pattern not in ACOUSTIC_PATTERNS:
+        raise ValueError(f"--acoustic-pattern must be one of {', '.join(ACOUSTIC_PATTERNS)}, "
+                         f"got {cfg.acoustic_pattern!r}")
     if cfg.codec_from is not None:
         load_codec(cfg.codec_from)  # fail now, not an hour in, on a folder that is not a codec
     if cfg.corpus_from is not None:
@@ -239,13 +326,17 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
         if not manifest_path(cfg.corpus_from).is_file():  # likewise for a folder that is not a corpus
             raise FileNotFoundError(f"{cfg.corpus_from}: no manifest.jsonl; pass a corpus folder written by "
                                     f"`soundlm data {cfg.corpus}`")
+        _check_corpus_inventory(cfg, manifest_path(cfg.corpus_from).parent / "corpus.json")
     work, model_dir = Path(work), Path(model_dir)
     work.mkdir(parents=True, exist_ok=True)
     settings_path = work / "recipe.json"
     settings = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as they read back
-    if settings_path.exists() and upgrade_settings(read_json(settings_path)["settings"]) != settings:
-        raise ValueError(f"{work} was started with other recipe settings ({settings_path}); "
-                         "use a new --work folder or delete this one")
+    if settings_path.exists():
+        changed = settings_changes(upgrade_settings(read_json(settings_path)["settings"]), settings)
+        if changed:
+            raise ValueError(f"{work} was started with other recipe settings ({settings_path}: "
+                             f"{'; '.join(changed)}); rerun with the settings it was started with, "
+                             "or use a new --work folder")
     write_json_atomic(settings_path, {"settings": settings})
     timer = _StepTimer(work / "timings.json")
 
@@ -254,8 +345,8 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     encoder = None
     if cfg.semantic_features == "phonetic":
         encoder = work / "phonetic" / "final"
-        timer.run("phonetic encoder", lambda: encoder.is_dir() or train_phonetic(PhoneticTrainConfig(
-            data=str(manifest), out=str(work / "phonetic"), steps=cfg.phonetic_steps, seed=cfg.seed)))
+        timer.run("phonetic encoder", lambda: encoder.is_dir() or train_phonetic(
+            phonetic_config(cfg, manifest, work / "phonetic")))
     semantic_dir = work / "semantic"
     if not (semantic_dir / "config.json").exists():
         timer.run("semantic tokenizer", lambda: train_semantic(
@@ -267,22 +358,14 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
         codec_dir = Path(cfg.codec_from)
     else:
         codec_dir = work / "codec"
-        timer.run("codec", lambda: train_codec(CodecTrainConfig(
-            data=str(manifest), out=str(codec_dir), preset=cfg.codec_preset, steps=cfg.codec_steps,
-            batch_size=cfg.codec_batch_size, segment_seconds=cfg.codec_segment_seconds, adversarial=False,
-            lr=cfg.codec_lr, ckpt_every=200, eval_every=250, sample_every=max(cfg.codec_steps // 2, 1),
-            seed=cfg.seed, device=device)))
+        timer.run("codec", lambda: train_codec(codec_config(cfg, manifest, codec_dir, device)))
 
     store = work / "store"
     timer.run("tokenize", lambda: tokenize_corpus(TokenizeConfig(
         source=str(manifest), out=str(store), semantic=str(semantic_dir), codec=str(codec_dir), device=device)))
 
-    for stage, s in (("semantic", cfg.semantic_lm), ("coarse", cfg.coarse_lm), ("fine", cfg.fine_lm)):
-        timer.run(f"lm {stage}", lambda stage=stage, s=s: train_lm(LMTrainConfig(
-            store=str(store), out=str(work / f"lm-{stage}"), stage=stage, preset=s.preset or cfg.lm_preset,
-            steps=s.steps,
-            batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
-            coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)))
+    for stage in LM_STAGES:
+        timer.run(f"lm {stage}", lambda stage=stage: train_lm(lm_config(cfg, stage, store, work / f"lm-{stage}")))
 
     def package() -> None:
         bundle = work / "bundle"

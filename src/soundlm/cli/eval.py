@@ -78,14 +78,19 @@ def lm_command(
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
     device: str | None = typer.Option(None, help=_DEVICE),
     quantize: str = typer.Option("none", help=_QUANTIZE),
+    full_windows: bool = typer.Option(False, "--full-windows",
+                                      help="Score whole windows only in every stage, as delay-pattern stages always "
+                                           "are: pass it for both bundles when comparing flatten with delay."),
 ) -> None:
-    """Per-stage held-out loss (nats per predicted token, as training computes it) and bits per token."""
+    """Per-stage held-out loss (nats per predicted token, as training computes it), bits per token, and bits per
+    acoustic code over the coarse and fine stages (comparable between flatten and delay bundles)."""
 
     def go() -> Any:
         from soundlm.eval.sections.lm import eval_lm
 
         pipe = _pipeline(model, device, quantize)
-        return eval_lm([pipe.semantic, pipe.coarse, pipe.fine], store, split, batch_size, pipe.device)
+        return eval_lm([pipe.semantic, pipe.coarse, pipe.fine], store, split, batch_size, pipe.device,
+                       full_windows=full_windows)
 
     _run(go, out)
 

@@ -22,6 +22,14 @@ def recipe(
                                                   "speaks about 1.45x longer than estimated)."),
     voices: int | None = typer.Option(None, help="Override the number of training voices (held-out voices stay "
                                                  "the same whatever this is)."),
+    inventory: str | None = typer.Option(None, "--inventory",
+                                         help="How speakers are made: classic (speech-tiny's 120 espeak-ng/flite "
+                                              "voices) or wide (420 distinct voices, 12 held-out ones of kinds "
+                                              "absent from training; docs/RESULTS.md section 7)."),
+    acoustic_pattern: str | None = typer.Option(None, "--acoustic-pattern",
+                                                help="flatten (AudioLM: one position per code) or delay (MusicGen's "
+                                                     "delay pattern in the coarse and fine stages: one position per "
+                                                     "frame)."),
     codec_steps: int | None = typer.Option(None, help="Override the codec's training steps."),
     lm_steps: int | None = typer.Option(None, help="Override every LM stage's training steps."),
     corpus: Path | None = typer.Option(None, "--corpus", help="Use this corpus folder (from `soundlm data speech` "
@@ -36,7 +44,7 @@ def recipe(
     """Train and package a complete model; rerun the same command to resume after an interruption."""
     from dataclasses import replace
 
-    from soundlm.recipe import recipe_config, run_recipe
+    from soundlm.recipe import ACOUSTIC_PATTERNS, INVENTORIES, recipe_config, run_recipe, with_wide_inventory
 
     cfg = recipe_config(name)
     work = Path("work") / name if work is None else work
@@ -46,7 +54,17 @@ def recipe(
         raise ValueError(f"--hours must be positive and finite, got {hours}")
     if voices is not None and voices < 1:
         raise ValueError(f"--voices must be at least 1, got {voices}")
+    if inventory is not None and inventory not in INVENTORIES:
+        raise ValueError(f"--inventory must be {' or '.join(INVENTORIES)}, got {inventory!r}")
+    if acoustic_pattern is not None and acoustic_pattern not in ACOUSTIC_PATTERNS:
+        raise ValueError(f"--acoustic-pattern must be {' or '.join(ACOUSTIC_PATTERNS)}, got {acoustic_pattern!r}")
+    if inventory == "wide" and cfg.inventory != "wide":
+        cfg = with_wide_inventory(cfg, voices)
+    elif inventory is not None:
+        cfg = replace(cfg, inventory=inventory)
     cfg = replace(cfg, hours=cfg.hours if hours is None else hours, voices=cfg.voices if voices is None else voices)
+    if acoustic_pattern is not None:
+        cfg = replace(cfg, acoustic_pattern=acoustic_pattern)
     if codec_steps is not None:
         cfg = replace(cfg, codec_steps=codec_steps)
     if codec is not None:

@@ -65,10 +65,14 @@ class StageLoss:
 
 
 def stage_heldout_loss(stage: Stage, records: StoreTokens, batch_size: int = 8,
-                       device: torch.device | str | None = None, progress: bool = True) -> StageLoss:
+                       device: torch.device | str | None = None, progress: bool = True,
+                       full_windows: bool = False) -> StageLoss:
     """Nats per predicted token, exactly as training's held-out loss: summed cross-entropy over
     the stage's target tokens (semantic ids / coarse codes / fine codes, never the prefix)
-    divided by their count, over every whole window of every record (see `tile_windows`)."""
+    divided by their count, over every whole window of every record (see `tile_windows`).
+
+    A delay-pattern stage scores whole windows only; `full_windows` does the same for a flattened
+    stage, so both patterns are scored on the same codes (records shorter than a window left out)."""
     import torch
     from tqdm import tqdm
 
@@ -81,7 +85,7 @@ def stage_heldout_loss(stage: Stage, records: StoreTokens, batch_size: int = 8,
                       meta.num_codebooks, layout.codebook_size)
         ac = r.acoustic[:meta.num_codebooks] if name != "semantic" else np.zeros((0, 0), dtype=np.int64)
         for w in tile_windows(r.id, r.semantic, ac, stage.window_seconds, meta.semantic_rate, meta.acoustic_rate,
-                              full_only=stage.delayed):
+                              full_only=stage.delayed or full_windows):
             # A window with none of the stage's own tokens has nothing to predict.
             if stage.delayed or (w.semantic.shape[0] if name == "semantic" else w.acoustic.shape[1]) >= 1:
                 # A conditioned stage is scored on its recording's condition ids (NULLs when the store has none).
@@ -125,20 +129,43 @@ def _check_tokens(rid: str, stage: str, sem: np.ndarray, ac: np.ndarray, semanti
                              "the store was tokenized with another codec than the model's")
 
 
+def acoustic_bits_per_code(rows: Sequence[dict]) -> float | None:
+    """Bits per acoustic code over all codebooks the acoustic stages predict (coarse and fine together).
+
+    Every acoustic stage's target is one codec code per (frame, codebook) whatever its pattern (the
+    delay pattern's padding is never a target), so this is comparable between flattened and
+    delay-pattern bundles, and between ways of splitting the codebooks into stages."""
+    acoustic = [r for r in rows if r["stage"] != "semantic"]
+    codes = sum(r["num_tokens"] for r in acoustic)
+    if not codes:
+        return None
+    return sum(r["loss_nats"] * r["num_tokens"] for r in acoustic) / codes / math.log(2)
+
+
 def eval_lm(stages: Sequence[Stage], store: str | Path, split: str = "heldout", batch_size: int = 8,
-            device: torch.device | str | None = None, progress: bool = True) -> EvalSection:
-    """Per-stage held-out loss (nats/token) and bits per token on the store's `split` records."""
+            device: torch.device | str | None = None, progress: bool = True,
+            full_windows: bool = False) -> EvalSection:
+    """Per-stage held-out loss (nats/token) and bits per token on the store's `split` records, and bits
+    per acoustic code over the acoustic stages. `full_windows`: score whole windows only in every stage
+    (see `stage_heldout_loss`): use it on both bundles to compare a flattened one with a delay-pattern one."""
     start = time.perf_counter()
     records = load_store_tokens(store, split=split)
-    rows = [asdict(stage_heldout_loss(s, records, batch_size, device, progress)) for s in stages]
+    rows = [asdict(stage_heldout_loss(s, records, batch_size, device, progress, full_windows)) for s in stages]
     summary = {f"{r['stage']}_bits_per_token": r["bits_per_token"] for r in rows}
+    per_code = acoustic_bits_per_code(rows)
+    if per_code is not None:
+        summary["acoustic_bits_per_code"] = per_code
     from soundlm.lm.quantize import quantized_mode
 
     settings = {"store": str(store), "split": split, "num_records": len(records.records),
                 "windows": {s.name: s.window_seconds for s in stages},
+                "patterns": {s.name: s.meta.pattern for s in stages}, "full_windows": full_windows,
                 "quantize": quantized_mode(stages[0].model) if stages else "none"}
     return EvalSection(name="lm", title="Held-out LM loss per stage", settings=settings, summary=summary, rows=rows,
                        wall_seconds=time.perf_counter() - start,
                        notes=["loss_nats: mean cross-entropy per predicted token (the stage's targets only), "
                               "over consecutive training-length windows of each held-out record; "
-                              "bits_per_token = loss_nats / ln 2."])
+                              "bits_per_token = loss_nats / ln 2.",
+                              "acoustic_bits_per_code: the coarse and fine stages' bits per token weighted by their "
+                              "codes: one codec code per frame and codebook in either pattern. Delay-pattern stages "
+                              "score whole windows only; compare with a flattened bundle under --full-windows."])
