@@ -264,7 +264,8 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
         state.put(clip.item.id, row)
         rows.append(row)
     real = np.stack([embed_clip(judge, load_audio(c.item.path, sample_rate=judge.sample_rate, mono=True),
-                                judge.sample_rate) for c in tqdm(clips, desc="real clips", unit="clip", disable=not progress)])  # [M, D]
+                                judge.sample_rate)
+                     for c in tqdm(clips, desc="real clips", unit="clip", disable=not progress)])  # [M, D]
     summary = summarise_music(rows, real, tempo_tolerance, seed, against is not None, tuple(reward_saw))
     table = [{"id": r["id"], "heldout": r["heldout"], "caption": r["caption"],
               "cos": round(r["generated"]["mulan"], 4), "cos_null": round(r["null"]["mulan"], 4),
@@ -287,7 +288,8 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
              "_combination: captions of an (instrument, tonic) pair no training clip has.",
              *(["win_rate_<metric>: share of captions where this model's clip scores higher than --against's "
                 "(same caption, same seed; ties half); score_<metric> / _against: each model's mean score. "
-                "mulan = cosine with the caption, key / tempo = the rewards' credit, instrument = the classifier's probability of the requested instrument. unseen_metrics: those "
+                "mulan = cosine with the caption, key / tempo = the rewards' credit, instrument = the classifier's "
+                "probability of the requested instrument. unseen_metrics: those "
                 "the tuning reward did not use (--reward-saw); win_rate_unseen_min: the lowest of their win rates."]
                if against is not None else [])]
     return EvalSection(name="music", title="Music: text adherence, attribute accuracy, Frechet distance",
