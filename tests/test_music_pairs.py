@@ -144,9 +144,9 @@ def test_generation_errors(tmp_path):
     with pytest.raises(ValueError, match=">= 2 samples"):
         generate_pairs(REQUESTS, tiny_sampler(), KeyReward(), tmp_path / "p.jsonl", num_samples=1)
     with pytest.raises(ValueError, match="no music sampler named 'nope'.*register_sampler"):
-        load_sampler("nope", tmp_path, torch.device("cpu"))
-    register_sampler("tone-test", lambda base, device: tiny_sampler())
-    assert isinstance(load_sampler("tone-test", tmp_path, torch.device("cpu")), ToneSampler)
+        load_sampler("nope", tmp_path, None, torch.device("cpu"))
+    register_sampler("tone-test", lambda base, stage, device: tiny_sampler())
+    assert isinstance(load_sampler("tone-test", tmp_path, None, torch.device("cpu")), ToneSampler)
 
 
 def energy_tokens(audio: np.ndarray, sample_rate: int, caption: str) -> TokenSequence:

@@ -89,7 +89,8 @@ def test_self_generated_pairs_through_a_registered_sampler(bundle, tmp_path):
     from soundlm.music.pairs import register_sampler
     from soundlm.stages import load_stage
 
-    def factory(base, device):
+    def factory(base, stage, device):
+        assert stage.name == "semantic"  # the stage being tuned
         stage = load_stage(base / "semantic", "semantic")
         return ToneSampler(stage.model, stage.layout, length=8)
 
@@ -109,8 +110,12 @@ def test_option_errors(bundle, tmp_path):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r")))
     with pytest.raises(ValueError, match="--self needs --captions"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2))
-    with pytest.raises(ValueError, match="no music sampler named 'musiclm'"):
+    # The default sampler is MusicLM's: an AudioLM bundle without mulan/ has no captions -> condition ids.
+    with pytest.raises(FileNotFoundError, match="no mulan/ folder"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r"), self_samples=2,
+                                       captions=str(bundle / "config.json"), device="cpu", progress=False))
+    with pytest.raises(ValueError, match="no music sampler named 'nope'"):
+        train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r4"), self_samples=2, sampler="nope",
                                        captions=str(bundle / "config.json"), device="cpu", progress=False))
     with pytest.raises(ValueError, match="no pair tokenizer named 'nope'.*'audiolm' is soundlm's own"):
         train_prefer(PreferTrainConfig(base=str(bundle), out=str(tmp_path / "r3"), pairs=str(bundle / "x.jsonl"),
@@ -209,7 +214,7 @@ def tone_loop(root, captions: int = 24, samples: int = 4, steps: int = 40, lr: f
 
     bundle = make_tiny_bundle(root)
 
-    def factory(base, device):
+    def factory(base, stage, device):
         stage = load_stage(base / "semantic", "semantic", device)
         return ToneSampler(stage.model.eval(), stage.layout, length=NOTES)
 

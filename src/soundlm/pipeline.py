@@ -164,6 +164,15 @@ class AudioChunk:
 
 
 @dataclass
+class GeneratedTokens:
+    """One request's output of `generate_batch_tokens`: the stages' ids and the waveforms they decode to."""
+
+    semantic: torch.Tensor  # [n, T_s] semantic ids (the prompt's first)
+    codes: torch.Tensor  # [n, K, T_a] codec codes (coarse levels first)
+    audio: list[np.ndarray]  # n waveforms [C, S]
+
+
+@dataclass
 class BatchRequest:
     """One request of `AudioLMPipeline.generate_batch`: a continuation of `prompt` (a file, or a [C, S] / [S]
     array at `prompt_sample_rate`) by `seconds`, or `seconds` of unconditional audio when prompt is None.
@@ -334,18 +343,24 @@ class AudioLMPipeline:
         generators and stop drawing at their own length, so each request gets the same tokens as
         alone. Only the sampling settings are shared.
         """
+        return [g.audio for g in self.generate_batch_tokens(requests, sampling, progress)]
+
+    def generate_batch_tokens(self, requests: list[BatchRequest], sampling: AudioLMSampling | None = None,
+                              progress: bool = False) -> list[GeneratedTokens]:
+        """`generate_batch`, keeping each request's tokens beside its waveforms: what a preference tuner
+        (MusicRL) trains a stage on is the ids the stage drew, not a re-tokenization of the audio."""
         if not requests:
             raise ValueError("generate_batch needs at least one request")
         plans = [self._plan_of(r) for r in requests]
-        full, _ = self._codes([p.tokens for p in plans], [p.seconds for p in plans],
-                              [r.num_samples for r in requests], sampling, [r.seed for r in requests], progress,
-                              [r.condition for r in requests])
+        full, _, semantic = self._codes([p.tokens for p in plans], [p.seconds for p in plans],
+                                        [r.num_samples for r in requests], sampling, [r.seed for r in requests],
+                                        progress, [r.condition for r in requests])
         out = []
-        for plan, codes in zip(plans, full.all()):
+        for plan, codes, sem in zip(plans, full.all(), semantic.all()):
             with torch.inference_mode():
                 audio = self.codec.decode(codes).float()  # [n, C, S]
             audio = _fit_length(audio, plan.total_samples)[:, :, plan.first_sample:]
-            out.append([x for x in audio.cpu().numpy()])
+            out.append(GeneratedTokens(sem, codes, [x for x in audio.cpu().numpy()]))
         return out
 
     def _plan_of(self, request: BatchRequest) -> _Plan:
@@ -436,9 +451,10 @@ class AudioLMPipeline:
 
     def _codes(self, prompts: list[tuple[torch.Tensor, torch.Tensor]], seconds: list[float], counts: list[int],
                sampling: AudioLMSampling | None, seeds: list[int], progress: bool,
-               conditions: list[torch.Tensor | None] | None = None) -> tuple[_Growing, list[int]]:
+               conditions: list[torch.Tensor | None] | None = None) -> tuple[_Growing, list[int], _Growing]:
         """Requests' prompt tokens (semantic [1, T_s], codes [1, K, T_a], possibly empty) -> each request's codes
-        [n_r, K, T_r] as they grow window by window, and each T_r. conditions: each request's condition ids
+        [n_r, K, T_r] as they grow window by window, each T_r, and its semantic ids [n_r, T_s] (growing ahead of
+        the codes). conditions: each request's condition ids
         [Q] (or None: NULL) for the conditioned stages.
 
         The requests share every window's generation call (rows left-padded, each request's rows
@@ -465,7 +481,7 @@ class AudioLMPipeline:
         full = _Growing([c[:, :, :min(c.shape[2], n)] for c, n in zip(codes, n_ac)],
                         self._fine_windows(coarse, n_ac, [c[:, qc:] for c in codes], sampling, [g[2] for g in gens],
                                            progress))
-        return full, n_ac
+        return full, n_ac, sem
 
     @property
     def condition_shape(self) -> tuple[int, int] | None:
@@ -497,7 +513,7 @@ class AudioLMPipeline:
     def _run(self, semantic: torch.Tensor, codes: torch.Tensor, seconds: float, num_samples: int,
              sampling: AudioLMSampling | None, seed: int, progress: bool) -> torch.Tensor:
         """Prompt tokens (possibly empty) -> decoded audio [B, C, S] covering `seconds` in total."""
-        full, _ = self._codes([(semantic, codes)], [seconds], [num_samples], sampling, [seed], progress)
+        full, _, _ = self._codes([(semantic, codes)], [seconds], [num_samples], sampling, [seed], progress)
         with torch.inference_mode():
             return self.codec.decode(full.all()[0]).float()  # [B, C, S]
 
@@ -507,7 +523,8 @@ class AudioLMPipeline:
         """The samples first_sample..total_samples-1 of `_run`'s output (fit to total_samples), in chunks."""
         if decode_context < 0:
             raise ValueError(f"decode_context must be >= 0 seconds, got {decode_context}")
-        full, (n_frames,) = self._codes([(semantic, codes)], [seconds], [num_samples], sampling, [seed], progress)
+        full, (n_frames,), _ = self._codes([(semantic, codes)], [seconds], [num_samples], sampling, [seed],
+                                             progress)
         hop = int(round(self.codec.sample_rate / self.codec.frame_rate))
         context = _frames(decode_context, float(self.codec.frame_rate))
         done = first_sample  # samples yielded so far (absolute)

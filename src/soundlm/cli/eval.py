@@ -268,6 +268,49 @@ def mulan_command(
     _run(go, out)
 
 
+@app.command("music")
+def music_command(
+    model: str = typer.Argument(..., help="Music bundle (an AudioLM bundle with conditioned stages + mulan/), "
+                                          "or a hub id."),
+    data: Path = typer.Option(..., help="Music corpus from `soundlm data music` (folder or manifest.jsonl)."),
+    out: Path = typer.Option(Path("eval"), help=_OUT),
+    split: str = typer.Option("heldout", help=_SPLIT),
+    captions: int = typer.Option(16, help="Captions of the split to generate from (one clip each)."),
+    guidance: float | None = typer.Option(None, help="Classifier-free guidance scale (default: MusicLM's 3)."),
+    seconds: float = typer.Option(4.0, help="Seconds generated per caption."),
+    mulan: Path | None = typer.Option(None, help="The MuLan that judges (default: the model's own mulan/)."),
+    instrument_model: Path | None = typer.Option(None, help="Instrument classifier (`soundlm train instrument` "
+                                                           "run or its final/); without it, key and tempo only."),
+    against: str | None = typer.Option(None, help="A second music bundle: generate on the same captions and seeds "
+                                                  "and print MODEL's win rate over it by each metric."),
+    reward_saw: str = typer.Option("", help="With --against: the metrics the tuning reward used (comma-separated "
+                                            "of mulan, key, tempo, instrument); the win rate on the others is "
+                                            "MusicRL's unseen-metric target."),
+    seed: int = typer.Option(0, help="Caption i generates with seed + i; also the caption pick and shuffles."),
+    device: str | None = typer.Option(None, help=_DEVICE),
+) -> None:
+    """MusicLM on held-out captions: MuLan text adherence (vs NULL condition and shuffled captions), key / tempo /
+    instrument accuracy with chance, Frechet distance in MuLan audio space with the real-vs-real floor."""
+
+    def go() -> Any:
+        from soundlm.eval.sections.music import eval_music
+        from soundlm.music.pipeline import MusicLMPipeline
+
+        music = MusicLMPipeline.from_bundle(model, device=device)
+        judge = None
+        if mulan is not None:
+            from soundlm.music.mulan import load_mulan
+
+            judge = load_mulan(mulan, device=device or "cpu")
+        other = MusicLMPipeline.from_bundle(against, device=device) if against is not None else None
+        return eval_music(music, data, split, captions, guidance, seconds, judge, instrument_model, other,
+                          seed=seed, out_dir=out, reward_saw=tuple(m for m in reward_saw.split(",") if m),
+                          settings_extra={"model": model, "mulan": None if mulan is None else str(mulan),
+                                          "against": against})
+
+    _run(go, out)
+
+
 @app.command("asr")
 def asr_command(
     codec: str = typer.Option(..., help="Codec: a soundlm codec folder/run, or a Hugging Face id or folder."),

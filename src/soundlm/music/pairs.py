@@ -73,6 +73,27 @@ class TokenSequence:
         return cls(torch.tensor(obj["tokens"], dtype=torch.long), torch.tensor(obj["mask"], dtype=torch.bool))
 
 
+def window_sequence(stage, semantic: torch.Tensor | None, acoustic: torch.Tensor | None,
+                    condition: torch.Tensor | None = None) -> TokenSequence:
+    """The first window of one clip's ids as the stage `stage` (a `soundlm.stages.Stage`) reads it: BOS, the
+    condition ids [1, Q] of a conditioned stage, its context, its own ids; the loss mask on its own ids.
+
+    semantic [1, T_s] and acoustic [1, K, T_a] (None where the stage reads none) are cut to the stage's
+    window as generation cuts them (`AudioLMPipeline`'s windows), so the sequence fits its positions.
+    """
+    from soundlm.stages import stage_tokens
+
+    w, meta = stage.window_seconds, stage.meta
+    if semantic is not None:
+        semantic = semantic[:, : (int(w * meta.semantic_rate) if stage.name == "semantic"
+                                  else int(round(w * meta.semantic_rate)))]
+    if acoustic is not None:
+        acoustic = acoustic[:, :, : int(w * meta.acoustic_rate)]
+    seq = stage_tokens(stage.name, semantic, acoustic, stage.layout, stage.coarse_codebooks, condition=condition)
+    tokens = seq.tokens[0].long().cpu()  # [L]
+    return TokenSequence(tokens, torch.arange(tokens.shape[0]) >= max(int(seq.prefix_len), 1))
+
+
 @dataclass
 class GeneratedSample:
     """One output of a sampler: its LM tokens and loss mask, and the audio they decode to."""
@@ -408,7 +429,7 @@ class Registry:
         return self.factories[name]
 
 
-# name -> factory(base model folder, device) -> Sampler
+# name -> factory(base model folder, stage being tuned, device) -> Sampler
 SAMPLERS = Registry("music sampler", SAMPLER_ENTRY_POINTS,
                     "--self needs one that turns captions into token sequences and audio: register it with "
                     "soundlm.music.pairs.register_sampler or the 'soundlm.music_samplers' entry point group, or train "
@@ -419,14 +440,18 @@ PAIR_TOKENIZERS = Registry("pair tokenizer", TOKENIZER_ENTRY_POINTS,
                            "'soundlm.music_pair_tokenizers' entry point group ('audiolm' is soundlm's own)")
 
 
-def register_sampler(name: str, factory: Callable[[Path, torch.device], Sampler]) -> None:
-    """Make `soundlm train prefer --self N --sampler NAME` build its sampler with `factory(base, device)`."""
+def register_sampler(name: str, factory: Callable[..., Sampler]) -> None:
+    """Make `soundlm train prefer --self N --sampler NAME` build its sampler with `factory(base, stage, device)`.
+
+    `stage` is the loaded `soundlm.stages.Stage` being tuned: its samples' tokens must be that stage's
+    sequences (its layout, its condition ids), no longer than its window (`stage.window_seconds`).
+    """
     SAMPLERS.register(name, factory)
 
 
-def load_sampler(name: str, base: Path, device: torch.device) -> Sampler:
-    """The sampler registered as `name`, built for the base model folder `base`."""
-    return SAMPLERS.get(name)(base, device)
+def load_sampler(name: str, base: Path, stage, device: torch.device) -> Sampler:
+    """The sampler registered as `name`, built for the stage `stage` of the base model folder `base`."""
+    return SAMPLERS.get(name)(base, stage, device)
 
 
 def register_pair_tokenizer(name: str, factory: Callable[..., PairTokenizer]) -> None:
@@ -437,3 +462,13 @@ def register_pair_tokenizer(name: str, factory: Callable[..., PairTokenizer]) ->
 
 def load_pair_tokenizer(name: str, base: Path, stage, device: torch.device) -> PairTokenizer:
     return PAIR_TOKENIZERS.get(name)(base, stage, device)
+
+
+def _musiclm_sampler(base: Path, stage, device: torch.device) -> Sampler:
+    # Imported on use: the sampler module builds on this one.
+    from soundlm.music.sampler import musiclm_sampler
+
+    return musiclm_sampler(base, stage, device)
+
+
+register_sampler("musiclm", _musiclm_sampler)

@@ -58,13 +58,7 @@ class MusicLMPipeline:
         from soundlm.pretrained import load_pipeline
 
         folder = resolve_music_model(spec)
-        if mulan is None:
-            if not (folder / MULAN_DIR).is_dir():
-                raise FileNotFoundError(f"{folder} has no {MULAN_DIR}/ folder, so captions cannot become condition "
-                                        f"ids; {MUSIC_BUNDLE_FIX}")
-            from soundlm.music.mulan import load_mulan
-
-            mulan = load_mulan(folder / MULAN_DIR, device=device or "cpu")
+        mulan = mulan if mulan is not None else music_mulan(folder, device)
         return cls(load_pipeline(folder, device=device), mulan, where=folder)
 
     def save_bundle(self, folder: str | Path) -> Path:
@@ -121,6 +115,17 @@ def resolve_music_model(spec: str | Path | None) -> Path:
                                     "with --model")
         return folder
     return resolve_model(spec)
+
+
+def music_mulan(folder: str | Path, device: torch.device | str | None = None) -> MuLan:
+    """The MuLan of the music bundle `folder` (its mulan/ folder)."""
+    folder = Path(folder)
+    if not (folder / MULAN_DIR).is_dir():
+        raise FileNotFoundError(f"{folder} has no {MULAN_DIR}/ folder, so captions cannot become condition "
+                                f"ids; {MUSIC_BUNDLE_FIX}")
+    from soundlm.music.mulan import load_mulan
+
+    return load_mulan(folder / MULAN_DIR, device=device or "cpu")
 
 
 def _check_conditioned(audiolm: AudioLMPipeline, mulan: MuLan, where: str | Path) -> None:

@@ -200,16 +200,22 @@ class MuLanReward:
 
     @torch.inference_mode()
     def score(self, audio: np.ndarray, sample_rate: int, request: MusicRequest) -> float:
-        from soundlm.audio import resample
-
-        x = np.asarray(audio, dtype=np.float32)
-        x = x if x.ndim == 1 else x.mean(axis=0)
-        if sample_rate != self.mulan.sample_rate:
-            x = resample(x[None], sample_rate, self.mulan.sample_rate)[0]
         if request.caption not in self._text:
             self._text[request.caption] = self.mulan.embed_text([request.caption])[0].float().cpu()
-        emb = self.mulan.embed_audio(torch.from_numpy(np.ascontiguousarray(x))[None])[0].float().cpu()  # [D]
+        emb = torch.from_numpy(embed_clip(self.mulan, audio, sample_rate))  # [D]
         return float(emb @ self._text[request.caption])
+
+
+@torch.inference_mode()
+def embed_clip(mulan: TextAudioEmbedder, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The MuLan audio embedding [D] of one clip ([S] or [C, S] at `sample_rate`; mixed to mono, resampled)."""
+    from soundlm.audio import resample
+
+    x = np.asarray(audio, dtype=np.float32)
+    x = x if x.ndim == 1 else x.mean(axis=0)
+    if sample_rate != mulan.sample_rate:
+        x = resample(x[None], sample_rate, mulan.sample_rate)[0]
+    return mulan.embed_audio(torch.from_numpy(np.ascontiguousarray(x))[None])[0].float().cpu().numpy()
 
 
 class WeightedReward:

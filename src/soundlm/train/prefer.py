@@ -31,6 +31,7 @@ import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -132,12 +133,14 @@ def load_base(base: str | Path, stage: str, device: torch.device) -> PreferenceB
     return PreferenceBase(loaded, bundle)
 
 
-def stage_pair_tokenizer(stage: Stage, audio_tokenizer) -> PairTokenizer:
+def stage_pair_tokenizer(stage: Stage, audio_tokenizer,
+                         condition: Callable[[str], torch.Tensor] | None = None) -> PairTokenizer:
     """audio -> the stage's sequence of its first window, the loss on what the stage generates.
 
     `audio_tokenizer`: a `soundlm.audio_tokenizer.AudioTokenizer` with the tokenizers the stage was trained on.
+    `condition`: caption -> its condition ids [1, Q], for a conditioned (MusicLM) stage.
     """
-    from soundlm.stages import stage_tokens
+    from soundlm.music.pairs import window_sequence
 
     def tokenize(audio: np.ndarray, sample_rate: int, caption: str) -> TokenSequence:
         audio = np.asarray(audio, dtype=np.float32)
@@ -146,10 +149,7 @@ def stage_pair_tokenizer(stage: Stage, audio_tokenizer) -> PairTokenizer:
         toks = audio_tokenizer.encode(audio, sample_rate)
         semantic = torch.from_numpy(toks.semantic)[None] if toks.semantic is not None else None  # [1, T_s]
         acoustic = torch.from_numpy(toks.acoustic)[None] if toks.acoustic is not None else None  # [1, K, T_a]
-        seq = stage_tokens(stage.name, semantic, acoustic, stage.layout, stage.coarse_codebooks)
-        tokens = seq.tokens[0].long()  # [L]
-        mask = torch.arange(tokens.shape[0]) >= max(int(seq.prefix_len), 1)
-        return TokenSequence(tokens, mask)
+        return window_sequence(stage, semantic, acoustic, condition(caption) if condition is not None else None)
 
     return tokenize
 
@@ -175,10 +175,31 @@ def base_audio_tokenizer(base: Path, stage: Stage, device: torch.device):
 
 def audiolm_pair_tokenizer(base: Path, stage: Stage, device: torch.device) -> PairTokenizer:
     """`--tokenizer audiolm`: an unconditioned AudioLM stage's sequences of a clip (the caption unused)."""
+    if stage.meta.conditioned:
+        raise ValueError(f"{stage.folder}: a conditioned (MusicLM) stage reads the caption's condition ids; pass "
+                         "--tokenizer musiclm")
     return stage_pair_tokenizer(stage, base_audio_tokenizer(base, stage, device))
 
 
+def musiclm_pair_tokenizer(base: Path, stage: Stage, device: torch.device) -> PairTokenizer:
+    """`--tokenizer musiclm`: a conditioned stage's sequences of a clip, the caption's condition ids (the
+    quantized text embedding of the bundle's MuLan, as `soundlm music` makes them) after BOS."""
+    from soundlm.music.pipeline import MUSIC_BUNDLE_FIX, music_mulan
+
+    if not stage.meta.conditioned:
+        raise ValueError(f"{stage.folder}: the {stage.name} stage takes no condition ids; pass --tokenizer audiolm "
+                         f"(or {MUSIC_BUNDLE_FIX})")
+    mulan = music_mulan(base, device)
+
+    @torch.inference_mode()
+    def condition(caption: str) -> torch.Tensor:
+        return mulan.condition_tokens(mulan.embed_text([caption])).long().cpu()  # [1, Q]
+
+    return stage_pair_tokenizer(stage, base_audio_tokenizer(base, stage, device), condition)
+
+
 register_pair_tokenizer("audiolm", audiolm_pair_tokenizer)
+register_pair_tokenizer("musiclm", musiclm_pair_tokenizer)
 
 
 # ---------------------------------------------------------------------------- training
@@ -329,7 +350,7 @@ def train_prefer(cfg: PreferTrainConfig) -> Path | None:
         groups = human.groups
         summary["skipped_judgements"] = len(human.skipped)
     else:
-        sampler = load_sampler(cfg.sampler, Path(cfg.base), device)
+        sampler = load_sampler(cfg.sampler, Path(cfg.base), base.stage, device)
         groups = generate_pairs(read_requests(cfg.captions), sampler, build_reward(cfg, device), out / PAIRS_FILE,
                                 num_samples=cfg.self_samples, seed=cfg.seed, strategy=cfg.strategy,
                                 margin=cfg.margin, progress=cfg.progress)
