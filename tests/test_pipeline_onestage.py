@@ -122,7 +122,7 @@ def test_train_lm_delay_stage_over_all_codebooks_then_eval_lm_reports_bits_per_c
     res = CliRunner().invoke(app, ["eval", "lm", "--model", str(model), "--store", str(store),
                                    "--out", str(tmp_path / "eval")])
     assert res.exit_code == 0, res.output
-    section = json.loads((tmp_path / "eval" / "results.json").read_text())["sections"]["lm"]
+    section = json.loads((tmp_path / "eval" / "lm.json").read_text())
     assert [r["stage"] for r in section["rows"]] == ["semantic", "coarse"]
     coarse = section["rows"][1]
     assert section["summary"]["acoustic_bits_per_code"] == pytest.approx(coarse["bits_per_token"])
