@@ -147,7 +147,8 @@ def check_model_folder(folder: str | Path, what: str = "model folder", fix: str 
     from soundlm.pipeline import BUNDLE_PARTS, REQUIRED_PARTS
 
     folder = Path(folder)
-    parts = BUNDLE_PARTS if (folder / BUNDLE_PARTS[2]).exists() else REQUIRED_PARTS
+    one_stage = (folder / "coarse" / "config.json").is_file() and not (folder / "fine").exists()
+    parts = REQUIRED_PARTS if one_stage else BUNDLE_PARTS
     missing = [p for p in parts if not (folder / p / "config.json").is_file()]
     if missing:
         have = "does not exist" if not folder.exists() else f"lacks {'/, '.join(missing)}/"
