@@ -49,13 +49,14 @@ def build_pipeline(model: str, folder: Path):
     shipped = load_pipeline(default_model_dir(), device="cpu")
     if model == "shipped":
         return shipped
-    for part in (shipped.semantic, shipped.coarse, shipped.fine):
+    for part in shipped.stages:
         layout = stage_layout(part.name, shipped.semantic_tokenizer.vocab_size, shipped.codec.codebook_size,
                               shipped.codec.total_codebooks, shipped.num_coarse)
         positions = part.model.config.max_positions if hasattr(part.model, "config") else 1024
         cfg = lm_preset(model, layout.vocab_size, max_positions=max(positions, 1024))
         save_lm(TokenLM.from_config(cfg, layout=layout, meta=part.meta.to_json()), folder / part.name)
-    return AudioLMPipeline.from_runs(folder / "semantic", folder / "coarse", folder / "fine",
+    return AudioLMPipeline.from_runs(folder / "semantic", folder / "coarse",
+                                     folder / "fine" if shipped.fine is not None else None,
                                      semantic_tokenizer=default_model_dir() / "semantic_tokenizer",
                                      codec=default_model_dir() / "codec", device="cpu")
 
@@ -88,8 +89,8 @@ def main() -> None:
                     pipe = pipe.quantize(mode)
                 elif mode != "none":
                     raise SystemExit(f"this soundlm ({pipe.__module__}) cannot run --quantize {mode}")
-                params = sum(p.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for p in s.model.parameters())
-                params += sum(b.numel() for s in (pipe.semantic, pipe.coarse, pipe.fine) for b in s.model.buffers()
+                params = sum(p.numel() for s in pipe.stages for p in s.model.parameters())
+                params += sum(b.numel() for s in pipe.stages for b in s.model.buffers()
                               if b.dtype == torch.int8)
                 for batch in args.batches:
                     # Warm-up: allocations, rotary tables, the int8 layers' stacked weights.

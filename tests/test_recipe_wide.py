@@ -153,3 +153,41 @@ def test_a_corpus_of_another_inventory_is_refused_before_any_work(tmp_path):
         run_recipe(replace(with_wide_inventory(speech_tiny()), corpus_from=str(corpus)), tmp_path / "work",
                    tmp_path / "model")
     assert not (tmp_path / "work").exists()
+
+
+def test_delay1_trains_one_delay_stage_over_every_codebook_and_no_fine():
+    from soundlm.recipe import lm_config, lm_stages
+
+    cfg = replace(speech_tiny(), acoustic_pattern="delay1")
+    assert lm_stages(cfg) == ("semantic", "coarse") and lm_stages(speech_tiny()) == ("semantic", "coarse", "fine")
+    coarse = lm_config(cfg, "coarse", Path("store"), Path("lm-coarse"), num_codebooks=8)
+    assert (coarse.pattern, coarse.coarse_codebooks) == ("delay", 8)
+    assert lm_config(cfg, "semantic", Path("store"), Path("lm-semantic")).pattern == "flatten"
+    with pytest.raises(ValueError, match="no fine stage"):
+        lm_config(cfg, "fine", Path("store"), Path("lm-fine"), num_codebooks=8)
+    with pytest.raises(ValueError, match="num_codebooks"):
+        lm_config(cfg, "coarse", Path("store"), Path("lm-coarse"))
+
+
+@pytest.mark.slow  # about 26 s on 2 shared cores
+def test_shrunken_delay1_recipe_ships_a_bundle_without_fine(tmp_path):
+    from soundlm.pipeline import AudioLMPipeline
+    from soundlm.recipe import LMStageSettings
+
+    small = LMStageSettings(steps=3, batch_size=2, window_seconds=1.0, warmup=1, preset="tiny")
+    cfg = replace(speech_tiny(), acoustic_pattern="delay1", hours=0.02, voices=4, semantic_features="mfcc",
+                  clusters=8, codec_preset="tiny", codec_steps=3, codec_batch_size=2, lm_preset="tiny",
+                  semantic_lm=small, coarse_lm=small, fine_lm=small,
+                  eval_skip=("codec", "units", "continuation", "lexical", "asr", "acoustic"), prompt_seconds=1.0)
+    work, model = tmp_path / "work", tmp_path / "model"
+    run_recipe(cfg, work, model, prompt_path=tmp_path / "prompt.wav", device="cpu")
+    assert not (model / "fine").exists() and not (work / "lm-fine").exists()
+    pipe = AudioLMPipeline.from_bundle(model, device="cpu")
+    assert pipe.fine is None and pipe.coarse.delayed and pipe.num_coarse == pipe.codec.total_codebooks
+    assert "--acoustic-pattern delay1" in json.loads((model / "recipe.json").read_text())["command"]
+    lm_summary = json.loads((model / "eval.json").read_text())["sections"]["lm"]["summary"]
+    assert lm_summary["acoustic_bits_per_code"] > 0
+    out = pipe.continue_audio(tmp_path / "prompt.wav", seconds=0.5, seed=0)
+    assert out[0].shape[-1] == int(round(1.0 * pipe.sample_rate)) + int(round(0.5 * pipe.sample_rate))
+    with pytest.raises(ValueError, match="acoustic_pattern: 'delay1' -> 'delay'"):
+        run_recipe(replace(cfg, acoustic_pattern="delay"), work, model)

@@ -91,7 +91,8 @@ def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, i
 
     `phonetic`: the tokenizer's features are a random phonetic encoder (weights in its folder) instead of MFCC.
     `condition` (Q, C): the semantic and coarse stages read Q condition ids of C (MusicLM).
-    `pattern` "delay": coarse and fine stages are random DelayLMs.
+    `pattern` "delay": coarse and fine stages are random DelayLMs; "delay1": one random coarse DelayLM over all the
+    codec's codebooks and no fine stage (a one-stage acoustic model).
     """
     from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_tiny, save_lm
     from soundlm.stages import CONDITIONED_STAGES, delay_prefix_offset, write_stage_files
@@ -115,14 +116,17 @@ def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, i
     k = codec.total_codebooks
     tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts / "semantic_tokenizer"),
                                               acoustic_spec=str(parts / "codec"))
-    for stage, window in WINDOWS.items():
+    one_stage = pattern == "delay1"
+    qc = k if one_stage else NUM_COARSE
+    stages = {s: w for s, w in WINDOWS.items() if not (one_stage and s == "fine")}
+    for stage, window in stages.items():
         q, c = condition if condition is not None and stage in CONDITIONED_STAGES else (0, 0)
-        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, NUM_COARSE, condition_size=c)
-        delayed = pattern == "delay" and stage != "semantic"
-        meta = StageMeta(stage, window, NUM_COARSE, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers,
+        layout = stage_layout(stage, sem.vocab_size, codec.codebook_size, k, qc, condition_size=c)
+        delayed = pattern in ("delay", "delay1") and stage != "semantic"
+        meta = StageMeta(stage, window, qc, k, sem.frame_rate, codec.frame_rate, tokenizers=tokenizers,
                          pattern="delay" if delayed else "flatten", condition_tokens=q, condition_size=c)
         if delayed:
-            own = NUM_COARSE if stage == "coarse" else k - NUM_COARSE
+            own = qc if stage == "coarse" else k - qc
             model = DelayLM(DelayLMConfig(num_codebooks=own, codebook_size=codec.codebook_size,
                                           backbone=lm_tiny(1, max_positions=128),
                                           prefix_vocab_size=delay_prefix_offset(meta, layout) + (c + 1 if q else 0)))
@@ -131,7 +135,8 @@ def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, i
         else:
             save_lm(TokenLM.from_config(lm_tiny(layout.vocab_size, max_positions=128), layout=layout,
                                         meta=meta.to_json()), parts / stage)
-    pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", parts / "fine", device="cpu")
+    pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", None if one_stage else parts / "fine",
+                                     device="cpu")
     return pipe.save_bundle(root / "bundle")
 
 

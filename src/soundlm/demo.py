@@ -134,7 +134,7 @@ def run_demo(out: str | Path, model: str | Path | None = None, prompt: str | Pat
     report = DemoReport(
         model=str(folder),
         model_parameters={p.name: sum(x.numel() for x in p.model.parameters())
-                          for p in (pipe.semantic, pipe.coarse, pipe.fine)},
+                          for p in pipe.stages},
         prompt=str(prompt_path), prompt_seconds=prompt_seconds, sample_rate=sr,
         settings={"num_samples": num_samples, "seconds": seconds, "seed": seed, "device": str(pipe.device),
                   "sampling": "AudioLM defaults: temperature 0.6 / 0.8 / 0.6, top-p 0.95",

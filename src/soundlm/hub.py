@@ -70,7 +70,8 @@ class BundleConfig:
         return cls(sample_rate=int(pipe.sample_rate), semantic_frame_rate=float(pipe.semantic.meta.semantic_rate),
                    acoustic_frame_rate=float(pipe.coarse.meta.acoustic_rate),
                    semantic_vocab_size=int(pipe.semantic.layout.semantic_size), num_codebooks=int(pipe.num_codebooks),
-                   coarse_codebooks=int(pipe.num_coarse), codebook_size=int(pipe.fine.layout.codebook_size))
+                   coarse_codebooks=int(pipe.num_coarse), codebook_size=int(pipe.coarse.layout.codebook_size),
+                   parts=(*(s.name for s in pipe.stages), "semantic_tokenizer", "codec"))
 
 
 def save_pretrained(pipe: AudioLMPipeline, folder: str | Path, card: ModelCard | None = None,

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from soundlm.semantic.base import SemanticTokenizer
 
 BUNDLE_PARTS = ("semantic", "coarse", "fine")
+REQUIRED_PARTS = BUNDLE_PARTS[:2]  # a one-stage acoustic model has no fine/
 SEMANTIC_TOKENIZER_DIR = "semantic_tokenizer"
 CODEC_DIR = "codec"
 
@@ -190,34 +191,44 @@ class BatchRequest:
 
 
 class AudioLMPipeline:
-    """Semantic tokenizer + codec + the three stage LMs (AudioLM, Borsos et al. 2022)."""
+    """Semantic tokenizer + codec + the three stage LMs (AudioLM, Borsos et al. 2022).
+
+    fine=None: a one-stage acoustic model, the coarse stage (a delay pattern, or a flattened one over all
+    the codec's codebooks) models every codebook and the fine step is skipped.
+    """
 
     def __init__(self, semantic_tokenizer: SemanticTokenizer, codec: AcousticTokenizer, semantic: Stage, coarse: Stage,
-                 fine: Stage, device: torch.device | str | None = None):
+                 fine: Stage | None, device: torch.device | str | None = None):
         self.device = default_device(device)
         self.semantic_tokenizer = semantic_tokenizer
         self.codec = codec
         self.semantic, self.coarse, self.fine = semantic, coarse, fine
-        for part in (semantic, coarse, fine):
+        for part in self.stages:
             part.model.to(self.device).eval()
         self.num_coarse = coarse.meta.coarse_codebooks
-        self.num_codebooks = fine.layout.num_codebooks
+        self.num_codebooks = (fine or coarse).layout.num_codebooks
         self._check_compatible()
         self.codec.set_num_codebooks(self.num_codebooks)
         # The prompt's path to tokens: the same one `soundlm tokenize` takes.
         self.audio_tokenizer = AudioTokenizer(semantic_tokenizer, codec, self.device, probe=False)
 
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stage LMs this pipeline runs: semantic, coarse and (when it has one) fine."""
+        return tuple(s for s in (self.semantic, self.coarse, self.fine) if s is not None)
+
     # ---- loading -----------------------------------------------------------------------
     @classmethod
-    def from_runs(cls, semantic_run: str | Path, coarse_run: str | Path, fine_run: str | Path,
+    def from_runs(cls, semantic_run: str | Path, coarse_run: str | Path, fine_run: str | Path | None,
                   semantic_tokenizer: str | Path | None = None, codec: str | Path | None = None,
                   device: torch.device | str | None = None) -> "AudioLMPipeline":
-        """Load the three stages from run (or final) folders.
+        """Load the stages from run (or final) folders (fine_run None: a one-stage acoustic model).
 
         The tokenizers default to the ones named in the stages' token store manifest.
         """
         device = default_device(device)
-        stages = [load_stage(p, name, device) for p, name in zip((semantic_run, coarse_run, fine_run), BUNDLE_PARTS)]
+        stages = [load_stage(p, name, device) if p is not None else None
+                  for p, name in zip((semantic_run, coarse_run, fine_run), BUNDLE_PARTS)]
         trained_on = stages[1].meta.tokenizers
         sem = _load_semantic_tokenizer(semantic_tokenizer or (trained_on and trained_on.semantic_spec),
                                        stages[0].folder, device)
@@ -226,18 +237,20 @@ class AudioLMPipeline:
 
     @classmethod
     def from_bundle(cls, folder: str | Path, device: torch.device | str | None = None) -> "AudioLMPipeline":
-        """Load a bundle folder: semantic/ coarse/ fine/ (+ semantic_tokenizer/ and codec/ when present)."""
+        """Load a bundle folder: semantic/ coarse/ fine/ (+ semantic_tokenizer/ and codec/ when present); a
+        bundle without fine/ is a one-stage acoustic model."""
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: no such model folder; pass a folder written by "
                                     "AudioLMPipeline.save_bundle or use --semantic-run/--coarse-run/--fine-run")
-        missing = [p for p in BUNDLE_PARTS if not (folder / p).is_dir()]
+        missing = [p for p in REQUIRED_PARTS if not (folder / p).is_dir()]
         if missing:
-            raise FileNotFoundError(f"{folder}: a model folder needs subfolders {list(BUNDLE_PARTS)}, missing "
-                                    f"{missing}")
+            raise FileNotFoundError(f"{folder}: a model folder needs subfolders {list(REQUIRED_PARTS)} (and fine/ "
+                                    f"unless its coarse stage models every codebook), missing {missing}")
         sem = folder / SEMANTIC_TOKENIZER_DIR
         ac = folder / CODEC_DIR
-        return cls.from_runs(*(folder / p for p in BUNDLE_PARTS), semantic_tokenizer=sem if sem.is_dir() else None,
+        return cls.from_runs(*(folder / p if (folder / p).is_dir() else None for p in BUNDLE_PARTS),
+                             semantic_tokenizer=sem if sem.is_dir() else None,
                              codec=ac if ac.is_dir() else None, device=device)
 
     def save_bundle(self, folder: str | Path) -> Path:
@@ -251,7 +264,7 @@ class AudioLMPipeline:
 
     def write_bundle(self, folder: Path) -> None:
         """The bundle's parts into an existing (temporary) folder: for writers that add parts of their own."""
-        for part in (self.semantic, self.coarse, self.fine):
+        for part in self.stages:
             (folder / part.name).mkdir()
             write_stage_files(part.model, folder / part.name, part.meta, part.layout)
         self.semantic_tokenizer.save(folder / SEMANTIC_TOKENIZER_DIR)
@@ -260,14 +273,20 @@ class AudioLMPipeline:
 
     def _check_compatible(self) -> None:
         sem, coarse, fine = self.semantic, self.coarse, self.fine
-        checks = [
+        checks = [] if fine is not None else [
+            (coarse.delayed or self.num_coarse == self.codec.total_codebooks,
+             f"without a fine stage the coarse LM must model every codec codebook: it is a flattened stage over "
+             f"{self.num_coarse} of the codec's {self.codec.total_codebooks}; add the fine/ stage"),
+        ]
+        fine = fine or coarse  # one-stage: the coarse stage stands in for the fine one in the checks below
+        checks += [
             (sem.layout.semantic_size == coarse.layout.semantic_size,
              f"semantic LM has {sem.layout.semantic_size} semantic ids, coarse LM {coarse.layout.semantic_size}"),
             (int(self.semantic_tokenizer.vocab_size) == sem.layout.semantic_size,
              f"semantic tokenizer has {self.semantic_tokenizer.vocab_size} ids, the LMs {sem.layout.semantic_size}"),
             (coarse.layout.num_codebooks == self.num_coarse and fine.meta.coarse_codebooks == self.num_coarse,
              f"coarse LM models {coarse.layout.num_codebooks} codebooks, fine LM expects {fine.meta.coarse_codebooks}"),
-            (self.num_codebooks > self.num_coarse, f"fine LM has no codebooks beyond the {self.num_coarse} coarse ones"),
+            (self.fine is None or self.num_codebooks > self.num_coarse, f"fine LM has no codebooks beyond the {self.num_coarse} coarse ones"),
             (coarse.layout.codebook_size == fine.layout.codebook_size == self.codec.codebook_size,
              f"codebook sizes differ: coarse {coarse.layout.codebook_size}, fine {fine.layout.codebook_size}, "
              f"codec {self.codec.codebook_size}"),
@@ -298,7 +317,7 @@ class AudioLMPipeline:
         elsewhere); see `soundlm.lm.quantize`. In place, once: a quantized pipeline is not converted again.
         """
         mode = resolve_quantize(mode, self.device)
-        for part in (self.semantic, self.coarse, self.fine):
+        for part in self.stages:
             current = quantized_mode(part.model)
             if current == mode:
                 continue
@@ -478,6 +497,8 @@ class AudioLMPipeline:
         coarse_prompt = [c[:, :qc] for c in codes]
         coarse = _Growing(coarse_prompt, self._coarse_windows(sem, coarse_prompt, n_ac, sampling,
                                                               [g[1] for g in gens], progress, conds))
+        if self.fine is None:  # one-stage: the coarse codes are all the codes
+            return coarse, n_ac
         full = _Growing([c[:, :, :min(c.shape[2], n)] for c, n in zip(codes, n_ac)],
                         self._fine_windows(coarse, n_ac, [c[:, qc:] for c in codes], sampling, [g[2] for g in gens],
                                            progress))
@@ -550,7 +571,7 @@ class AudioLMPipeline:
     def acoustic_codes(self, semantic: torch.Tensor, codes: torch.Tensor, frames: int,
                        sampling: AudioLMSampling | None = None, generator: torch.Generator | None = None
                        ) -> torch.Tensor:
-        """Given semantic ids [1, T_s], the coarse and fine stages -> codec codes [1, K, frames].
+        """Given semantic ids [1, T_s], the coarse and fine stages (or the one-stage coarse) -> codes [1, K, frames].
 
         codes [1, K, T_p]: an acoustic prompt (the codes of the audio the first semantic ids
         came from; T_p = 0 for none), kept as the first T_p frames of the result. This is
@@ -560,6 +581,8 @@ class AudioLMPipeline:
         sampling = sampling or AudioLMSampling()
         gen = generator if generator is not None else torch.Generator(device=self.device).manual_seed(0)
         coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], frames, sampling, gen, False)
+        if self.fine is None:
+            return coarse  # [1, K, frames]
         return self._fine_stage(coarse, codes[:, self.num_coarse:], sampling, gen, False)  # [1, K, frames]
 
     def _semantic_stage(self, semantic: torch.Tensor, total: int, sampling: AudioLMSampling,

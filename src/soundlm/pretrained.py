@@ -111,7 +111,7 @@ def load_pipeline(folder: str | Path, device: torch.device | str | None = None) 
     if is_adapter_bundle(folder):
         return _load_adapter_bundle(folder, device)
     pipe = AudioLMPipeline.from_bundle(folder, device=device)
-    for module in (pipe.codec, pipe.semantic_tokenizer, pipe.semantic.model, pipe.coarse.model, pipe.fine.model):
+    for module in (pipe.codec, pipe.semantic_tokenizer, *(s.model for s in pipe.stages)):
         if isinstance(module, torch.nn.Module) and _has_half_tensors(module):
             module.float()
     return pipe
@@ -142,11 +142,14 @@ def load_default_pipeline(device: torch.device | str | None = None) -> AudioLMPi
 
 
 def check_model_folder(folder: str | Path, what: str = "model folder", fix: str = BUNDLE_FIX) -> Path:
-    """Raise FileNotFoundError (one line, with the fix) unless `folder` holds a bundle's three stages."""
-    from soundlm.pipeline import BUNDLE_PARTS
+    """Raise FileNotFoundError (one line, with the fix) unless `folder` holds a bundle's stages: semantic, coarse
+    and fine, or no fine/ at all (a one-stage acoustic model, whose coarse stage the pipeline checks on load)."""
+    from soundlm.pipeline import BUNDLE_PARTS, REQUIRED_PARTS
 
     folder = Path(folder)
-    missing = [p for p in BUNDLE_PARTS if not (folder / p / "config.json").is_file()]
+    one_stage = (folder / "coarse" / "config.json").is_file() and not (folder / "fine").exists()
+    parts = REQUIRED_PARTS if one_stage else BUNDLE_PARTS
+    missing = [p for p in parts if not (folder / p / "config.json").is_file()]
     if missing:
         have = "does not exist" if not folder.exists() else f"lacks {'/, '.join(missing)}/"
         raise FileNotFoundError(f"{what} {folder} {have}; {fix}")

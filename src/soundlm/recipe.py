@@ -9,7 +9,8 @@ three AudioLM stages, an fp16 bundle and the evaluation report. Every step resum
 killed recipe picks up where it stopped and a finished one returns at once. `--inventory wide`
 trains on the wide voice inventory (420 training voices, 12 held-out ones of kinds absent from
 training) and `--acoustic-pattern delay` trains the coarse and fine stages with MusicGen's delay
-pattern (one position per frame instead of one per code); both are settings of the work folder,
+pattern (one position per frame instead of one per code), `delay1` one delay stage over all the
+codec's codebooks and no fine stage; both are settings of the work folder,
 which refuses to resume under other ones.
 
 `music_tiny()` is AudioLM's piano-continuation setting on the music corpus (`soundlm data
@@ -77,7 +78,8 @@ class RecipeConfig:
     lm_preset: str = "mini"
     coarse_codebooks: int = 3
     # the acoustic stages' codebook interleaving (`soundlm train lm --pattern`): "flatten" (AudioLM: one position
-    # per code) or "delay" (MusicGen's delay pattern: one position per frame in both the coarse and fine stages)
+    # per code), "delay" (MusicGen's delay pattern: one position per frame in both the coarse and fine stages) or
+    # "delay1" (one delay-pattern acoustic stage over all the codec's codebooks, no fine stage)
     acoustic_pattern: str = "flatten"
     semantic_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(1500, 8, 4.5))
     coarse_lm: LMStageSettings = field(default_factory=lambda: LMStageSettings(2000, 8, 2.0))
@@ -157,7 +159,7 @@ class _StepTimer:
 
 CORPORA = ("speech", "music")
 INVENTORIES = ("classic", "wide")  # soundlm.data.speech.INVENTORIES, without importing the data layer here
-ACOUSTIC_PATTERNS = ("flatten", "delay")
+ACOUSTIC_PATTERNS = ("flatten", "delay", "delay1")
 # Settings added with music-tiny, at the values every recipe before it ran with.
 _ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400, "instrument_steps": 600,
                      "continuation_seconds": 4.0}
@@ -180,6 +182,11 @@ def settings_changes(before: dict, now: dict) -> list[str]:
 LM_STAGES = ("semantic", "coarse", "fine")
 
 
+def lm_stages(cfg: RecipeConfig) -> tuple[str, ...]:
+    """The LM stages a recipe trains: all three, or no fine stage for the one-stage `delay1` pattern."""
+    return LM_STAGES[:2] if cfg.acoustic_pattern == "delay1" else LM_STAGES
+
+
 def phonetic_config(cfg: RecipeConfig, manifest: Path, out: Path) -> PhoneticTrainConfig:
     """The recipe's `soundlm train phonetic` settings."""
     from soundlm.train.phonetic import PhoneticTrainConfig
@@ -197,15 +204,26 @@ def codec_config(cfg: RecipeConfig, manifest: Path, out: Path, device: str | Non
                             sample_every=max(cfg.codec_steps // 2, 1), seed=cfg.seed, device=device)
 
 
-def lm_config(cfg: RecipeConfig, stage: str, store: Path, out: Path) -> LMTrainConfig:
-    """The recipe's `soundlm train lm` settings for one stage; the acoustic stages take `cfg.acoustic_pattern`."""
+def lm_config(cfg: RecipeConfig, stage: str, store: Path, out: Path,
+              num_codebooks: int | None = None) -> LMTrainConfig:
+    """The recipe's `soundlm train lm` settings for one stage; the acoustic stages take `cfg.acoustic_pattern`.
+
+    num_codebooks: the store's codebook count, which the one-stage `delay1` coarse stage models in full.
+    """
     from soundlm.train.lm import LMTrainConfig
 
+    one_stage = cfg.acoustic_pattern == "delay1"
+    if one_stage and stage == "fine":
+        raise ValueError("the delay1 acoustic pattern has no fine stage")
+    if one_stage and stage == "coarse" and num_codebooks is None:
+        raise ValueError("the delay1 coarse stage models every codebook: pass the store's num_codebooks")
+    qc = num_codebooks if one_stage and stage == "coarse" else cfg.coarse_codebooks
     s = {"semantic": cfg.semantic_lm, "coarse": cfg.coarse_lm, "fine": cfg.fine_lm}[stage]
+    pattern = "flatten" if stage == "semantic" else "delay" if one_stage else cfg.acoustic_pattern
     return LMTrainConfig(store=str(store), out=str(out), stage=stage, preset=s.preset or cfg.lm_preset,
-                         steps=s.steps, pattern="flatten" if stage == "semantic" else cfg.acoustic_pattern,
+                         steps=s.steps, pattern=pattern,
                          batch_size=s.batch_size, lr=s.lr, warmup=s.warmup, window_seconds=s.window_seconds,
-                         coarse_codebooks=cfg.coarse_codebooks, ckpt_every=100, eval_every=100, seed=cfg.seed)
+                         coarse_codebooks=qc, ckpt_every=100, eval_every=100, seed=cfg.seed)
 
 
 def _corpus(cfg: RecipeConfig, out: Path) -> Path:
@@ -304,6 +322,7 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     from soundlm.eval.suite import SuiteConfig, run_all
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import export_bundle_fp16
+    from soundlm.store import StoreManifest
     from soundlm.tokenize import TokenizeConfig, tokenize_corpus
     from soundlm.train.codec import train_codec
     from soundlm.train.instrument import InstrumentTrainConfig, train_instrument
@@ -364,12 +383,16 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     timer.run("tokenize", lambda: tokenize_corpus(TokenizeConfig(
         source=str(manifest), out=str(store), semantic=str(semantic_dir), codec=str(codec_dir), device=device)))
 
-    for stage in LM_STAGES:
-        timer.run(f"lm {stage}", lambda stage=stage: train_lm(lm_config(cfg, stage, store, work / f"lm-{stage}")))
+    codebooks = int(StoreManifest.read(store).required("acoustic_num_codebooks", store))
+    stages = lm_stages(cfg)
+    for stage in stages:
+        timer.run(f"lm {stage}", lambda stage=stage: train_lm(lm_config(cfg, stage, store, work / f"lm-{stage}",
+                                                                        codebooks)))
 
     def package() -> None:
         bundle = work / "bundle"
-        pipe = AudioLMPipeline.from_runs(work / "lm-semantic", work / "lm-coarse", work / "lm-fine",
+        pipe = AudioLMPipeline.from_runs(work / "lm-semantic", work / "lm-coarse",
+                                         work / "lm-fine" if "fine" in stages else None,
                                          semantic_tokenizer=semantic_dir, codec=codec_dir, device="cpu")
         pipe.save_bundle(bundle)
         export_bundle_fp16(bundle, model_dir)

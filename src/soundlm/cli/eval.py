@@ -89,7 +89,7 @@ def lm_command(
         from soundlm.eval.sections.lm import eval_lm
 
         pipe = _pipeline(model, device, quantize)
-        return eval_lm([pipe.semantic, pipe.coarse, pipe.fine], store, split, batch_size, pipe.device,
+        return eval_lm(list(pipe.stages), store, split, batch_size, pipe.device,
                        full_windows=full_windows)
 
     _run(go, out)

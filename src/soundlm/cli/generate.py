@@ -40,10 +40,10 @@ def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None
         return load_pipeline(model, device=device)
     if all(p is None for p in (semantic_run, coarse_run, fine_run)):
         return load_default_pipeline(device=device)  # no model named: the one shipped with soundlm
-    missing = [n for n, p in (("--semantic-run", semantic_run), ("--coarse-run", coarse_run),
-                              ("--fine-run", fine_run)) if p is None]
+    missing = [n for n, p in (("--semantic-run", semantic_run), ("--coarse-run", coarse_run)) if p is None]
     if missing:
-        raise ValueError(f"missing {', '.join(missing)}; pass all three stage runs or one --model folder")
+        raise ValueError(f"missing {', '.join(missing)}; pass the stage runs (--fine-run unless the coarse stage "
+                         "models every codebook) or one --model folder")
     return AudioLMPipeline.from_runs(semantic_run, coarse_run, fine_run, semantic_tokenizer=semantic_tokenizer,
                                      codec=codec, device=device)
 

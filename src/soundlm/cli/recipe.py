@@ -27,9 +27,10 @@ def recipe(
                                               "voices) or wide (420 distinct voices, 12 held-out ones of kinds "
                                               "absent from training; docs/RESULTS.md section 7)."),
     acoustic_pattern: str | None = typer.Option(None, "--acoustic-pattern",
-                                                help="flatten (AudioLM: one position per code) or delay (MusicGen's "
+                                                help="flatten (AudioLM: one position per code), delay (MusicGen's "
                                                      "delay pattern in the coarse and fine stages: one position per "
-                                                     "frame)."),
+                                                     "frame) or delay1 (one delay stage over all codebooks, no fine "
+                                                     "stage)."),
     codec_steps: int | None = typer.Option(None, help="Override the codec's training steps."),
     lm_steps: int | None = typer.Option(None, help="Override every LM stage's training steps."),
     corpus: Path | None = typer.Option(None, "--corpus", help="Use this corpus folder (from `soundlm data speech` "
@@ -57,7 +58,7 @@ def recipe(
     if inventory is not None and inventory not in INVENTORIES:
         raise ValueError(f"--inventory must be {' or '.join(INVENTORIES)}, got {inventory!r}")
     if acoustic_pattern is not None and acoustic_pattern not in ACOUSTIC_PATTERNS:
-        raise ValueError(f"--acoustic-pattern must be {' or '.join(ACOUSTIC_PATTERNS)}, got {acoustic_pattern!r}")
+        raise ValueError(f"--acoustic-pattern must be one of {', '.join(ACOUSTIC_PATTERNS)}, got {acoustic_pattern!r}")
     if inventory == "wide" and cfg.inventory != "wide":
         cfg = with_wide_inventory(cfg, voices)
     elif inventory is not None:

@@ -109,13 +109,16 @@ class TokenCodec:
     mode = "tokens"
 
     def __init__(self, pipeline, model_hash: bytes):
-        for part in (pipeline.semantic, pipeline.coarse, pipeline.fine):
+        for part in pipeline.stages:
             if part.delayed:
                 raise ValueError(f"{part.folder}: token mode codes flattened stages; this one uses the delay "
                                  "pattern")
             if part.meta.conditioned:
                 raise ValueError(f"{part.folder}: token mode codes unconditioned stages; this one reads MusicLM "
                                  "condition ids, which a compressed file does not carry")
+        if pipeline.fine is None:
+            raise ValueError(f"{pipeline.coarse.folder}: token mode codes the three AudioLM stages; this model has "
+                             "no fine stage (a one-stage acoustic model); use a bundle with fine/")
         self.pipe = pipeline
         self.hash = model_hash
 

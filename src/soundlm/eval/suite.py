@@ -57,7 +57,7 @@ def run_all(cfg: SuiteConfig, progress: bool = True) -> list[EvalSection]:
     out = Path(cfg.out)
     runs = {
         "codec": lambda: eval_codec(pipe.codec, cfg.data, cfg.split, cfg.max_files, out_dir=out, progress=progress),
-        "lm": lambda: eval_lm([pipe.semantic, pipe.coarse, pipe.fine], cfg.store, cfg.split, device=pipe.device,
+        "lm": lambda: eval_lm(list(pipe.stages), cfg.store, cfg.split, device=pipe.device,
                               progress=progress),
         "units": lambda: eval_units(pipe.semantic_tokenizer, cfg.data, cfg.split, seed=cfg.seed, progress=progress),
         "continuation": lambda: eval_continuation(pipe, cfg.data, cfg.split, cfg.prompt_seconds, cfg.seconds,

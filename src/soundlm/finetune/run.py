@@ -152,6 +152,10 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
                          "pass its base (or a merged bundle, `--save merged`) as --base, or save with --save merged")
     device = default_device(cfg.device)
     pipe = load_pipeline(base_dir, device=device)
+    absent = [s for s in cfg.stages if getattr(pipe, s) is None]
+    if absent:
+        raise ValueError(f"{base_dir}: this model has no {'/'.join(absent)} stage (a one-stage acoustic model has no "
+                         "fine/); pass --stages with the stages it has")
 
     store = out / "store"
     tokenized = tokenize_corpus(TokenizeConfig(source=cfg.data, out=str(store),

@@ -40,7 +40,7 @@ class ServeModels:
         else:
             folder = check_model_folder(config.model)
         models = cls(pipe=load_pipeline(folder, device=config.device), model_dir=folder)
-        for stage in (models.pipe.semantic, models.pipe.coarse, models.pipe.fine):
+        for stage in models.pipe.stages:
             models.monitor.attach(stage.name, stage.model)
         if config.palm is not None:
             from soundlm.palm.model import load_palm
@@ -76,6 +76,6 @@ class ServeModels:
             else:
                 self._codecs[mode] = open_codec(mode, self.compressor if mode == "lossless" else self.model_dir)
                 pipe = getattr(self._codecs[mode], "pipe", None)
-                for stage in (pipe.semantic, pipe.coarse, pipe.fine) if pipe is not None else ():
+                for stage in pipe.stages if pipe is not None else ():
                     self.monitor.attach(stage.name, stage.model)
         return self._codecs[mode]

@@ -116,7 +116,7 @@ def audiolm_steps(models: ServeModels, semantic_seconds: float, acoustic_seconds
     sem = math.ceil(semantic_seconds * pipe.semantic.meta.semantic_rate)
     frames = math.ceil(acoustic_seconds * float(pipe.codec.frame_rate))
     coarse = frames * (1 if pipe.coarse.delayed else qc)
-    fine = frames * (1 if pipe.fine.delayed else k - qc)
+    fine = 0 if pipe.fine is None else frames * (1 if pipe.fine.delayed else k - qc)
     return sem + coarse + fine
 
 

@@ -112,14 +112,17 @@ class PreferenceBase:
 
 def load_base(base: str | Path, stage: str, device: torch.device) -> PreferenceBase:
     """The stage to tune: `base/stage` of a bundle, or `base` itself when it is a stage folder."""
-    from soundlm.pipeline import BUNDLE_PARTS
+    from soundlm.pipeline import REQUIRED_PARTS
     from soundlm.stages import load_stage, resolve_stage_folder
 
     folder = Path(base)
     if not folder.exists():
         raise FileNotFoundError(f"{base}: no such model folder; pass a bundle (semantic/ coarse/ fine/) or a stage "
                                 "folder (`soundlm train lm`'s run or final/)")
-    if all((folder / p / "config.json").is_file() for p in BUNDLE_PARTS):
+    if all((folder / p / "config.json").is_file() for p in REQUIRED_PARTS):
+        if not (folder / stage / "config.json").is_file():
+            raise FileNotFoundError(f"{folder}: this bundle has no {stage}/ stage (a one-stage acoustic model has no "
+                                    "fine/); tune one of the stages it has")
         loaded, bundle = load_stage(folder / stage, stage, device), folder
     else:
         config = read_json(resolve_stage_folder(folder) / "config.json")
