@@ -498,7 +498,7 @@ class AudioLMPipeline:
         coarse = _Growing(coarse_prompt, self._coarse_windows(sem, coarse_prompt, n_ac, sampling,
                                                               [g[1] for g in gens], progress, conds))
         if self.fine is None:  # one-stage: the coarse codes are all the codes
-            return coarse, n_ac
+            return coarse, n_ac, sem
         full = _Growing([c[:, :, :min(c.shape[2], n)] for c, n in zip(codes, n_ac)],
                         self._fine_windows(coarse, n_ac, [c[:, qc:] for c in codes], sampling, [g[2] for g in gens],
                                            progress))
