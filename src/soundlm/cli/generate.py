@@ -18,7 +18,7 @@ QUANTIZE_HELP = ("Stage LM weights: int8 (weight-only, a quarter of the bytes pe
                  "for the shipped model, docs/BENCHMARKS.md).")
 STREAM_HELP = ("Write each wav as it is produced: NAME.part.wav grows chunk by chunk (playable while it grows) "
                "and is renamed to NAME.wav at the end; prints the time to first audio. Same samples as without.")
-_MODEL_HELP = ("A bundle folder with semantic/ coarse/ fine/ (+ semantic_tokenizer/ codec/), instead of the runs "
+_MODEL_HELP = ("A bundle folder with semantic/ coarse/ [fine/] (+ semantic_tokenizer/ codec/), instead of the runs "
                "(default, when neither is given: the model shipped with soundlm).")
 
 
@@ -111,7 +111,8 @@ def continue_command(
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     semantic_run: Path | None = typer.Option(None, help="Semantic stage run (or its final/ folder)."),
     coarse_run: Path | None = typer.Option(None, help="Coarse stage run (or its final/ folder)."),
-    fine_run: Path | None = typer.Option(None, help="Fine stage run (or its final/ folder)."),
+    fine_run: Path | None = typer.Option(None, help="Fine stage run (or its final/ folder); leave it out when the "
+                                           "coarse stage models every codebook (one delay stage)."),
     semantic_tokenizer: Path | None = typer.Option(None, help="Semantic tokenizer folder (default: the store's)."),
     codec: str | None = typer.Option(None, help="Codec folder or hub id (default: the store's)."),
     include_prompt: bool = typer.Option(True, help="Write prompt + continuation (else the continuation only)."),
@@ -150,7 +151,8 @@ def generate_command(
     model: Path | None = typer.Option(None, help=_MODEL_HELP),
     semantic_run: Path | None = typer.Option(None, help="Semantic stage run (or its final/ folder)."),
     coarse_run: Path | None = typer.Option(None, help="Coarse stage run (or its final/ folder)."),
-    fine_run: Path | None = typer.Option(None, help="Fine stage run (or its final/ folder)."),
+    fine_run: Path | None = typer.Option(None, help="Fine stage run (or its final/ folder); leave it out when the "
+                                           "coarse stage models every codebook (one delay stage)."),
     semantic_tokenizer: Path | None = typer.Option(None, help="Semantic tokenizer folder (default: the store's)."),
     codec: str | None = typer.Option(None, help="Codec folder or hub id (default: the store's)."),
     temperature_semantic: float = _o["temperature_semantic"], temperature_coarse: float = _o["temperature_coarse"],
