@@ -17,7 +17,7 @@ def music_command(
     ctx: typer.Context,
     captions: list[str] = typer.Argument(..., help="What to play, e.g. \"a calm piano piece in C major\"; several "
                                                    "captions run in one batch."),
-    seconds: float = typer.Option(..., help="Seconds of music per sample."),
+    seconds: float = typer.Option(8.0, help="Seconds of music per sample."),
     out: Path = typer.Option(..., help="Output folder: music_CC_SSS.wav (caption CC, sample SSS) and music.json "
                                        "(what was asked)."),
     num_samples: int = typer.Option(1, help="Samples per caption."),
