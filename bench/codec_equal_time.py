@@ -127,28 +127,14 @@ class Run:
 
     def __init__(self, trainee: codec_train.Trainee, crops: Crops, loss_fn: Callable,
                  settings: codec_train.StepSettings):
-        import torch
-
-        self.trainee, self.crops, self.loss_fn, self.settings = trainee, crops, loss_fn, settings
-        self.opt = torch.optim.Adam(trainee.params, lr=settings.lr, betas=settings.betas)
+        self.trainee = trainee
+        self.step = codec_train.make_step(trainee, crops.next, loss_fn, settings)
         self.cpu_seconds, self.steps = 0.0, 0
         # Every library initialises its codebooks by k-means on the first batch it quantizes;
         # the first step runs all codebooks so that every one is initialised (billed like any step).
         trainee.set_quantizer_dropout(False)
         self.train_until(0.0, min_steps=1)
         trainee.set_quantizer_dropout(True)
-
-    def step(self) -> float:
-        import torch
-
-        x = self.crops.next()
-        y, commit = self.trainee.forward(x)
-        total = self.loss_fn(y, x) + self.settings.commit_weight * commit
-        self.opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(self.trainee.params, self.settings.grad_clip)
-        self.opt.step()
-        return total.item()
 
     def train_until(self, cpu_budget: float, min_steps: int = 0) -> float:
         """Step until this model's billed CPU time reaches `cpu_budget`; the slice's mean loss."""

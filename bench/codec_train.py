@@ -210,11 +210,15 @@ def synthetic_batch(batch: int, samples: int):
 
 
 def make_step(trainee: Trainee, x, loss_fn: Callable, settings: StepSettings) -> Callable[[], float]:
+    """One training step of `trainee` with its own Adam; `x` is the batch [B, 1, S] or a callable giving each
+    step's batch (bench/codec_equal_time.py draws new crops every step)."""
     import torch
 
     opt = torch.optim.Adam(trainee.params, lr=settings.lr, betas=settings.betas)
+    next_batch = x if callable(x) else lambda: x
 
     def step() -> float:
+        x = next_batch()
         y, commit = trainee.forward(x)
         if y.shape != x.shape:
             raise ValueError(f"{trainee.name}: reconstruction has shape {list(y.shape)}, expected {list(x.shape)}")
