@@ -56,7 +56,7 @@ def _probe_texts(attribute: str, m) -> tuple[list[str], int]:
     return [_PROBES[attribute].format(**{**base, field: v}) for v in values], values.index(truth)
 
 
-def _audio_embeddings(mulan, clips, progress: bool, desc: str) -> np.ndarray:
+def audio_embeddings(mulan, clips, progress: bool, desc: str) -> np.ndarray:
     """Whole-clip audio embeddings [N, D] (each clip the mean over its windows)."""
     from tqdm import tqdm
 
@@ -66,7 +66,7 @@ def _audio_embeddings(mulan, clips, progress: bool, desc: str) -> np.ndarray:
     with torch.inference_mode():
         for c in tqdm(clips, desc=desc, unit="clip", disable=not progress):
             x = load_audio(c.item.path, sample_rate=mulan.sample_rate, mono=True)  # [1, S]
-            out.append(mulan.embed_audio(torch.from_numpy(x).float()).cpu())
+            out.append(mulan.embed_audio(torch.from_numpy(x).float()).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -88,7 +88,7 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
     clips = read_music_corpus(data, split=split)[:max_files]
     if len(clips) < 2:
         raise ValueError(f"{data}: {len(clips)} clip(s) in split {split!r}; retrieval needs >= 2")
-    a = _audio_embeddings(mulan, clips, progress, "mulan audio")  # [N, D]
+    a = audio_embeddings(mulan, clips, progress, "mulan audio")  # [N, D]
     with torch.inference_mode():
         t = torch.cat([mulan.embed_text([c.caption for c in clips[i: i + batch_size]]).cpu()
                        for i in range(0, len(clips), batch_size)]).numpy()  # [N, D]
@@ -129,7 +129,7 @@ def eval_mulan(model: str | Path, data: str | Path, split: str = "heldout", max_
     if reference_split is not None:
         from soundlm.music.mulan import frechet_distance
 
-        ref = _audio_embeddings(mulan, read_music_corpus(data, split=reference_split), progress, "reference")
+        ref = audio_embeddings(mulan, read_music_corpus(data, split=reference_split), progress, "reference")
         halves = np.random.default_rng(seed).permutation(len(ref))
         summary[f"frechet_vs_{reference_split}"] = frechet_distance(a, ref)
         summary[f"frechet_{reference_split}_halves"] = frechet_distance(ref[halves[::2]], ref[halves[1::2]])

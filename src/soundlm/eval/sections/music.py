@@ -207,10 +207,10 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
 
     from tqdm import tqdm
 
-    from soundlm.audio import load_audio
     from soundlm.data.music import read_music_corpus
+    from soundlm.eval.sections.mulan import audio_embeddings
     from soundlm.music.pipeline import DEFAULT_GUIDANCE
-    from soundlm.music.rewards import embed_clip, request_from_attributes
+    from soundlm.music.rewards import request_from_attributes
     from soundlm.pipeline import AudioLMSampling, BatchRequest
 
     if seconds <= 0:
@@ -263,9 +263,7 @@ def eval_music(music: MusicLMPipeline, data: str | Path, split: str = "heldout",
             row["wins"] = {"ours": win_scores(ours, request), "theirs": win_scores(theirs, request)}
         state.put(clip.item.id, row)
         rows.append(row)
-    real = np.stack([embed_clip(judge, load_audio(c.item.path, sample_rate=judge.sample_rate, mono=True),
-                                judge.sample_rate)
-                     for c in tqdm(clips, desc="real clips", unit="clip", disable=not progress)])  # [M, D]
+    real = audio_embeddings(judge, clips, progress, "real clips")  # [M, D]
     summary = summarise_music(rows, real, tempo_tolerance, seed, against is not None, tuple(reward_saw))
     table = [{"id": r["id"], "heldout": r["heldout"], "caption": r["caption"],
               "cos": round(r["generated"]["mulan"], 4), "cos_null": round(r["null"]["mulan"], 4),
