@@ -107,3 +107,97 @@ def test_cli_tokens_mode_and_mode_mismatch(bundle, wav, tmp_path):
     r = runner.invoke(app, ["decompress", str(tmp_path / "c"), "--out", str(tmp_path / "e"), "--mode", "lossless",
                             "--model", str(tmp_path / "m"), "--no-progress"])
     assert r.exit_code == 1 and "written in tokens mode" in r.output
+
+
+# ---- delay-pattern bundles: two-stage (coarse + fine DelayLMs) and one-stage (one DelayLM, no fine/) ----------
+@pytest.fixture(scope="module", params=["delay", "delay1"])
+def delayed(request, tmp_path_factory) -> TokenCodec:
+    return TokenCodec.load(tiny_bundle.make_tiny_bundle(tmp_path_factory.mktemp(request.param),
+                                                        pattern=request.param))
+
+
+@pytest.fixture(scope="module")
+def short_wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "frame.wav"
+    sf.write(str(path), tiny_bundle.tone(320 / tiny_bundle.SR), tiny_bundle.SR, subtype="PCM_16")  # one codec frame
+    return path
+
+
+def _file_round_trip(codec: TokenCodec, wav: Path, tmp_path: Path):
+    """Compress to a .slmc file, read it back and decode: (tokenized content, streams, decoded content)."""
+    from soundlm.compress.container import write_container
+
+    header, streams = codec.compress(wav)
+    write_container(tmp_path / "f.slmc", header, streams)
+    header, streams = read_container(tmp_path / "f.slmc")
+    content, _ = codec.tokenize(wav)
+    back = codec.decode([(header, streams)])[0]
+    assert codec.crc(header, back) == header.crc32
+    return content, streams, back
+
+
+def test_delay_bundles_round_trip_exactly_across_windows(delayed, wav, tmp_path):
+    assert delayed.pipe.coarse.delayed and (delayed.pipe.fine is None or delayed.pipe.fine.delayed)
+    content, streams, back = _file_round_trip(delayed, wav, tmp_path)
+    # 1.3 s = 65 frames: several coarse (0.3 s) and fine (0.2 s) windows, each with its context.
+    assert content.codes.shape == (4, 65) and content.codes.shape[1] > 0.3 * 50 * 2
+    assert torch.equal(back.semantic, content.semantic) and torch.equal(back.codes, content.codes)
+    one_stage = delayed.pipe.fine is None
+    assert delayed.layouts == ("delay", "none" if one_stage else "delay")
+    assert len(streams) == 4 and len(streams[2]) > 0 and (len(streams[3]) == 0) == one_stage
+    symbols = delayed.stage_symbols(65, len(content.semantic))
+    assert symbols["coarse"] + symbols["fine"] == content.codes.numel() and (symbols["fine"] == 0) == one_stage
+
+
+def test_delay_bundles_round_trip_a_one_frame_file(delayed, short_wav, tmp_path):
+    content, _, back = _file_round_trip(delayed, short_wav, tmp_path)
+    assert content.codes.shape == (4, 1)
+    assert torch.equal(back.semantic, content.semantic) and torch.equal(back.codes, content.codes)
+
+
+def test_delay_coding_matches_generation_logits(delayed, wav):
+    """The coded symbols are those generation would sample with a sampler that returns the true codes: feeding
+    the model's own greedy picks through the coder gives back exactly what generate_delayed draws greedily."""
+    from soundlm.lm.generate import generate_delayed
+    from soundlm.sampler import SamplingParams
+    from soundlm.compress.tokens import _code_delayed
+
+    stage = delayed.pipe.coarse
+    k = stage.model.config.num_codebooks
+    prefix = torch.randint(0, delayed.pipe.semantic.layout.semantic_size, (1, 15))
+    context = torch.randint(0, stage.layout.codebook_size, (1, k, 3))
+    with torch.inference_mode():
+        greedy = generate_delayed(stage.model, context, 6, SamplingParams(temperature=0.0), prefix=prefix)[:, :, 3:]
+        coded = _code_delayed(stage.model, context, 6, prefix, lambda freqs, s: int(np.argmax(freqs)), None)
+    assert torch.equal(coded, greedy)
+
+
+def test_delay_file_refused_by_another_model_and_by_a_flatten_model(delayed, codec, wav, tmp_path):
+    from soundlm.lm.model import load_lm
+    from soundlm.stages import write_stage_files
+
+    folder = tmp_path / "other"
+    bundle = Path(delayed.pipe.coarse.folder).parent
+    shutil.copytree(bundle, folder)
+    coarse = load_lm(folder / "coarse")
+    with torch.no_grad():
+        for p in coarse.parameters():
+            p.add_(0.01)
+    stage = delayed.pipe.coarse
+    write_stage_files(coarse, folder / "coarse", stage.meta, stage.layout)
+    assert bundle_hash(folder) != delayed.hash
+    compress_files([wav], tmp_path / "c", delayed, progress=False)
+    summary = decompress_files([tmp_path / "c"], tmp_path / "d", TokenCodec.load(folder), progress=False)
+    assert len(summary.failed) == 1 and "compressed by model" in summary.failed[0].error
+    # Past the hash check, the streams' recorded layout still refuses a model whose stages differ.
+    header, streams = read_container(tmp_path / "c" / "tone.slmc")
+    with pytest.raises(ValueError, match="decompress it with the model that wrote it"):
+        codec.decode_content(header.segment, streams)
+
+
+def test_files_written_before_the_layout_byte_decode_as_flatten(codec, wav):
+    content, _ = codec.tokenize(wav)
+    streams = codec.encode_content(content)
+    legacy = [streams[0][:4]] + streams[1:]  # the old info stream: the semantic length alone
+    back = codec.decode_content(content.codes.shape[1], legacy)
+    assert torch.equal(back.codes, content.codes) and torch.equal(back.semantic, content.semantic)
