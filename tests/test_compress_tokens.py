@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from soundlm.compress.container import read_container
 from soundlm.compress.files import compress_files, decompress_files
-from soundlm.compress.tokens import TokenCodec, bundle_hash
+from soundlm.compress.tokens import TokenCodec, TokenContent, bundle_hash, one_thread
 
 tiny_bundle = pytest.importorskip("tiny_bundle", reason="tests/tiny_bundle.py (a random AudioLM bundle) missing")
 
@@ -201,3 +201,63 @@ def test_files_written_before_the_layout_byte_decode_as_flatten(codec, wav):
     legacy = [streams[0][:4]] + streams[1:]  # the old info stream: the semantic length alone
     back = codec.decode_content(content.codes.shape[1], legacy)
     assert torch.equal(back.codes, content.codes) and torch.equal(back.semantic, content.semantic)
+
+
+def _greedy_walk(tc: TokenCodec) -> dict[str, tuple[list, list]]:
+    """Greedy generation's own tokens, walked as a file: every token must be the most likely one under the
+    distribution the coder uses. Returns each stage's logits of every model step, (generation's, the walk's)."""
+    from soundlm.pipeline import AudioLMSampling, BatchRequest
+    from soundlm.sampler import SamplingParams
+
+    logs: dict[str, list] = {}
+
+    def record() -> None:
+        logs.clear()
+        for stage in tc.pipe.stages:
+            log = logs.setdefault(stage.name, [])
+
+            def step(*args, _orig=type(stage.model).step.__get__(stage.model), _log=log, **kwargs):
+                out = _orig(*args, **kwargs)
+                _log.append(out.clone())
+                return out
+            stage.model.step = step
+
+    greedy = SamplingParams(temperature=0.0)
+    try:
+        record()
+        with one_thread():  # as the coder runs
+            made = tc.pipe.generate_batch_tokens([BatchRequest(seconds=0.7)],
+                                                 AudioLMSampling(semantic=greedy, coarse=greedy, fine=greedy))[0]
+        generated = dict(logs)
+        truth = TokenContent(semantic=made.semantic[0], codes=made.codes[0])
+        assert truth.codes.shape[1] > 0.3 * 50 * 2  # 35 frames: several coarse (15) and fine (10) windows
+
+        def step(freqs: np.ndarray, symbol: int | None) -> int:
+            assert freqs[symbol] == freqs.max()
+            return symbol
+
+        record()
+        with one_thread(), torch.inference_mode():
+            back = tc.walk(dict.fromkeys(("semantic", "coarse", "fine"), step), truth.codes.shape[1],
+                           len(truth.semantic), truth=truth)
+        walked = dict(logs)
+    finally:
+        for stage in tc.pipe.stages:
+            stage.model.__dict__.pop("step", None)
+    assert torch.equal(back.codes, truth.codes) and torch.equal(back.semantic, truth.semantic)
+    return {name: (generated[name], walked[name]) for name in generated}
+
+
+def test_walk_of_delay_stages_runs_generations_model_steps(delayed):
+    """The coder runs the very model steps greedy generation ran (inputs, windows, prefixes, cache), logits equal."""
+    for name, (generated, walked) in _greedy_walk(delayed).items():
+        if name == "semantic":
+            continue
+        assert len(walked) == len(generated) > 0
+        assert all(torch.equal(g, w) for g, w in zip(generated, walked)), name
+
+
+def test_flatten_walk_sees_the_logits_generation_samples_from(codec):
+    # Flattened generation projects only the allowed rows of the head, so its logits are not compared value for
+    # value here; each greedy token must still be the coder's most likely one.
+    _greedy_walk(codec)
