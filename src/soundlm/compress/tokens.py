@@ -75,7 +75,7 @@ def one_thread() -> Iterator[None]:
 
 # Codes the next symbol given the integer frequencies: encodes the true symbol (passed when
 # encoding) or decodes one (passed None); returns the symbol.
-CodeStep = Callable[[np.ndarray, "int | None"], int]
+CodeStep = Callable[[np.ndarray, int | None], int]
 
 
 def _code_tokens(model, prompt: torch.Tensor, count: int, ranges: Callable[[int], tuple[int, int]],
@@ -98,7 +98,8 @@ def _code_tokens(model, prompt: torch.Tensor, count: int, ranges: Callable[[int]
         logits = model.last_logits(seq)
     for i in range(count):
         lo, hi = ranges(i)
-        symbol = step(softmax_freqs(logits[0, lo:hi].double().numpy()), None if truth is None else int(truth[0, i]) - lo)
+        known = None if truth is None else int(truth[0, i]) - lo
+        symbol = step(softmax_freqs(logits[0, lo:hi].double().numpy()), known)
         out[0, i] = lo + symbol
         if i + 1 == count:
             break
