@@ -16,6 +16,11 @@ Rows (ratio = compressed bytes / raw PCM bytes; speed = audio seconds per wall s
   the same tokens as int16 arrays.
 
     python bench/compress.py --speech CORPUS --piano CORPUS --model RUN16 --model-8bit RUN8
+    python bench/compress.py --speech CORPUS --bundle BUNDLE --tokens-only   # token rows of one bundle
+
+Token mode codes any bundle soundlm makes (flattened or delay-pattern stages, with or without
+fine/); the token row gives bits per token per stage (semantic, coarse/fine or, one-stage,
+acoustic) and per codec code over all acoustic stages.
 
 The speech corpus's held-out rows (voices no training file uses) are measured; the piano
 corpus's rows all are (the speech-trained model never saw piano). Writes a table and
@@ -160,7 +165,8 @@ def bench_tokens(files: list[Path], bundle: str | None) -> list[dict]:
     pipe = codec.pipe
     audio_s = coded_bits = 0.0
     te = td = 0.0
-    stage_bits = {"semantic": 0, "coarse": 0, "fine": 0}
+    stage_bits = {"semantic": 0, "coarse": 0, "fine": 0}  # the streams after info, bits
+    stage_symbols = dict.fromkeys(stage_bits, 0)
     tokens_raw: list[bytes] = []
     n_codes = n_sem = 0
     for f in files:
@@ -175,10 +181,16 @@ def bench_tokens(files: list[Path], bundle: str | None) -> list[dict]:
         audio_s += header.length / header.sample_rate
         for name, s in zip(stage_bits, streams[1:]):
             stage_bits[name] += 8 * len(s)
+        for name, n in codec.stage_symbols(content.codes.shape[1], len(content.semantic)).items():
+            stage_symbols[name] += n
         coded_bits += 8 * sum(len(s) for s in streams)
         n_codes += content.codes.numel()
         n_sem += content.semantic.numel()
         tokens_raw.append(content.semantic.numpy().astype("<i2").tobytes() + content.codes.numpy().astype("<i2").tobytes())
+    # A one-stage bundle's coarse stream holds every codebook: report it as "acoustic".
+    coarse_layout, fine_layout = codec.layouts
+    stages = ({"semantic": "semantic", "coarse": f"acoustic ({coarse_layout})"} if fine_layout == "none" else
+              {"semantic": "semantic", "coarse": f"coarse ({coarse_layout})", "fine": f"fine ({fine_layout})"})
     code_bits = math.log2(pipe.codec.codebook_size)
     sem_bits = math.log2(pipe.semantic_tokenizer.vocab_size)
     raw_bits = n_codes * code_bits + n_sem * sem_bits
@@ -189,11 +201,10 @@ def bench_tokens(files: list[Path], bundle: str | None) -> list[dict]:
              "kbps": n_codes * code_bits / audio_s / 1000, "vs_raw": n_codes * code_bits / raw_bits}]
     rows.append({**base, "method": "soundlm tokens (stage LMs)", "kbps": coded_bits / audio_s / 1000,
                  "vs_raw": coded_bits / raw_bits, "vs_raw_codes_only": coded_bits / (n_codes * code_bits),
-                 "encode_x": audio_s / te, "decode_x": audio_s / td,
-                 "bits_per_token": {k: v / max(1, {"semantic": n_sem, "coarse": n_codes * pipe.num_coarse
-                                                   / pipe.num_codebooks, "fine": n_codes * (pipe.num_codebooks
-                                                   - pipe.num_coarse) / pipe.num_codebooks}[k])
-                                    for k, v in stage_bits.items()}})
+                 "encode_x": audio_s / te, "decode_x": audio_s / td, "stages": stages,
+                 "bits_per_token": {stages[k]: stage_bits[k] / max(1, stage_symbols[k]) for k in stages},
+                 "bits_per_code": (stage_bits["coarse"] + stage_bits["fine"]) / max(1, n_codes),
+                 "raw_bits_per_code": code_bits})
     for name, (enc, _) in GENERAL.items():
         bits = 8 * sum(len(run(enc, r)) for r in tokens_raw)
         rows.append({**base, "method": f"{name} on int16 tokens", "kbps": bits / audio_s / 1000,
@@ -205,21 +216,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--speech", type=Path, required=True, help="speech corpus (its held-out rows are used)")
     ap.add_argument("--piano", type=Path, help="piano corpus")
-    ap.add_argument("--model", type=Path, required=True, help="16-bit `soundlm train compressor` run")
+    ap.add_argument("--model", type=Path, help="16-bit `soundlm train compressor` run (needed unless --tokens-only)")
     ap.add_argument("--model-8bit", type=Path, help="8-bit run (--bits 8); without it the 8-bit soundlm row is skipped")
     ap.add_argument("--bundle", help="AudioLM bundle for token mode (default: the shipped speech-tiny)")
     ap.add_argument("--max-files", type=int, default=200, help="files per corpus for the lossless rows")
     ap.add_argument("--token-files", type=int, default=10, help="held-out speech files for the token rows")
+    ap.add_argument("--tokens-only", action="store_true", help="only the token-mode rows (no lossless rows)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    if shutil.which("flac") is None:
+    if args.model is None and not args.tokens_only:
+        ap.error("--model is needed for the lossless rows (or pass --tokens-only)")
+    if shutil.which("flac") is None and not args.tokens_only:
         sys.exit("the flac command is missing: apt-get install flac")
     import torch
 
     torch.set_num_threads(1)
     results: list[dict] = []
-    sets = [("speech 16-bit (held-out voices)", corpus_files(args.speech, "heldout", args.max_files))]
-    if args.piano:
+    sets = [] if args.tokens_only else [("speech 16-bit (held-out voices)",
+                                         corpus_files(args.speech, "heldout", args.max_files))]
+    if args.piano and not args.tokens_only:
         sets.append(("piano 16-bit", corpus_files(args.piano, "heldout", args.max_files)))
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -229,20 +244,25 @@ def main() -> None:
             (tmp / f"f{i}").mkdir()
             results += bench_flac(setting, pcms, 16, tmp / f"f{i}")
             results += bench_general(setting, pcms, 16)
-        setting = "speech 8-bit (held-out voices)"
-        pcms = pcm_of(sets[0][1], 8)
-        if args.model_8bit:
-            results.append(bench_soundlm(setting, pcms, 8, args.model_8bit, tmp / "s8"))
-        (tmp / "f8").mkdir()
-        results += bench_flac(setting, pcms, 8, tmp / "f8")
-        results += bench_general(setting, pcms, 8)
+        if sets:
+            setting = "speech 8-bit (held-out voices)"
+            pcms = pcm_of(sets[0][1], 8)
+            if args.model_8bit:
+                results.append(bench_soundlm(setting, pcms, 8, args.model_8bit, tmp / "s8"))
+            (tmp / "f8").mkdir()
+            results += bench_flac(setting, pcms, 8, tmp / "f8")
+            results += bench_general(setting, pcms, 8)
     lossless = [r for r in results if "ratio" in r]
-    common.print_table(lossless, [("setting", "setting", "s"), ("method", "method", "s"), ("ratio", "ratio", ".4f"),
-                                  ("encode_x", "enc x realtime", ".1f"), ("decode_x", "dec x realtime", ".1f")])
+    if lossless:
+        common.print_table(lossless, [("setting", "setting", "s"), ("method", "method", "s"), ("ratio", "ratio", ".4f"),
+                                      ("encode_x", "enc x realtime", ".1f"), ("decode_x", "dec x realtime", ".1f")])
     tokens = bench_tokens(corpus_files(args.speech, "heldout", args.token_files), args.bundle)
     print()
     common.print_table(tokens, [("method", "tokens", "s"), ("kbps", "kbps", ".3f"), ("vs_raw", "vs raw", ".3f"),
                                 ("encode_x", "enc x realtime", ".2f"), ("decode_x", "dec x realtime", ".2f")])
+    coded = next(r for r in tokens if "bits_per_token" in r)
+    print("bits per token, per stage: " + ", ".join(f"{k} {v:.3f}" for k, v in coded["bits_per_token"].items())
+          + f"; all codes {coded['bits_per_code']:.3f} (raw {coded['raw_bits_per_code']:g})")
     payload = {"benchmark": "compress", "command": " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
                "machine": common.machine_info(1), "lossless": lossless, "tokens": tokens,
                "files": {s: len(f) for s, f in sets}}

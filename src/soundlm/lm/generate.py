@@ -21,7 +21,7 @@ of 2B rows through one KV cache, each step's logits are mixed as uncond + g * (c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -187,7 +187,8 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
                      sampling: SamplingParams = SamplingParams(), generator: Generator = None,
                      prefix: torch.Tensor | None = None, cache: KVCache | None = None,
                      progress: bool = False, window_keep: int | None = None, guidance: float = 1.0,
-                     uncond_prefix: torch.Tensor | None = None) -> torch.Tensor:
+                     uncond_prefix: torch.Tensor | None = None,
+                     pick: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Continue codes prompt [B, K, T0] (T0 may be 0) by num_new_frames; returns codes [B, K, T0+new].
 
     prefix: conditioning ids [B, P] for a DelayLM built with prefix_vocab_size > 0.
@@ -196,6 +197,9 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
     window is prefilled again from position 0, as `generate` slides.
     guidance, uncond_prefix [B, P]: classifier-free guidance with the unconditional twin of the
     prefix (condition ids NULL): 2B rows in each forward, as in `generate`.
+    pick(s, logits [B, K, card], free [K] bool): the codes [B, K] of delayed column s in place of
+    sampling (token mode entropy-codes them, `soundlm.compress.tokens`); only its free cells
+    (neither delay pads nor prompt codes) are used.
     """
     cfg = model.config
     if prompt.dim() != 3 or prompt.shape[1] != cfg.num_codebooks:
@@ -251,9 +255,12 @@ def generate_delayed(model: DelayLM, prompt: torch.Tensor, num_new_frames: int,
     begin = 0 if first + 1 <= room else first + 1 - keep  # first input column in the cache
     logits = prefill(begin, first + 1)  # [B, K, card]
     for s in tqdm(range(first, steps), desc="generate", disable=not progress, leave=False):
-        flat = logits.reshape(b * k, -1)  # [B*K, card]
-        drawn = sample_next_token(flat, sampling.temperature, sampling.top_k, sampling.top_p, generator)
-        drawn = drawn.view(b, k)
+        if pick is not None:
+            drawn = pick(s, logits, ~known[:, s])  # [B, K]
+        else:
+            flat = logits.reshape(b * k, -1)  # [B*K, card]
+            drawn = sample_next_token(flat, sampling.temperature, sampling.top_k, sampling.top_p, generator)
+            drawn = drawn.view(b, k)
         target[:, :, s] = torch.where(known[:, s], target[:, :, s], drawn)
         nxt = s + 1  # the input column that predicts delayed column s+1
         if nxt < steps:
