@@ -124,7 +124,6 @@ def test_prefer_takes_a_seeded_subset_of_the_training_captions(tmp_path):
     assert read_requests(corpus, limit=3, seed=1) == some and read_requests(corpus, limit=10) == every
 
 
-@pytest.mark.slow  # about 1-2 minutes on 2 shared cores
 def test_shrunken_musiclm_recipe_resumes_after_a_kill_and_ships_a_music_bundle(tmp_path, monkeypatch):
     import soundlm.train.prefer as prefer_module
     from music_corpus import write_music_corpus
