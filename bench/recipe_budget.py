@@ -143,7 +143,12 @@ def shrunken_musiclm_run(cfg, work: Path, corpus: Path, mulan: Path, clips: int)
     subset = work / "subset"
     subset.mkdir(parents=True, exist_ok=True)
     root = manifest_path(corpus).parent.resolve()
-    write_manifest(subset / "manifest.jsonl", [{**r, "path": str(root / r["path"])} for r in train + heldout])
+    for r in train + heldout:  # the rows' paths stay relative: link each file into the subset's folder
+        link = subset / r["path"]
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(root / r["path"])
+    write_manifest(subset / "manifest.jsonl", train + heldout)
     lm = {f"{s}_lm": replace(getattr(cfg, f"{s}_lm"), steps=20) for s in ("semantic", "coarse", "fine")}
     run_recipe(replace(cfg, corpus_from=str(subset), mulan_from=str(mulan), codec_steps=20, instrument_steps=20,
                        prefer_captions=2, prefer_steps=4, music_eval_captions=2, **lm),
