@@ -159,6 +159,7 @@ def time_music_generation(cfg, work: Path) -> list[dict]:
     """Seconds of the generation-bound steps, from the shrunken run's packaged model: per `train prefer --self`
     caption, per `eval music` caption (base; tuned against base), and the speed test; times the recipe's counts."""
     import numpy as np
+    import torch
 
     from soundlm.eval.sections.music import score_clip
     from soundlm.music.instrument import load_instrument_classifier
@@ -175,7 +176,8 @@ def time_music_generation(cfg, work: Path) -> list[dict]:
     reward = build_reward(_prefer_cfg(cfg, work), "cpu")
     request = request_from_caption(caption)
     classifier = load_instrument_classifier(work / "instrument")
-    text = music.mulan.embed_text([caption])[0].float().numpy()
+    with torch.inference_mode():
+        text = music.mulan.embed_text([caption])[0].float().numpy()
     sampler.sample([caption], 1, 0)  # warm-up
 
     def one_prefer_caption() -> None:
