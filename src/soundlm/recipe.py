@@ -19,6 +19,10 @@ from k-means over chroma features (they carry the key; MFCC units carry the inst
 docs/RESULTS.md section 12), the same three unconditioned stages, an instrument classifier,
 and `soundlm eval continuation --music` (key, tempo and instrument kept) as its evaluation.
 
+`musiclm_tiny()` is MusicLM and MusicRL on the same corpus (`soundlm.recipe_musiclm`): a MuLan, the stages
+conditioned on its condition ids, a music bundle with the MuLan inside, preference tuning and `soundlm eval
+music` of the base and the tuned model: every number issue 17 asks for from one command.
+
 Larger budgets (a GPU) go through the same code: raise the step counts and sizes with the
 options of `soundlm recipe`.
 """
