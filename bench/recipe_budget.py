@@ -100,6 +100,8 @@ def time_trainers(cfg, work: Path, short: int, long: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, steps, run in trainers:
+            # A warm-up run first: what a process pays once (store and clip caches, imports) is not a step's cost.
+            run(Path(tmp) / f"{name}-warm-up", short)
             t_short = _timed(lambda: run(Path(tmp) / f"{name}-{short}", short))
             t_long = _timed(lambda: run(Path(tmp) / f"{name}-{long}", long))
             per_step = (t_long - t_short) / (long - short)
