@@ -19,6 +19,10 @@ from k-means over chroma features (they carry the key; MFCC units carry the inst
 docs/RESULTS.md section 12), the same three unconditioned stages, an instrument classifier,
 and `soundlm eval continuation --music` (key, tempo and instrument kept) as its evaluation.
 
+`musiclm_tiny()` is MusicLM and MusicRL on the same corpus (`soundlm.recipe_musiclm`): a MuLan, the stages
+conditioned on its condition ids, a music bundle with the MuLan inside, preference tuning and `soundlm eval
+music` of the base and the tuned model: every number issue 17 asks for from one command.
+
 Larger budgets (a GPU) go through the same code: raise the step counts and sizes with the
 options of `soundlm recipe`.
 """
@@ -93,6 +97,24 @@ class RecipeConfig:
     eval_prompts: int = 20
     eval_pairs: int = 50
     prompt_seconds: float = 3.0
+    # MusicLM (musiclm-tiny): the semantic and coarse stages conditioned on MuLan condition ids (`soundlm tokenize
+    # --mulan`), the bundle carrying the MuLan, then MusicRL (`soundlm train prefer --self`) and `soundlm eval music`
+    conditioned: bool = False
+    mulan_from: str | None = None  # a trained MuLan folder to reuse instead of training one
+    mulan_steps: int = 1000
+    mulan_batch_size: int = 32
+    # RVQ levels of the condition ids the stages read: held-out audio and caption agree on level 1 for 37% of clips
+    # and almost never on all 4 (docs/RESULTS.md section 11)
+    condition_levels: int = 1
+    prefer_captions: int = 48  # training captions sampled for the preference pairs
+    prefer_samples: int = 4  # samples per caption; the best and the worst by reward make a pair
+    prefer_steps: int = 150
+    prefer_batch_size: int = 8
+    prefer_lr: float = 1e-4
+    # the reward's parts (`eval music`'s win metrics); the win rate that counts is on the others
+    prefer_reward: tuple[str, ...] = ("mulan", "key", "tempo")
+    music_eval_captions: int = 40  # held-out captions of `soundlm eval music`
+    music_eval_seconds: float = 4.0
     seed: int = 0
 
 
@@ -122,7 +144,17 @@ def music_tiny() -> RecipeConfig:
     return RecipeConfig(name="music-tiny", corpus="music", semantic_features="chroma", clusters=100)
 
 
-RECIPES: dict[str, Callable[[], RecipeConfig]] = {"speech-tiny": speech_tiny, "music-tiny": music_tiny}
+def musiclm_tiny() -> RecipeConfig:
+    """MusicLM and MusicRL on the 400-clip music corpus: music-tiny's tokenizers, a MuLan (section 11's run), the
+    semantic and coarse stages conditioned on its level-1 ids, one delay-pattern acoustic stage (one step per frame
+    for all 8 codebooks, no fine stage), then preference tuning and `soundlm eval music` of base and tuned.
+    The step counts are sized for about 2.5 h on a 2-core CPU (docs/RESULTS.md section 12)."""
+    return replace(music_tiny(), name="musiclm-tiny", conditioned=True, acoustic_pattern="delay1", codec_steps=12000,
+                   semantic_lm=LMStageSettings(1200, 8, 4.5), coarse_lm=LMStageSettings(1500, 8, 4.0))
+
+
+RECIPES: dict[str, Callable[[], RecipeConfig]] = {"speech-tiny": speech_tiny, "music-tiny": music_tiny,
+                                                  "musiclm-tiny": musiclm_tiny}
 
 
 def recipe_config(name: str) -> RecipeConfig:
@@ -165,12 +197,18 @@ _ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400
                      "continuation_seconds": 4.0}
 # Settings added with the wide voice inventory and the delay-pattern acoustic stages (issue 20, section 4).
 _ADDED_WITH_WIDE = {"inventory": "classic", "acoustic_pattern": "flatten"}
+# Settings added with musiclm-tiny, at the values every unconditioned recipe before it ran with.
+_ADDED_WITH_MUSICLM = {k: v for k, v in asdict(RecipeConfig(name="")).items() if k in (
+    "conditioned", "mulan_from", "mulan_steps", "mulan_batch_size", "condition_levels", "prefer_captions",
+    "prefer_samples", "prefer_steps", "prefer_batch_size", "prefer_lr", "prefer_reward", "music_eval_captions",
+    "music_eval_seconds")}
+_ADDED_WITH_MUSICLM = json.loads(json.dumps(_ADDED_WITH_MUSICLM))  # tuples as lists, as recipe.json reads back
 
 
 def upgrade_settings(settings: dict) -> dict:
-    """A WORK/recipe.json written before music-tiny or before the wide inventory: fills in the settings added
-    with them, at the values every run before them had, so a run started then still resumes."""
-    return {**_ADDED_WITH_MUSIC, **_ADDED_WITH_WIDE, **settings}
+    """A WORK/recipe.json written before music-tiny, the wide inventory or musiclm-tiny: fills in the settings
+    added with them, at the values every run before them had, so a run started then still resumes."""
+    return {**_ADDED_WITH_MUSIC, **_ADDED_WITH_WIDE, **_ADDED_WITH_MUSICLM, **settings}
 
 
 def settings_changes(before: dict, now: dict) -> list[str]:
@@ -302,6 +340,10 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
         parts.append(f"--voices {cfg.voices}")
     if cfg.codec_from is not None:
         parts.append(f"--codec {cfg.codec_from}")
+    if cfg.mulan_from is not None:
+        parts.append(f"--mulan {cfg.mulan_from}")
+    if cfg.condition_levels != base.condition_levels:
+        parts.append(f"--condition-levels {cfg.condition_levels}")
     if cfg.semantic_features != base.semantic_features:
         parts.append(f"--semantic-features {cfg.semantic_features}")
     if cfg.acoustic_pattern != base.acoustic_pattern:
@@ -339,6 +381,10 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
                          f"got {cfg.acoustic_pattern!r}")
     if cfg.codec_from is not None:
         load_codec(cfg.codec_from)  # fail now, not an hour in, on a folder that is not a codec
+    if cfg.conditioned:
+        from soundlm.recipe_musiclm import check_musiclm_settings
+
+        check_musiclm_settings(cfg)
     if cfg.corpus_from is not None:
         from soundlm.data import manifest_path
 
@@ -360,6 +406,11 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
     timer = _StepTimer(work / "timings.json")
 
     manifest = timer.run("corpus", lambda: _corpus(cfg, work / "corpus"))
+    mulan = None
+    if cfg.conditioned:
+        from soundlm.recipe_musiclm import prepare_mulan
+
+        mulan = timer.run("mulan", lambda: prepare_mulan(cfg, manifest, work, device))
 
     encoder = None
     if cfg.semantic_features == "phonetic":
@@ -381,7 +432,8 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
 
     store = work / "store"
     timer.run("tokenize", lambda: tokenize_corpus(TokenizeConfig(
-        source=str(manifest), out=str(store), semantic=str(semantic_dir), codec=str(codec_dir), device=device)))
+        source=str(manifest), out=str(store), semantic=str(semantic_dir), codec=str(codec_dir), device=device,
+        mulan=None if mulan is None else str(mulan))))
 
     codebooks = int(StoreManifest.read(store).required("acoustic_num_codebooks", store))
     stages = lm_stages(cfg)
@@ -394,7 +446,13 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
         pipe = AudioLMPipeline.from_runs(work / "lm-semantic", work / "lm-coarse",
                                          work / "lm-fine" if "fine" in stages else None,
                                          semantic_tokenizer=semantic_dir, codec=codec_dir, device="cpu")
-        pipe.save_bundle(bundle)
+        if mulan is None:
+            pipe.save_bundle(bundle)
+        else:
+            from soundlm.music.mulan import load_mulan
+            from soundlm.music.pipeline import MusicLMPipeline
+
+            MusicLMPipeline(pipe, load_mulan(mulan), where=work).save_bundle(bundle)
         export_bundle_fp16(bundle, model_dir)
 
     timer.run("package", package)
@@ -403,7 +461,11 @@ def run_recipe(cfg: RecipeConfig, work: str | Path, model_dir: str | Path, promp
                                 cfg.prompt_seconds, codec.sample_rate)
 
     eval_dir = work / "eval"
-    if cfg.corpus == "music":
+    if mulan is not None:
+        from soundlm.recipe_musiclm import run_musiclm_evaluation
+
+        run_musiclm_evaluation(cfg, timer, work, model_dir, manifest, mulan, device)
+    elif cfg.corpus == "music":
         instrument = work / "instrument"
         timer.run("instrument classifier", lambda: train_instrument(InstrumentTrainConfig(
             data=str(manifest), out=str(instrument), steps=cfg.instrument_steps, seed=cfg.seed, device=device,

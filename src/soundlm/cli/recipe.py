@@ -10,8 +10,9 @@ RECIPE_FEATURES = ("phonetic", "mfcc", "chroma", "cqt")
 
 
 def recipe(
-    name: str = typer.Argument("speech-tiny", help="Recipe name: speech-tiny, or music-tiny (AudioLM's piano "
-                                                   "continuation on `soundlm data music`'s corpus)."),
+    name: str = typer.Argument("speech-tiny", help="Recipe name: speech-tiny, music-tiny (AudioLM's piano "
+                                                   "continuation on `soundlm data music`'s corpus) or musiclm-tiny "
+                                                   "(MusicLM + MusicRL on it, evaluated by `soundlm eval music`)."),
     work: Path | None = typer.Option(None, help="Working folder (corpus, runs, store); resumable. Default: "
                                                 "work/NAME."),
     out: Path | None = typer.Option(None, help="Where the packaged model goes. Default: src/soundlm/assets/speech-tiny "
@@ -37,6 +38,11 @@ def recipe(
                                                               "or `soundlm data music`) instead of building one."),
     codec: Path | None = typer.Option(None, "--codec", help="Reuse this trained codec folder (e.g. a shipped "
                                                             "model's codec/) instead of training one."),
+    mulan: Path | None = typer.Option(None, "--mulan", help="musiclm-tiny: reuse this trained MuLan folder "
+                                                            "(`soundlm train mulan`) instead of training one."),
+    condition_levels: int | None = typer.Option(None, "--condition-levels",
+                                                help="musiclm-tiny: RVQ levels of the MuLan condition ids the stages "
+                                                     "read (default 1: docs/RESULTS.md section 11)."),
     semantic_features: str | None = typer.Option(None, "--semantic-features",
                                                  help="phonetic (speech-tiny's: CTC encoder + k-means), mfcc, "
                                                       "chroma (music-tiny's) or cqt."),
@@ -72,6 +78,13 @@ def recipe(
         cfg = replace(cfg, codec_from=str(codec))
     if corpus is not None:
         cfg = replace(cfg, corpus_from=str(corpus))
+    if (mulan is not None or condition_levels is not None) and not cfg.conditioned:
+        raise ValueError(f"--mulan and --condition-levels are settings of a conditioned recipe (musiclm-tiny), "
+                         f"not of {name}")
+    if mulan is not None:
+        cfg = replace(cfg, mulan_from=str(mulan))
+    if condition_levels is not None:
+        cfg = replace(cfg, condition_levels=condition_levels)
     if semantic_features is not None:
         if semantic_features not in RECIPE_FEATURES:
             raise ValueError(f"--semantic-features must be {', '.join(RECIPE_FEATURES[:-1])} or "

@@ -26,6 +26,8 @@ def train_prefer_command(
                                                                  "and pair the best against the worst by reward."),
     captions: Path | None = typer.Option(None, "--captions", help="--self: a music corpus (its train split, with "
                                                                   "attributes) or a .txt file, one caption per line."),
+    max_captions: int | None = typer.Option(None, "--max-captions", help="--self: use at most this many captions "
+                                                                          "(a choice drawn by --seed); default all."),
     sampler: str = typer.Option(D.sampler, "--sampler", help="--self: the registered sampler that turns captions "
                                                              "into tokens and audio."),
     tokenizer: str = typer.Option(D.tokenizer, "--tokenizer", help="--pairs: the registered pair tokenizer that "

@@ -261,6 +261,18 @@ class MuLan(nn.Module):
             ids.append(idx)
         return torch.stack(ids, dim=1)  # [B, Q]
 
+    def keep_condition_levels(self, levels: int) -> MuLan:
+        """Keep the first `levels` RVQ levels of the condition quantizer (in place; returns self).
+
+        Residual quantization makes level l's id independent of the levels after it, so the kept ids
+        are exactly the first `levels` columns of the full `condition_tokens`."""
+        have = self.config.condition_levels
+        if not 1 <= levels <= have:
+            raise ValueError(f"this MuLan quantizes conditions with {have} levels; keep 1 to {have}, got {levels}")
+        self.codebooks = self.codebooks[:levels].clone()  # [levels, C, D]
+        self.config.condition_levels = levels
+        return self
+
     def save_pretrained(self, folder: str | Path) -> Path:
         """config.json + model.safetensors + tokenizer.json, written as a whole (atomic folder)."""
         with atomic_dir(folder) as tmp:

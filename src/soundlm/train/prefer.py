@@ -50,7 +50,7 @@ from soundlm.train.schedule import warmup_cosine
 log = logging.getLogger(__name__)
 _RESUME_MUST_MATCH = ("base", "stage", "pairs", "self_samples", "captions", "sampler", "tokenizer", "beta",
                       "sft_weight", "steps", "batch_size", "lr", "warmup", "seed", "strategy", "margin", "key_weight",
-                      "tempo_weight", "instrument_weight", "mulan_weight", "instrument_model", "mulan")
+                      "tempo_weight", "instrument_weight", "mulan_weight", "instrument_model", "mulan", "max_captions")
 PAIRS_FILE = "pairs.jsonl"
 SUMMARY_FILE = "prefer.json"
 
@@ -62,6 +62,7 @@ class PreferTrainConfig:
     pairs: str | None = None  # people's judgements, JSONL
     self_samples: int | None = None  # --self N: N samples per caption, reward-ranked
     captions: str | None = None  # --self: a music corpus (its train split) or a text file, one caption a line
+    max_captions: int | None = None  # --self: at most this many of them (a seeded choice); None: all
     sampler: str = "musiclm"  # --self: the registered sampler's name
     tokenizer: str = "audiolm"  # --pairs: the registered pair tokenizer's name
     stage: str = "semantic"  # the stage of a bundle to tune
@@ -96,6 +97,8 @@ class PreferTrainConfig:
             raise ValueError("--self needs --captions: a music corpus or a text file with one caption per line")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"--steps and --batch-size must be >= 1, got {self.steps} and {self.batch_size}")
+        if self.max_captions is not None and self.max_captions < 1:
+            raise ValueError(f"--max-captions must be >= 1, got {self.max_captions}")
         if self.beta <= 0 or self.lr <= 0:
             raise ValueError(f"--beta and --lr must be positive, got {self.beta} and {self.lr}")
         if self.sft_weight < 0:
@@ -316,8 +319,9 @@ def build_reward(cfg: PreferTrainConfig, device: torch.device):
     return WeightedReward(items)
 
 
-def read_requests(captions: str | Path) -> list:
-    """The requests of `--captions`: a music corpus's training clips (their attributes), or one caption per line."""
+def read_requests(captions: str | Path, limit: int | None = None, seed: int = 0) -> list:
+    """The requests of `--captions`: a music corpus's training clips (their attributes), or one caption per line;
+    with `limit`, that many of them drawn by `seed`, in their file order."""
     from soundlm.music.rewards import request_from_attributes, request_from_caption
 
     path = Path(captions)
@@ -325,11 +329,16 @@ def read_requests(captions: str | Path) -> list:
         raise FileNotFoundError(f"{captions}: no such caption source; pass a music corpus (`soundlm data music`) or a "
                                 "text file with one caption per line")
     if path.is_file() and path.suffix in (".txt", ".text"):
-        return [request_from_caption(line.strip()) for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
-    from soundlm.data.music import read_music_corpus
+        requests = [request_from_caption(line.strip()) for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+    else:
+        from soundlm.data.music import read_music_corpus
 
-    return [request_from_attributes(c.music, c.caption) for c in read_music_corpus(path, split="train")]
+        requests = [request_from_attributes(c.music, c.caption) for c in read_music_corpus(path, split="train")]
+    if limit is None or limit >= len(requests):
+        return requests
+    keep = np.sort(np.random.default_rng(seed).choice(len(requests), limit, replace=False))
+    return [requests[i] for i in keep]
 
 
 def train_prefer(cfg: PreferTrainConfig) -> Path | None:
@@ -354,7 +363,8 @@ def train_prefer(cfg: PreferTrainConfig) -> Path | None:
         summary["skipped_judgements"] = len(human.skipped)
     else:
         sampler = load_sampler(cfg.sampler, Path(cfg.base), base.stage, device)
-        groups = generate_pairs(read_requests(cfg.captions), sampler, build_reward(cfg, device), out / PAIRS_FILE,
+        requests = read_requests(cfg.captions, cfg.max_captions, cfg.seed)
+        groups = generate_pairs(requests, sampler, build_reward(cfg, device), out / PAIRS_FILE,
                                 num_samples=cfg.self_samples, seed=cfg.seed, strategy=cfg.strategy,
                                 margin=cfg.margin, progress=cfg.progress)
         rewards = [r for g in groups for r in g.rewards if r is not None and not np.isnan(r)]
