@@ -176,6 +176,9 @@ def test_cli_continue_and_generate_with_bundle(pipe, tmp_path):
     res = runner.invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "bad"),
                               "--first-window", "-1", "--model", str(bundle)])
     assert res.exit_code == 2 and "first_window must be a positive number of seconds" in res.output
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "bad"), "--first-window", "0.3",
+                              "--stream", "--model", str(bundle)])
+    assert res.exit_code == 2 and "use --first-window above 0.32" in res.output and not (tmp_path / "bad").exists()
     # --first-window 0: whole first windows, the API's first_window=None.
     from soundlm.pipeline import AudioLMSampling
 
@@ -202,7 +205,7 @@ def test_cli_stream_writes_the_non_streamed_audio(pipe, tmp_path):
         for mode in ("--no-stream", "--stream"):
             outs[mode] = tmp_path / f"{cmd[0]}{mode}"
             res = runner.invoke(app, [*cmd, "--seconds", "0.3", "--seed", "5", "--out", str(outs[mode]),
-                                      "--model", str(bundle), "--first-window", "0.06", mode])
+                                      "--model", str(bundle), mode])
             assert res.exit_code == 0, res.output
         assert "time to first audio" in res.output
         names = sorted(p.name for p in outs["--stream"].iterdir())

@@ -72,6 +72,8 @@ BUNDLE_PARTS = ("semantic", "coarse", "fine")
 REQUIRED_PARTS = BUNDLE_PARTS[:2]  # a one-stage acoustic model has no fine/
 # Seconds each stage generates in its first window: a short first window gives early streamed audio.
 FIRST_WINDOW_SECONDS = 0.5
+# Seconds of codes a streamed chunk is decoded with on either side (the shipped codec's decoder reaches 0.28 s).
+DECODE_CONTEXT_SECONDS = 0.32
 SEMANTIC_TOKENIZER_DIR = "semantic_tokenizer"
 CODEC_DIR = "codec"
 
@@ -416,7 +418,7 @@ class AudioLMPipeline:
                         sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
                         include_prompt: bool = True, progress: bool = False, acoustic_prompt: bool = True,
                         prompt_source: str | Path | None = None,
-                        decode_context: float = 0.32) -> Iterator[AudioChunk]:
+                        decode_context: float = DECODE_CONTEXT_SECONDS) -> Iterator[AudioChunk]:
         """`continue_audio`, yielded in chunks [B, C, S_i] as the stages produce frames.
 
         The chunks, concatenated along time, are `np.stack(continue_audio(...))` with the same
@@ -432,7 +434,7 @@ class AudioLMPipeline:
                                 plan.first_sample, plan.total_samples, decode_context)
 
     def stream_generate(self, seconds: float, num_samples: int = 1, sampling: AudioLMSampling | None = None,
-                        seed: int = 0, progress: bool = False, decode_context: float = 0.32) -> Iterator[AudioChunk]:
+                        seed: int = 0, progress: bool = False, decode_context: float = DECODE_CONTEXT_SECONDS) -> Iterator[AudioChunk]:
         """`generate`, yielded in chunks as the stages produce frames (see `stream_continue`)."""
         yield from self._stream(*self._empty_prompt(), seconds, num_samples, sampling, seed, progress, 0,
                                 int(round(seconds * self.sample_rate)), decode_context)

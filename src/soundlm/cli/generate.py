@@ -32,6 +32,16 @@ def _sampling(params: Mapping[str, Any]) -> AudioLMSampling:
     return AudioLMSampling(**stages, context=params["context"], first_window=params["first_window"] or None)
 
 
+def _check_stream(sampling: AudioLMSampling, stream: bool) -> None:
+    """A streamed first window must outreach the codes the codec decodes ahead, or it brings no early audio."""
+    from soundlm.pipeline import DECODE_CONTEXT_SECONDS
+
+    if stream and sampling.first_window is not None and sampling.first_window <= DECODE_CONTEXT_SECONDS:
+        raise ValueError(f"--first-window {sampling.first_window:g} with --stream: the codec decodes "
+                         f"{DECODE_CONTEXT_SECONDS:g} s ahead, so the first audio would wait for the second window "
+                         f"of each stage; use --first-window above {DECODE_CONTEXT_SECONDS:g} (or 0: whole windows)")
+
+
 def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None, fine_run: Path | None,
           semantic_tokenizer: Path | None, codec: str | None, device: str | None) -> Any:
     from soundlm.pipeline import AudioLMPipeline
@@ -137,6 +147,7 @@ def continue_command(
     # Decoded once, before any model loads: a bad prompt or option fails at once.
     audio, rate = load_audio(prompt, sample_rate=None, mono=False), info(prompt).sample_rate
     sampling = _sampling(ctx.params)
+    _check_stream(sampling, stream)
     pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
     kwargs = dict(num_samples=num_samples, sampling=sampling, seed=seed, prompt_sample_rate=rate,
                   include_prompt=include_prompt, progress=True, prompt_source=prompt)
@@ -173,6 +184,7 @@ def generate_command(
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
     sampling = _sampling(ctx.params)
+    _check_stream(sampling, stream)
     pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
     kwargs = dict(num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
     if stream:
