@@ -49,6 +49,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", "--model", nargs="+", default=["shipped"],
                     help="'shipped', LM size presets (random weights) and/or bundle folders of any kind.")
+    ap.add_argument("--one-stage", action="store_true",
+                    help="Size presets get one delay-pattern acoustic stage over every codebook and no fine stage.")
     ap.add_argument("--first-window", nargs="+", type=float, default=[0.0, 0.5],
                     help="Seconds of each stage's first window (0: whole windows).")
     ap.add_argument("--seconds", type=float, default=4.0, help="Seconds asked after the prompt.")
@@ -65,7 +67,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            pipe = build_pipeline(model, Path(tmp) / Path(model).name)
+            pipe = build_pipeline(model, Path(tmp) / Path(model).name, args.one_stage)
             for first in args.first_window:
                 sampling = AudioLMSampling(first_window=first or None)
                 rows.append({"model": model, "stages": stage_names(pipe), "first_window": first,

@@ -5,7 +5,8 @@ Three kinds of model:
   demo runs it;
 - a size preset (`mini`, `small`, ...): the three stages built at that size with random
   weights (speed does not depend on training) over the shipped tokenizers (phonetic
-  k-means + our 16 kHz codec, 8 x 1024 codes at 50 Hz, 3 coarse codebooks);
+  k-means + our 16 kHz codec, 8 x 1024 codes at 50 Hz, 3 coarse codebooks); with
+  `--one-stage`, a semantic stage and one delay-pattern stage over all 8 codebooks;
 - a bundle folder (`--model DIR`): any kind, three stages or one-stage (semantic + one
   delay-pattern stage over every codebook, no fine/); the "stages" column says which.
 
@@ -43,13 +44,13 @@ import torch  # noqa: E402
 import common  # noqa: E402
 
 
-def build_pipeline(model: str, folder: Path):
+def build_pipeline(model: str, folder: Path, one_stage: bool = False):
     """The shipped pipeline, a bundle folder's, or one with the three stages at preset `model`'s size (random
-    weights)."""
+    weights); `one_stage`: the preset's semantic stage and one delay-pattern stage over every codebook instead."""
     from soundlm.lm.model import TokenLM, lm_preset, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import default_model_dir, load_pipeline
-    from soundlm.stages import stage_layout
+    from soundlm.stages import build_stage, stage_layout
 
     if Path(model).is_dir():
         return load_pipeline(Path(model), device="cpu")
@@ -57,13 +58,19 @@ def build_pipeline(model: str, folder: Path):
     if model == "shipped":
         return shipped
     for part in shipped.stages:
+        if one_stage and part.name != "semantic":
+            if part.name == "coarse":  # as `soundlm recipe --acoustic-pattern delay1` trains it
+                (folder / "coarse").mkdir(parents=True)
+                build_stage("coarse", part.meta.tokenizers, model, pattern="delay", window_seconds=part.window_seconds,
+                            coarse_codebooks=shipped.codec.total_codebooks).save(folder / "coarse")
+            continue
         layout = stage_layout(part.name, shipped.semantic_tokenizer.vocab_size, shipped.codec.codebook_size,
                               shipped.codec.total_codebooks, shipped.num_coarse)
         positions = part.model.config.max_positions if hasattr(part.model, "config") else 1024
         cfg = lm_preset(model, layout.vocab_size, max_positions=max(positions, 1024))
         save_lm(TokenLM.from_config(cfg, layout=layout, meta=part.meta.to_json()), folder / part.name)
     return AudioLMPipeline.from_runs(folder / "semantic", folder / "coarse",
-                                     folder / "fine" if shipped.fine is not None else None,
+                                     folder / "fine" if shipped.fine is not None and not one_stage else None,
                                      semantic_tokenizer=default_model_dir() / "semantic_tokenizer",
                                      codec=default_model_dir() / "codec", device="cpu")
 
@@ -77,6 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", "--model", nargs="+", default=["shipped", "small"],
                     help="'shipped', LM size presets (random weights) and/or bundle folders of any kind.")
+    ap.add_argument("--one-stage", action="store_true",
+                    help="Size presets get one delay-pattern acoustic stage over every codebook and no fine stage.")
     ap.add_argument("--first-window", type=float, default=None,
                     help="Seconds each stage generates in its first window (0: whole windows; default: the "
                          "library's). Both timed calls use it.")
@@ -110,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for mode in args.quantize:
-                pipe = build_pipeline(model, Path(tmp) / model)
+                pipe = build_pipeline(model, Path(tmp) / Path(model).name, args.one_stage)
                 if hasattr(pipe, "quantize"):  # an older soundlm (before issue 19) has none: fp32 only
                     pipe = pipe.quantize(mode)
                 elif mode != "none":
