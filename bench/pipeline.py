@@ -50,7 +50,7 @@ def build_pipeline(model: str, folder: Path, one_stage: bool = False):
     from soundlm.lm.model import TokenLM, lm_preset, save_lm
     from soundlm.pipeline import AudioLMPipeline
     from soundlm.pretrained import default_model_dir, load_pipeline
-    from soundlm.stages import build_stage, stage_layout
+    from soundlm.stages import stage_layout
 
     if Path(model).is_dir():
         return load_pipeline(Path(model), device="cpu")
@@ -60,6 +60,8 @@ def build_pipeline(model: str, folder: Path, one_stage: bool = False):
     for part in shipped.stages:
         if one_stage and part.name != "semantic":
             if part.name == "coarse":  # as `soundlm recipe --acoustic-pattern delay1` trains it
+                from soundlm.stages import build_stage
+
                 (folder / "coarse").mkdir(parents=True)
                 build_stage("coarse", part.meta.tokenizers, model, pattern="delay", window_seconds=part.window_seconds,
                             coarse_codebooks=shipped.codec.total_codebooks).save(folder / "coarse")
@@ -112,7 +114,9 @@ def main() -> None:
     # An older soundlm has no first window: pass sampling only when one is asked for.
     from soundlm.pipeline import AudioLMSampling
 
-    sampling = {} if args.first_window is None else {"sampling": AudioLMSampling(first_window=args.first_window or None)}
+    sampling = {}
+    if args.first_window is not None:
+        sampling["sampling"] = AudioLMSampling(first_window=args.first_window or None)
     first_window = getattr(sampling.get("sampling", AudioLMSampling()), "first_window", None)
     started, load_before = time.time(), os.getloadavg()
     cases = []  # (row, pipeline)
@@ -131,8 +135,7 @@ def main() -> None:
                     # Warm-up: allocations, rotary tables, the int8 layers' stacked weights.
                     pipe.continue_audio(prompt, seconds=0.5, num_samples=batch, seed=0, prompt_sample_rate=16000,
                                         **sampling)
-                    cases.append(({"model": model,
-                                   "stages": stage_names(pipe), "quantize": mode,
+                    cases.append(({"model": model, "stages": stage_names(pipe), "quantize": mode,
                                    "params_millions": round(params / 1e6, 1), "batch": batch,
                                    "first_window": first_window, "wall": [], "cpu": [], "first_chunk": []}, pipe))
                 print(f"  built {model} ({mode})", flush=True)
@@ -165,11 +168,13 @@ def main() -> None:
     load_after = os.getloadavg()
     print(f"\nAudioLM pipeline: 3 s prompt + {args.seconds:g} s, {args.threads} threads, CPU; load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after\n")
-    common.print_table(rows, [("model", "model", "s"), ("stages", "stages", "s"), ("quantize", "weights", "s"), ("params_millions", "M params", ".1f"),
+    common.print_table(rows, [("model", "model", "s"), ("stages", "stages", "s"), ("quantize", "weights", "s"),
+                              ("params_millions", "M params", ".1f"),
                               ("batch", "B", "d"), ("wall_seconds", "wall s", ".2f"), ("cpu_seconds", "cpu s", ".2f"),
                               ("realtime_factor", "rtf", ".2f"), ("realtime_factor_per_stream", "rtf/stream", ".2f"),
                               ("realtime_factor_cpu", "rtf (cpu s)", ".2f"),
-                              ("first_window", "first window s", ".2f"), ("first_chunk_seconds", "first chunk s", ".2f")])
+                              ("first_window", "first window s", ".2f"),
+                              ("first_chunk_seconds", "first chunk s", ".2f")])
     import soundlm
 
     payload = {"benchmark": "pipeline", "machine": common.machine_info(args.threads),

@@ -65,7 +65,8 @@ def test_streamed_chunks_equal_the_non_streamed_continuation(pipe):
 
 
 def test_streamed_chunks_equal_the_non_streamed_continuation_with_a_short_first_window(pipe):
-    kwargs = dict(seconds=0.8, num_samples=2, prompt_sample_rate=SR, seed=4, sampling=AudioLMSampling(first_window=0.06))
+    kwargs = dict(seconds=0.8, num_samples=2, prompt_sample_rate=SR, seed=4,
+                  sampling=AudioLMSampling(first_window=0.06))
     whole = np.stack(pipe.continue_audio(tone(0.4), **kwargs))  # [B, C, S]
     streamed = np.concatenate([c.audio for c in pipe.stream_continue(tone(0.4), **kwargs)], axis=-1)
     assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-5

@@ -434,7 +434,8 @@ class AudioLMPipeline:
                                 plan.first_sample, plan.total_samples, decode_context)
 
     def stream_generate(self, seconds: float, num_samples: int = 1, sampling: AudioLMSampling | None = None,
-                        seed: int = 0, progress: bool = False, decode_context: float = DECODE_CONTEXT_SECONDS) -> Iterator[AudioChunk]:
+                        seed: int = 0, progress: bool = False,
+                        decode_context: float = DECODE_CONTEXT_SECONDS) -> Iterator[AudioChunk]:
         """`generate`, yielded in chunks as the stages produce frames (see `stream_continue`)."""
         yield from self._stream(*self._empty_prompt(), seconds, num_samples, sampling, seed, progress, 0,
                                 int(round(seconds * self.sample_rate)), decode_context)
@@ -606,7 +607,7 @@ class AudioLMPipeline:
         AudioLM's acoustic generation alone, without the semantic stage (TTS output rendering,
         the acoustic-generation test on ground-truth semantic ids). One generator drives both stages.
         """
-        # Nothing streams from here and every semantic id is given: whole first windows cost nothing.
+        # Nothing streams from here and every semantic id is given: a short first window would only cost quality.
         sampling = replace(sampling or AudioLMSampling(), first_window=None)
         gen = generator if generator is not None else torch.Generator(device=self.device).manual_seed(0)
         coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], frames, sampling, gen, False)
