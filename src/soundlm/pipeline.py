@@ -645,7 +645,7 @@ class AudioLMPipeline:
         window = max(2, int(stage.window_seconds * stage.meta.semantic_rate))
         allowed = layout.range_of("semantic")
         semantic = list(semantic)
-        first = sampling.first_frames(stage.meta.semantic_rate)
+        first = self._semantic_first_frames(sampling)
         plans = [list(context_windows(s.shape[1], total, window, sampling.keep(window), first))
                  for s, total in zip(semantic, totals)]
         for live in _rounds(plans):
@@ -663,6 +663,18 @@ class AudioLMPipeline:
             for (r, _), out in zip(live, fresh):
                 semantic[r] = torch.cat([semantic[r], layout.global_to_semantic(out)], dim=1)
             yield list(semantic)
+
+    def _semantic_first_frames(self, sampling: AudioLMSampling) -> int | None:
+        """The semantic stage's first window: the ids that the acoustic stage's first window reads.
+
+        Its F acoustic frames span at most ceil(F * semantic rate / acoustic rate) semantic frames past
+        the prompt's (ceil(a + b) <= ceil(a) + ceil(b)); rounding `first_window` at the semantic rate
+        instead could fall one id short where the rates differ (50 and 75 Hz), and a whole second
+        semantic window would run before the first acoustic one.
+        """
+        frames = sampling.first_frames(self.coarse.meta.acoustic_rate)
+        return None if frames is None else _frames(frames / self.coarse.meta.acoustic_rate,
+                                                   self.semantic.meta.semantic_rate)
 
     def _coarse_windows(self, semantic: _Growing, coarse: list[torch.Tensor], totals: list[int],
                         sampling: AudioLMSampling, gens: list[torch.Generator], progress: bool,
