@@ -73,6 +73,27 @@ def test_a_short_first_window_then_the_windows_of_a_plan_from_there():
         list(context_windows(0, 5, 8, 4, first=0))
 
 
+def test_the_semantic_first_window_covers_the_acoustic_first_window_at_any_rates():
+    """The coarse first window's F frames after a prompt of T frames read semantic ids up to ceil((T + F) * r)
+    (r = semantic / acoustic rate); the prompt holds ceil(T * r) of them, the semantic first window the rest."""
+    import math
+    from types import SimpleNamespace
+
+    from soundlm.pipeline import AudioLMSampling
+
+    for sem_rate, ac_rate in [(50.0, 50.0), (50.0, 75.0), (25.0, 75.0), (50.0, 86.1328125), (75.0, 50.0)]:
+        fake = SimpleNamespace(semantic=SimpleNamespace(meta=SimpleNamespace(semantic_rate=sem_rate)),
+                               coarse=SimpleNamespace(meta=SimpleNamespace(acoustic_rate=ac_rate)))
+        for seconds in (0.33, 0.4, 0.5, 0.77):
+            sampling = AudioLMSampling(first_window=seconds)
+            f_sem = AudioLMPipeline._semantic_first_frames(fake, sampling)
+            f_ac = sampling.first_frames(ac_rate)
+            r = sem_rate / ac_rate
+            for t in range(0, 400):
+                assert math.ceil((t + f_ac) * r - 1e-6) <= math.ceil(t * r - 1e-6) + f_sem, (sem_rate, ac_rate, t)
+    assert AudioLMPipeline._semantic_first_frames(fake, AudioLMSampling(first_window=None)) is None
+
+
 def test_bad_first_window_is_refused():
     from soundlm.pipeline import AudioLMSampling
 
