@@ -389,8 +389,8 @@ def test_streamed_chunks_equal_the_non_streamed_continuation_with_a_short_first_
 
 
 def test_first_chunk_comes_after_the_first_window_of_each_stage(pipe, monkeypatch):
-    """Semantic, coarse and fine first windows of F frames each: F * (1 + K) decoding steps (K codebooks at
-    the semantic rate's frames) before the first chunk, once F frames outreach the decoding context."""
+    """Semantic, coarse and fine first windows of F frames each: F * (1 + K) decoding steps (K codebooks, the
+    semantic and acoustic rates equal) before the first chunk, once F frames outreach the decoding context."""
     from soundlm.pipeline import AudioLMSampling
 
     kwargs = dict(seconds=0.9, seed=1, decode_context=0.04)  # 2 frames of codec context
