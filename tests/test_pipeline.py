@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from soundlm.pipeline import AudioLMPipeline, context_windows
-from tiny_bundle import random_codec
+from tiny_bundle import random_codec, steps_before_first_chunk
 
 SR = 16000
 # Windows far shorter than the requested audio, so every stage generates window by window.
@@ -62,6 +62,47 @@ def test_context_windows_cover_everything_within_the_window():
             assert pos - start >= min(pos, keep)  # never less context than `keep` when it exists
             pos += new
         assert pos == max(total, have)
+
+
+def test_a_short_first_window_then_the_windows_of_a_plan_from_there():
+    plan = list(context_windows(18, 60, 8, 4, first=3))
+    assert plan[0] == (14, 3)  # the usual context (keep = 4 frames), only 3 new
+    assert plan[1:] == list(context_windows(21, 60, 8, 4))
+    assert list(context_windows(18, 60, 8, 4, first=100)) == list(context_windows(18, 60, 8, 4))
+    with pytest.raises(ValueError, match="at least one frame"):
+        list(context_windows(0, 5, 8, 4, first=0))
+
+
+def test_the_semantic_first_window_covers_the_acoustic_first_window_at_any_rates():
+    """The coarse first window's F frames after a prompt of T frames read semantic ids up to ceil((T + F) * r)
+    (r = semantic / acoustic rate); the prompt holds ceil(T * r) of them, the semantic first window the rest."""
+    import math
+    from types import SimpleNamespace
+
+    from soundlm.pipeline import AudioLMSampling
+
+    for sem_rate, ac_rate in [(50.0, 50.0), (50.0, 75.0), (25.0, 75.0), (50.0, 86.1328125), (75.0, 50.0)]:
+        fake = SimpleNamespace(semantic=SimpleNamespace(meta=SimpleNamespace(semantic_rate=sem_rate)),
+                               coarse=SimpleNamespace(meta=SimpleNamespace(acoustic_rate=ac_rate)))
+        for seconds in (0.33, 0.4, 0.5, 0.77):
+            sampling = AudioLMSampling(first_window=seconds)
+            f_sem = AudioLMPipeline._semantic_first_frames(fake, sampling)
+            f_ac = sampling.first_frames(ac_rate)
+            r = sem_rate / ac_rate
+            for t in range(0, 400):
+                assert math.ceil((t + f_ac) * r - 1e-6) <= math.ceil(t * r - 1e-6) + f_sem, (sem_rate, ac_rate, t)
+    assert AudioLMPipeline._semantic_first_frames(fake, AudioLMSampling(first_window=None)) is None
+
+
+def test_bad_first_window_is_refused():
+    from soundlm.pipeline import AudioLMSampling
+
+    for bad in (0.0, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="first_window must be a positive number of seconds"):
+            AudioLMSampling(first_window=bad)
+    assert AudioLMSampling(first_window=None).first_frames(50.0) is None
+    assert AudioLMSampling(first_window=0.06).first_frames(50.0) == 3
+    assert AudioLMSampling(first_window=0.001).first_frames(50.0) == 1
 
 
 def test_continue_writes_distinct_samples_of_exact_length(pipe):
@@ -153,6 +194,21 @@ def test_cli_continue_and_generate_with_bundle(pipe, tmp_path):
     res = runner.invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "bad"),
                               "--context", "1.5", "--model", str(bundle)])
     assert res.exit_code == 2 and "context must be a fraction" in res.output and not (tmp_path / "bad").exists()
+    res = runner.invoke(app, ["continue", str(prompt), "--seconds", "0.2", "--out", str(tmp_path / "bad"),
+                              "--first-window", "-1", "--model", str(bundle)])
+    assert res.exit_code == 2 and "first_window must be a positive number of seconds" in res.output
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "bad"), "--first-window", "0.3",
+                              "--stream", "--model", str(bundle)])
+    assert res.exit_code == 2 and "use --first-window above 0.32" in res.output and not (tmp_path / "bad").exists()
+    # --first-window 0: whole first windows, the API's first_window=None.
+    from soundlm.pipeline import AudioLMSampling
+
+    res = runner.invoke(app, ["generate", "--seconds", "0.2", "--out", str(tmp_path / "whole"), "--model", str(bundle),
+                              "--first-window", "0", "--quantize", "none"])
+    assert res.exit_code == 0, res.output
+    written, _ = sf.read(tmp_path / "whole" / "sample_000.wav", dtype="float32")
+    want = pipe.generate(0.2, sampling=AudioLMSampling(first_window=None))[0][0]
+    assert np.abs(written - want).max() <= 1 / 32768
 
 
 def test_cli_stream_writes_the_non_streamed_audio(pipe, tmp_path):
@@ -316,6 +372,36 @@ def test_stream_yields_before_the_last_window_and_generate_streams(pipe, monkeyp
     assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-5
 
 
+@pytest.mark.parametrize("include_prompt", [True, False])
+def test_streamed_chunks_equal_the_non_streamed_continuation_with_a_short_first_window(pipe, include_prompt):
+    """A first window of 3 frames, shorter than the semantic (7) and coarse (4) stages' first windows, is
+    planned alike streamed and not, so the chunks still join into the non-streamed output."""
+    from soundlm.pipeline import AudioLMSampling
+
+    kwargs = dict(seconds=0.9, num_samples=2, prompt_sample_rate=SR, seed=4, include_prompt=include_prompt)
+    short = AudioLMSampling(first_window=0.06)
+    whole = np.stack(pipe.continue_audio(_prompt(), sampling=short, **kwargs))  # [B, C, S]
+    streamed = _joined(list(pipe.stream_continue(_prompt(), sampling=short, **kwargs)))
+    assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-5
+    # The setting is in effect: whole first windows draw other codes.
+    whole_windows = np.stack(pipe.continue_audio(_prompt(), sampling=AudioLMSampling(first_window=None), **kwargs))
+    assert not np.allclose(whole, whole_windows)
+
+
+def test_first_chunk_comes_after_the_first_window_of_each_stage(pipe, monkeypatch):
+    """Semantic, coarse and fine first windows of F frames each: F * (1 + K) decoding steps (K codebooks, the
+    semantic and acoustic rates equal) before the first chunk, once F frames outreach the decoding context."""
+    from soundlm.pipeline import AudioLMSampling
+
+    kwargs = dict(seconds=0.9, seed=1, decode_context=0.04)  # 2 frames of codec context
+    first = AudioLMSampling(first_window=0.06)  # 3 frames
+    steps = steps_before_first_chunk(pipe, monkeypatch, sampling=first, **kwargs)
+    assert steps == 3 * (1 + pipe.num_codebooks)
+    # Whole first windows (7 semantic, 4 coarse frames) take longer.
+    assert steps_before_first_chunk(pipe, monkeypatch, sampling=AudioLMSampling(first_window=None), **kwargs) > steps
+    assert steps_before_first_chunk(pipe, monkeypatch, "generate", sampling=first, **kwargs) == steps
+
+
 def test_stage_generators_are_separate_and_seeded():
     from soundlm.pipeline import stage_generators
 
@@ -407,8 +493,11 @@ def _batch_equals_alone(pipe, monkeypatch, sampling=None) -> None:
     assert not torch.equal(batched_codes[0][0], batched_codes[0][1])
 
 
-def test_generate_batch_gives_each_request_the_tokens_it_gets_alone(pipe, monkeypatch):
-    _batch_equals_alone(pipe, monkeypatch)
+@pytest.mark.parametrize("first_window", [0.5, 0.06])
+def test_generate_batch_gives_each_request_the_tokens_it_gets_alone(pipe, monkeypatch, first_window):
+    from soundlm.pipeline import AudioLMSampling
+
+    _batch_equals_alone(pipe, monkeypatch, AudioLMSampling(first_window=first_window))
 
 
 def test_generate_batch_shares_generation_calls(pipe, monkeypatch):

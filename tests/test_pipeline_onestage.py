@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_bundle import SR, make_tiny_bundle, tone
+from tiny_bundle import SR, make_tiny_bundle, steps_before_first_chunk, tone
 
-from soundlm.pipeline import AudioLMPipeline, BatchRequest
+from soundlm.pipeline import AudioLMPipeline, AudioLMSampling, BatchRequest
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,23 @@ def test_streamed_chunks_equal_the_non_streamed_continuation(pipe):
     assert len(chunks) >= 2  # the coarse window (0.3 s) is shorter than the audio asked for
     streamed = np.concatenate([c.audio for c in chunks], axis=-1)
     assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-5
+
+
+def test_streamed_chunks_equal_the_non_streamed_continuation_with_a_short_first_window(pipe):
+    kwargs = dict(seconds=0.8, num_samples=2, prompt_sample_rate=SR, seed=4,
+                  sampling=AudioLMSampling(first_window=0.06))
+    whole = np.stack(pipe.continue_audio(tone(0.4), **kwargs))  # [B, C, S]
+    streamed = np.concatenate([c.audio for c in pipe.stream_continue(tone(0.4), **kwargs)], axis=-1)
+    assert streamed.shape == whole.shape and np.abs(streamed - whole).max() < 1e-5
+
+
+def test_first_chunk_comes_after_a_short_semantic_window_and_one_delay_window(pipe, monkeypatch):
+    """First windows of F frames: F semantic steps, then F + K - 1 delay-pattern steps for the F frames of all
+    K codebooks, then the first chunk (once F frames outreach the decoding context)."""
+    kwargs = dict(seconds=0.8, seed=1, decode_context=0.04)  # 2 frames of codec context
+    steps = steps_before_first_chunk(pipe, monkeypatch, sampling=AudioLMSampling(first_window=0.06), **kwargs)
+    assert steps == 3 + 3 + pipe.num_codebooks - 1
+    assert steps_before_first_chunk(pipe, monkeypatch, sampling=AudioLMSampling(first_window=None), **kwargs) > steps
 
 
 def test_a_flattened_coarse_stage_over_some_codebooks_still_needs_fine(tmp_path):

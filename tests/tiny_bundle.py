@@ -145,3 +145,25 @@ def tone(seconds: float, freq: float = 220.0, sample_rate: int = SR) -> np.ndarr
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     wave = sum(np.sin(2 * np.pi * freq * h * t) / h for h in (1, 2, 3)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
     return (0.25 * wave).astype(np.float32)
+
+
+def steps_before_first_chunk(pipe, monkeypatch, stream: str = "continue", **kwargs) -> int:
+    """Decoding steps (sampled positions, over all stages) a pipeline's stream takes before its first chunk.
+
+    stream "continue": `stream_continue(tone(0.37), include_prompt=False, **kwargs)`; "generate":
+    `stream_generate(**kwargs)`.
+    """
+    import importlib
+
+    # The module, not the function `soundlm.lm.generate` that the package exports under the same name.
+    gen_module = importlib.import_module("soundlm.lm.generate")
+    steps, sample = [], gen_module.sample_next_token
+    monkeypatch.setattr(gen_module, "sample_next_token", lambda *a, **k: steps.append(1) or sample(*a, **k))
+    if stream == "continue":
+        chunks = pipe.stream_continue(tone(0.37), prompt_sample_rate=SR, include_prompt=False, **kwargs)
+    else:
+        chunks = pipe.stream_generate(**kwargs)
+    next(chunks)
+    chunks.close()
+    monkeypatch.setattr(gen_module, "sample_next_token", sample)
+    return len(steps)

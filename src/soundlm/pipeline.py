@@ -24,7 +24,10 @@ Streaming. `stream_continue` / `stream_generate` yield the audio in chunks as it
 each stage runs a window only when the next one needs it (a coarse window needs the
 semantic ids of its whole window, a fine window the coarse codes of its frames), and the
 codec decodes each chunk with `decode_context` seconds of codes on either side, so the
-first chunk comes after one window of each stage instead of after the whole file. Each
+first chunk comes after one window of each stage instead of after the whole file. The first
+window of every stage is short (`AudioLMSampling.first_window`, 0.5 s; the coarse one then reads
+the semantic ids of its own span) in streamed and non-streamed generation alike, so the first
+chunk waits for half a second of each stage, not for whole windows. Each
 stage draws from its own random generator (seeded from `seed`), so the order in which the
 stages run does not change what they sample: the streamed chunks, concatenated, are the
 non-streamed output (up to float rounding at chunk seams; exact codes).
@@ -46,7 +49,7 @@ can flip a draw that falls on a tie.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -67,6 +70,10 @@ if TYPE_CHECKING:
 
 BUNDLE_PARTS = ("semantic", "coarse", "fine")
 REQUIRED_PARTS = BUNDLE_PARTS[:2]  # a one-stage acoustic model has no fine/
+# Seconds each stage generates in its first window: a short first window gives early streamed audio.
+FIRST_WINDOW_SECONDS = 0.5
+# Seconds of codes a streamed chunk is decoded with on either side (the shipped codec's decoder reaches 0.28 s).
+DECODE_CONTEXT_SECONDS = 0.32
 SEMANTIC_TOKENIZER_DIR = "semantic_tokenizer"
 CODEC_DIR = "codec"
 
@@ -78,6 +85,12 @@ class AudioLMSampling:
     `context` is the fraction of a stage's training window kept as context each time
     generation slides past the window (the rest of the window is generated). Keeping more
     keeps the prompt in view for longer, at the cost of more, shorter windows.
+
+    `first_window` caps the seconds each stage generates in its first window (None: a whole
+    window), so that streaming hears audio after a short window of each stage instead of a
+    whole one; it applies to streamed and non-streamed generation alike, which therefore give
+    the same audio. Its cost: the acoustic stage's first window is conditioned on the semantic
+    ids of its own, shorter span (less semantic look-ahead, a shorter sequence than in training).
     """
 
     semantic: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
@@ -85,10 +98,14 @@ class AudioLMSampling:
     fine: SamplingParams = field(default_factory=lambda: SamplingParams(temperature=0.6, top_p=0.95))
     context: float = 0.5
     guidance: float = 1.0  # classifier-free guidance of conditioned stages (1: the conditional model alone)
+    first_window: float | None = FIRST_WINDOW_SECONDS
 
     def __post_init__(self) -> None:
         if not 0.0 < self.context < 1.0:
             raise ValueError(f"context must be a fraction of the window in (0, 1), got {self.context}")
+        if self.first_window is not None and not (math.isfinite(self.first_window) and self.first_window > 0):
+            raise ValueError(f"first_window must be a positive number of seconds (or None for whole windows), "
+                             f"got {self.first_window}")
         if not math.isfinite(self.guidance) or self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1: no guidance, MusicLM used 3), got {self.guidance}")
 
@@ -96,22 +113,31 @@ class AudioLMSampling:
         """Context frames kept in a window of `window` frames (at least 1, at most window - 1)."""
         return min(max(int(round(self.context * window)), 1), window - 1)
 
+    def first_frames(self, rate: float) -> int | None:
+        """Frames a stage at `rate` Hz generates at most in its first window (None: no limit)."""
+        return None if self.first_window is None else max(1, _frames(self.first_window, rate))
 
-def context_windows(have: int, total: int, window: int, keep: int) -> Iterator[tuple[int, int]]:
+
+def context_windows(have: int, total: int, window: int, keep: int,
+                    first: int | None = None) -> Iterator[tuple[int, int]]:
     """Plan windowed generation in frames: yields (context_start, new_frames) until `total`.
 
     Frames [context_start, have) are the context of a window and `new_frames` follow them;
     context + new never exceeds `window`. While much remains, the context is `keep` frames
     (or all there is); near the end it grows so the last window is as full as possible.
+    `first`: the first window generates at most this many frames (a short first window).
     """
     if not 0 < keep < window:
         raise ValueError(f"need 0 < keep < window, got keep={keep}, window={window}")
+    if first is not None and first < 1:
+        raise ValueError(f"the first window must generate at least one frame, got first={first}")
     while have < total:
         remaining = total - have
         context = min(have, max(keep, window - remaining))
-        new = min(remaining, window - context)
+        new = min(remaining, window - context, first or remaining)
         yield have - context, new
         have += new
+        first = None
 
 
 def _frames(seconds: float, rate: float) -> int:
@@ -392,21 +418,24 @@ class AudioLMPipeline:
                         sampling: AudioLMSampling | None = None, seed: int = 0, prompt_sample_rate: int | None = None,
                         include_prompt: bool = True, progress: bool = False, acoustic_prompt: bool = True,
                         prompt_source: str | Path | None = None,
-                        decode_context: float = 0.32) -> Iterator[AudioChunk]:
+                        decode_context: float = DECODE_CONTEXT_SECONDS) -> Iterator[AudioChunk]:
         """`continue_audio`, yielded in chunks [B, C, S_i] as the stages produce frames.
 
         The chunks, concatenated along time, are `np.stack(continue_audio(...))` with the same
         arguments: the same codes, decoded chunk by chunk with `decode_context` seconds of codes on
         either side (exact up to float rounding for a codec whose decoder sees no further; the
         shipped iSTFT codec sees about 0.31 s). The first chunk arrives after the first window of
-        each stage has run.
+        each stage has run, which `sampling.first_window` keeps short (0.5 s by default), plus
+        `decode_context` of codes beyond the chunk: a first window no longer than `decode_context`
+        holds the first chunk back until the second windows have run.
         """
         plan = self._continuation(prompt, seconds, prompt_sample_rate, prompt_source, acoustic_prompt, include_prompt)
         yield from self._stream(*plan.tokens, plan.seconds, num_samples, sampling, seed, progress,
                                 plan.first_sample, plan.total_samples, decode_context)
 
     def stream_generate(self, seconds: float, num_samples: int = 1, sampling: AudioLMSampling | None = None,
-                        seed: int = 0, progress: bool = False, decode_context: float = 0.32) -> Iterator[AudioChunk]:
+                        seed: int = 0, progress: bool = False,
+                        decode_context: float = DECODE_CONTEXT_SECONDS) -> Iterator[AudioChunk]:
         """`generate`, yielded in chunks as the stages produce frames (see `stream_continue`)."""
         yield from self._stream(*self._empty_prompt(), seconds, num_samples, sampling, seed, progress, 0,
                                 int(round(seconds * self.sample_rate)), decode_context)
@@ -578,7 +607,8 @@ class AudioLMPipeline:
         AudioLM's acoustic generation alone, without the semantic stage (TTS output rendering,
         the acoustic-generation test on ground-truth semantic ids). One generator drives both stages.
         """
-        sampling = sampling or AudioLMSampling()
+        # Nothing streams from here and every semantic id is given: a short first window would only cost quality.
+        sampling = replace(sampling or AudioLMSampling(), first_window=None)
         gen = generator if generator is not None else torch.Generator(device=self.device).manual_seed(0)
         coarse = self._coarse_stage(semantic, codes[:, : self.num_coarse], frames, sampling, gen, False)
         if self.fine is None:
@@ -615,7 +645,8 @@ class AudioLMPipeline:
         window = max(2, int(stage.window_seconds * stage.meta.semantic_rate))
         allowed = layout.range_of("semantic")
         semantic = list(semantic)
-        plans = [list(context_windows(s.shape[1], total, window, sampling.keep(window)))
+        first = self._semantic_first_frames(sampling)
+        plans = [list(context_windows(s.shape[1], total, window, sampling.keep(window), first))
                  for s, total in zip(semantic, totals)]
         for live in _rounds(plans):
             asks = []
@@ -633,6 +664,18 @@ class AudioLMPipeline:
                 semantic[r] = torch.cat([semantic[r], layout.global_to_semantic(out)], dim=1)
             yield list(semantic)
 
+    def _semantic_first_frames(self, sampling: AudioLMSampling) -> int | None:
+        """The semantic stage's first window: the ids that the acoustic stage's first window reads.
+
+        Its F acoustic frames span at most ceil(F * semantic rate / acoustic rate) semantic frames past
+        the prompt's (ceil(a + b) <= ceil(a) + ceil(b)); rounding `first_window` at the semantic rate
+        instead could fall one id short where the rates differ (50 and 75 Hz), and a whole second
+        semantic window would run before the first acoustic one.
+        """
+        frames = sampling.first_frames(self.coarse.meta.acoustic_rate)
+        return None if frames is None else _frames(frames / self.coarse.meta.acoustic_rate,
+                                                   self.semantic.meta.semantic_rate)
+
     def _coarse_windows(self, semantic: _Growing, coarse: list[torch.Tensor], totals: list[int],
                         sampling: AudioLMSampling, gens: list[torch.Generator], progress: bool,
                         conditions: list[torch.Tensor | None] | None = None) -> Iterator[list[torch.Tensor]]:
@@ -648,16 +691,23 @@ class AudioLMPipeline:
         window = max(2, int(stage.window_seconds * ac_rate))
         sem_window = int(round(stage.window_seconds * sem_rate))
         coarse = list(coarse)
-        plans = [list(context_windows(c.shape[2], total, window, sampling.keep(window)))
+        first = sampling.first_frames(ac_rate)
+        plans = [list(context_windows(c.shape[2], total, window, sampling.keep(window), first))
                  for c, total in zip(coarse, totals)]
-        for live in _rounds(plans):
+        for w, live in enumerate(_rounds(plans)):
             asks = []
             for r, (start, new) in live:
                 # Training crops start on a semantic frame boundary; move the window start onto one.
                 s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
                 # Moving it later only shortens the context, so context + new still fits the window.
                 start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse[r].shape[2])
-                ids = semantic.upto(r, s0 + sem_window)[:, s0: s0 + sem_window]
+                span = sem_window
+                if w == 0 and first is not None:
+                    # A short first window reads the semantic ids of its own span only, so it can run as soon
+                    # as the semantic stage's (equally short) first window has.
+                    end = coarse[r].shape[2] + new
+                    span = min(sem_window, _frames(end / ac_rate, sem_rate) - s0)
+                ids = semantic.upto(r, s0 + span)[:, s0: s0 + span]
                 context = coarse[r][:, :, start:]
                 if stage.delayed:
                     def tokens(condition: torch.Tensor | None) -> torch.Tensor:
@@ -694,7 +744,8 @@ class AudioLMPipeline:
         qf = self.num_codebooks - qc
         window = max(2, int(stage.window_seconds * stage.meta.acoustic_rate))
         fine = [f[:, :qf, :total] for f, total in zip(fine, totals)]
-        plans = [list(context_windows(f.shape[2], total, window, sampling.keep(window)))
+        first = sampling.first_frames(stage.meta.acoustic_rate)
+        plans = [list(context_windows(f.shape[2], total, window, sampling.keep(window), first))
                  for f, total in zip(fine, totals)]
         ends = [f.shape[2] for f in fine]
         for live in _rounds(plans):

@@ -18,6 +18,9 @@ QUANTIZE_HELP = ("Stage LM weights: int8 (weight-only, a quarter of the bytes pe
                  "for the shipped model, docs/BENCHMARKS.md).")
 STREAM_HELP = ("Write each wav as it is produced: NAME.part.wav grows chunk by chunk (playable while it grows) "
                "and is renamed to NAME.wav at the end; prints the time to first audio. Same samples as without.")
+FIRST_WINDOW_HELP = ("Seconds each stage generates in its first window (0 = a whole window). Short, the first "
+                     "streamed audio comes after that much of each stage; --stream or not, the same audio. Cost: the "
+                     "acoustic stages' first window sees less semantic look-ahead (docs/BENCHMARKS.md, Streaming).")
 _MODEL_HELP = ("A bundle folder with semantic/ coarse/ [fine/] (+ semantic_tokenizer/ codec/), instead of the runs "
                "(default, when neither is given: the model shipped with soundlm).")
 
@@ -26,7 +29,17 @@ def _sampling(params: Mapping[str, Any]) -> AudioLMSampling:
     """The sampling options of a command (its `ctx.params`) as an AudioLMSampling (which checks them)."""
     stages = {stage: SamplingParams(params[f"temperature_{stage}"], params[f"top_k_{stage}"] or None,
                                     params[f"top_p_{stage}"]) for stage in ("semantic", "coarse", "fine")}
-    return AudioLMSampling(**stages, context=params["context"])
+    return AudioLMSampling(**stages, context=params["context"], first_window=params["first_window"] or None)
+
+
+def _check_stream(sampling: AudioLMSampling, stream: bool) -> None:
+    """A streamed first window must outreach the codes the codec decodes ahead, or it brings no early audio."""
+    from soundlm.pipeline import DECODE_CONTEXT_SECONDS
+
+    if stream and sampling.first_window is not None and sampling.first_window <= DECODE_CONTEXT_SECONDS:
+        raise ValueError(f"--first-window {sampling.first_window:g} with --stream: the codec decodes "
+                         f"{DECODE_CONTEXT_SECONDS:g} s ahead, so the first audio would wait for the second window "
+                         f"of each stage; use --first-window above {DECODE_CONTEXT_SECONDS:g} (or 0: whole windows)")
 
 
 def _load(model: Path | None, semantic_run: Path | None, coarse_run: Path | None, fine_run: Path | None,
@@ -96,6 +109,7 @@ def _options() -> dict[str, Any]:
         top_p_fine=typer.Option(s.fine.top_p or 1.0, help="Fine nucleus top-p (1 = off)."),
         context=typer.Option(s.context, help="Fraction of each stage's training window kept as context when "
                              "generation slides past it, in (0, 1)."),
+        first_window=typer.Option(s.first_window or 0.0, help=FIRST_WINDOW_HELP),
     )
 
 
@@ -121,6 +135,7 @@ def continue_command(
     top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
     top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
     top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
+    first_window: float = _o["first_window"],
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
@@ -132,6 +147,7 @@ def continue_command(
     # Decoded once, before any model loads: a bad prompt or option fails at once.
     audio, rate = load_audio(prompt, sample_rate=None, mono=False), info(prompt).sample_rate
     sampling = _sampling(ctx.params)
+    _check_stream(sampling, stream)
     pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
     kwargs = dict(num_samples=num_samples, sampling=sampling, seed=seed, prompt_sample_rate=rate,
                   include_prompt=include_prompt, progress=True, prompt_source=prompt)
@@ -160,6 +176,7 @@ def generate_command(
     top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
     top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
     top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
+    first_window: float = _o["first_window"],
     seed: int = typer.Option(0, help="Sampling seed."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
@@ -167,6 +184,7 @@ def generate_command(
 ) -> None:
     """Generate audio unconditionally with AudioLM."""
     sampling = _sampling(ctx.params)
+    _check_stream(sampling, stream)
     pipe = _load(model, semantic_run, coarse_run, fine_run, semantic_tokenizer, codec, device).quantize(quantize)
     kwargs = dict(num_samples=num_samples, sampling=sampling, seed=seed, progress=True)
     if stream:

@@ -30,6 +30,7 @@ def music_command(
     top_k_coarse: int = _o["top_k_coarse"], top_k_fine: int = _o["top_k_fine"],
     top_p_semantic: float = _o["top_p_semantic"], top_p_coarse: float = _o["top_p_coarse"],
     top_p_fine: float = _o["top_p_fine"], context: float = _o["context"],
+    first_window: float = _o["first_window"],
     seed: int = typer.Option(0, help="Sampling seed of the first caption (caption j: seed + j)."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),
     quantize: str = typer.Option(DEFAULT_QUANTIZE, help=QUANTIZE_HELP),
