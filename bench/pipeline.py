@@ -62,7 +62,7 @@ def build_pipeline(model: str, folder: Path, one_stage: bool = False):
             if part.name == "coarse":  # as `soundlm recipe --acoustic-pattern delay1` trains it
                 from soundlm.stages import build_stage
 
-                (folder / "coarse").mkdir(parents=True)
+                (folder / "coarse").mkdir(parents=True, exist_ok=True)  # built again for each weight mode
                 build_stage("coarse", part.meta.tokenizers, model, pattern="delay", window_seconds=part.window_seconds,
                             coarse_codebooks=shipped.codec.total_codebooks).save(folder / "coarse")
             continue
