@@ -32,7 +32,7 @@ from soundlm.compress.lossless import DEFAULT_SEGMENT, analyse, encode_pcm, read
 from soundlm.compress.sample_model import A_FRAC, SampleModel, SampleModelConfig, features
 from soundlm.distributed import require_single_process
 from soundlm.fileio import write_text_atomic
-from soundlm.train.loop import Trainer, run_training
+from soundlm.train.loop import OneModelTrainer, run_training
 from soundlm.train.metrics_log import MetricsLog
 
 log = logging.getLogger(__name__)
@@ -205,50 +205,29 @@ def heldout_rates(model: SampleModel, paths: list[Path], bits: int) -> dict:
     return {"heldout_files": len(paths), "heldout_ratio": coded / raw, "heldout_bits_per_sample": 8 * coded / samples}
 
 
-class _CompressorTrainer(Trainer):
+class _CompressorTrainer(OneModelTrainer):
     """The float sample network on random positions of the training files (the shared loop drives it)."""
 
     def __init__(self, cfg: CompressorTrainConfig, ex: Examples, result: CompressorTrainResult):
-        from soundlm.train.schedule import warmup_cosine
-
-        self.cfg, self.ex, self.result = cfg, ex, result
         torch.manual_seed(cfg.seed)
-        self.net = FloatSampleNet(cfg.model_config())
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: warmup_cosine(step, max(cfg.steps // 20, 1), cfg.steps, 0.05))
-
-    def restore(self, folder: Path, state: dict) -> None:
-        self.net.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        log.info("resuming %s at step %d", self.cfg.out, state["step"])
-
-    def begin(self, start: int) -> None:
-        self.net.train()
+        super().__init__(FloatSampleNet(cfg.model_config()), lr=cfg.lr, weight_decay=1e-4, steps=cfg.steps,
+                         warmup=max(cfg.steps // 20, 1))
+        self.cfg, self.ex, self.result = cfg, ex, result
 
     def train_step(self, step: int) -> float:
         # The batch is a function of (seed, step): a resumed run sees the batches it would have seen.
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, len(self.ex.target), (self.cfg.batch_size,), generator=g)
-        loss = code_length_bits(self.net(self.ex.inputs[idx]), self.ex, idx).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-        self.opt.step()
-        self.sched.step()
+        loss = code_length_bits(self.model(self.ex.inputs[idx]), self.ex, idx).mean()
+        self.update(loss)
         self.result.losses[step + 1] = loss.item()
         return loss.item()
 
     def report(self, done: int, out: float, metrics: MetricsLog, last: bool) -> dict[str, str] | None:
         if done % self.cfg.log_every and not last:
             return None
-        metrics.log(done, {"bits_per_sample": out, "lr": self.sched.get_last_lr()[0]})
+        metrics.log(done, {"bits_per_sample": out, "lr": self.lr()})
         return {"bits": f"{out:.3f}"}
-
-    def train_state(self, step: int) -> dict:
-        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict()}
 
 
 def train_compressor(cfg: CompressorTrainConfig) -> CompressorTrainResult:
@@ -272,8 +251,8 @@ def train_compressor(cfg: CompressorTrainConfig) -> CompressorTrainResult:
     if cfg.stop_at is not None and cfg.stop_at < cfg.steps:
         return result
 
-    trainer.net.eval()
-    model = SampleModel.from_float(cfg.model_config(), trainer.net.layers())
+    trainer.model.eval()
+    model = SampleModel.from_float(cfg.model_config(), trainer.model.layers())
     rates = heldout_rates(model, held_paths[: cfg.eval_files], cfg.bits)
     model.metrics = {"train_files": used, "steps": cfg.steps, "train_samples": len(ex.target),
                      "final_train_bits_per_sample": result.losses.get(cfg.steps), **rates}

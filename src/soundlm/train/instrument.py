@@ -23,9 +23,8 @@ from soundlm.checkpoint import check_resume_settings
 from soundlm.distributed import require_single_process
 from soundlm.fileio import atomic_dir
 from soundlm.music.instrument import InstrumentClassifier, InstrumentConfig
-from soundlm.train.loop import Trainer, run_training
+from soundlm.train.loop import OneModelTrainer, run_training
 from soundlm.train.metrics_log import MetricsLog
-from soundlm.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 _RESUME_MUST_MATCH = ("data", "steps", "batch_size", "lr", "crop_seconds", "channels", "n_mels", "seed")
@@ -55,24 +54,14 @@ class InstrumentTrainConfig:
             raise ValueError(f"--crop-seconds must be positive, got {self.crop_seconds}")
 
 
-class _InstrumentTrainer(Trainer):
+class _InstrumentTrainer(OneModelTrainer):
     """Cross-entropy on random crops; the clips and crop starts of a step are a function of (seed, step)."""
 
     def __init__(self, model: InstrumentClassifier, clips: list[np.ndarray], labels: list[int],
                  cfg: InstrumentTrainConfig, device: torch.device):
-        self.model, self.clips, self.labels, self.cfg, self.device = model, clips, labels, cfg, device
+        super().__init__(model, lr=cfg.lr, weight_decay=1e-2, steps=cfg.steps, warmup=max(cfg.steps // 20, 1))
+        self.clips, self.labels, self.cfg, self.device = clips, labels, cfg, device
         self.crop = int(cfg.crop_seconds * model.config.sample_rate)
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: warmup_cosine(step, max(cfg.steps // 20, 1), cfg.steps, 0.05))
-
-    def restore(self, folder: Path, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-
-    def begin(self, start: int) -> None:
-        self.model.train()
 
     def train_step(self, step: int) -> tuple[float, float]:
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
@@ -86,23 +75,15 @@ class _InstrumentTrainer(Trainer):
         y = torch.tensor([self.labels[i] for i in pick], device=self.device)
         logits = self.model(x)  # [B, num_classes]
         loss = nn.functional.cross_entropy(logits, y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        self.sched.step()
+        self.update(loss)
         return loss.item(), (logits.argmax(-1) == y).float().mean().item()
 
     def report(self, done: int, out: tuple[float, float], metrics: MetricsLog, last: bool) -> dict[str, str] | None:
         if done % self.cfg.log_every == 0 or last:
             loss, acc = out
-            metrics.log(done, {"loss": loss, "train_accuracy": acc, "lr": self.sched.get_last_lr()[0]})
+            metrics.log(done, {"loss": loss, "train_accuracy": acc, "lr": self.lr()})
             return {"loss": f"{loss:.3f}", "acc": f"{acc:.2f}"}
         return None
-
-    def train_state(self, step: int) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict()}
 
 
 def train_instrument(cfg: InstrumentTrainConfig) -> Path | None:

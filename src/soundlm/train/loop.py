@@ -29,6 +29,7 @@ state per process, and shares the parts: `MetricsLog`, `refuse_changed_settings`
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ from soundlm.checkpoint import (TRAIN_STATE, latest_checkpoint, load_train_state
                                 set_rng_state)
 from soundlm.distributed import Processes
 from soundlm.train.metrics_log import MetricsLog
+from soundlm.train.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
 
 
 class Trainer(ABC):
@@ -75,6 +79,46 @@ class Trainer(ABC):
         """Whether the run ends after step `done` before reaching `steps` (early stopping); asked after
         `report`, and of a resumed run before its first step. The state it decides on belongs in `train_state`."""
         return False
+
+
+class OneModelTrainer(Trainer):
+    """A `Trainer` of one module with AdamW, linear warm-up then cosine decay (`warmup_cosine`) and gradient
+    clipping: the optimizer and scheduler every small trainer here (phonetic encoder, MuLan, instrument
+    classifier, sample compressor) sets up, restores and checkpoints the same way.
+
+    train_state.pt holds {"model", "optimizer", "scheduler"}; `update(loss)` takes one optimizer step.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, lr: float, weight_decay: float, steps: int, warmup: int,
+                 min_lr_ratio: float = 0.05, clip: float = 1.0):
+        self.model, self.clip = model, clip
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: warmup_cosine(step, warmup, steps, min_lr_ratio))
+
+    def restore(self, folder: Path, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        log.info("resuming from %s (step %d)", folder, state["step"])
+
+    def begin(self, start: int) -> None:
+        self.model.train()
+
+    def update(self, loss: torch.Tensor) -> None:
+        """Backward `loss`, clip the gradient norm, step the optimizer and the schedule."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.opt.step()
+        self.sched.step()
+
+    def lr(self) -> float:
+        return self.sched.get_last_lr()[0]
+
+    def train_state(self, step: int) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict()}
 
 
 @dataclass

@@ -26,16 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from soundlm.checkpoint import check_resume_settings
 from soundlm.distributed import require_single_process
 from soundlm.fileio import write_text_atomic
 from soundlm.music.mulan import (TOKENIZER_FILE, MuLan, MuLanConfig, load_text_tokenizer, tokenizer_pad_id,
                                  train_caption_tokenizer)
-from soundlm.train.loop import Trainer, run_training
+from soundlm.train.loop import OneModelTrainer, run_training
 from soundlm.train.metrics_log import MetricsLog
-from soundlm.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 _RESUME_MUST_MATCH = ("data", "steps", "batch_size", "lr", "clip_seconds", "width", "layers", "embed_dim",
@@ -84,23 +82,13 @@ class TrainingClip:
     music: object  # MusicAttributes
 
 
-class _MuLanTrainer(Trainer):
+class _MuLanTrainer(OneModelTrainer):
     """Symmetric InfoNCE on in-batch negatives; batch, crops and captions are a function of (seed, step)."""
 
     def __init__(self, model: MuLan, clips: list[TrainingClip], cfg: MuLanTrainConfig, device: torch.device):
-        self.model, self.clips, self.cfg, self.device = model, clips, cfg, device
+        super().__init__(model, lr=cfg.lr, weight_decay=1e-2, steps=cfg.steps, warmup=max(cfg.steps // 20, 1))
+        self.clips, self.cfg, self.device = clips, cfg, device
         self.crop = model.clip_samples // model.config.hop_length  # frames
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: warmup_cosine(step, max(cfg.steps // 20, 1), cfg.steps, 0.05))
-
-    def restore(self, folder: Path, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-
-    def begin(self, start: int) -> None:
-        self.model.train()
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[str]]:
         """Frames [B, crop, bands] and captions of `step`: distinct clips, so no batch holds a pair twice."""
@@ -126,11 +114,7 @@ class _MuLanTrainer(Trainer):
         audio = self.model.audio_embedding(frames)  # [B, D]
         text = self.model.text_embedding(*self.model.tokenize(captions))  # [B, D]
         loss = self.model.contrastive_loss(audio, text)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        self.sched.step()
+        self.update(loss)
         with torch.no_grad():
             hits = (audio @ text.t()).argmax(dim=1) == torch.arange(len(captions), device=audio.device)
         return loss.item(), hits.float().mean().item()
@@ -140,13 +124,9 @@ class _MuLanTrainer(Trainer):
             loss, acc = out
             scale = self.model.logit_scale().item()
             metrics.log(done, {"loss": loss, "batch_a2t_top1": acc, "logit_scale": scale,
-                               "lr": self.sched.get_last_lr()[0]})
+                               "lr": self.lr()})
             return {"loss": f"{loss:.3f}", "top1": f"{acc:.2f}", "scale": f"{scale:.1f}"}
         return None
-
-    def train_state(self, step: int) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict()}
 
 
 def _caption_tokenizer(cfg: MuLanTrainConfig, out: Path, clips) -> object:

@@ -29,8 +29,7 @@ from soundlm.checkpoint import check_resume_settings
 from soundlm.distributed import require_single_process
 from soundlm.fileio import atomic_dir, write_text_atomic
 from soundlm.semantic.phonetic import PhoneticFeatures, ctc_greedy, normalize_transcript
-from soundlm.train.schedule import warmup_cosine
-from soundlm.train.loop import Trainer, run_training
+from soundlm.train.loop import OneModelTrainer, run_training
 from soundlm.train.metrics_log import MetricsLog
 
 log = logging.getLogger(__name__)
@@ -133,26 +132,15 @@ def _load_examples(rows: list[dict], manifest: Path, fx: PhoneticFeatures, alpha
     return out
 
 
-class _PhoneticTrainer(Trainer):
+class _PhoneticTrainer(OneModelTrainer):
     """CTC on whole utterances; the batch and the copy of each file are a function of (seed, step)."""
 
     def __init__(self, model: PhoneticFeatures, examples: list[tuple[list[torch.Tensor], str]],
                  targets: list[torch.Tensor], cfg: PhoneticTrainConfig, result: PhoneticTrainResult):
-        self.model, self.examples, self.targets, self.cfg, self.result = model, examples, targets, cfg, result
-        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-2)
         # Linear warm-up over the first 10% of the steps, then cosine decay to 5%.
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: warmup_cosine(step, max(cfg.steps // 10, 1), cfg.steps, 0.05))
+        super().__init__(model, lr=cfg.lr, weight_decay=1e-2, steps=cfg.steps, warmup=max(cfg.steps // 10, 1))
+        self.examples, self.targets, self.cfg, self.result = examples, targets, cfg, result
         self.ctc = nn.CTCLoss(zero_infinity=True)
-
-    def restore(self, folder: Path, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        log.info("resuming %s at step %d", self.cfg.out, state["step"])
-
-    def begin(self, start: int) -> None:
-        self.model.train()
 
     def train_step(self, step: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
@@ -165,24 +153,16 @@ class _PhoneticTrainer(Trainer):
         logits = self.model.ctc_logits(x)  # [B, T', V]
         loss = self.ctc(logits.log_softmax(-1).transpose(0, 1), torch.cat(ys), in_lens,
                         torch.tensor([len(y) for y in ys]))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        self.sched.step()
+        self.update(loss)
         return loss
 
     def report(self, done: int, out: torch.Tensor, metrics: MetricsLog, last: bool) -> dict[str, str] | None:
         loss = out.item()
         self.result.losses[done] = loss
         if done % self.cfg.log_every == 0 or last:
-            metrics.log(done, {"loss": loss, "lr": self.sched.get_last_lr()[0]})
+            metrics.log(done, {"loss": loss, "lr": self.lr()})
             return {"loss": f"{loss:.3f}"}
         return None
-
-    def train_state(self, step: int) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict()}
 
 
 def train_phonetic(cfg: PhoneticTrainConfig) -> PhoneticTrainResult:
