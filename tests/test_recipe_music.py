@@ -71,21 +71,8 @@ def test_shrunken_music_recipe_resumes_after_a_kill(tmp_path, monkeypatch):
     assert (model / "EVAL.md").read_text().startswith("# soundlm evaluation")
 
 
-def test_cli_music_tiny_does_not_default_to_the_shipped_speech_model(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    import soundlm.recipe
-    from soundlm.cli import app
-
-    seen = {}
-
-    def fake_run(cfg, work, out, **kwargs):
-        seen.update(cfg=cfg, work=work, out=out)
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(soundlm.recipe, "run_recipe", fake_run)
-    monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, ["recipe", "music-tiny", "--corpus", "data/music", "--semantic-features", "cqt"])
+def test_cli_music_tiny_does_not_default_to_the_shipped_speech_model(recipe_cli):
+    res, seen = recipe_cli("music-tiny", "--corpus", "data/music", "--semantic-features", "cqt")
     assert res.exit_code == 1 and "stop here" in res.output
     assert seen["work"] == Path("work/music-tiny") and seen["out"] == Path("models/music-tiny")
     assert seen["cfg"].corpus_from == "data/music" and seen["cfg"].semantic_features == "cqt"

@@ -88,26 +88,12 @@ def test_issue_targets_read_the_sections_summaries():
     assert not issue_targets({}, {}, {})["win_rate_target_met"]
 
 
-def test_cli_passes_mulan_and_levels_and_refuses_them_for_an_unconditioned_recipe(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    import soundlm.recipe
-    from soundlm.cli import app
-
-    seen = {}
-
-    def fake_run(cfg, work, out, **kwargs):
-        seen.update(cfg=cfg, work=work, out=out)
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(soundlm.recipe, "run_recipe", fake_run)
-    monkeypatch.chdir(tmp_path)
-    res = CliRunner().invoke(app, ["recipe", "musiclm-tiny", "--corpus", "data/music", "--mulan", "m",
-                                   "--condition-levels", "2"])
+def test_cli_passes_mulan_and_levels_and_refuses_them_for_an_unconditioned_recipe(recipe_cli):
+    res, seen = recipe_cli("musiclm-tiny", "--corpus", "data/music", "--mulan", "m", "--condition-levels", "2")
     assert res.exit_code == 1 and "stop here" in res.output
     assert seen["cfg"].mulan_from == "m" and seen["cfg"].condition_levels == 2
     assert seen["out"] == Path("models/musiclm-tiny")
-    res = CliRunner().invoke(app, ["recipe", "music-tiny", "--mulan", "m"])
+    res, _ = recipe_cli("music-tiny", "--mulan", "m")
     assert res.exit_code != 0 and "conditioned recipe" in res.output
 
 

@@ -69,35 +69,19 @@ def test_the_recorded_command_names_the_inventory_and_the_pattern():
     assert "--voices 300" in _command(with_wide_inventory(speech_tiny(), voices=300), Path("w"), Path("m"))
 
 
-def _cli(tmp_path, monkeypatch, *args: str):
-    from typer.testing import CliRunner
-
-    import soundlm.recipe
-    from soundlm.cli import app
-
-    seen = {}
-
-    def fake_run(cfg, work, out, **kwargs):
-        seen["cfg"] = cfg
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(soundlm.recipe, "run_recipe", fake_run)
-    monkeypatch.chdir(tmp_path)
-    return CliRunner().invoke(app, ["recipe", "speech-tiny", *args]), seen.get("cfg")
-
-
-def test_cli_wide_delay_recipe(tmp_path, monkeypatch):
-    res, cfg = _cli(tmp_path, monkeypatch, "--inventory", "wide", "--acoustic-pattern", "delay")
+def test_cli_wide_delay_recipe(recipe_cli):
+    res, seen = recipe_cli("speech-tiny", "--inventory", "wide", "--acoustic-pattern", "delay")
     assert res.exit_code == 1 and "stop here" in res.output
+    cfg = seen["cfg"]
     assert (cfg.inventory, cfg.voices, cfg.heldout_voices, cfg.acoustic_pattern) == ("wide", 420, 12, "delay")
-    _, cfg = _cli(tmp_path, monkeypatch, "--inventory", "wide", "--voices", "300")
+    cfg = recipe_cli("speech-tiny", "--inventory", "wide", "--voices", "300")[1]["cfg"]
     assert (cfg.voices, cfg.heldout_voices, cfg.acoustic_pattern) == (300, 12, "flatten")
 
 
 @pytest.mark.parametrize("option, value", [("--inventory", "huge"), ("--acoustic-pattern", "interleave")])
-def test_cli_refuses_an_unknown_inventory_or_pattern(tmp_path, monkeypatch, option, value):
-    res, cfg = _cli(tmp_path, monkeypatch, option, value)
-    assert res.exit_code == 2 and option in res.output and cfg is None
+def test_cli_refuses_an_unknown_inventory_or_pattern(recipe_cli, option, value):
+    res, seen = recipe_cli("speech-tiny", option, value)
+    assert res.exit_code == 2 and option in res.output and "cfg" not in seen
 
 
 def test_the_delay_pattern_goes_to_the_acoustic_stages_only():
