@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
@@ -143,6 +143,14 @@ def context_windows(have: int, total: int, window: int, keep: int,
 def _frames(seconds: float, rate: float) -> int:
     """Frames needed to cover `seconds` (ceil, tolerant to float error)."""
     return int(math.ceil(seconds * rate - 1e-6))
+
+
+def semantic_aligned_start(start: int, have: int, sem_rate: float, ac_rate: float) -> tuple[int, int]:
+    """An acoustic window planned to start at frame `start` (`have` frames exist), moved onto a semantic frame
+    boundary as training crops start: (its first semantic frame, its acoustic start frame). Moving the start
+    later only shortens the context, so context + new frames still fit the window."""
+    s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
+    return s0, min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), have)
 
 
 def stage_generators(seed: int, device: torch.device | str = "cpu") -> tuple[torch.Generator, ...]:
@@ -697,10 +705,7 @@ class AudioLMPipeline:
         for w, live in enumerate(_rounds(plans)):
             asks = []
             for r, (start, new) in live:
-                # Training crops start on a semantic frame boundary; move the window start onto one.
-                s0 = int(math.ceil(start * sem_rate / ac_rate - 1e-6))
-                # Moving it later only shortens the context, so context + new still fits the window.
-                start = min(int(math.floor(s0 * ac_rate / sem_rate + 1e-6)), coarse[r].shape[2])
+                s0, start = semantic_aligned_start(start, coarse[r].shape[2], sem_rate, ac_rate)
                 span = sem_window
                 if w == 0 and first is not None:
                     # A short first window reads the semantic ids of its own span only, so it can run as soon

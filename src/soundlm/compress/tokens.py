@@ -220,7 +220,7 @@ class TokenCodec:
                      truth: TokenContent | None) -> torch.Tensor:
         """The coarse codes [1, Qc, T], each window conditioned on the semantic ids of its whole span."""
         from soundlm import patterns
-        from soundlm.pipeline import AudioLMSampling, context_windows
+        from soundlm.pipeline import AudioLMSampling, context_windows, semantic_aligned_start
 
         stage, layout, qc = self.pipe.coarse, self.pipe.coarse.layout, self.pipe.num_coarse
         sem_rate, ac_rate = stage.meta.semantic_rate, stage.meta.acoustic_rate
@@ -229,8 +229,7 @@ class TokenCodec:
         coarse = torch.zeros(1, qc, 0, dtype=torch.long)
         for start, new in context_windows(0, frames, window, AudioLMSampling().keep(window)):
             have = coarse.shape[2]
-            s0 = int(np.ceil(start * sem_rate / ac_rate - 1e-6))  # window starts on a semantic frame, as in training
-            start = min(int(np.floor(s0 * ac_rate / sem_rate + 1e-6)), have)
+            s0, start = semantic_aligned_start(start, have, sem_rate, ac_rate)  # as generation moves it
             ids = semantic[:, s0: s0 + sem_window]
             known = None if truth is None else truth.codes[None, :qc, have: have + new]  # [1, Qc, new]
             if stage.delayed:
