@@ -140,6 +140,16 @@ def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, i
     return pipe.save_bundle(root / "bundle")
 
 
+def make_tiny_music_bundle(root: Path, pattern: str = "flatten") -> Path:
+    """A tiny music bundle `root/bundle`: `make_tiny_bundle`'s stages conditioned on Q ids of C, the stand-in MuLan
+    as mulan/ (load it with the `stand_in_mulan` fixture of conftest.py)."""
+    from soundlm.music.pipeline import MULAN_DIR
+
+    folder = make_tiny_bundle(root, condition=(Q, C), pattern=pattern)
+    StandInMuLan().save_pretrained(folder / MULAN_DIR)
+    return folder
+
+
 def tone(seconds: float, freq: float = 220.0, sample_rate: int = SR) -> np.ndarray:
     """A voiced-ish test prompt: a tone with two harmonics and a slow amplitude wobble, [S]."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate
