@@ -95,6 +95,23 @@ def browser():
     driver.quit()
 
 
+def fill(driver, element_id: str, text: str) -> None:
+    """Replace what the page's field `element_id` holds with `text`, typed."""
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(text)
+
+
+def audio_seconds(driver, audio) -> float:
+    """The duration the browser decodes from an audio element's file."""
+    return driver.execute_script("""
+        const audio = arguments[0];
+        if (audio.readyState < 1) await new Promise((ok) => audio.addEventListener('loadedmetadata', ok));
+        return audio.duration;""", audio)
+
+
 def run_on_page(driver, seconds: str) -> str:
     """Press Run with `seconds`, wait for the new result card; returns its first audio element's src."""
     from selenium.webdriver.common.by import By
@@ -102,9 +119,7 @@ def run_on_page(driver, seconds: str) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
     before = len(driver.find_elements(By.CSS_SELECTOR, "#results article"))
-    field = driver.find_element(By.ID, "seconds")
-    field.clear()
-    field.send_keys(seconds)
+    fill(driver, "seconds", seconds)
     driver.find_element(By.ID, "run").click()
     WebDriverWait(driver, TIMEOUT).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results article")) > before
@@ -140,11 +155,7 @@ def test_browser_uploads_the_prompt_and_plays_a_continuation_of_the_requested_le
         "return arguments[0].complete && arguments[0].naturalWidth > 0", image))
     assert "prompt.wav" in card.find_element(By.CSS_SELECTOR, "details pre").get_attribute("textContent")
     # The browser itself can decode and play the result.
-    duration = browser.execute_script("""
-        const audio = arguments[0];
-        if (audio.readyState < 1) await new Promise((ok) => audio.addEventListener('loadedmetadata', ok));
-        return audio.duration;""", card.find_element(By.CSS_SELECTOR, "audio"))
-    assert abs(duration - len(data) / rate) < 0.05
+    assert abs(audio_seconds(browser, card.find_element(By.CSS_SELECTOR, "audio")) - len(data) / rate) < 0.05
     browser.save_screenshot(str(tmp_path / "serve.png"))
     assert (tmp_path / "serve.png").stat().st_size > 10_000
 
@@ -203,9 +214,7 @@ def test_browser_cancel_button_stops_the_job(server, browser):
     browser.get(url + "/")
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#tasks button"))
     browser.find_element(By.CSS_SELECTOR, 'input[name="source"][value="bundled"]').click()
-    field = browser.find_element(By.ID, "seconds")
-    field.clear()
-    field.send_keys("20")
+    fill(browser, "seconds", "20")
     browser.find_element(By.ID, "run").click()
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "cancel").is_enabled())
     browser.find_element(By.ID, "cancel").click()
@@ -226,12 +235,8 @@ def test_browser_music_tab_plays_one_sample_per_caption_and_sample(music_server,
     browser.find_element(By.CSS_SELECTOR, '#tasks button[data-task="music"]').click()
     assert browser.find_element(By.ID, "captions").is_displayed()
     assert not browser.find_element(By.ID, "input-box").is_displayed()  # music reads no audio
-    captions = browser.find_element(By.ID, "captions")
-    captions.clear()
-    captions.send_keys("a calm piano piece\nfast drums")
-    samples = browser.find_element(By.ID, "num_samples")
-    samples.clear()
-    samples.send_keys("2")
+    fill(browser, "captions", "a calm piano piece\nfast drums")
+    fill(browser, "num_samples", "2")
     src = run_on_page(browser, "0.5")
     card = browser.find_elements(By.CSS_SELECTOR, "#results article")[0]
     players = card.find_elements(By.CSS_SELECTOR, "audio")
@@ -241,11 +246,7 @@ def test_browser_music_tab_plays_one_sample_per_caption_and_sample(music_server,
     rate = app.state.models.music.sample_rate
     data, got_rate = sf.read(io.BytesIO(urllib.request.urlopen(src, timeout=30).read()))
     assert got_rate == rate and len(data) == round(0.5 * rate)
-    duration = browser.execute_script("""
-        const audio = arguments[0];
-        if (audio.readyState < 1) await new Promise((ok) => audio.addEventListener('loadedmetadata', ok));
-        return audio.duration;""", players[3])
-    assert abs(duration - 0.5) < 0.05
+    assert abs(audio_seconds(browser, players[3]) - 0.5) < 0.05
     assert card.find_element(By.PARTIAL_LINK_TEXT, "music.json").get_attribute("href").endswith("/files/music.json")
     browser.save_screenshot(str(tmp_path / "music.png"))
     assert (tmp_path / "music.png").stat().st_size > 10_000
@@ -259,12 +260,8 @@ def test_browser_ab_page_records_a_music_judgement_with_its_caption(music_server
     browser.get(url + "/ab")
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "new-pair").is_enabled())
     browser.find_element(By.CSS_SELECTOR, '#kinds button[data-kind="music"]').click()
-    caption = browser.find_element(By.ID, "caption")
-    caption.clear()
-    caption.send_keys("soft strings, slow")
-    seconds = browser.find_element(By.ID, "seconds")
-    seconds.clear()
-    seconds.send_keys("0.5")
+    fill(browser, "caption", "soft strings, slow")
+    fill(browser, "seconds", "0.5")
     browser.find_element(By.ID, "new-pair").click()
     WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_element(By.ID, "choices").is_displayed()
                                           or d.find_element(By.ID, "error").is_displayed())
