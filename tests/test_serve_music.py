@@ -3,6 +3,7 @@ absence, and A/B judgements of music that `soundlm train prefer --pairs` reads."
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -15,19 +16,21 @@ pytest.importorskip("httpx")
 
 from soundlm.serve.config import ServeConfig  # noqa: E402
 from soundlm.serve.models import ServeModels  # noqa: E402
-from test_serve import held, make_client, until, wait  # noqa: E402
-from tiny_bundle import StandInMuLan, make_tiny_music_bundle  # noqa: E402
+from test_serve import held, make_client, submit, until, wait  # noqa: E402
+from tiny_bundle import SR, StandInMuLan, make_tiny_bundle, make_tiny_music_bundle  # noqa: E402
 
 CAPTIONS = ["a calm piano piece in C major", "upbeat flute melody in D major"]
+MUSIC_SR = 24000  # the music model's rate differs from the speech model's (SR)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> ServeModels:
-    """A server's models: the music bundle serves both as the speech model and as --music-model."""
-    bundle = make_tiny_music_bundle(tmp_path_factory.mktemp("serve-music"))
+    """A server's models: a 16 kHz speech bundle and a 24 kHz music bundle (--music-model)."""
+    root = tmp_path_factory.mktemp("serve-music")
+    speech, music = make_tiny_bundle(root / "speech"), make_tiny_music_bundle(root / "music", sample_rate=MUSIC_SR)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("soundlm.music.mulan.load_mulan", lambda folder, device="cpu": StandInMuLan.load(folder))
-        return ServeModels.load(ServeConfig(model=str(bundle), music_model=str(bundle), device="cpu"))
+        return ServeModels.load(ServeConfig(model=str(speech), music_model=str(music), device="cpu"))
 
 
 @pytest.fixture
@@ -53,8 +56,6 @@ def music_job(client, captions: list[str], **fields) -> dict:
 def read_wav(client, job_id: str, name: str) -> tuple[np.ndarray, int]:
     response = client.get(f"/api/jobs/{job_id}/files/{name}")
     assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
-    import io
-
     return sf.read(io.BytesIO(response.content))
 
 
@@ -67,7 +68,7 @@ def test_captions_become_wavs_of_the_requested_length_and_music_json(client, mod
     want = music.generate(CAPTIONS, seconds=0.5, num_samples=2, guidance=3.0, seed=3)
     for sample, expected in zip(result["samples"], [w for per in want for w in per]):
         audio, rate = read_wav(client, status["id"], sample["audio"])
-        assert rate == music.sample_rate and audio.shape == (round(0.5 * music.sample_rate),)
+        assert rate == MUSIC_SR and audio.shape == (round(0.5 * MUSIC_SR),)
         np.testing.assert_allclose(audio, expected[0], atol=2e-4)  # the library's audio, int16 rounding aside
     record = client.get(f"/api/jobs/{status['id']}/files/music.json").json()
     assert record["captions"] == CAPTIONS and record["guidance"] == 3.0 and record["seed"] == 3
@@ -75,8 +76,13 @@ def test_captions_become_wavs_of_the_requested_length_and_music_json(client, mod
     assert record["condition_tokens"] == music.condition_tokens(CAPTIONS).tolist()
     assert [f["file"] for f in record["files"]] == [s["audio"] for s in result["samples"]]
     assert result["settings"]["model"] == models.music_dir.name and result["settings"]["captions"] == CAPTIONS
+    # The progress bar followed the music stages' decoding steps (one per step, CFG's two halves in one forward).
+    job = client.app.state.queue.jobs[status["id"]]
+    assert job.expected_steps <= job.steps <= 1.2 * job.expected_steps
     info = client.get("/api/info").json()
-    assert info["tasks"]["music"] is None and info["music_sample_rate"] == music.sample_rate
+    assert info["tasks"]["music"] is None and (info["music_sample_rate"], info["sample_rate"]) == (MUSIC_SR, SR)
+    speech = wait(client, submit(client, task="generate", seconds=0.5)["id"])  # the speech model keeps its rate
+    assert read_wav(client, speech["id"], "sample_000.wav")[1] == SR
     assert info["defaults"]["guidance"] == 3.0 and info["limits"]["max_captions"] == 4
 
 
@@ -96,6 +102,18 @@ def test_music_jobs_with_the_same_settings_share_a_batch_and_get_what_they_get_a
     for sample, expected in zip(done[1]["result"]["samples"], alone):
         audio, _ = read_wav(client, done[1]["id"], sample["audio"])
         np.testing.assert_allclose(audio, expected[0], atol=2e-4)
+
+
+def test_a_running_music_job_stops_at_its_next_step_when_cancelled(client):
+    with held(client) as gate:
+        running = submit_music(client, CAPTIONS, seconds=10, num_samples=4)
+        until(lambda: client.get(f"/api/jobs/{running['id']}").json()["state"] == "running")
+        assert client.post(f"/api/jobs/{running['id']}/cancel").json()["state"] == "cancelled"
+        gate.release()
+        after = submit_music(client, ["next"], seconds=0.2)
+        assert wait(client, after["id"])["state"] == "done"
+    job = client.app.state.queue.jobs[running["id"]]
+    assert job.result is None and job.steps <= 1 < job.expected_steps and not job.folder.exists()
 
 
 @pytest.mark.parametrize("fields, reason", [
@@ -157,5 +175,5 @@ def test_an_ab_judgement_of_music_is_a_pair_train_prefer_reads(client, models, s
     assert not human.skipped and [g.caption for g in human.groups] == [CAPTIONS[1]]
     (pair,) = preference_pairs(human.groups)
     chosen = jsonl.parent / row["b"]
-    expected = tokenize(load_audio(chosen, mono=False), models.music.sample_rate, CAPTIONS[1])
+    expected = tokenize(load_audio(chosen, mono=False), MUSIC_SR, CAPTIONS[1])
     assert torch.equal(pair.chosen.tokens, expected.tokens)  # the chosen clip, conditioned on its caption
