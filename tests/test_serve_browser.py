@@ -252,7 +252,7 @@ def test_browser_music_tab_plays_one_sample_per_caption_and_sample(music_server,
     assert (tmp_path / "music.png").stat().st_size > 10_000
 
 
-def test_browser_ab_page_records_a_music_judgement_with_its_caption(music_server, browser):
+def test_browser_ab_page_records_a_music_judgement_with_its_caption(music_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -267,6 +267,8 @@ def test_browser_ab_page_records_a_music_judgement_with_its_caption(music_server
                                           or d.find_element(By.ID, "error").is_displayed())
     assert not browser.find_element(By.ID, "error").is_displayed(), browser.find_element(By.ID, "error").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "#pair audio")) == 2
+    browser.save_screenshot(str(tmp_path / "ab.png"))
+    assert (tmp_path / "ab.png").stat().st_size > 10_000
     browser.find_element(By.CSS_SELECTOR, '[data-choice="b"]').click()
     WebDriverWait(browser, TIMEOUT).until(lambda d: "1 preference" in d.find_element(By.ID, "recorded").text)
     row = json.loads(open(app.state.config.preferences, encoding="utf-8").read().splitlines()[0])
