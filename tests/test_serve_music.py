@@ -151,6 +151,22 @@ def test_without_a_music_model_the_task_is_listed_unavailable_with_the_fix(model
         speech_only.load_music(str(tmp_path / "missing"))  # asked for: a start-up error, not a quiet absence
 
 
+def test_the_shipped_music_model_is_the_default_and_none_turns_music_off(models, tmp_path, monkeypatch,
+                                                                          stand_in_mulan):
+    import soundlm.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "ASSETS_DIR", tmp_path / "assets")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "musiclm-tiny").symlink_to(models.music_dir)  # the test bundle stands in for it
+    default = ServeModels(pipe=models.pipe, model_dir=models.model_dir)
+    default.load_music(None)
+    assert default.music_dir.name == "musiclm-tiny" and default.music.sample_rate == MUSIC_SR
+    assert default.unavailable()["music"] is None
+    off = ServeModels(pipe=models.pipe, model_dir=models.model_dir)
+    off.load_music("none")
+    assert off.music is None and off.unavailable()["music"] == "turned off on this server (--music-model none)"
+
+
 def test_an_ab_judgement_of_music_is_a_pair_train_prefer_reads(client, models, stand_in_mulan):
     import torch
 

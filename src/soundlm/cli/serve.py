@@ -19,7 +19,8 @@ def serve_command(
                                                 "recognition and translation."),
     compressor: Path | None = typer.Option(None, help="`soundlm train compressor` run: adds lossless compression."),
     music_model: str | None = typer.Option(None, help="Music bundle folder or hub id: adds text to music (default: "
-                                                      "the music model shipped with soundlm, when it ships one)."),
+                                                      "the music model shipped with soundlm, when it ships one; "
+                                                      "none: no music)."),
     host: str = typer.Option(C.host, help="Address to bind; the default serves this machine only."),
     port: int = typer.Option(C.port, help="Port."),
     device: str | None = typer.Option(None, help="cpu or cuda (default: cuda when available)."),

@@ -18,7 +18,7 @@ class ServeConfig:
     model: str | None = None  # AudioLM bundle folder; None: the model shipped with soundlm
     palm: str | None = None  # AudioPaLM run (or final/) folder: enables tts, asr, translate
     compressor: str | None = None  # `soundlm train compressor` run: enables lossless compress/decompress
-    music_model: str | None = None  # music bundle (text to music); None: the shipped one when soundlm has it
+    music_model: str | None = None  # music bundle (text to music); None: the shipped one when soundlm has it; "none": off
     host: str = "127.0.0.1"
     port: int = 8000
     device: str | None = None

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 NO_COMPRESSOR = ("lossless compression needs a model; start the server with --compressor RUN (a `soundlm train "
                  "compressor` run), or use mode=tokens")
+MUSIC_OFF = "none"  # --music-model none: no music, even when soundlm ships a music model
 NO_MUSIC = ("no music model: soundlm ships none yet (soundlm/assets/musiclm-tiny) and the server was started without "
             "one; start it with --music-model BUNDLE (an AudioLM bundle with MuLan-conditioned stages plus mulan/)")
+MUSIC_TURNED_OFF = "turned off on this server (--music-model none)"
 
 
 @dataclass
@@ -35,6 +37,7 @@ class ServeModels:
     compressor: Path | None = None
     music: MusicLMPipeline | None = None
     music_dir: Path | None = None
+    no_music: str = NO_MUSIC  # why music is unavailable, when it is
     monitor: StepMonitor = field(default_factory=StepMonitor)
     _codecs: dict[str, Any] = field(default_factory=dict)
 
@@ -61,9 +64,13 @@ class ServeModels:
         return models
 
     def load_music(self, spec: str | None) -> None:
-        """The music bundle `spec`; None: the shipped one, or none (music unavailable) while soundlm ships none."""
+        """The music bundle `spec`; None: the shipped one, or none (music unavailable) while soundlm ships none;
+        "none": music off."""
         from soundlm.music.pipeline import MusicLMPipeline, resolve_music_model
 
+        if spec == MUSIC_OFF:
+            self.no_music = MUSIC_TURNED_OFF
+            return
         try:
             folder = resolve_music_model(spec)
         except FileNotFoundError:
@@ -82,7 +89,7 @@ class ServeModels:
     def unavailable(self) -> dict[str, str | None]:
         """Each task -> None when this server can run it, else the reason (with the option that enables it)."""
         no_palm = None if self.palm is not None else "start the server with --palm RUN (an AudioPaLM model)"
-        why = {task: no_palm for task in ("tts", "asr", "translate")} | {"music": None if self.music else NO_MUSIC}
+        why = {task: no_palm for task in ("tts", "asr", "translate")} | {"music": None if self.music else self.no_music}
         return {task: why.get(task) for task in TASKS}
 
     def codec(self, mode: str) -> Any:
