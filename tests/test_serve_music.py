@@ -173,7 +173,7 @@ def test_an_ab_judgement_of_music_is_a_pair_train_prefer_reads(client, models, s
     from soundlm.audio import load_audio
     from soundlm.music.pairs import preference_pairs, read_human_pairs
     from soundlm.stages import load_stage
-    from soundlm.train.prefer import musiclm_pair_tokenizer
+    from soundlm.train.prefer import PreferTrainConfig, musiclm_pair_tokenizer, train_prefer
 
     both = music_job(client, CAPTIONS, seconds=0.5, num_samples=2)
     two_captions = client.post("/api/preferences", json={"job": both["id"], "a": "music_00_000.wav",
@@ -193,3 +193,8 @@ def test_an_ab_judgement_of_music_is_a_pair_train_prefer_reads(client, models, s
     chosen = jsonl.parent / row["b"]
     expected = tokenize(load_audio(chosen, mono=False), MUSIC_SR, CAPTIONS[1])
     assert torch.equal(pair.chosen.tokens, expected.tokens)  # the chosen clip, conditioned on its caption
+    # And `soundlm train prefer --pairs FILE --tokenizer musiclm` tunes the music bundle on it.
+    cfg = PreferTrainConfig(base=str(bundle), out=str(jsonl.parent / "prefer"), pairs=str(jsonl), tokenizer="musiclm",
+                            steps=2, batch_size=1, warmup=1, ckpt_every=10, device="cpu", progress=False)
+    assert (train_prefer(cfg) / "model.safetensors").is_file()
+    assert json.loads((jsonl.parent / "prefer" / "prefer.json").read_text())["pairs"] == 1
