@@ -34,3 +34,12 @@ def recipe_cli(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     return invoke
+
+
+@pytest.fixture
+def stand_in_mulan(monkeypatch):
+    """`soundlm.music.mulan.load_mulan` reading `tiny_bundle.StandInMuLan` folders (a tiny music bundle's mulan/;
+    the real MuLan is tested in test_mulan.py)."""
+    from tiny_bundle import StandInMuLan
+
+    monkeypatch.setattr("soundlm.music.mulan.load_mulan", lambda folder, device="cpu": StandInMuLan.load(folder))

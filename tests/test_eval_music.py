@@ -7,7 +7,7 @@ import torch
 from music_corpus import CADENCE, SR, chords, write_music_corpus
 from soundlm.eval.sections import music as em
 from soundlm.music.rewards import MusicRequest
-from tiny_bundle import C, Q, StandInMuLan, make_tiny_bundle
+from tiny_bundle import C, Q, StandInMuLan, make_tiny_bundle, make_tiny_music_bundle
 
 
 def test_derangement_pairs_every_caption_with_another():
@@ -154,18 +154,14 @@ def test_eval_music_runs_resumes_and_compares_against_itself(music, corpus, tmp_
     assert again.summary == s
 
 
-def test_cli_writes_music_md_and_refuses_an_unknown_reward_metric(corpus, tmp_path, monkeypatch):
+def test_cli_writes_music_md_and_refuses_an_unknown_reward_metric(corpus, tmp_path, stand_in_mulan):
     import json
 
     from typer.testing import CliRunner
 
-    import soundlm.music.mulan
     from soundlm.cli import app
-    from soundlm.music.pipeline import MULAN_DIR
 
-    monkeypatch.setattr(soundlm.music.mulan, "load_mulan", lambda folder, device="cpu": StandInMuLan.load(folder))
-    bundle = make_tiny_bundle(tmp_path / "m", condition=(Q, C))
-    StandInMuLan().save_pretrained(bundle / MULAN_DIR)
+    bundle = make_tiny_music_bundle(tmp_path / "m")
     args = ["eval", "music", str(bundle), "--data", str(corpus), "--captions", "2", "--seconds", "0.3",
             "--device", "cpu", "--out", str(tmp_path / "eval")]
     res = CliRunner().invoke(app, args + ["--reward-saw", "loudness"])

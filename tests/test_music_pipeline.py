@@ -21,12 +21,6 @@ def music(bundle) -> MusicLMPipeline:
     return MusicLMPipeline(AudioLMPipeline.from_bundle(bundle, device="cpu"), StandInMuLan())
 
 
-@pytest.fixture
-def mulan_module(monkeypatch):
-    """`soundlm.music.mulan.load_mulan` reading the stand-in's folders (the real MuLan is tested in test_mulan.py)."""
-    monkeypatch.setattr("soundlm.music.mulan.load_mulan", StandInMuLan.load)
-
-
 def test_captions_become_music_of_exact_length_and_each_caption_as_alone(music):
     captions = ["a calm piano piece in C major", "upbeat flute melody in D major, 3/4"]
     waves = music.generate(captions, seconds=0.5, num_samples=2, guidance=3.0, seed=4)
@@ -95,7 +89,7 @@ def test_unconditioned_requests_on_a_music_bundle_use_null(music):
     np.testing.assert_allclose(guided[0], null[0], atol=1e-6)
 
 
-def test_save_bundle_and_cli_write_wavs_and_the_request(music, tmp_path, mulan_module):
+def test_save_bundle_and_cli_write_wavs_and_the_request(music, tmp_path, stand_in_mulan):
     from typer.testing import CliRunner
 
     from soundlm.cli import app
@@ -120,7 +114,7 @@ def test_save_bundle_and_cli_write_wavs_and_the_request(music, tmp_path, mulan_m
     np.testing.assert_allclose(audio, want[0][0][0], atol=2e-4)
 
 
-def test_bundle_without_mulan_or_conditioned_stages_is_refused(music, tmp_path, mulan_module):
+def test_bundle_without_mulan_or_conditioned_stages_is_refused(music, tmp_path, stand_in_mulan):
     from typer.testing import CliRunner
 
     from soundlm.cli import app

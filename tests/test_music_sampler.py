@@ -9,29 +9,22 @@ import torch
 from typer.testing import CliRunner
 
 from soundlm.music.pairs import load_pair_tokenizer, load_sampler, window_sequence
-from soundlm.music.pipeline import MULAN_DIR, MusicLMPipeline
+from soundlm.music.pipeline import MusicLMPipeline
 from soundlm.music.sampler import MusicLMSampler, caption_seed
 from soundlm.pipeline import AudioLMPipeline, BatchRequest
 from soundlm.stages import load_stage
-from tiny_bundle import C, Q, SR, StandInMuLan, make_tiny_bundle, tone
+from tiny_bundle import C, Q, SR, StandInMuLan, make_tiny_bundle, make_tiny_music_bundle, tone
 
 CAPTIONS = ["a calm piano piece in C major", "upbeat flute melody in D major, 120 bpm"]
+
+
+pytestmark = pytest.mark.usefixtures("stand_in_mulan")
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """A tiny music bundle: conditioned semantic and coarse stages, the stand-in MuLan as mulan/."""
-    folder = make_tiny_bundle(tmp_path_factory.mktemp("music-sampler"), condition=(Q, C))
-    StandInMuLan().save_pretrained(folder / MULAN_DIR)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def stand_in_mulan(monkeypatch):
-    """The bundle's mulan/ is the stand-in's folder: load it with the stand-in's loader."""
-    import soundlm.music.mulan
-
-    monkeypatch.setattr(soundlm.music.mulan, "load_mulan", lambda folder, device="cpu": StandInMuLan.load(folder))
+    return make_tiny_music_bundle(tmp_path_factory.mktemp("music-sampler"))
 
 
 @pytest.mark.parametrize("name", ["semantic", "coarse"])

@@ -147,10 +147,8 @@ def test_train_lm_delay_stage_over_all_codebooks_then_eval_lm_reports_bits_per_c
 
 
 def test_serve_counts_one_decoding_step_per_frame_and_none_for_fine(pipe):
-    from types import SimpleNamespace
-
     from soundlm.serve.tasks import audiolm_steps
 
     sem = int(np.ceil(1.0 * pipe.semantic.meta.semantic_rate))
     frames = int(np.ceil(1.0 * float(pipe.codec.frame_rate)))
-    assert audiolm_steps(SimpleNamespace(pipe=pipe), 1.0, 1.0) == sem + frames
+    assert audiolm_steps(pipe, 1.0, 1.0) == sem + frames

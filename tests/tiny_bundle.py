@@ -71,12 +71,14 @@ class StandInMuLan(torch.nn.Module):
 
 
 
-def random_codec():
+def random_codec(sample_rate: int = SR):
     """The tiny codec with random codebooks: an untrained one waits for k-means init with all-zero
     codebooks (every code decodes alike); random codebooks make different codes sound different."""
+    from dataclasses import replace
+
     from soundlm.codec import SoundStreamCodec, codec_16k_tiny
 
-    codec = SoundStreamCodec(codec_16k_tiny())
+    codec = SoundStreamCodec(replace(codec_16k_tiny(), sample_rate=sample_rate))
     for name, buf in codec.named_buffers():
         if name.endswith(("embed", "embed_avg")):
             buf.normal_()
@@ -86,13 +88,14 @@ def random_codec():
 
 
 def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, int] | None = None,
-                     pattern: str = "flatten") -> Path:
+                     pattern: str = "flatten", sample_rate: int = SR) -> Path:
     """Random semantic tokenizer, codec and three tiny stage LMs saved as one bundle folder `root/bundle`.
 
     `phonetic`: the tokenizer's features are a random phonetic encoder (weights in its folder) instead of MFCC.
     `condition` (Q, C): the semantic and coarse stages read Q condition ids of C (MusicLM).
     `pattern` "delay": coarse and fine stages are random DelayLMs; "delay1": one random coarse DelayLM over all the
     codec's codebooks and no fine stage (a one-stage acoustic model).
+    `sample_rate`: the codec's (the semantic tokenizer reads 16 kHz, resampled to).
     """
     from soundlm.lm.model import DelayLM, DelayLMConfig, TokenLM, lm_tiny, save_lm
     from soundlm.stages import CONDITIONED_STAGES, delay_prefix_offset, write_stage_files
@@ -111,7 +114,7 @@ def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, i
     else:
         sem = KMeansTokenizer(MFCCFeatures(), torch.randn(16, 39))
     sem.save(parts / "semantic_tokenizer")
-    codec = random_codec()
+    codec = random_codec(sample_rate)
     codec.save_pretrained(parts / "codec")
     k = codec.total_codebooks
     tokenizers = StoreManifest.for_tokenizers(sem, codec, semantic_spec=str(parts / "semantic_tokenizer"),
@@ -138,6 +141,16 @@ def make_tiny_bundle(root: Path, phonetic: bool = False, condition: tuple[int, i
     pipe = AudioLMPipeline.from_runs(parts / "semantic", parts / "coarse", None if one_stage else parts / "fine",
                                      device="cpu")
     return pipe.save_bundle(root / "bundle")
+
+
+def make_tiny_music_bundle(root: Path, pattern: str = "flatten", sample_rate: int = SR) -> Path:
+    """A tiny music bundle `root/bundle`: `make_tiny_bundle`'s stages conditioned on Q ids of C, the stand-in MuLan
+    as mulan/ (load it with the `stand_in_mulan` fixture of conftest.py)."""
+    from soundlm.music.pipeline import MULAN_DIR
+
+    folder = make_tiny_bundle(root, condition=(Q, C), pattern=pattern, sample_rate=sample_rate)
+    StandInMuLan().save_pretrained(folder / MULAN_DIR)
+    return folder
 
 
 def tone(seconds: float, freq: float = 220.0, sample_rate: int = SR) -> np.ndarray:

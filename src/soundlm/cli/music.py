@@ -8,9 +8,7 @@ import typer
 
 from soundlm.cli.generate import QUANTIZE_HELP, _o, _sampling
 from soundlm.lm.quantize import DEFAULT_QUANTIZE
-from soundlm.music.pipeline import DEFAULT_GUIDANCE, MUSIC_BUNDLE_FIX
-
-REQUEST_JSON = "music.json"
+from soundlm.music.pipeline import DEFAULT_GUIDANCE, MUSIC_BUNDLE_FIX, REQUEST_JSON
 
 
 def music_command(
@@ -46,16 +44,9 @@ def music_command(
     pipe = MusicLMPipeline.from_bundle(model, device=device).quantize(quantize)
     waves = pipe.generate(captions, seconds, num_samples=num_samples, guidance=guidance, sampling=sampling, seed=seed,
                           progress=True)
-    conditions = pipe.condition_tokens(captions)
-    files = []
-    for j, (caption, samples) in enumerate(zip(captions, waves)):
-        for i, wave in enumerate(samples):
-            path = out / f"music_{j:02d}_{i:03d}.wav"
-            save_audio(path, wave, pipe.sample_rate)
-            files.append({"file": path.name, "caption": caption, "sample": i, "seed": seed + j})
-    write_json_atomic(out / REQUEST_JSON, {
-        "captions": list(captions), "seconds": seconds, "num_samples": num_samples, "guidance": guidance,
-        "seed": seed, "model": model, "sample_rate": pipe.sample_rate, "quantize": pipe.audiolm.quantized,
-        "sampling": {name: ctx.params[name] for name in _o},
-        "condition_tokens": conditions.tolist(), "files": files})
-    typer.echo(f"wrote {len(files)} file(s) and {REQUEST_JSON} to {out}")
+    record = pipe.request_record(captions, seconds, num_samples, guidance, seed, model,
+                                 {name: ctx.params[name] for name in _o})
+    for entry, wave in zip(record["files"], (w for samples in waves for w in samples)):
+        save_audio(out / entry["file"], wave, pipe.sample_rate)
+    write_json_atomic(out / REQUEST_JSON, record)
+    typer.echo(f"wrote {len(record['files'])} file(s) and {REQUEST_JSON} to {out}")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 MULAN_DIR = "mulan"
 DEFAULT_MUSIC_MODEL_NAME = "musiclm-tiny"  # text to music; "music-tiny" is the unconditioned continuation recipe
 DEFAULT_GUIDANCE = 3.0  # MusicLM's classifier-free guidance scale
+REQUEST_JSON = "music.json"  # what a music request asked for, beside its wavs (`soundlm music`, `soundlm serve`)
 MUSIC_BUNDLE_FIX = ("pass a music bundle: an AudioLM bundle whose semantic and coarse stages were trained on a "
                     "store tokenized with `soundlm tokenize --mulan`, plus that MuLan as mulan/ "
                     "(MusicLMPipeline.save_bundle writes one)")
@@ -97,11 +98,32 @@ class MusicLMPipeline:
         and each gets what it would get alone (`AudioLMPipeline.generate_batch`). guidance: the
         classifier-free guidance scale of the conditioned stages (1: the conditional model alone).
         """
-        conditions = self.condition_tokens(captions).to(self.audiolm.device)
         sampling = replace(sampling or AudioLMSampling(), guidance=guidance)
-        requests = [BatchRequest(seconds=seconds, num_samples=num_samples, seed=seed + j, condition=cond)
-                    for j, cond in enumerate(conditions)]
-        return self.audiolm.generate_batch(requests, sampling, progress=progress)
+        return self.audiolm.generate_batch(self.requests(captions, seconds, num_samples, seed), sampling,
+                                           progress=progress)
+
+    def requests(self, captions: list[str], seconds: float, num_samples: int = 1,
+                 seed: int = 0) -> list[BatchRequest]:
+        """`generate`'s requests to the AudioLM pipeline, one per caption (caption j: seed + j): several music
+        requests share one `generate_batch` call by concatenating their lists."""
+        conditions = self.condition_tokens(captions).to(self.audiolm.device)  # [B, Q]
+        return [BatchRequest(seconds=seconds, num_samples=num_samples, seed=seed + j, condition=cond)
+                for j, cond in enumerate(conditions)]
+
+    def request_record(self, captions: list[str], seconds: float, num_samples: int, guidance: float, seed: int,
+                       model: str | None, sampling: dict) -> dict:
+        """music.json: what was asked (`sampling`: the sampling settings by option name), the condition ids of
+        the captions, and the files `music_files` names."""
+        return {"captions": list(captions), "seconds": seconds, "num_samples": num_samples, "guidance": guidance,
+                "seed": seed, "model": model, "sample_rate": self.sample_rate, "quantize": self.audiolm.quantized,
+                "sampling": sampling, "condition_tokens": self.condition_tokens(captions).tolist(),
+                "files": music_files(captions, num_samples, seed)}
+
+
+def music_files(captions: list[str], num_samples: int, seed: int) -> list[dict]:
+    """The wavs of a music request in `generate`'s order: music_CC_SSS.wav is caption CC's sample SSS."""
+    return [{"file": f"music_{j:02d}_{i:03d}.wav", "caption": caption, "sample": i, "seed": seed + j}
+            for j, caption in enumerate(captions) for i in range(num_samples)]
 
 
 def resolve_music_model(spec: str | Path | None) -> Path:

@@ -11,6 +11,10 @@
     GET  /api/prompt                the bundled prompt
     POST /api/preferences           record an A/B choice (server started with --preferences FILE)
 
+Music (task=music) runs on its own model (--music-model, or the shipped one), at its own
+sample rate (/api/info's music_sample_rate) and under its own caps (--max-music-seconds,
+--max-music-samples).
+
 Errors are JSON `{"detail": "one line"}`: 400 bad input (the reason the CLI gives), 404,
 413 upload too large, 503 queue full (with Retry-After).
 """
@@ -34,8 +38,8 @@ from fastapi.staticfiles import StaticFiles
 from soundlm.serve.config import ServeConfig
 from soundlm.serve.jobs import Job, JobQueue, QueueFull
 from soundlm.serve.models import ServeModels
-from soundlm.serve.schema import JobRequest, JobStatus, Preference, ServerInfo
-from soundlm.serve.tasks import audiolm_steps, check_request, new_job, new_job_id, run_batch
+from soundlm.serve.schema import MAX_CAPTIONS, JobRequest, JobStatus, Preference, ServerInfo
+from soundlm.serve.tasks import NO_AUDIO, audiolm_steps, check_request, new_job, new_job_id, run_batch
 from soundlm.serve.uploads import UploadTooLarge, display_name, read_prompt, save_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -148,10 +152,10 @@ def create_app(config: ServeConfig, models: ServeModels | None = None) -> FastAP
             job.payload.update(container=path, mode=header.mode, label=label)
             if header.mode == "tokens":  # decoding walks the stage LMs over the whole file
                 seconds = header.length / header.sample_rate
-                job.expected_steps = audiolm_steps(models, seconds, seconds)
+                job.expected_steps = audiolm_steps(models.pipe, seconds, seconds)
             return job
         prompt = None
-        if req.task != "generate":
+        if req.task not in NO_AUDIO:
             if req.prompt == "bundled":
                 prompt = bundled_prompt()
             elif upload is not None:
@@ -175,13 +179,16 @@ def create_app(config: ServeConfig, models: ServeModels | None = None) -> FastAP
 
             if find_spec("resemblyzer") is None:
                 note = "resemblyzer is not installed; pip install 'soundlm[eval]'"
-        palm = models.palm
+        palm, music = models.palm, models.music
         return ServerInfo(
             model=models.model_dir.name, sample_rate=models.sample_rate, tasks=models.unavailable(),
+            music_model=models.music_dir.name if music is not None else None,
+            music_sample_rate=music.sample_rate if music is not None else None,
             palm_languages=list(palm.vocab.languages) if palm is not None else [],
             limits={"max_upload_mb": config.max_upload_mb, "max_prompt_seconds": config.max_prompt_seconds,
                     "max_seconds": config.max_seconds, "max_samples": config.max_samples,
-                    "queue_size": config.queue_size, "max_batch": config.max_batch},
+                    "max_music_seconds": config.max_music_seconds, "max_music_samples": config.max_music_samples,
+                    "max_captions": MAX_CAPTIONS, "queue_size": config.queue_size, "max_batch": config.max_batch},
             defaults={name: field.default for name, field in JobRequest.model_fields.items()
                       if isinstance(field.default, (int, float)) and not isinstance(field.default, bool)},
             speaker_similarity=note, preferences=config.preferences is not None)

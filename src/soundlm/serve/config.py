@@ -10,14 +10,15 @@ class ServeConfig:
     """Models, address and limits of one server.
 
     Limits protect a shared machine: an upload over `max_upload_mb` is refused with 413, a
-    prompt over `max_prompt_seconds` or a request over `max_seconds` / `max_samples` with
-    400, and a submit while `queue_size` jobs wait with 503. A job that nobody watches (no
+    prompt over `max_prompt_seconds`, a request over `max_seconds` / `max_samples` (music:
+    `max_music_seconds` / `max_music_samples`) with 400, and a submit while `queue_size` jobs wait with 503. A job that nobody watches (no
     open event stream) and nobody has polled for `abandon_seconds` is dropped.
     """
 
     model: str | None = None  # AudioLM bundle folder; None: the model shipped with soundlm
     palm: str | None = None  # AudioPaLM run (or final/) folder: enables tts, asr, translate
     compressor: str | None = None  # `soundlm train compressor` run: enables lossless compress/decompress
+    music_model: str | None = None  # music bundle (text to music); None: the shipped one when soundlm has it; "none": off
     host: str = "127.0.0.1"
     port: int = 8000
     device: str | None = None
@@ -28,6 +29,8 @@ class ServeConfig:
     max_prompt_seconds: float = 30.0
     max_seconds: float = 20.0  # longest generation a request may ask for
     max_samples: int = 4
+    max_music_seconds: float = 10.0  # longest music a request may ask for
+    max_music_samples: int = 8  # samples of one music request, all its captions together
     abandon_seconds: float = 60.0
     keep_jobs: int = 64  # finished jobs whose files are kept; older ones are deleted
     jobs_dir: str | None = None  # None: a temporary folder removed at exit
@@ -38,6 +41,7 @@ class ServeConfig:
         positive = {"workers": self.workers, "max_batch": self.max_batch, "queue_size": self.queue_size,
                     "max_upload_mb": self.max_upload_mb, "max_prompt_seconds": self.max_prompt_seconds,
                     "max_seconds": self.max_seconds, "max_samples": self.max_samples,
+                    "max_music_seconds": self.max_music_seconds, "max_music_samples": self.max_music_samples,
                     "abandon_seconds": self.abandon_seconds, "keep_jobs": self.keep_jobs}
         bad = [f"--{name.replace('_', '-')} {value}" for name, value in positive.items() if not value > 0]
         if bad:

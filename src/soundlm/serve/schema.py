@@ -11,11 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from soundlm.music.pipeline import DEFAULT_GUIDANCE
 from soundlm.pipeline import AudioLMSampling
 
 _SAMPLING = AudioLMSampling()
-TASKS = ("continue", "generate", "tts", "asr", "translate", "compress", "decompress")
-Task = Literal["continue", "generate", "tts", "asr", "translate", "compress", "decompress"]
+TASKS = ("continue", "generate", "tts", "asr", "translate", "compress", "decompress", "music")
+Task = Literal["continue", "generate", "tts", "asr", "translate", "compress", "decompress", "music"]
+MAX_CAPTIONS = 4  # captions of one music request
+MAX_CAPTION_CHARS = 300
 JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
@@ -24,13 +27,15 @@ class JobRequest(BaseModel):
 
     task: Task = Field(description="continue: continue the prompt; generate: audio from nothing; tts, asr, "
                                    "translate: AudioPaLM (server started with --palm); compress / decompress: "
-                                   "the LM as a compressor (.slmc files)")
+                                   "the LM as a compressor (.slmc files); music: captions to music (MusicLM, "
+                                   "a music model on the server)")
     prompt: Literal["upload", "bundled"] = Field(
         "upload", description="Audio input of continue/asr/translate/compress and the voice of tts: the uploaded "
                               "`audio` file, or the prompt bundled with soundlm")
     seconds: float = Field(2.0, gt=0, description="Seconds to generate (continue: after the prompt)")
-    num_samples: int = Field(1, ge=1, description="Samples to draw (one batch)")
-    seed: int = Field(0, ge=0, description="Sampling seed")
+    num_samples: int = Field(1, ge=1, description="Samples to draw (one batch; music: per caption)")
+    seed: int = Field(0, ge=0, description="Sampling seed (music: of the first caption; caption j draws with "
+                                           "seed + j)")
     temperature_semantic: float = Field(_SAMPLING.semantic.temperature, ge=0, description="Semantic stage; 0 = greedy")
     temperature_coarse: float = Field(_SAMPLING.coarse.temperature, ge=0, description="Coarse stage")
     temperature_fine: float = Field(_SAMPLING.fine.temperature, ge=0, description="Fine stage")
@@ -40,6 +45,11 @@ class JobRequest(BaseModel):
     language: str = Field("en", max_length=16, description="tts: language of the text; asr/translate: of the audio")
     target: str = Field("fr", max_length=16, description="translate: target language")
     speech: bool = Field(False, description="translate: speech out (S2ST) instead of text")
+    captions: list[str] = Field(default_factory=list, description=f"music: 1 to {MAX_CAPTIONS} captions, each up "
+                                f"to {MAX_CAPTION_CHARS} characters (repeat the form field for several), e.g. "
+                                "\"a calm piano piece in C major\"")
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, description="music: classifier-free guidance scale of the "
+                                                                "conditioned stages (1: none; MusicLM used 3)")
     mode: Literal["tokens", "lossless"] = Field("tokens", description="compress: tokens (lossy, the AudioLM "
                                                                       "bundle) or lossless (--compressor model)")
 
@@ -53,6 +63,7 @@ class ResultFile(BaseModel):
 class SampleResult(BaseModel):
     audio: str = Field(description="Name of the sample's wav file")
     image: str | None = Field(None, description="Waveform + log-mel spectrogram PNG")
+    caption: str | None = Field(None, description="music: the caption the sample was made from")
     seconds: float
     speaker_similarity: float | None = Field(None, description="Cosine of Resemblyzer d-vectors, prompt vs the "
                                                                  "generated part (about 0.4 to 1)")
@@ -84,9 +95,11 @@ class JobStatus(BaseModel):
 class ServerInfo(BaseModel):
     model: str
     sample_rate: int
+    music_model: str | None = Field(None, description="The music bundle's name, null when music is unavailable")
+    music_sample_rate: int | None = Field(None, description="Sample rate of the music results")
     tasks: dict[str, str | None] = Field(description="Every task: null when available, else why not")
     palm_languages: list[str] = []
-    limits: dict[str, float]
+    limits: dict[str, float] = Field(description="Upload, length and sample caps (music has its own)")
     defaults: dict[str, float]
     speaker_similarity: str | None = Field(description="null when results are scored, else why not")
     preferences: bool = Field(description="Whether the A/B page records preferences")

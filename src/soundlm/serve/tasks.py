@@ -3,11 +3,13 @@
 No task has an implementation of its own: continue and generate are
 `AudioLMPipeline.continue_audio` / `.generate` (what `soundlm continue` / `generate` call),
 tts / asr / translate are `soundlm.palm.infer`'s functions (as `soundlm tts/asr/translate`),
-compress and decompress are `soundlm.compress.files` (as `soundlm compress/decompress`).
+compress and decompress are `soundlm.compress.files` (as `soundlm compress/decompress`), music is
+`MusicLMPipeline`'s requests through `generate_batch` (as `soundlm music`).
 
 Batching: continue jobs with the same seconds, sampling settings and acoustic-prompt flag
 share one `AudioLMPipeline.generate_batch` call, whatever their prompts (of any length) and
-seeds; generate jobs likewise. The pipeline left-pads the prompts and draws each job's rows
+seeds; generate jobs likewise, and music jobs with the same seconds, sampling settings and
+guidance, whatever their captions. The pipeline left-pads the prompts and draws each job's rows
 from that job's own seeded generators, so a batched job gets exactly the audio it would get
 alone; its settings say which batch it rode in (`batch`).
 """
@@ -24,15 +26,16 @@ from typing import Any
 import numpy as np
 
 from soundlm.audio import AudioError
-from soundlm.pipeline import AudioLMSampling
+from soundlm.pipeline import AudioLMPipeline, AudioLMSampling
 from soundlm.serve.config import ServeConfig
 from soundlm.serve.jobs import Batch, Job
 from soundlm.serve.models import NO_COMPRESSOR, ServeModels
 from soundlm.serve.results import audio_result
-from soundlm.serve.schema import JobRequest, JobResult, ResultFile
+from soundlm.serve.schema import MAX_CAPTION_CHARS, MAX_CAPTIONS, JobRequest, JobResult, ResultFile
 from soundlm.serve.uploads import Prompt
 
 AUDIO_IN = ("continue", "asr", "translate", "compress")  # tasks that need an audio input
+NO_AUDIO = ("generate", "music")  # tasks that read no audio input
 
 
 def palm_answer_cap() -> int:
@@ -63,6 +66,8 @@ def check_request(req: JobRequest, models: ServeModels, config: ServeConfig, has
         if req.num_samples > config.max_samples:
             raise ValueError(f"num_samples={req.num_samples} is over this server's limit of {config.max_samples} "
                              "(--max-samples)")
+    if req.task == "music":
+        check_music_request(req, config)
     if req.task == "compress" and req.mode == "lossless" and models.compressor is None:
         raise ValueError(NO_COMPRESSOR)
     if req.task == "tts" and not req.text.strip():
@@ -80,6 +85,28 @@ def check_request(req: JobRequest, models: ServeModels, config: ServeConfig, has
             raise ValueError(f"language {', '.join(bad)} is not one of the palm model's {list(langs)}")
 
 
+def check_music_request(req: JobRequest, config: ServeConfig) -> None:
+    """The caption list and the music caps (ValueError naming the field and the limit)."""
+    if not 1 <= len(req.captions) <= MAX_CAPTIONS:
+        raise ValueError(f"captions: {len(req.captions)} given; a music request takes 1 to {MAX_CAPTIONS} "
+                         "(repeat the `captions` field; split more over several requests)")
+    empty = [i + 1 for i, c in enumerate(req.captions) if not c.strip()]
+    if empty:
+        raise ValueError(f"captions: caption {', '.join(map(str, empty))} is empty; describe the music, e.g. "
+                         "\"a calm piano piece in C major\"")
+    long = [i + 1 for i, c in enumerate(req.captions) if len(c) > MAX_CAPTION_CHARS]
+    if long:
+        raise ValueError(f"captions: caption {', '.join(map(str, long))} is over {MAX_CAPTION_CHARS} characters; "
+                         "shorten it")
+    if req.seconds > config.max_music_seconds:
+        raise ValueError(f"seconds={req.seconds:g} is over this server's music limit of "
+                         f"{config.max_music_seconds:g} s (--max-music-seconds); ask for less")
+    total = len(req.captions) * req.num_samples
+    if total > config.max_music_samples:
+        raise ValueError(f"{len(req.captions)} caption(s) x num_samples={req.num_samples} = {total} samples is over "
+                         f"this server's music limit of {config.max_music_samples} (--max-music-samples)")
+
+
 def new_job(req: JobRequest, models: ServeModels, folder: Path, prompt: Prompt | None) -> Job:
     """The job of a checked request; `prompt` is its decoded audio input (or None)."""
     if req.task == "continue" and prompt is not None:
@@ -95,13 +122,17 @@ def new_job(req: JobRequest, models: ServeModels, folder: Path, prompt: Prompt |
         sampling = dataclasses.astuple(sampling_of(req))
         job.batch_key = (req.task, req.seconds, sampling, req.acoustic_prompt if req.task == "continue" else None)
         extra = prompt.seconds if (prompt is not None and not req.acoustic_prompt) else 0.0
-        job.expected_steps = audiolm_steps(models, req.seconds, acoustic_seconds=req.seconds + extra)
+        job.expected_steps = audiolm_steps(models.pipe, req.seconds, acoustic_seconds=req.seconds + extra)
+    elif req.task == "music":
+        job.samples = len(req.captions) * req.num_samples
+        job.batch_key = ("music", req.seconds, dataclasses.astuple(sampling_of(req)), req.guidance)
+        job.expected_steps = audiolm_steps(models.music.audiolm, req.seconds, req.seconds)
     elif req.task in ("tts", "asr", "translate"):
         speech = req.task == "tts" or (req.task == "translate" and req.speech)
         # A palm answer stops at EOS, usually well before the cap: the bar may jump at the end.
-        job.expected_steps = palm_answer_cap() + (audiolm_steps(models, 0.0, 3.0) if speech else 0)
+        job.expected_steps = palm_answer_cap() + (audiolm_steps(models.pipe, 0.0, 3.0) if speech else 0)
     elif req.task == "compress" and req.mode == "tokens" and prompt is not None:
-        job.expected_steps = audiolm_steps(models, prompt.seconds, prompt.seconds)
+        job.expected_steps = audiolm_steps(models.pipe, prompt.seconds, prompt.seconds)
     return job
 
 
@@ -109,9 +140,8 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def audiolm_steps(models: ServeModels, semantic_seconds: float, acoustic_seconds: float) -> int:
+def audiolm_steps(pipe: AudioLMPipeline, semantic_seconds: float, acoustic_seconds: float) -> int:
     """Decoding steps of the three stages for this much new audio (the progress bar's 100 %)."""
-    pipe = models.pipe
     qc, k = pipe.num_coarse, pipe.num_codebooks
     sem = math.ceil(semantic_seconds * pipe.semantic.meta.semantic_rate)
     frames = math.ceil(acoustic_seconds * float(pipe.codec.frame_rate))
@@ -127,10 +157,13 @@ def settings_of(req: JobRequest, models: ServeModels) -> dict:
             "generate": ("seconds", "num_samples", "seed", "temperature_semantic", "temperature_coarse",
                          "temperature_fine"),
             "tts": ("text", "language"), "asr": ("language",), "translate": ("language", "target", "speech"),
-            "compress": ("mode",), "decompress": ()}[req.task]
-    settings: dict[str, Any] = {"task": req.task, "model": models.model_dir.name}
+            "compress": ("mode",), "decompress": (),
+            "music": ("captions", "seconds", "num_samples", "seed", "guidance", "temperature_semantic",
+                      "temperature_coarse", "temperature_fine")}[req.task]
+    model = models.music_dir if req.task == "music" else models.model_dir
+    settings: dict[str, Any] = {"task": req.task, "model": model.name}
     settings.update({name: getattr(req, name) for name in keep})
-    if req.task in ("continue", "generate"):
+    if req.task in ("continue", "generate", "music"):
         s = AudioLMSampling()
         settings["top_p"] = [s.semantic.top_p, s.coarse.top_p, s.fine.top_p]
     return settings
@@ -141,7 +174,7 @@ def run_batch(batch: Batch, models: ServeModels, config: ServeConfig) -> list[Jo
     """Run the batch's task with the library; errors name the uploaded files, not the server's copies."""
     task = batch.jobs[0].task
     runner = {"continue": _continue, "generate": _generate, "tts": _tts, "asr": _asr, "translate": _translate,
-              "compress": _compress, "decompress": _decompress}[task]
+              "compress": _compress, "decompress": _decompress, "music": _music}[task]
     try:
         return runner(batch, models, config)
     except (ValueError, FileNotFoundError) as e:
@@ -201,6 +234,39 @@ def _generate(batch: Batch, models: ServeModels, config: ServeConfig) -> list[Jo
     batch.stage("writing results")
     return [audio_result(job.folder, waves, pipe.sample_rate, "sample", _batched(job.settings, jobs))
             for job, waves in zip(jobs, outputs)]
+
+
+def _music(batch: Batch, models: ServeModels, config: ServeConfig) -> list[JobResult]:
+    from soundlm.fileio import write_json_atomic
+    from soundlm.music.pipeline import REQUEST_JSON
+
+    jobs, music = batch.jobs, models.music
+    req = jobs[0].payload["request"]
+    batch.stage("embedding the captions")
+    requests, counts = [], []
+    for job in jobs:
+        own = job.payload["request"]
+        mine = music.requests(own.captions, own.seconds, own.num_samples, own.seed)
+        requests += mine
+        counts.append(len(mine))
+    outputs = music.audiolm.generate_batch(requests, dataclasses.replace(sampling_of(req), guidance=req.guidance))
+    batch.stage("writing results")
+    results, at = [], 0
+    for job, count in zip(jobs, counts):
+        own = job.payload["request"]
+        waves = [w for per_caption in outputs[at:at + count] for w in per_caption]
+        at += count
+        sampling = {name: job.settings[name] for name in ("temperature_semantic", "temperature_coarse",
+                                                          "temperature_fine", "top_p")}
+        record = music.request_record(own.captions, own.seconds, own.num_samples, own.guidance, own.seed,
+                                      models.music_dir.name, sampling)
+        files = record["files"]
+        result = audio_result(job.folder, waves, music.sample_rate, "music", _batched(job.settings, jobs),
+                              names=[Path(f["file"]).stem for f in files], captions=[f["caption"] for f in files])
+        write_json_atomic(job.folder / REQUEST_JSON, record)
+        result.files.append(ResultFile(name=REQUEST_JSON, kind="data", label="the request (music.json)"))
+        results.append(result)
+    return results
 
 
 def _speech_result(job: Job, semantic: np.ndarray, models: ServeModels, config: ServeConfig, batch: Batch,

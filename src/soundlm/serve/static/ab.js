@@ -1,4 +1,5 @@
-// A/B listening: one continue job with two samples, shown as A and B; the choice goes to /api/preferences.
+// A/B listening: one job with two samples (a continuation of the bundled prompt, or music of one caption), shown
+// as A and B; the choice goes to /api/preferences.
 "use strict";
 
 (() => {
@@ -6,6 +7,17 @@
   let pair = null;  // the finished job's status
   let current = null;
   let recorded = 0;
+  let kind = "continue";
+  let info = null;
+
+  function showKind(name) {
+    kind = name;
+    for (const b of document.querySelectorAll("#kinds button")) b.setAttribute("aria-selected", b.dataset.kind === name);
+    for (const node of document.querySelectorAll("[data-kind-only]")) node.hidden = node.dataset.kindOnly !== name;
+    const why = info && info.tasks[name];
+    $("kind-note").textContent = why ? `Not available on this server: ${why}.` : "";
+    $("new-pair").disabled = Boolean(why) || current !== null;
+  }
 
   function showError(message) {
     $("error").textContent = message || "";
@@ -17,8 +29,9 @@
     $("pair").replaceChildren();
     $("choices").hidden = true;
     const data = new FormData();
-    data.append("task", "continue");
-    data.append("prompt", "bundled");
+    data.append("task", kind);
+    if (kind === "music") data.append("captions", $("caption").value.trim());
+    else data.append("prompt", "bundled");
     data.append("seconds", $("seconds").value);
     data.append("num_samples", "2");
     data.append("seed", $("seed").value);
@@ -38,7 +51,7 @@
       $("stage").textContent = s.state === "queued" ? "queued" : s.stage;
     }).catch((e) => ({ state: "failed", error: e.message }));
     current = null;
-    $("new-pair").disabled = false;
+    showKind(kind);
     $("cancel").disabled = true;
     $("progress").hidden = true;
     if (status.state !== "done") {
@@ -69,8 +82,13 @@
     }
   }
 
-  api("/api/info").then((info) => {
-    $("model-info").textContent = `model ${info.model}`;
+  api("/api/info").then((answer) => {
+    info = answer;
+    $("model-info").textContent = `model ${info.model}` + (info.music_model ? ` · music ${info.music_model}` : "");
+    for (const b of document.querySelectorAll("#kinds button")) {
+      if (info.tasks[b.dataset.kind]) { b.classList.add("unavailable"); b.title = info.tasks[b.dataset.kind]; }
+    }
+    showKind(kind);
     if (!info.preferences) {
       $("pref-note").textContent = "This server does not record preferences: start it with " +
         "`soundlm serve --preferences FILE.jsonl`. You can still listen.";
@@ -78,6 +96,7 @@
       document.querySelectorAll("[data-choice]").forEach((b) => { b.disabled = true; });
     }
   });
+  document.querySelectorAll("#kinds button").forEach((b) => b.addEventListener("click", () => showKind(b.dataset.kind)));
   $("new-pair").addEventListener("click", newPair);
   $("cancel").addEventListener("click", () => current && api(`/api/jobs/${current}/cancel`, { method: "POST" }));
   $("skip").addEventListener("click", newPair);

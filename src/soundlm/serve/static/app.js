@@ -5,10 +5,10 @@
   const { $, el, api, follow, fileUrl, sampleView, settingsText, MicRecorder } = soundlm;
   const TASK_NAMES = {
     continue: "Continue", generate: "Generate", tts: "Text to speech", asr: "Speech recognition",
-    translate: "Translate", compress: "Compress", decompress: "Decompress",
+    translate: "Translate", compress: "Compress", decompress: "Decompress", music: "Music",
   };
   const NUMBERS = ["seconds", "num_samples", "seed", "temperature_semantic", "temperature_coarse",
-                   "temperature_fine"];
+                   "temperature_fine", "guidance"];
   let info = null;
   let task = "continue";
   let current = null;  // the job being followed: {id, follower}
@@ -30,6 +30,11 @@
     $("file-label").textContent = name === "decompress" ? ".slmc file" : "audio file";
     if (name === "decompress") document.querySelector('input[value="file"]').checked = true;
     else if (source() === "none" && name !== "tts") document.querySelector('input[value="bundled"]').checked = true;
+    if (info) {
+      const music = name === "music";
+      $("seconds").max = music ? info.limits.max_music_seconds : info.limits.max_seconds;
+      $("num_samples").max = music ? info.limits.max_music_samples : info.limits.max_samples;
+    }
     const why = info && info.tasks[name];
     $("task-note").textContent = why ? `Not available on this server: ${why}.` : "";
     $("run").disabled = Boolean(why) || current !== null;
@@ -38,11 +43,13 @@
   async function init() {
     info = await api("/api/info");
     const sim = info.speaker_similarity ? ` · speaker similarity off: ${info.speaker_similarity}` : "";
+    const music = info.music_model ? ` · music ${info.music_model} · ${info.music_sample_rate} Hz, up to ` +
+      `${info.limits.max_music_seconds} s` : "";
     $("model-info").textContent = `model ${info.model} · ${info.sample_rate} Hz · up to ` +
-      `${info.limits.max_seconds} s, ${info.limits.max_samples} samples, ${info.limits.max_upload_mb} MB uploads${sim}`;
+      `${info.limits.max_seconds} s, ${info.limits.max_samples} samples, ${info.limits.max_upload_mb} MB uploads` +
+      `${music}${sim}`;
+    $("max-captions").textContent = info.limits.max_captions;
     for (const name of NUMBERS) $(name).value = info.defaults[name];
-    $("seconds").max = info.limits.max_seconds;
-    $("num_samples").max = info.limits.max_samples;
     for (const id of ["language", "target"]) {
       for (const lang of info.palm_languages) $(id).append(el("option", { value: lang, text: lang }));
     }
@@ -68,6 +75,9 @@
     data.append("target", $("target").value || "fr");
     data.append("speech", $("speech").checked);
     data.append("mode", $("mode").value);
+    if (task === "music") {
+      for (const line of $("captions").value.split("\n")) if (line.trim()) data.append("captions", line.trim());
+    }
     if (src === "file" && $("file").files.length) data.append("audio", $("file").files[0]);
     if (src === "mic" && micTake) data.append("audio", micTake.blob, "microphone.wav");
     return data;

@@ -56,12 +56,14 @@ const soundlm = (() => {
     return `/api/jobs/${jobId}/files/${encodeURIComponent(name)}`;
   }
 
-  // A sample: player, waveform + spectrogram, speaker similarity, download link.
+  // A sample: player, waveform + spectrogram, speaker similarity (music: its caption), download link.
   function sampleView(status, sample, index, note) {
     const url = fileUrl(status.id, sample.audio);
-    const sim = sample.speaker_similarity !== null && sample.speaker_similarity !== undefined
-      ? `speaker similarity to the prompt: ${sample.speaker_similarity.toFixed(2)}`
-      : `speaker similarity: ${note || "not computed"}`;
+    let sim = `speaker similarity: ${note || "not computed"}`;
+    if (sample.caption) sim = `“${sample.caption}”`;
+    else if (sample.speaker_similarity !== null && sample.speaker_similarity !== undefined) {
+      sim = `speaker similarity to the prompt: ${sample.speaker_similarity.toFixed(2)}`;
+    }
     return el("div", { class: "sample" },
       el("div", { class: "sample-head" },
         el("strong", { text: `#${index + 1}` }),
