@@ -145,3 +145,42 @@ def test_shipped_model_loads_and_decodes_as_before_conditioning():
     want = load_file(str(Path(__file__).parent / "data" / "speech_tiny_generate_seed3.safetensors"))["audio"]
     # Same tokens; the codec's float decoding may round differently with the thread count (measured: 4e-7).
     np.testing.assert_allclose(np.stack(pipe.generate(0.3, num_samples=2, seed=3)), want, atol=1e-5)
+
+
+def test_int8_rows_requantize_exactly():
+    from soundlm.lm.quantize import int8_rows, pack_int8, unpack_int8
+
+    w = torch.randn(40, 24) * torch.logspace(-3, 0, 40)[:, None]  # rows of very different scales
+    packed, n = pack_int8({"w": w, "b": torch.randn(40)})  # the vector stays float
+    assert n == 0 and set(packed) == {"w", "b"}  # 960 values: under PACK_MIN_NUMEL
+    q, scale = int8_rows(w)
+    back = unpack_int8({"w::int8": q, "w::int8_scale": scale})["w"]
+    assert torch.allclose(back, w, atol=float(w.abs().max()) / 127)
+    q2, scale2 = int8_rows(back)  # what int8 decoding does to the unpacked weights
+    assert torch.equal(q, q2) and torch.equal(scale, scale2)
+    with pytest.raises(ValueError, match="no ::int8_scale"):
+        unpack_int8({"w::int8": q})
+
+
+def test_int8_bundle_decodes_with_the_same_int8_weights(fp16, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import soundlm.lm.quantize as quantize
+    from soundlm.cli import app
+    from soundlm.lm.quantize import Int8Linear
+
+    monkeypatch.setattr(quantize, "PACK_MIN_NUMEL", 256)  # the tiny stages' matrices are small
+    out = tmp_path / "int8"
+    res = CliRunner().invoke(app, ["export", "bundle", str(fp16.out_dir), "--out", str(out), "--lm-int8"])
+    assert res.exit_code == 0, res.output
+    assert "matrices in int8" in res.output and " 0 matrices" not in res.output
+    stage = _dtypes(out / "coarse" / "model.safetensors")
+    assert any(n.endswith("::int8") and d == torch.int8 for n, d in stage.items())
+    assert not any(n.endswith("::int8") for n in _dtypes(out / "codec" / "model.safetensors"))
+    assert sum(p.stat().st_size for p in out.rglob("*")) < fp16.bytes_after
+    ref, small = (pretrained.load_pipeline(b, device="cpu") for b in (fp16.out_dir, out))
+    for stage in ("semantic", "coarse", "fine"):
+        a, b = getattr(ref, stage).model, getattr(small, stage).model
+        quantize.quantize_lm(a, "int8"), quantize.quantize_lm(b, "int8")
+        pairs = [(x, y) for x, y in zip(a.modules(), b.modules()) if isinstance(x, Int8Linear)]
+        assert pairs and all(torch.equal(x.qweight, y.qweight) and torch.equal(x.scale, y.scale) for x, y in pairs)

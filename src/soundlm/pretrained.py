@@ -171,14 +171,20 @@ class Fp16Export:
     files: list[str]  # safetensors files rewritten, relative to the bundle
     converted: int  # float tensors stored as float16
     kept: list[str] = field(default_factory=list)  # "file:tensor" left in float32 (out of float16 range)
+    packed: int = 0  # matrices stored as int8 (lm_int8)
 
     @property
     def megabytes(self) -> float:
         return self.bytes_after / 1e6
 
 
-def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path) -> Fp16Export:
+def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path, lm_int8: bool = False) -> Fp16Export:
     """Copy a bundle folder to `out_dir` with every safetensors file's float tensors in float16.
+
+    lm_int8: the stage LMs' large matrices (semantic/ coarse/ fine/) are stored as int8 rows
+    with a scale each instead (`soundlm.lm.quantize.pack_int8`: half of float16's bytes);
+    `load_lm` unpacks them. Int8 decoding (the CPU default) then runs the very int8 weights it
+    would get from the float bundle; float decoding runs their dequantized values.
 
     Our codec's training-only EMA sums (`embed_avg`) are left out; see SoundStreamCodec.from_pretrained.
 
@@ -191,6 +197,8 @@ def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path) -> Fp16Expor
     from safetensors.torch import save_file
 
     from soundlm.fileio import atomic_dir
+    from soundlm.lm.quantize import pack_int8
+    from soundlm.pipeline import BUNDLE_PARTS
 
     src, out = Path(bundle_dir).resolve(), Path(out_dir).resolve()
     check_model_folder(src, what="bundle")
@@ -214,8 +222,11 @@ def export_bundle_fp16(bundle_dir: str | Path, out_dir: str | Path) -> Fp16Expor
                 # Training-only EMA sums of our codec's quantizers (2 MB at 8 x 1024 x 128);
                 # SoundStreamCodec.from_pretrained restarts them from the codebooks.
                 tensors = {name: t for name, t in tensors.items() if not name.endswith(".embed_avg")}
+            if lm_int8 and rel.parts[0] in BUNDLE_PARTS:
+                tensors, packed = pack_int8(tensors)
+                result.packed += packed
             for name, t in tensors.items():
-                if not t.is_floating_point() or t.dtype == torch.float16:
+                if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
                     continue
                 half = t.to(torch.float16)
                 if bool(torch.isfinite(half).all()) or not bool(torch.isfinite(t).all()):

@@ -1,4 +1,5 @@
-"""`soundlm export codec --onnx`: the codec as ONNX graphs that run on onnxruntime, without torch."""
+"""`soundlm export codec --onnx`: the codec as ONNX graphs that run on onnxruntime, without torch;
+`soundlm export bundle`: a smaller (float16, optionally int8-stage) copy of a bundle."""
 
 from __future__ import annotations
 
@@ -33,3 +34,20 @@ def export_codec_command(
     typer.echo(f"wrote {out}/encoder.onnx and decoder.onnx ({info.num_codebooks} codebooks, opset {info.opset}); "
                f"against torch: {info.code_agreement:.4f} of the codes equal, decoder max error "
                f"{info.max_decoder_error:.1e} (allowed {DECODER_TOLERANCE:g})")
+
+
+@app.command("bundle")
+def export_bundle_command(
+    bundle: str = typer.Argument(..., help="A model bundle folder, hub id or `speech-tiny`."),
+    out: Path = typer.Option(..., help="Output folder (written whole or not at all)."),
+    lm_int8: bool = typer.Option(False, "--lm-int8", help="Store the stage LMs' large matrices as int8 rows with a "
+                                                          "scale each (half of float16's bytes; int8 decoding runs "
+                                                          "the same weights as from the float bundle)."),
+) -> None:
+    """A smaller copy of a bundle: float tensors in float16, and with --lm-int8 the stage LMs in int8."""
+    from soundlm.pretrained import export_bundle_fp16, resolve_model
+
+    folder = Path(bundle) if Path(bundle).is_dir() else resolve_model(bundle)
+    result = export_bundle_fp16(folder, out, lm_int8=lm_int8)
+    typer.echo(f"wrote {out}: {result.bytes_before / 1e6:.1f} MB -> {result.megabytes:.1f} MB "
+               f"({result.converted} tensors in float16, {result.packed} matrices in int8)")

@@ -397,8 +397,6 @@ def write_lm_files(model: TokenLM | DelayLM, folder: str | Path) -> None:
 
 def load_lm(folder: str | Path, device: torch.device | str = "cpu") -> TokenLM | DelayLM:
     """Load a stage folder written by `save_lm` (or a training run's `final/` folder)."""
-    from safetensors.torch import load_model
-
     folder = Path(folder)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     if not cfg_path.exists() or not weights.exists():
@@ -426,5 +424,29 @@ def load_lm(folder: str | Path, device: torch.device | str = "cpu") -> TokenLM |
     else:
         raise ValueError(f"{cfg_path} has type {kind!r}; expected 'token_lm' or 'delay_lm' "
                          "(is this a codec or tokenizer folder?)")
-    load_model(model, str(weights), device=str(device))
+    load_stage_weights(model, weights)
     return model.to(device).eval()
+
+
+def load_stage_weights(model: nn.Module, weights: Path) -> None:
+    """model.safetensors into `model`: float tensors as they are, int8-packed matrices (`pack_int8`, from
+    `export_bundle_fp16(..., lm_int8=True)`) dequantized; tied weights stored once, as `save_model` writes them."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, load_model
+
+    from soundlm.lm.quantize import INT8_SUFFIX, unpack_int8
+
+    with safe_open(str(weights), framework="pt") as f:
+        packed = any(name.endswith(INT8_SUFFIX) for name in f.keys())
+    if not packed:
+        load_model(model, str(weights))
+        return
+    state = unpack_int8(load_file(str(weights)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # save_model keeps one name of tied tensors: a missing name must share storage with a loaded one.
+    params = model.state_dict()
+    loaded = {params[name].data_ptr() for name in state if name in params}
+    untied = [name for name in missing if params[name].data_ptr() not in loaded]
+    if unexpected or untied:
+        raise ValueError(f"{weights} does not fit its config.json (missing {untied}, unexpected {unexpected}); "
+                         "re-export the model")

@@ -41,12 +41,9 @@ class Int8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
-        w = linear.weight.detach().float()  # [N, K]
-        # Symmetric per-row absmax: the largest weight of a row maps to +-127.
-        scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)  # [N]
-        q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        q, scale = int8_rows(linear.weight.detach())
         bias = linear.bias.detach().float().clone() if linear.bias is not None else None
-        return cls(q.contiguous(), scale.to(torch.bfloat16), bias)
+        return cls(q, scale, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rows(x, 0, self.out_features)
@@ -62,6 +59,55 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
+
+
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row absmax int8 of a [N, K] matrix: q int8 [N, K] and scale bf16 [N], weight ~ q * scale.
+
+    Quantizing `q * scale` again gives back the same q and scale exactly (q's row absmax is
+    127, so the row's absmax is 127 * scale, exact in float32), so an int8-stored bundle
+    (`pack_int8`) decodes with int8 weights identical to those of the float bundle it was made from.
+    """
+    w = weight.float()
+    # The largest weight of a row maps to +-127 (float32 scale); the kernel takes the scale in bf16.
+    scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)  # [N]
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale.to(torch.bfloat16)
+
+
+# int8 storage of a stage's float matrices (`pack_int8` / `unpack_int8`): "NAME" becomes these two tensors.
+INT8_SUFFIX, SCALE_SUFFIX = "::int8", "::int8_scale"
+PACK_MIN_NUMEL = 16384  # smaller matrices (and vectors) stay float: they weigh little
+
+
+def pack_int8(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """A state dict with each float matrix of >= PACK_MIN_NUMEL values stored as int8 rows + bf16 scales;
+    returns it and how many matrices were packed."""
+    out, packed = {}, 0
+    for name, t in tensors.items():
+        if t.is_floating_point() and t.dim() == 2 and t.numel() >= PACK_MIN_NUMEL:
+            out[name + INT8_SUFFIX], out[name + SCALE_SUFFIX] = int8_rows(t)
+            packed += 1
+        else:
+            out[name] = t
+    return out, packed
+
+
+def unpack_int8(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The float32 state dict of a `pack_int8` one (a state dict without packed matrices comes back as it is)."""
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(SCALE_SUFFIX):
+            continue
+        if name.endswith(INT8_SUFFIX):
+            base = name[:-len(INT8_SUFFIX)]
+            scale = tensors.get(base + SCALE_SUFFIX)
+            if scale is None:
+                raise ValueError(f"int8 tensor {base!r} has no {SCALE_SUFFIX} scale; the file is damaged")
+            out[base] = t.float() * scale.float()[:, None]
+        else:
+            out[name] = t
+    return out
 
 
 def linear_rows(linear: nn.Module, x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
