@@ -29,6 +29,7 @@ class ModelCard:
     evaluation: list[tuple[str, str, str]] = field(default_factory=list)  # (section, metric, value)
     evaluation_note: str | None = None
     usage_id: str = "FOLDER_OR_HUB_ID"  # what the usage snippet loads
+    music: bool = False  # a music bundle (mulan/ inside): text-to-music usage
     tags: list[str] = field(default_factory=lambda: ["audio", "audio-language-model", "audiolm", "soundlm"])
 
     def render(self) -> str:
@@ -49,12 +50,19 @@ class ModelCard:
             body += [""] + ([self.evaluation_note, ""] if self.evaluation_note else [])
         else:
             body += ["Not evaluated yet: run `soundlm eval all --model FOLDER ...` and save the bundle again.", ""]
-        body += ["## How to use", "", "```python", "import soundlm", "",
-                 f'pipe = soundlm.from_pretrained("{self.usage_id}")  # a local folder or a hub id',
-                 'audio = pipe.continue_audio("prompt.wav", seconds=4.0)[0]  # [C, S] at pipe.sample_rate',
-                 "```", "", "```bash",
-                 f"soundlm continue prompt.wav --model {self.usage_id} --seconds 4 --out out/",
-                 "```", "", f"License: {self.license}.", ""]
+        if self.music:
+            python = ["from soundlm.music.pipeline import MusicLMPipeline", "",
+                      f'music = MusicLMPipeline.from_bundle("{self.usage_id}")  # a local folder or a hub id',
+                      'waves = music.generate(["a calm piano piece in C major"], seconds=8.0, num_samples=2)',
+                      "# waves[caption][sample]: [C, S] at music.sample_rate"]
+            cli = f'soundlm music "a calm piano piece in C major" --model {self.usage_id} --seconds 8 --out out/'
+        else:
+            python = ["import soundlm", "",
+                      f'pipe = soundlm.from_pretrained("{self.usage_id}")  # a local folder or a hub id',
+                      'audio = pipe.continue_audio("prompt.wav", seconds=4.0)[0]  # [C, S] at pipe.sample_rate']
+            cli = f"soundlm continue prompt.wav --model {self.usage_id} --seconds 4 --out out/"
+        body += ["## How to use", "", "```python", *python, "```", "", "```bash", cli, "```", "",
+                 f"License: {self.license}.", ""]
         return "\n".join(head + [""] + body)
 
 
@@ -85,8 +93,14 @@ def card_for_bundle(folder: str | Path, name: str | None = None, usage_id: str |
     recipe = read_json(folder / "recipe.json") if (folder / "recipe.json").is_file() else None
     finetune = read_json(folder / "finetune.json") if (folder / "finetune.json").is_file() else None
     config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    card.music = (folder / "mulan").is_dir()
     what = ("An AudioLM model (semantic tokens -> coarse -> fine acoustic tokens, three causal Llama-style LMs) "
             "with its semantic tokenizer and neural codec, for soundlm.")
+    if card.music:
+        what = ("A MusicLM model (text -> music): causal Llama-style stage LMs conditioned on the condition ids of "
+                "its MuLan (a joint music-text embedding, inside as mulan/), with classifier-free guidance, plus its "
+                "semantic tokenizer and neural codec, for soundlm.")
+        card.tags = card.tags + ["musiclm", "text-to-music"]
     if config:
         what += (f" Audio: {config.get('sample_rate')} Hz; codec {config.get('num_codebooks')} codebooks of "
                  f"{config.get('codebook_size')} codes at {config.get('acoustic_frame_rate')} Hz; "
@@ -95,12 +109,18 @@ def card_for_bundle(folder: str | Path, name: str | None = None, usage_id: str |
     if recipe:
         s = recipe.get("settings", {})
         card.description += f" Trained from scratch by `{recipe.get('command', 'soundlm recipe ' + recipe.get('recipe', ''))}`."
-        card.training_data.append(
-            f"synthetic English speech (`soundlm data speech`): {s.get('hours')} h of text read by {s.get('voices')} "
-            f"training voices (espeak-ng and flite); {s.get('heldout_voices')} held-out voices, never trained on, "
-            "are the evaluation's")
+        if s.get("corpus") == "music":
+            card.training_data.append(
+                f"synthetic music (`soundlm data music`): {s.get('music_clips')} clips of music21's corpus rendered "
+                "by fluidsynth with several General MIDI instruments, keys, tempi and dynamics, captioned from their "
+                "attributes; held-out pieces and held-out instrument x tonic pairs are the evaluation's")
+        else:
+            card.training_data.append(
+                f"synthetic English speech (`soundlm data speech`): {s.get('hours')} h of text read by "
+                f"{s.get('voices')} training voices (espeak-ng and flite); {s.get('heldout_voices')} held-out voices, "
+                "never trained on, are the evaluation's")
         for part in ("semantic_lm", "coarse_lm", "fine_lm"):
-            if part in s:
+            if part in s and (folder / part.replace("_lm", "")).is_dir():  # a one-stage bundle has no fine/
                 p = s[part]
                 card.training.append(f"{part.replace('_lm', '')} LM: preset {p.get('preset') or s.get('lm_preset')}, "
                                      f"{p.get('steps')} steps, batch {p.get('batch_size')}, "
@@ -124,6 +144,7 @@ def card_for_bundle(folder: str | Path, name: str | None = None, usage_id: str |
                                     f"{_value(r.get('heldout_loss_base'))} -> {_value(r.get('heldout_loss_best'))}"))
     if (folder / "eval.json").is_file():
         card.evaluation += evaluation_rows(read_json(folder / "eval.json"))
-        card.evaluation_note = ("Numbers from `soundlm eval all` on the held-out voices (eval.json and EVAL.md in "
-                                "this folder hold the settings and every row).")
+        card.evaluation_note = (("Numbers from `soundlm eval music` on held-out captions" if card.music else
+                                 "Numbers from `soundlm eval all` on the held-out voices")
+                                + " (eval.json and EVAL.md in this folder hold the settings and every row).")
     return card
