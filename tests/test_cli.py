@@ -19,7 +19,7 @@ COMMANDS = {
     "train codec", "train semantic", "train lm", "train phonetic", "train textlm", "train palm", "train compressor",
     "eval codec", "eval lm", "eval continuation", "eval lexical", "eval units", "eval asr", "eval acoustic",
     "eval all", "eval palm", "eval analysers", "train instrument", "train prefer", "train mulan", "eval mulan", "eval music",
-    "finetune", "push", "export codec", "eval voice", "doctor",
+    "finetune", "push", "export codec", "export bundle", "eval voice", "doctor",
 }
 
 

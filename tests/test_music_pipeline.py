@@ -150,3 +150,23 @@ def test_no_model_and_none_shipped_says_to_pass_one(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["music", "a calm piano piece", "--seconds", "1", "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "ships no music model" in res.output and "--model" in res.output
     assert "Traceback" not in res.output
+
+
+def test_the_shipped_music_model_is_the_default_and_plays(tmp_path):
+    """soundlm/assets/musiclm-tiny (int8-stored stages) loads by default and the CLI writes its music."""
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from soundlm.cli import app
+    from soundlm.music.pipeline import resolve_music_model
+
+    assert resolve_music_model(None).name == "musiclm-tiny"
+    res = CliRunner().invoke(app, ["music", "a calm piano piece in C major", "--seconds", "0.5", "--num-samples", "2",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    request = json.loads((tmp_path / "music.json").read_text())
+    assert request["model"] is None and len(request["files"]) == 2
+    waves = [sf.read(tmp_path / f["file"]) for f in request["files"]]
+    assert all(rate == request["sample_rate"] and len(w) == rate // 2 for w, rate in waves)
+    assert all(np.isfinite(w).all() and np.abs(w).max() > 1e-3 for w, _ in waves)  # sound, not silence
+    assert not np.array_equal(waves[0][0], waves[1][0])  # two samples, two draws
