@@ -199,3 +199,14 @@ def test_cli_chunker_option(tmp_path, models):  # noqa: F811
     assert "tokenized 3 files (2 long files cut into" in ok.output
     other = CliRunner().invoke(app, args + ["--chunker", "fixed"])  # resuming with other chunking is refused
     assert other.exit_code == 2 and "chunker" in other.output
+
+
+def test_resolving_the_chunker_keeps_torch_threads():
+    """Importing silero_vad sets torch to one thread for the whole process; resolving `auto` must not."""
+    pytest.importorskip("silero_vad")
+    import sys
+
+    code = ("import torch; torch.set_num_threads(2); from soundlm.chunking import resolve_chunker; "
+            "print(resolve_chunker('auto'), torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["silero", "2"]

@@ -87,9 +87,23 @@ def energy_silence(mono: np.ndarray, sample_rate: int, frame: int) -> np.ndarray
     return levels < min(loud - 25.0, floor + 10.0)
 
 
+def import_silero():
+    """The silero_vad module, imported without its side effect: importing it calls
+    `torch.set_num_threads(1)` for the whole process (silero_vad/model.py), which left every
+    later step of `soundlm tokenize` and of the recipes on one thread. ImportError when absent."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        import silero_vad
+    finally:
+        torch.set_num_threads(threads)
+    return silero_vad
+
+
 def silero_available() -> bool:
     try:
-        import silero_vad  # noqa: F401
+        import_silero()
     except ImportError:
         return False
     return True
@@ -98,16 +112,16 @@ def silero_available() -> bool:
 def silero_silence(mono: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
     """bool [S // frame]: frames outside every speech segment of the Silero VAD (CPU, 16 kHz)."""
     import torch
-    from silero_vad import get_speech_timestamps, load_silero_vad
 
     from soundlm.audio import resample
 
+    silero = import_silero()
     global _silero_model
     if _silero_model is None:
-        _silero_model = load_silero_vad()
+        _silero_model = silero.load_silero_vad()
     audio16 = torch.from_numpy(resample(mono[None].astype(np.float32), sample_rate, _SILERO_RATE)[0])
     with torch.inference_mode():
-        speech = get_speech_timestamps(audio16, _silero_model, sampling_rate=_SILERO_RATE)
+        speech = silero.get_speech_timestamps(audio16, _silero_model, sampling_rate=_SILERO_RATE)
     silent = np.ones(len(mono) // frame, dtype=bool)
     for seg in speech:  # sample positions at 16 kHz -> frames at the recording's rate
         lo = int(seg["start"] * sample_rate / _SILERO_RATE) // frame
