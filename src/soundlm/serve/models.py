@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 NO_COMPRESSOR = ("lossless compression needs a model; start the server with --compressor RUN (a `soundlm train "
                  "compressor` run), or use mode=tokens")
 MUSIC_OFF = "none"  # --music-model none: no music, even when soundlm ships a music model
-NO_MUSIC = ("no music model: soundlm ships none yet (soundlm/assets/musiclm-tiny) and the server was started without "
-            "one; start it with --music-model BUNDLE (an AudioLM bundle with MuLan-conditioned stages plus mulan/)")
+NO_MUSIC = ("no music model: the one soundlm ships (soundlm/assets/musiclm-tiny) is missing from this install and the "
+            "server was started without one; start it with --music-model BUNDLE (an AudioLM bundle with "
+            "MuLan-conditioned stages plus mulan/) or reinstall soundlm")
 MUSIC_TURNED_OFF = "turned off on this server (--music-model none)"
 
 
@@ -64,7 +65,7 @@ class ServeModels:
         return models
 
     def load_music(self, spec: str | None) -> None:
-        """The music bundle `spec`; None: the shipped one, or none (music unavailable) while soundlm ships none;
+        """The music bundle `spec`; None: the shipped one, or none (music unavailable) when this install lacks it;
         "none": music off."""
         from soundlm.music.pipeline import MusicLMPipeline, resolve_music_model
 
