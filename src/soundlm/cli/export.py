@@ -47,7 +47,6 @@ def export_bundle_command(
     """A smaller copy of a bundle: float tensors in float16, and with --lm-int8 the stage LMs in int8."""
     from soundlm.pretrained import export_bundle_fp16, resolve_model
 
-    folder = Path(bundle) if Path(bundle).is_dir() else resolve_model(bundle)
-    result = export_bundle_fp16(folder, out, lm_int8=lm_int8)
+    result = export_bundle_fp16(resolve_model(bundle), out, lm_int8=lm_int8)
     typer.echo(f"wrote {out}: {result.bytes_before / 1e6:.1f} MB -> {result.megabytes:.1f} MB "
                f"({result.converted} tensors in float16, {result.packed} matrices in int8)")
