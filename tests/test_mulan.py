@@ -321,3 +321,35 @@ def test_frechet_distance_matches_the_closed_form():
     assert np.isfinite(frechet_distance(rng.standard_normal((5, 16)), rng.standard_normal((6, 16))))
     with pytest.raises(ValueError, match="same D"):
         frechet_distance(a, b[:, :3])
+
+
+def test_text_conditioning_gives_the_captions_tokens_and_survives_a_reload(tmp_path):
+    """`condition_from` "text": the condition ids are the caption's tokenizer ids, cut or padded (pad_id) to
+    `condition_text_tokens`, in [0, vocab_size); the shape the stages read follows; a reload keeps it."""
+    from soundlm.tokenize import _condition_ids
+
+    model = tiny_model()
+    model.fit_condition_quantizer(torch.nn.functional.normalize(torch.randn(20, 8), dim=-1))
+    assert (model.conditions_on_text, model.num_condition_tokens, model.condition_codebook_size) == (False, 2, 4)
+    audio_ids = model.caption_condition(["piano in D minor"])
+    assert torch.equal(audio_ids, model.condition_tokens(model.embed_text(["piano in D minor"])))
+
+    model.condition_on_text(5)
+    assert (model.conditions_on_text, model.num_condition_tokens) == (True, 5)
+    assert model.condition_codebook_size == model.config.vocab_size
+    captions = ["piano", "a square tone at G major in D minor piano"]
+    ids = model.caption_condition(captions)
+    first = model.tokenizer.encode(captions[0]).ids
+    second = model.tokenizer.encode(captions[1]).ids
+    assert len(first) < 5 < len(second)
+    assert ids.tolist() == [first + [model.config.pad_id] * (5 - len(first)), second[:5]]
+    assert int(ids.max()) < model.condition_codebook_size
+    assert _condition_ids(model, _tone(2, False, 1.0, 0.0), "piano").tolist() == ids[0].tolist()
+    with pytest.raises(ValueError, match="no caption.*transcript"):
+        _condition_ids(model, _tone(2, False, 1.0, 0.0), "  ")
+    with pytest.raises(ValueError, match="condition_text_tokens must be >= 1"):
+        model.condition_on_text(0)
+
+    model.condition_on_text(5).save_pretrained(tmp_path / "m")
+    again = load_mulan(tmp_path / "m")
+    assert again.conditions_on_text and torch.equal(again.caption_condition(captions), ids)

@@ -55,6 +55,8 @@ def test_settings_that_would_fail_hours_in_are_refused_first(tmp_path):
         check_musiclm_settings(replace(musiclm_tiny(), prefer_reward=("mulan", "key", "tempo", "instrument")))
     with pytest.raises(ValueError, match="some of"):
         check_musiclm_settings(replace(musiclm_tiny(), prefer_reward=("loudness",)))
+    with pytest.raises(ValueError, match="--condition-from must be audio or text"):
+        check_musiclm_settings(replace(musiclm_tiny(), condition_from="tags"))
     with pytest.raises(ValueError, match="fewer than --condition-levels 3"):
         check_musiclm_settings(replace(musiclm_tiny(), mulan_from=str(_tiny_mulan(tmp_path / "m")),
                                        condition_levels=3))
@@ -74,7 +76,8 @@ def test_changing_a_setting_on_a_started_work_folder_is_refused(tmp_path):
 
 def test_a_run_started_before_musiclm_tiny_resumes_unconditioned():
     old = json.loads(json.dumps(asdict(music_tiny())))
-    for key in ("conditioned", "mulan_from", "condition_levels", "prefer_reward", "music_eval_captions"):
+    for key in ("conditioned", "mulan_from", "condition_levels", "condition_from", "prefer_reward",
+                "music_eval_captions"):
         del old[key]
     assert settings_changes(upgrade_settings(old), json.loads(json.dumps(asdict(music_tiny())))) == []
 
@@ -95,6 +98,25 @@ def test_cli_passes_mulan_and_levels_and_refuses_them_for_an_unconditioned_recip
     assert seen["out"] == Path("models/musiclm-tiny")
     res, _ = recipe_cli("music-tiny", "--mulan", "m")
     assert res.exit_code != 0 and "conditioned recipe" in res.output
+    res, seen = recipe_cli("musiclm-tiny", "--corpus", "data/music", "--condition-from", "text")
+    assert res.exit_code == 1 and seen["cfg"].condition_from == "text"
+    res, _ = recipe_cli("music-tiny", "--condition-from", "text")
+    assert res.exit_code != 0 and "conditioned recipe" in res.output
+
+
+def test_condition_from_text_makes_the_recipes_mulan_read_captions(tmp_path):
+    from soundlm.music.mulan import load_mulan
+    from soundlm.recipe_musiclm import prepare_mulan
+
+    source = _tiny_mulan(tmp_path / "m")
+    cfg = replace(musiclm_tiny(), mulan_from=str(source))
+    plain = load_mulan(prepare_mulan(cfg, tmp_path / "manifest.jsonl", tmp_path / "a", "cpu"))
+    assert not plain.conditions_on_text and plain.num_condition_tokens == 1
+    text = load_mulan(prepare_mulan(replace(cfg, condition_from="text"), tmp_path / "manifest.jsonl",
+                                    tmp_path / "b", "cpu"))
+    assert text.conditions_on_text and text.num_condition_tokens == text.config.condition_text_tokens
+    ids = text.caption_condition(["organ music in G minor"])
+    assert ids[0, :4].tolist() == text.tokenizer.encode("organ music in G minor").ids[:4]
 
 
 def test_prefer_takes_a_seeded_subset_of_the_training_captions(tmp_path):

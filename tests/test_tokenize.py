@@ -333,3 +333,33 @@ def test_mulan_condition_ids_reach_the_store_and_condition_training(tmp_path, mo
     example = built.example(replace(Window("r", 0.0, recs[0].semantic[:10], recs[0].acoustic[:, :10]),
                                     condition=recs[0].condition))
     assert example.prefix[:Q].tolist() == (recs[0].condition + built.layout.semantic_size).tolist()
+
+
+def test_a_text_conditioning_mulan_stores_caption_tokens_and_skips_files_without_one(tmp_path, models):
+    """`tokenize --mulan` with a MuLan whose condition ids are captions' tokens: each record gets its
+    transcript's ids; a file without a transcript is skipped with the reason, the others are kept."""
+    from soundlm.data import write_manifest
+    from soundlm.music.mulan import MuLan, MuLanConfig, train_caption_tokenizer
+
+    src = _corpus(tmp_path, n=4)
+    captions = {0: "a calm piano piece in C major", 1: "organ chorale in G minor", 2: "", 3: "flute in D major"}
+    rows = []
+    for i, caption in captions.items():
+        path = f"spk{i % 2}/utt{i:02d}.wav"
+        info = sf.info(src / path)
+        rows.append({"id": f"utt{i:02d}", "path": path, "duration": info.duration, "sample_rate": info.samplerate,
+                     "speaker": f"spk{i % 2}", "language": None, "split": "train", "transcript": caption or None})
+    write_manifest(src / "manifest.jsonl", rows)
+    tok = train_caption_tokenizer([c for c in captions.values() if c], 64)
+    mulan = MuLan(MuLanConfig(clip_seconds=1.0, n_mels=16, audio_channels=16, width=16, layers=1, heads=2,
+                              embed_dim=8, vocab_size=tok.get_vocab_size()), tok).eval().condition_on_text(6)
+    summary = tokenize_corpus(_cfg(src / "manifest.jsonl", tmp_path / "store", models), progress=False,
+                              mulan=mulan)
+    assert (summary.tokenized, summary.skipped) == (3, 1)
+    store = TokenStore(tmp_path / "store")
+    assert (store.manifest.condition_tokens, store.manifest.condition_codebook_size) == (6, tok.get_vocab_size())
+    got = {r.id: r.condition.tolist() for r in store.records()}
+    assert got == {f"utt{i:02d}": mulan.caption_condition([c])[0].tolist() for i, c in captions.items() if c}
+    errors = [json.loads(line) for p in sorted((tmp_path / "store" / "errors").glob("*.jsonl"))
+              for line in p.read_text().splitlines()]
+    assert [e["path"] for e in errors] == ["spk0/utt02.wav"] and "no caption" in errors[0]["reason"]

@@ -51,6 +51,11 @@ class StandInMuLan(torch.nn.Module):
             residual = residual - book[idx]
         return torch.stack(ids, dim=1)  # [B, Q]
 
+    conditions_on_text = False
+
+    def caption_condition(self, captions: list[str]) -> torch.Tensor:
+        return self.condition_tokens(self.embed_text(captions))
+
     def save_pretrained(self, folder) -> None:
         from safetensors.torch import save_model
 

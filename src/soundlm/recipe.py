@@ -106,6 +106,9 @@ class RecipeConfig:
     # RVQ levels of the condition ids the stages read: held-out audio and caption agree on level 1 for 37% of clips
     # and almost never on all 4 (docs/RESULTS.md section 11)
     condition_levels: int = 1
+    # "audio": the stages read MuLan's quantized audio embedding at training and its quantized text embedding at
+    # inference (MusicLM); "text": the caption's own tokens at both (`MuLan.condition_on_text`)
+    condition_from: str = "audio"
     prefer_captions: int = 48  # training captions sampled for the preference pairs
     prefer_samples: int = 4  # samples per caption; the best and the worst by reward make a pair
     prefer_steps: int = 150
@@ -199,7 +202,7 @@ _ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400
 _ADDED_WITH_WIDE = {"inventory": "classic", "acoustic_pattern": "flatten"}
 # Settings added with musiclm-tiny, at the values every unconditioned recipe before it ran with.
 _ADDED_WITH_MUSICLM = {k: v for k, v in asdict(RecipeConfig(name="")).items() if k in (
-    "conditioned", "mulan_from", "mulan_steps", "mulan_batch_size", "condition_levels", "prefer_captions",
+    "conditioned", "mulan_from", "mulan_steps", "mulan_batch_size", "condition_levels", "condition_from", "prefer_captions",
     "prefer_samples", "prefer_steps", "prefer_batch_size", "prefer_lr", "prefer_reward", "music_eval_captions",
     "music_eval_seconds")}
 _ADDED_WITH_MUSICLM = json.loads(json.dumps(_ADDED_WITH_MUSICLM))  # tuples as lists, as recipe.json reads back
@@ -344,6 +347,8 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
         parts.append(f"--mulan {cfg.mulan_from}")
     if cfg.condition_levels != base.condition_levels:
         parts.append(f"--condition-levels {cfg.condition_levels}")
+    if cfg.condition_from != base.condition_from:
+        parts.append(f"--condition-from {cfg.condition_from}")
     if cfg.semantic_features != base.semantic_features:
         parts.append(f"--semantic-features {cfg.semantic_features}")
     if cfg.acoustic_pattern != base.acoustic_pattern:

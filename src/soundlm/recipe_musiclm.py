@@ -3,7 +3,8 @@
 `soundlm.recipe.run_recipe` runs these where a recipe is `conditioned`:
 
     mulan          train a MuLan on the corpus's train split (or take `--mulan DIR`), keep the first
-                   `condition_levels` levels of its condition quantizer -> WORK/mulan
+                   `condition_levels` levels of its condition quantizer (or, `condition_from` "text",
+                   make the condition ids the caption's tokens) -> WORK/mulan
     (tokenize      with WORK/mulan: each clip's condition ids; the semantic and coarse stages train conditioned)
     (package       the AudioLM bundle plus mulan/: a music bundle `soundlm music` loads)
     instrument     the instrument classifier the evaluation (and no reward) listens with
@@ -42,11 +43,14 @@ REWARD_PARTS = ("mulan", "key", "tempo", "instrument")
 def check_musiclm_settings(cfg: RecipeConfig) -> None:
     """Refuse a conditioned recipe's settings that would fail hours in."""
     from soundlm.eval.sections.music import unseen_metrics
+    from soundlm.music.mulan import CONDITION_SOURCES
 
     if cfg.corpus != "music":
         raise ValueError(f"a conditioned (MusicLM) recipe trains on the music corpus, got corpus {cfg.corpus!r}")
     if cfg.condition_levels < 1:
         raise ValueError(f"--condition-levels must be >= 1, got {cfg.condition_levels}")
+    if cfg.condition_from not in CONDITION_SOURCES:
+        raise ValueError(f"--condition-from must be {' or '.join(CONDITION_SOURCES)}, got {cfg.condition_from!r}")
     unknown = [p for p in cfg.prefer_reward if p not in REWARD_PARTS]
     if unknown or not cfg.prefer_reward:
         raise ValueError(f"the preference reward's parts must be some of {', '.join(REWARD_PARTS)}, got "
@@ -74,7 +78,8 @@ def mulan_config(cfg: RecipeConfig, manifest: Path, out: Path, device: str | Non
 
 def prepare_mulan(cfg: RecipeConfig, manifest: Path, work: Path, device: str | None) -> Path:
     """WORK/mulan: the recipe's MuLan (trained in WORK/mulan-run, or `cfg.mulan_from`) with `condition_levels`
-    levels; the stages are conditioned on its ids and the bundle carries it."""
+    levels, conditioning on captions' tokens where `condition_from` is "text"; the stages are conditioned on its
+    ids and the bundle carries it."""
     from soundlm.music.mulan import load_mulan
     from soundlm.train.mulan import train_mulan
 
@@ -85,6 +90,8 @@ def prepare_mulan(cfg: RecipeConfig, manifest: Path, work: Path, device: str | N
     if source is None:
         source = train_mulan(mulan_config(cfg, manifest, work / "mulan-run", device))
     mulan = load_mulan(source).keep_condition_levels(cfg.condition_levels)
+    if cfg.condition_from == "text":
+        mulan.condition_on_text()
     return mulan.save_pretrained(target)
 
 

@@ -14,7 +14,8 @@ The job is built to run for hours on large corpora and to be killed at any momen
   else fixed windows with overlapping context trimmed off), stored as records `ID#k` with
   their offset in the file and the parent id; nothing is skipped for being long;
 - with `mulan` (MusicLM), each file's condition ids (`MuLan.condition_tokens` of its whole
-  audio's `embed_audio`, mono at the MuLan's rate) go into the `condition` column of its
+  audio's `embed_audio`, mono at the MuLan's rate; or, for a MuLan that conditions on text,
+  `MuLan.caption_condition` of its transcript field) go into the `condition` column of its
   record, or of every chunk of it.
 """
 
@@ -442,9 +443,15 @@ def _run_part(store: Path, cfg: TokenizeConfig, part_index: int, files: Sequence
             records.append(_record(f, x, piece.span, enc, tokenizer))
             kept += 1
         if kept and mulan is not None:
-            condition = _condition_ids(mulan, x.condition_audio)
-            for r in records[len(records) - kept:]:  # the file's record, or each of its chunks
-                r.condition = condition
+            try:
+                condition = _condition_ids(mulan, x.condition_audio, f.transcript)
+            except ValueError as e:  # a caption-conditioning MuLan, and a file without a caption
+                del records[len(records) - kept:]
+                error_entries.append(ErrorEntry(f.rel_path, str(e)))
+                kept = 0
+            else:
+                for r in records[len(records) - kept:]:  # the file's record, or each of its chunks
+                    r.condition = condition
         summary.tokenized += kept > 0
         summary.skipped += kept == 0
         if x.pieces[0].span is not None:
@@ -471,10 +478,17 @@ def _record(f: CorpusItem, x: LoadedAudio, span: ChunkSpan | None, enc: Tokens,
                        offset=span.start / x.sample_rate, **common)
 
 
-def _condition_ids(mulan: MuLan, audio: np.ndarray) -> np.ndarray:
-    """A whole file's condition ids [Q]: the quantized MuLan embedding of its audio (mono, MuLan's rate)."""
+def _condition_ids(mulan: MuLan, audio: np.ndarray, caption: str | None = None) -> np.ndarray:
+    """A whole file's condition ids [Q]: the quantized MuLan embedding of its audio (mono, MuLan's rate), or,
+    for a MuLan that conditions on text, its caption's tokens (the corpus's transcript field)."""
     import torch
 
+    if getattr(mulan, "conditions_on_text", False):
+        if not caption or not caption.strip():
+            raise ValueError("no caption (the manifest's transcript field) to take condition ids from; this MuLan "
+                             "conditions on captions: give every file one, or use a MuLan with condition_from audio")
+        with torch.inference_mode():
+            return mulan.caption_condition([caption])[0].long().cpu().numpy()
     device = next(mulan.parameters()).device if isinstance(mulan, torch.nn.Module) else "cpu"
     with torch.inference_mode():
         emb = mulan.embed_audio(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None].to(device))

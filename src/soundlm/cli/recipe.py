@@ -43,6 +43,11 @@ def recipe(
     condition_levels: int | None = typer.Option(None, "--condition-levels",
                                                 help="musiclm-tiny: RVQ levels of the MuLan condition ids the stages "
                                                      "read (default 1: docs/RESULTS.md section 11)."),
+    condition_from: str | None = typer.Option(None, "--condition-from",
+                                              help="musiclm-tiny: what the stages' condition ids are: audio "
+                                                   "(MusicLM: quantized MuLan audio embeddings at training, text "
+                                                   "embeddings at inference) or text (the caption's own tokens at "
+                                                   "both; docs/RESULTS.md section 16)."),
     semantic_features: str | None = typer.Option(None, "--semantic-features",
                                                  help="phonetic (speech-tiny's: CTC encoder + k-means), mfcc, "
                                                       "chroma (music-tiny's) or cqt."),
@@ -78,13 +83,15 @@ def recipe(
         cfg = replace(cfg, codec_from=str(codec))
     if corpus is not None:
         cfg = replace(cfg, corpus_from=str(corpus))
-    if (mulan is not None or condition_levels is not None) and not cfg.conditioned:
-        raise ValueError(f"--mulan and --condition-levels are settings of a conditioned recipe (musiclm-tiny), "
-                         f"not of {name}")
+    if (mulan is not None or condition_levels is not None or condition_from is not None) and not cfg.conditioned:
+        raise ValueError(f"--mulan, --condition-levels and --condition-from are settings of a conditioned recipe "
+                         f"(musiclm-tiny), not of {name}")
     if mulan is not None:
         cfg = replace(cfg, mulan_from=str(mulan))
     if condition_levels is not None:
         cfg = replace(cfg, condition_levels=condition_levels)
+    if condition_from is not None:
+        cfg = replace(cfg, condition_from=condition_from)
     if semantic_features is not None:
         if semantic_features not in RECIPE_FEATURES:
             raise ValueError(f"--semantic-features must be {', '.join(RECIPE_FEATURES[:-1])} or "

@@ -39,6 +39,9 @@ _SLOW_TOKENIZER_FILES = ("tokenizer_config.json", "vocab.txt", "vocab.json", "sp
 _FIX = "pass a folder written by `soundlm train mulan` (RUN or RUN/final) or by MuLan.save_pretrained"
 
 
+CONDITION_SOURCES = ("audio", "text")  # MuLanConfig.condition_from
+
+
 @dataclass
 class MuLanConfig:
     sample_rate: int = 16_000
@@ -62,6 +65,12 @@ class MuLanConfig:
     condition_levels: int = 4
     condition_codes: int = 64
     quantizer_fitted: bool = False
+    # What the stages' condition ids are. "audio": MusicLM's, the quantized audio embedding of a training
+    # recording and the quantized text embedding of a caption at inference. "text": the caption's own tokens
+    # (the text tower's tokenizer, `condition_text_tokens` ids padded with pad_id) at training and inference,
+    # for a corpus whose recordings all have captions; the issue's "or on text embeddings directly".
+    condition_from: str = "audio"
+    condition_text_tokens: int = 24
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -78,6 +87,10 @@ class MuLanConfig:
         if self.condition_levels < 1 or self.condition_codes < 2:
             raise ValueError(f"the condition quantizer needs >= 1 level of >= 2 codes, got "
                              f"{self.condition_levels} x {self.condition_codes}")
+        if self.condition_from not in CONDITION_SOURCES:
+            raise ValueError(f"condition_from must be {' or '.join(CONDITION_SOURCES)}, got {self.condition_from!r}")
+        if self.condition_text_tokens < 1:
+            raise ValueError(f"condition_text_tokens must be >= 1, got {self.condition_text_tokens}")
         if self.clip_seconds * self.sample_rate < self.n_fft:
             raise ValueError(f"clip_seconds {self.clip_seconds} is shorter than one analysis window")
 
@@ -204,12 +217,17 @@ class MuLan(nn.Module):
         return self.config.embed_dim
 
     @property
+    def conditions_on_text(self) -> bool:
+        """Whether the stages read the caption's own tokens (`condition_from` "text"), not quantized embeddings."""
+        return self.config.condition_from == "text"
+
+    @property
     def num_condition_tokens(self) -> int:
-        return self.config.condition_levels
+        return self.config.condition_text_tokens if self.conditions_on_text else self.config.condition_levels
 
     @property
     def condition_codebook_size(self) -> int:
-        return self.config.condition_codes
+        return self.config.vocab_size if self.conditions_on_text else self.config.condition_codes
 
     @property
     def clip_samples(self) -> int:
@@ -260,6 +278,24 @@ class MuLan(nn.Module):
             residual = residual - codebook[idx]
             ids.append(idx)
         return torch.stack(ids, dim=1)  # [B, Q]
+
+    def caption_condition(self, captions: list[str]) -> torch.Tensor:
+        """Captions -> the condition ids [B, Q] in [0, C) the stages read for them: the caption's tokens
+        (`conditions_on_text`), else the quantized text embedding (MusicLM)."""
+        if not self.conditions_on_text:
+            return self.condition_tokens(self.embed_text(captions)).long()
+        ids, _ = self.tokenize(captions)  # [B, L], pad_id after each caption
+        q = self.config.condition_text_tokens
+        out = torch.full((ids.shape[0], q), self.config.pad_id, dtype=torch.long, device=ids.device)
+        out[:, : min(q, ids.shape[1])] = ids[:, :q]
+        return out
+
+    def condition_on_text(self, tokens: int = MuLanConfig.condition_text_tokens) -> MuLan:
+        """Make the condition ids the caption's first `tokens` tokens (in place; returns self): stages trained on
+        a store tokenized with this MuLan read captions, not quantized embeddings (`caption_condition`)."""
+        self.config.condition_from, self.config.condition_text_tokens = "text", tokens
+        self.config.validate()
+        return self
 
     def keep_condition_levels(self, levels: int) -> MuLan:
         """Keep the first `levels` RVQ levels of the condition quantizer (in place; returns self).

@@ -6,7 +6,9 @@
 
 The stages were trained on the condition ids of MuLan's *audio* embedding of each recording
 (`soundlm tokenize --mulan`); at inference the *text* embedding of the caption stands in for it,
-as in the paper: the joint embedding space is what lets text take audio's place. Condition ids
+as in the paper: the joint embedding space is what lets text take audio's place. (A MuLan with
+`condition_from` "text" instead gives the caption's own tokens as the ids, at training and at
+inference: `MuLan.caption_condition`, `soundlm recipe musiclm-tiny --condition-from text`.) Condition ids
 of a fraction of the training crops were NULL, so each conditioned stage is also the
 unconditional model, and classifier-free guidance (`guidance`, MusicLM: 3) mixes the two in
 one batched forward per step (`soundlm.lm.generate`).
@@ -83,11 +85,12 @@ class MusicLMPipeline:
 
     @torch.inference_mode()
     def condition_tokens(self, captions: list[str]) -> torch.Tensor:
-        """Captions -> condition ids [B, Q] in [0, C): the quantized MuLan text embeddings."""
+        """Captions -> condition ids [B, Q] in [0, C): the quantized MuLan text embeddings (or the captions'
+        tokens, for a MuLan that conditions on text: `MuLan.caption_condition`)."""
         if not captions or any(not isinstance(c, str) or not c.strip() for c in captions):
             raise ValueError(f"captions must be non-empty strings, got {captions!r}; describe the music, "
                              "e.g. \"a calm piano piece in C major\"")
-        return self.mulan.condition_tokens(self.mulan.embed_text(list(captions))).long()
+        return self.mulan.caption_condition(list(captions)).long()
 
     def generate(self, captions: list[str], seconds: float, num_samples: int = 1,
                  guidance: float = DEFAULT_GUIDANCE, sampling: AudioLMSampling | None = None, seed: int = 0,

@@ -188,8 +188,8 @@ def audiolm_pair_tokenizer(base: Path, stage: Stage, device: torch.device) -> Pa
 
 
 def musiclm_pair_tokenizer(base: Path, stage: Stage, device: torch.device) -> PairTokenizer:
-    """`--tokenizer musiclm`: a conditioned stage's sequences of a clip, the caption's condition ids (the
-    quantized text embedding of the bundle's MuLan, as `soundlm music` makes them) after BOS."""
+    """`--tokenizer musiclm`: a conditioned stage's sequences of a clip, the caption's condition ids (as
+    `soundlm music` makes them with the bundle's MuLan: `MuLan.caption_condition`) after BOS."""
     from soundlm.music.pipeline import MUSIC_BUNDLE_FIX, music_mulan
 
     if not stage.meta.conditioned:
@@ -199,7 +199,7 @@ def musiclm_pair_tokenizer(base: Path, stage: Stage, device: torch.device) -> Pa
 
     @torch.inference_mode()
     def condition(caption: str) -> torch.Tensor:
-        return mulan.condition_tokens(mulan.embed_text([caption])).long().cpu()  # [1, Q]
+        return mulan.caption_condition([caption]).long().cpu()  # [1, Q]
 
     return stage_pair_tokenizer(stage, base_audio_tokenizer(base, stage, device), condition)
 
