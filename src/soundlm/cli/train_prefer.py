@@ -33,7 +33,9 @@ def train_prefer_command(
     tokenizer: str = typer.Option(D.tokenizer, "--tokenizer", help="--pairs: the registered pair tokenizer that "
                                                                    "turns a clip (and caption) into the stage's "
                                                                    "tokens; audiolm: the base's own tokenizers."),
-    stage: str = typer.Option(D.stage, "--stage", help="The stage of a bundle to tune (semantic or coarse)."),
+    stage: str = typer.Option(D.stage, "--stage", help="The stage of a bundle to tune: semantic or coarse, "
+                                                       "flattened or delay-pattern (a delay1 music bundle's "
+                                                       "coarse stage, which decides the timbre)."),
     beta: float = typer.Option(D.beta, "--beta", help="DPO's KL strength: how far the policy may move from the base."),
     sft_weight: float = typer.Option(D.sft_weight, "--sft-weight", help="Weight of the chosen samples' NLL per token "
                                                                         "added to the loss (0: plain DPO)."),

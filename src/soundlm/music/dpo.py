@@ -6,7 +6,8 @@ stays beside it. For a pair (chosen y_w, rejected y_l) of the same request,
     loss = -log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])
 
 where log pi(y) sums the token log-probabilities of the positions the loss mask keeps (the
-generated tokens, not the prompt). `beta` is the strength of the implicit KL penalty that keeps
+generated tokens, not the prompt); for a delay-pattern stage (`DelayLM`), those of every code
+that has a target (`delay_logprobs`: the delay pads and the prefix count nothing). `beta` is the strength of the implicit KL penalty that keeps
 the policy near the reference: DPO's objective is the KL-regularised reward maximisation
 `E[r] - beta * KL(pi || ref)` solved in closed form, so no separate KL term is needed.
 
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soundlm.lm.model import IGNORE_INDEX
+
 
 def sequence_logprobs(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Summed log-probability of each row's kept tokens: tokens [B, T], loss_mask [B, T] -> [B].
@@ -39,6 +42,22 @@ def sequence_logprobs(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.T
     logits = model(tokens).logits[:, :-1].float()  # [B, T-1, V]
     logp = torch.gather(F.log_softmax(logits, dim=-1), 2, tokens[:, 1:, None]).squeeze(2)  # [B, T-1]
     return (logp * loss_mask[:, 1:].to(logp.dtype)).sum(dim=1)  # [B]
+
+
+def delay_logprobs(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                   prefix: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed log-probability of each row's targets under a `DelayLM`: inputs and targets [B, K, S] (as
+    `stages.delay_example` makes them, IGNORE_INDEX where nothing is predicted), prefix [B, P] -> [B].
+
+    Minus the summed cross-entropy that LM training takes on the same example.
+    """
+    if inputs.dim() != 3 or inputs.shape != targets.shape:
+        raise ValueError(f"inputs and targets must both be [B, K, S], got {tuple(inputs.shape)} and "
+                         f"{tuple(targets.shape)}")
+    logits = model(inputs, prefix=prefix).logits.float()  # [B, K, S, card]
+    keep = targets != IGNORE_INDEX  # [B, K, S]
+    logp = torch.gather(F.log_softmax(logits, dim=-1), 3, targets.clamp(min=0)[..., None]).squeeze(3)  # [B, K, S]
+    return (logp * keep.to(logp.dtype)).sum(dim=(1, 2))  # [B]
 
 
 @dataclass

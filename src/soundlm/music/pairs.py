@@ -9,6 +9,10 @@ loss mask, and its reward when a reward model scored it) and the pairs among the
                   "audio": "samples/00003_0.wav"}, ...],
      "pairs": [[0, 2]]}
 
+A sample of a delay-pattern stage (`DelaySequence`) is stored as what that stage trains on
+(`stages.delay_example`) in place of "tokens" and "mask":
+`{"pattern": "delay", "inputs": [[...]], "targets": [[...]], "prefix": [...], "reward": ...}`.
+
 Both makers append a group per caption (or per judgement), flushed and fsynced, so a killed job
 resumes where it stopped (`read_groups` drops a half-written last line); `index` is the caption's
 position (the judgement's line number), which resume skips.
@@ -72,16 +76,81 @@ class TokenSequence:
     def from_json(cls, obj: dict) -> TokenSequence:
         return cls(torch.tensor(obj["tokens"], dtype=torch.long), torch.tensor(obj["mask"], dtype=torch.bool))
 
+    @property
+    def positions(self) -> int:
+        """Positions of the LM the sequence takes."""
+        return int(self.tokens.shape[0])
+
+    @property
+    def kept(self) -> int:
+        """Tokens the loss counts."""
+        return int(self.loss_mask.sum())
+
+
+@dataclass
+class DelaySequence:
+    """One sample as a delay-pattern stage (`DelayLM`) sees it, exactly what it trains on (`stages.delay_example`):
+    delayed input codes [K, S], their targets [K, S] (IGNORE_INDEX at the delay pads: the loss counts the
+    rest) and the prefix [P] (a conditioned stage's condition ids, then its own prefix stream)."""
+
+    inputs: torch.Tensor  # [K, S] int64, ids in [0, card] (card: pad/start)
+    targets: torch.Tensor  # [K, S] int64, IGNORE_INDEX where nothing is generated
+    prefix: torch.Tensor  # [P] int64, ids of the stage's prefix vocabulary
+
+    def __post_init__(self) -> None:
+        from soundlm.lm.model import IGNORE_INDEX
+
+        if self.inputs.dim() != 2 or self.inputs.shape != self.targets.shape or self.prefix.dim() != 1:
+            raise ValueError(f"a delay sample needs inputs and targets [K, S] and a prefix [P], got "
+                             f"{tuple(self.inputs.shape)}, {tuple(self.targets.shape)} and {tuple(self.prefix.shape)}")
+        if not bool((self.targets != IGNORE_INDEX).any()):
+            raise ValueError("the delay sample has no target: it has nothing the LM generated")
+
+    @classmethod
+    def from_example(cls, example) -> DelaySequence:
+        """A `soundlm.stages.Example` of a delay-pattern stage (numpy) as a sample."""
+        return cls(torch.from_numpy(np.asarray(example.inputs)).long(), torch.from_numpy(np.asarray(example.targets))
+                   .long(), torch.from_numpy(np.asarray(example.prefix)).long())
+
+    def to_json(self) -> dict:
+        return {"pattern": "delay", "inputs": self.inputs.tolist(), "targets": self.targets.tolist(),
+                "prefix": self.prefix.tolist()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> DelaySequence:
+        return cls(torch.tensor(obj["inputs"], dtype=torch.long), torch.tensor(obj["targets"], dtype=torch.long),
+                   torch.tensor(obj["prefix"], dtype=torch.long))
+
+    @property
+    def positions(self) -> int:
+        return int(self.prefix.shape[0] + self.inputs.shape[1])
+
+    @property
+    def kept(self) -> int:
+        from soundlm.lm.model import IGNORE_INDEX
+
+        return int((self.targets != IGNORE_INDEX).sum())
+
+
+# A sample of the stage being tuned: one token stream (TokenLM) or delayed codebooks with a prefix (DelayLM).
+StageSample = TokenSequence | DelaySequence
+
+
+def sample_from_json(obj: dict) -> StageSample:
+    """A stored sample of either kind (a flat one carries no "pattern": files written before delay samples)."""
+    return DelaySequence.from_json(obj) if obj.get("pattern") == "delay" else TokenSequence.from_json(obj)
+
 
 def window_sequence(stage, semantic: torch.Tensor | None, acoustic: torch.Tensor | None,
-                    condition: torch.Tensor | None = None) -> TokenSequence:
-    """The first window of one clip's ids as the stage `stage` (a `soundlm.stages.Stage`) reads it: BOS, the
-    condition ids [1, Q] of a conditioned stage, its context, its own ids; the loss mask on its own ids.
+                    condition: torch.Tensor | None = None) -> StageSample:
+    """The first window of one clip's ids as the stage `stage` (a `soundlm.stages.Stage`) reads it.
 
+    A flat stage: BOS, the condition ids [1, Q] of a conditioned stage, its context, its own ids; the loss
+    mask on its own ids. A delay-pattern stage: its training example of the window (`DelaySequence`).
     semantic [1, T_s] and acoustic [1, K, T_a] (None where the stage reads none) are cut to the stage's
     window as generation cuts them (`AudioLMPipeline`'s windows), so the sequence fits its positions.
     """
-    from soundlm.stages import stage_tokens
+    from soundlm.stages import Window, stage_tokens
 
     w, meta = stage.window_seconds, stage.meta
     if semantic is not None:
@@ -89,6 +158,11 @@ def window_sequence(stage, semantic: torch.Tensor | None, acoustic: torch.Tensor
                                   else int(round(w * meta.semantic_rate)))]
     if acoustic is not None:
         acoustic = acoustic[:, :, : int(w * meta.acoustic_rate)]
+    if stage.delayed:
+        window = Window("", 0.0, semantic[0].long().cpu().numpy() if semantic is not None else np.zeros(0, np.int64),
+                        acoustic[0].long().cpu().numpy(),
+                        condition[0].long().cpu().numpy() if condition is not None else None)
+        return DelaySequence.from_example(stage.example(window))
     seq = stage_tokens(stage.name, semantic, acoustic, stage.layout, stage.coarse_codebooks, condition=condition)
     tokens = seq.tokens[0].long().cpu()  # [L]
     return TokenSequence(tokens, torch.arange(tokens.shape[0]) >= max(int(seq.prefix_len), 1))
@@ -96,19 +170,35 @@ def window_sequence(stage, semantic: torch.Tensor | None, acoustic: torch.Tensor
 
 @dataclass
 class GeneratedSample:
-    """One output of a sampler: its LM tokens and loss mask, and the audio they decode to."""
+    """One output of a sampler: its LM tokens and loss mask (a flat stage) or its `DelaySequence` (a
+    delay-pattern stage), and the audio they decode to."""
 
-    tokens: torch.Tensor  # [T] int64
-    loss_mask: torch.Tensor  # [T] bool
+    tokens: torch.Tensor | None  # [T] int64; None for a delay-pattern sample
+    loss_mask: torch.Tensor | None  # [T] bool; None for a delay-pattern sample
     audio: np.ndarray  # [S] float mono
     sample_rate: int
+    delay: DelaySequence | None = None
+
+    @classmethod
+    def of(cls, sample: StageSample, audio: np.ndarray, sample_rate: int) -> GeneratedSample:
+        if isinstance(sample, DelaySequence):
+            return cls(None, None, audio, sample_rate, delay=sample)
+        return cls(sample.tokens, sample.loss_mask, audio, sample_rate)
+
+    @property
+    def sequence(self) -> StageSample:
+        """The sample as the pairs file stores it."""
+        if self.delay is not None:
+            return self.delay
+        return TokenSequence(self.tokens.long().cpu(), self.loss_mask.bool().cpu())
 
 
 class Sampler(Protocol):
     """Captions -> samples of the model being tuned (the MusicLM pipeline, wrapped).
 
     Each sample's `tokens` are the tuned stage's whole sequence as its LM reads it (BOS, any
-    condition ids, the generated ids) and `loss_mask` keeps only the generated ids; `audio` is what
+    condition ids, the generated ids) and `loss_mask` keeps only the generated ids (a delay-pattern
+    stage's sample is its `delay` example instead: `window_sequence` makes either); `audio` is what
     the full pipeline decodes the sample to (what the rewards hear). Same seed, same samples.
     """
 
@@ -117,14 +207,14 @@ class Sampler(Protocol):
 
 
 # audio [C, S] or [S] at sample_rate, caption -> the LM's tokens of that audio for that caption.
-PairTokenizer = Callable[[np.ndarray, int, str], TokenSequence]
+PairTokenizer = Callable[[np.ndarray, int, str], StageSample]
 
 
 @dataclass
 class PreferencePair:
     caption: str
-    chosen: TokenSequence
-    rejected: TokenSequence
+    chosen: StageSample
+    rejected: StageSample
     chosen_reward: float | None = None  # None: a person chose
     rejected_reward: float | None = None
 
@@ -136,7 +226,7 @@ class PairGroup:
     index: int
     caption: str
     source: str  # "self" | "human"
-    samples: list[TokenSequence]
+    samples: list[StageSample]
     pairs: list[tuple[int, int]]
     rewards: list[float | None] = field(default_factory=list)
     components: list[dict[str, float]] = field(default_factory=list)
@@ -155,7 +245,7 @@ class PairGroup:
     @classmethod
     def from_json(cls, obj: dict) -> PairGroup:
         return cls(index=int(obj["index"]), caption=str(obj["caption"]), source=str(obj["source"]),
-                   samples=[TokenSequence.from_json(s) for s in obj["samples"]],
+                   samples=[sample_from_json(s) for s in obj["samples"]],
                    pairs=[(int(a), int(b)) for a, b in obj["pairs"]],
                    rewards=[s.get("reward") for s in obj["samples"]],
                    components=[s.get("components") or {} for s in obj["samples"]], where=obj.get("where"),
@@ -272,7 +362,7 @@ def generate_pairs(requests: list[MusicRequest], sampler: Sampler, reward: Rewar
                 log.warning("caption %d %r asks for nothing the rewards measure; no pair from it", i, request.caption)
             audio = _save_samples(path.parent, i, samples) if keep_audio else []
             group = PairGroup(index=i, caption=request.caption, source="self",
-                              samples=[TokenSequence(s.tokens.long().cpu(), s.loss_mask.bool().cpu()) for s in samples],
+                              samples=[s.sequence for s in samples],
                               pairs=choose_pairs(scores, strategy, margin), rewards=scores, components=components,
                               audio=audio)
             append_group(path, group)

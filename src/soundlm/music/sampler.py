@@ -4,7 +4,8 @@ Each caption becomes condition ids (the bundle's MuLan, as `soundlm music` makes
 whole MusicLM pipeline generates `num_samples` clips of the tuned stage's window length, and each
 sample carries the ids the tuned stage drew, laid out as that stage reads them (BOS, the
 caption's condition ids, its context, its own ids: `music.pairs.window_sequence`), with the
-loss mask on its own ids, beside the decoded audio the rewards hear.
+loss mask on its own ids, beside the decoded audio the rewards hear. A delay-pattern stage's sample
+is its training example of that window (delayed codes, targets, prefix: `DelaySequence`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ class MusicLMSampler:
             for k, audio in enumerate(generated.audio):
                 seq = window_sequence(self.stage, generated.semantic[k: k + 1].cpu(), generated.codes[k: k + 1].cpu(),
                                       condition)
-                samples.append(GeneratedSample(seq.tokens, seq.loss_mask, audio.mean(axis=0),
-                                               self.music.sample_rate))  # audio [C, S] -> mono [S]
+                samples.append(GeneratedSample.of(seq, audio.mean(axis=0), self.music.sample_rate))  # [C, S] -> [S]
             out.append(samples)
         return out
 

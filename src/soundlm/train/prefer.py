@@ -3,7 +3,9 @@
     soundlm train prefer --base BUNDLE_OR_STAGE --pairs judgements.jsonl --out RUN   # people's choices (MusicRL-U)
     soundlm train prefer --base BUNDLE_OR_STAGE --self 4 --captions CORPUS --out RUN # reward-ranked samples (MusicRL-R)
 
-The base is a bundle (`--stage` picks the stage to tune, `semantic` by default) or a stage folder.
+The base is a bundle (`--stage` picks the stage to tune, `semantic` by default) or a stage folder; a
+flattened (TokenLM) or a delay-pattern (DelayLM, e.g. a `delay1` music bundle's coarse stage, which
+decides the timbre) stage, conditioned or not.
 The pairs are made first into RUN/pairs.jsonl (`music/pairs.py`: resumable), then the stage is
 trained with `music/dpo.py` against a frozen copy of the base on `train/loop.run_training`: a
 step's pairs are a function of (seed, step), so a killed run resumes to the same weights.
@@ -39,9 +41,10 @@ import torch
 from soundlm.checkpoint import check_resume_settings
 from soundlm.distributed import require_single_process
 from soundlm.fileio import atomic_dir, read_json, write_json_atomic
-from soundlm.music.dpo import dpo_loss, frozen_reference, sequence_logprobs
-from soundlm.music.pairs import (PairTokenizer, PreferencePair, TokenSequence, preference_pairs,
-                                 register_pair_tokenizer)
+from soundlm.lm.model import IGNORE_INDEX
+from soundlm.music.dpo import delay_logprobs, dpo_loss, frozen_reference, sequence_logprobs
+from soundlm.music.pairs import (DelaySequence, PairTokenizer, PreferencePair, StageSample, TokenSequence,
+                                 preference_pairs, register_pair_tokenizer)
 from soundlm.stages import Stage
 from soundlm.train.loop import Trainer, run_training
 from soundlm.train.metrics_log import MetricsLog
@@ -131,11 +134,6 @@ def load_base(base: str | Path, stage: str, device: torch.device) -> PreferenceB
         config = read_json(resolve_stage_folder(folder) / "config.json")
         name = (config.get("meta") or {}).get("stage")
         loaded, bundle = load_stage(folder, str(name), device), None
-    from soundlm.lm.model import TokenLM
-
-    if not isinstance(loaded.model, TokenLM):
-        raise ValueError(f"{loaded.folder}: a delay-pattern stage; preference tuning takes one token stream "
-                         "(a TokenLM stage, `--pattern flatten`)")
     return PreferenceBase(loaded, bundle)
 
 
@@ -148,7 +146,7 @@ def stage_pair_tokenizer(stage: Stage, audio_tokenizer,
     """
     from soundlm.music.pairs import window_sequence
 
-    def tokenize(audio: np.ndarray, sample_rate: int, caption: str) -> TokenSequence:
+    def tokenize(audio: np.ndarray, sample_rate: int, caption: str) -> StageSample:
         audio = np.asarray(audio, dtype=np.float32)
         audio = audio[None] if audio.ndim == 1 else audio  # [C, S]
         audio = audio[:, : int(stage.window_seconds * sample_rate)]
@@ -221,6 +219,42 @@ def collate_sequences(seqs: list[TokenSequence], pad_id: int) -> tuple[torch.Ten
     return tokens, mask
 
 
+def collate_delay(seqs: list[DelaySequence], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack delay samples of one prefix length, codes right-padded (inputs pad_id, no target there):
+    inputs [B, K, S], targets [B, K, S], prefix [B, P]. Causal attention keeps padding out of every real
+    position, which the prefix (before the codes) could not be."""
+    if len({s.prefix.shape[0] for s in seqs}) != 1:
+        raise ValueError("collate_delay takes samples of one prefix length; group them first")
+    k, length = seqs[0].inputs.shape[0], max(s.inputs.shape[1] for s in seqs)
+    inputs = torch.full((len(seqs), k, length), pad_id, dtype=torch.long)
+    targets = torch.full((len(seqs), k, length), IGNORE_INDEX, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        inputs[b, :, : s.inputs.shape[1]] = s.inputs
+        targets[b, :, : s.targets.shape[1]] = s.targets
+    return inputs, targets, torch.stack([s.prefix for s in seqs])
+
+
+def sample_logprobs(model: torch.nn.Module, samples: list[StageSample], pad_id: int,
+                    device: torch.device) -> torch.Tensor:
+    """Summed log-probability of each sample's generated ids under `model`, [N] (differentiable).
+
+    Flat samples run as one right-padded batch; delay samples as one batch per prefix length.
+    pad_id: the flat stage's padding id (a DelayLM pads its codes with its own `config.pad_id`).
+    """
+    if all(isinstance(s, TokenSequence) for s in samples):
+        tokens, mask = collate_sequences(samples, pad_id)
+        return sequence_logprobs(model, tokens.to(device), mask.to(device))
+    if not all(isinstance(s, DelaySequence) for s in samples):
+        raise ValueError("the pairs mix flat and delay-pattern samples; a pairs file holds one stage's samples")
+    out = torch.zeros(len(samples), device=device)
+    for p in sorted({s.prefix.shape[0] for s in samples}):
+        rows = [i for i, s in enumerate(samples) if s.prefix.shape[0] == p]
+        inputs, targets, prefix = collate_delay([samples[i] for i in rows], model.config.pad_id)
+        lp = delay_logprobs(model, inputs.to(device), targets.to(device), prefix.to(device))  # [len(rows)]
+        out = out.index_put((torch.tensor(rows, device=device),), lp)
+    return out
+
+
 @torch.no_grad()
 def logprob_margins(model: torch.nn.Module, pairs: list[PreferencePair], pad_id: int, device: torch.device,
                     batch_size: int = 16) -> np.ndarray:
@@ -230,9 +264,8 @@ def logprob_margins(model: torch.nn.Module, pairs: list[PreferencePair], pad_id:
     out = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i:i + batch_size]
-        tokens, mask = collate_sequences([p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id)
-        lp = sequence_logprobs(model, tokens.to(device), mask.to(device)).cpu()  # [2B]
-        out.append((lp[: len(chunk)] - lp[len(chunk):]).numpy())
+        lp = sample_logprobs(model, [p.chosen for p in chunk] + [p.rejected for p in chunk], pad_id, device).cpu()
+        out.append((lp[: len(chunk)] - lp[len(chunk):]).numpy())  # [B]
     model.train(was_training)
     return np.concatenate(out)
 
@@ -246,9 +279,9 @@ class PreferenceTrainer(Trainer):
         # The reference is the base: copied before `restore` puts a resumed run's weights in the policy.
         self.reference = frozen_reference(self.policy)
         limit = self.policy.max_positions
-        too_long = [len(s.tokens) for p in pairs for s in (p.chosen, p.rejected) if len(s.tokens) > limit]
+        too_long = [s.positions for p in pairs for s in (p.chosen, p.rejected) if s.positions > limit]
         if too_long:
-            raise ValueError(f"{len(too_long)} sequences are longer ({max(too_long)} tokens) than the stage's "
+            raise ValueError(f"{len(too_long)} sequences are longer ({max(too_long)} positions) than the stage's "
                              f"{limit} positions; cut the clips to the stage's window")
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -272,13 +305,12 @@ class PreferenceTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, float]:
         pairs = self.batch(step)
         n = len(pairs)
-        tokens, mask = collate_sequences([p.chosen for p in pairs] + [p.rejected for p in pairs], self.stage.pad_id)
-        tokens, mask = tokens.to(self.device), mask.to(self.device)  # [2B, T]: chosen rows, then rejected rows
-        policy = sequence_logprobs(self.policy, tokens, mask)  # [2B]
+        samples = [p.chosen for p in pairs] + [p.rejected for p in pairs]  # chosen rows, then rejected rows
+        policy = sample_logprobs(self.policy, samples, self.stage.pad_id, self.device)  # [2B]
         with torch.no_grad():
-            ref = sequence_logprobs(self.reference, tokens, mask)  # [2B]
+            ref = sample_logprobs(self.reference, samples, self.stage.pad_id, self.device)  # [2B]
         out = dpo_loss(policy[:n], policy[n:], ref[:n], ref[n:], self.cfg.beta, self.cfg.sft_weight,
-                       chosen_tokens=mask[:n, 1:].sum(dim=1))
+                       chosen_tokens=torch.tensor([p.chosen.kept for p in pairs], device=self.device))
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
