@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from soundlm.lm.model import TokenLM, lm_tiny
-from soundlm.music.dpo import dpo_loss, frozen_reference, sequence_logprobs
+from soundlm.stages import Stage
+from soundlm.music.dpo import delay_logprobs, dpo_loss, frozen_reference, sequence_logprobs
 from soundlm.music.rewards import (InstrumentReward, KeyReward, MuLanReward, MusicRequest, TempoReward, WeightedReward,
                                    key_credit, request_from_attributes, request_from_caption, tempo_credit)
 from test_music_analysis import A_MINOR_CADENCE, C_MAJOR_CADENCE, SR, chords, click_track
@@ -100,6 +101,87 @@ def test_sft_term_adds_the_chosen_nll_per_token():
         dpo_loss(lp, lp, lp, lp, beta=0.1, sft_weight=0.5)
     with pytest.raises(ValueError, match="beta"):
         dpo_loss(lp, lp, lp, lp, beta=0.0)
+
+
+# ---------------------------------------------------------------------------- DPO on a delay-pattern stage
+
+DELAY_K, CARD, SEM, COND_Q, COND_C = 2, 8, 10, 3, 5
+
+
+def delay_stage(seed: int = 0) -> Stage:
+    """A tiny conditioned delay-pattern coarse stage (MusicLM's acoustic stage, `delay1`): prefix = condition ids,
+    then semantic ids."""
+    from soundlm.lm.model import DelayLM, DelayLMConfig
+    from soundlm.stages import StageMeta, delay_prefix_offset, stage_layout
+
+    layout = stage_layout("coarse", SEM, CARD, DELAY_K, DELAY_K, condition_size=COND_C)
+    meta = StageMeta("coarse", 1.0, DELAY_K, DELAY_K, 8.0, 12.0, pattern="delay", condition_tokens=COND_Q,
+                     condition_size=COND_C)
+    torch.manual_seed(seed)
+    model = DelayLM(DelayLMConfig(num_codebooks=DELAY_K, codebook_size=CARD, backbone=lm_tiny(1, max_positions=64),
+                                  prefix_vocab_size=delay_prefix_offset(meta, layout) + COND_C + 1))
+    return Stage(model, layout, meta)
+
+
+def delay_sample(stage: Stage, seed: int, frames: int = 12, condition: bool = True):
+    from soundlm.music.pairs import DelaySequence
+    from soundlm.stages import Window
+
+    rng = np.random.default_rng(seed)
+    window = Window("r", 0.0, rng.integers(0, SEM, frames * 2 // 3), rng.integers(0, CARD, (DELAY_K, frames)),
+                    rng.integers(0, COND_C, COND_Q) if condition else None)
+    return DelaySequence.from_example(stage.example(window))
+
+
+def test_delay_logprobs_are_minus_the_training_cross_entropy():
+    from soundlm.stages import Window, collate, token_loss_sum
+
+    stage = delay_stage()
+    window = Window("r", 0.0, np.arange(8) % SEM, np.arange(2 * 12).reshape(2, 12) % CARD, np.array([1, 4, 0]))
+    batch = collate([stage.example(window)], pad_id=stage.pad_id)
+    assert int((batch["targets"] == -100).sum()) > 0  # the delay pads, which count nothing
+    with torch.no_grad():
+        nll = token_loss_sum(stage.logits(batch, torch.device("cpu")), batch["targets"])  # what training takes
+        lp = delay_logprobs(stage.model, batch["input_ids"], batch["targets"], batch["prefix"])
+    assert lp.shape == (1,) and lp.item() == pytest.approx(-nll.item(), rel=1e-5)
+
+
+def test_delay_logprobs_of_a_row_alone_equal_it_in_a_padded_batch():
+    from soundlm.train.prefer import sample_logprobs
+
+    stage = delay_stage()
+    model = stage.model.eval()
+    # Shorter codes (padded on the right) with shorter prefixes (their own batches).
+    samples = [delay_sample(stage, 0), delay_sample(stage, 1, frames=7), delay_sample(stage, 2, frames=9),
+               delay_sample(stage, 3)]
+    with torch.no_grad():
+        batched = sample_logprobs(model, samples, stage.pad_id, torch.device("cpu"))
+        alone = torch.cat([sample_logprobs(model, [s], stage.pad_id, torch.device("cpu")) for s in samples])
+    assert torch.allclose(batched, alone, rtol=1e-5, atol=1e-4)
+    assert len({s.prefix.shape[0] for s in samples}) > 1 and len({s.inputs.shape[1] for s in samples}) > 1
+    with pytest.raises(ValueError, match="mix flat and delay-pattern"):
+        from soundlm.music.pairs import TokenSequence
+
+        flat = TokenSequence(torch.tensor([1, 5, 6]), torch.tensor([False, True, True]))
+        sample_logprobs(model, [samples[0], flat], stage.pad_id, torch.device("cpu"))
+
+
+def test_dpo_steps_raise_the_margin_of_a_conditioned_delay_stage():
+    from soundlm.music.pairs import PreferencePair
+    from soundlm.train.prefer import PreferenceTrainer, PreferTrainConfig, logprob_margins
+
+    stage = delay_stage()
+    pairs = [PreferencePair("c", delay_sample(stage, 10 + i), delay_sample(stage, 20 + i)) for i in range(4)]
+    cfg = PreferTrainConfig(pairs="x", steps=5, batch_size=4, lr=3e-3, warmup=1, beta=0.5)
+    trainer = PreferenceTrainer(stage, pairs, cfg, torch.device("cpu"))
+    before = logprob_margins(trainer.policy, pairs, stage.pad_id, torch.device("cpu"))
+    trainer.begin(0)
+    for step in range(cfg.steps):
+        out = trainer.train_step(step)
+    after = logprob_margins(trainer.policy, pairs, stage.pad_id, torch.device("cpu"))
+    assert after.mean() > before.mean() + 0.5 and out["accuracy"] == 1.0
+    ref = logprob_margins(trainer.reference, pairs, stage.pad_id, torch.device("cpu"))
+    assert np.allclose(ref, before, atol=1e-4)  # the reference stayed the base
 
 
 # ---------------------------------------------------------------------------- rewards
