@@ -73,6 +73,39 @@ def test_token_sequences_check_their_mask():
         TokenSequence(torch.tensor([1, 5, 6]), torch.ones(2, dtype=torch.bool))
 
 
+def test_a_delay_pair_round_trips_exactly_and_old_flat_files_still_load(tmp_path):
+    from soundlm.music.pairs import DelaySequence, PairGroup, append_group
+
+    g = torch.Generator().manual_seed(0)
+
+    def delayed(p: int) -> DelaySequence:
+        targets = torch.randint(0, 8, (2, 6), generator=g)
+        targets[1, 0] = targets[0, -1] = -100  # the delay pads
+        return DelaySequence(torch.randint(0, 9, (2, 6), generator=g), targets, torch.randint(0, 30, (p,), generator=g))
+
+    group = PairGroup(index=0, caption="a flute", source="self", samples=[delayed(7), delayed(5)], pairs=[(1, 0)],
+                      rewards=[0.25, 0.75], components=[{"mulan": 0.25}, {"mulan": 0.75}])
+    path = tmp_path / "pairs.jsonl"
+    append_group(path, group)
+    back = read_groups(path)[0]
+    assert back.to_json() == group.to_json()
+    pair = preference_pairs([back])[0]
+    for got, want in ((pair.chosen, group.samples[1]), (pair.rejected, group.samples[0])):
+        assert isinstance(got, DelaySequence)
+        assert all(torch.equal(getattr(got, f), getattr(want, f)) for f in ("inputs", "targets", "prefix"))
+    assert pair.chosen.kept == 2 * 6 - 2 and pair.chosen.positions == 5 + 6
+    # A line as the flat-only format wrote it reads back as token sequences.
+    old = ('{"index": 2, "caption": "c", "source": "human", "where": "j.jsonl:2", "samples": [{"tokens": [1, 5, 6], '
+           '"mask": [0, 1, 1], "reward": null, "components": {}}, {"tokens": [1, 7, 6], "mask": [0, 1, 1], '
+           '"reward": null, "components": {}}], "pairs": [[0, 1]]}\n')
+    (tmp_path / "old.jsonl").write_text(old)
+    pair = preference_pairs(read_groups(tmp_path / "old.jsonl"))[0]
+    assert isinstance(pair.chosen, TokenSequence) and pair.chosen.tokens.tolist() == [1, 5, 6]
+    assert pair.rejected.loss_mask.tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="no target"):
+        DelaySequence(torch.zeros(2, 3, dtype=torch.long), torch.full((2, 3), -100), torch.zeros(2, dtype=torch.long))
+
+
 def test_choose_pairs():
     assert choose_pairs([0.2, 0.9, 0.5]) == [(1, 0)]
     assert choose_pairs([0.2, 0.9, 0.5], margin=0.8) == []
