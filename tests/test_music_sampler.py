@@ -102,6 +102,65 @@ def test_train_prefer_self_runs_end_to_end_on_a_music_bundle(bundle, tmp_path):
     assert tuned.generate(CAPTIONS[:1], seconds=0.3)[0][0].shape == (1, int(0.3 * SR))
 
 
+@pytest.fixture(scope="module")
+def delay1_bundle(tmp_path_factory):
+    """A tiny music bundle whose acoustic model is one conditioned delay-pattern coarse stage (as musiclm-tiny)."""
+    return make_tiny_music_bundle(tmp_path_factory.mktemp("music-delay1"), pattern="delay1")
+
+
+def test_delay_stage_samples_are_its_training_example_of_the_generated_window(delay1_bundle):
+    from soundlm.music.pairs import DelaySequence
+    from soundlm.stages import delay_prefix_offset
+
+    stage = load_stage(delay1_bundle / "coarse", "coarse")
+    assert stage.delayed and stage.meta.conditioned
+    sampler = load_sampler("musiclm", delay1_bundle, stage, torch.device("cpu"))
+    out = sampler.sample(CAPTIONS[:1], num_samples=2, seed=4)
+    conditions = sampler.music.condition_tokens(CAPTIONS[:1])  # [1, Q]
+    alone = sampler.music.audiolm.generate_batch_tokens(
+        [BatchRequest(seconds=sampler.seconds, num_samples=2, seed=caption_seed(4, 0), condition=conditions[0])],
+        sampler.sampling)[0]
+    offset = delay_prefix_offset(stage.meta, stage.layout)
+    for k, s in enumerate(out[0]):
+        assert s.tokens is None and isinstance(s.delay, DelaySequence) and s.sequence is s.delay
+        # The prefix: the caption's condition ids in the prefix vocabulary, then the semantic ids the codes followed.
+        assert torch.equal(s.delay.prefix[:Q], conditions[0] + offset)
+        want = window_sequence(stage, alone.semantic[k: k + 1], alone.codes[k: k + 1], conditions[0][None])
+        assert all(torch.equal(getattr(s.delay, f), getattr(want, f)) for f in ("inputs", "targets", "prefix"))
+        # Undelaying the targets gives back the codes generation drew.
+        frames = s.delay.inputs.shape[1] - stage.coarse_codebooks + 1
+        codes = torch.stack([s.delay.targets[q, q: q + frames] for q in range(stage.coarse_codebooks)])
+        assert torch.equal(codes, alone.codes[k, : stage.coarse_codebooks, :frames])
+        assert s.delay.positions <= stage.model.max_positions
+
+
+def test_train_prefer_self_tunes_a_delay_stage_of_a_music_bundle(delay1_bundle, tmp_path):
+    from soundlm.cli import app
+
+    captions = tmp_path / "captions.txt"
+    captions.write_text("".join(f"{c}\n" for c in CAPTIONS + ["solemn organ chorale in G minor, 60 bpm"]))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "prefer", "--base", str(delay1_bundle), "--stage", "coarse", "--self",
+                                   "3", "--captions", str(captions), "--out", str(out), "--steps", "3",
+                                   "--batch-size", "2", "--warmup", "1", "--lr", "3e-3", "--device", "cpu",
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "prefer.json").read_text())
+    assert summary["stage"] == "coarse" and summary["captions"] == 3 and summary["pairs"] >= 1
+    groups = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert all(len(g["samples"]) == 3 and all(s["pattern"] == "delay" for s in g["samples"]) for g in groups)
+    # The tuned delay stage is in the bundle, the semantic stage as it was; it loads and generates from a caption.
+    tuned = load_stage(out / "model" / "coarse", "coarse").model
+    base = load_stage(delay1_bundle / "coarse", "coarse").model
+    assert not torch.equal(tuned.heads[0].weight, base.heads[0].weight)
+    music = MusicLMPipeline.from_bundle(out / "model", device="cpu")
+    assert torch.equal(music.audiolm.coarse.model.heads[0].weight, tuned.heads[0].weight)
+    assert torch.equal(music.audiolm.semantic.model.hf.lm_head.weight,
+                       load_stage(delay1_bundle / "semantic", "semantic").model.hf.lm_head.weight)
+    audio = music.generate(CAPTIONS[:1], seconds=0.3)[0][0]
+    assert audio.shape == (1, int(0.3 * SR)) and np.isfinite(audio).all()
+
+
 def test_sampler_rejects_nonpositive_seconds(bundle):
     music = MusicLMPipeline(AudioLMPipeline.from_bundle(bundle, device="cpu"), StandInMuLan())
     with pytest.raises(ValueError, match="seconds must be positive"):
