@@ -68,9 +68,18 @@ def test_cli_tunes_a_bundle_stage_on_human_pairs(bundle, judgements, tmp_path):
     assert {"train/loss", "train/accuracy", "train/margin"} <= set(metrics[-1])
 
 
-def test_resume_after_a_stop_equals_the_straight_run(bundle, judgements, tmp_path):
+@pytest.fixture(scope="module")
+def delay1_bundle(tmp_path_factory):
+    """One unconditioned delay-pattern coarse stage over all the codec's codebooks, no fine stage."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("prefer-delay1"), pattern="delay1")
+
+
+@pytest.mark.parametrize("pattern", ["flatten", "delay1"])
+def test_resume_after_a_stop_equals_the_straight_run(bundle, delay1_bundle, judgements, tmp_path, pattern):
+    base = bundle if pattern == "flatten" else delay1_bundle
+
     def cfg(out, stop_at=None):
-        return PreferTrainConfig(base=str(bundle), out=str(out), pairs=str(judgements), stage="coarse", steps=4,
+        return PreferTrainConfig(base=str(base), out=str(out), pairs=str(judgements), stage="coarse", steps=4,
                                  batch_size=2, lr=2e-3, warmup=1, ckpt_every=10, stop_at=stop_at, device="cpu",
                                  progress=False)
 
@@ -81,6 +90,15 @@ def test_resume_after_a_stop_equals_the_straight_run(bundle, judgements, tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="other settings.*beta"):
         train_prefer(PreferTrainConfig(**{**cfg(tmp_path / "b").__dict__, "beta": 0.3}))
+    summary = json.loads((tmp_path / "a" / "prefer.json").read_text())
+    assert summary["stage"] == "coarse" and summary["pairs"] == 6
+    if pattern == "delay1":  # the judgements' clips became delay samples, and the tuned bundle loads and generates
+        from soundlm.pretrained import load_pipeline
+
+        groups = [json.loads(x) for x in (tmp_path / "a" / "pairs.jsonl").read_text().splitlines()]
+        assert all(s["pattern"] == "delay" for g in groups for s in g["samples"])
+        assert summary["logprob_margin_after"] > summary["logprob_margin_before"]
+        assert np.isfinite(load_pipeline(tmp_path / "a" / "model", device="cpu").generate(seconds=0.3, seed=0)).all()
 
 
 def test_self_generated_pairs_through_a_registered_sampler(bundle, tmp_path):
