@@ -134,6 +134,24 @@ def test_delay_stage_samples_are_its_training_example_of_the_generated_window(de
         assert s.delay.positions <= stage.model.max_positions
 
 
+def test_pair_tokenizer_of_a_delay_stage_puts_the_captions_condition_first_in_the_prefix(delay1_bundle):
+    import soundlm.train.prefer  # noqa: F401  (registers the pair tokenizers)
+    from soundlm.music.pairs import DelaySequence
+    from soundlm.stages import delay_prefix_offset
+
+    stage = load_stage(delay1_bundle / "coarse", "coarse")
+    tokenize = load_pair_tokenizer("musiclm", delay1_bundle, stage, torch.device("cpu"))
+    mulan = StandInMuLan()
+    a, b = tokenize(tone(1.0), SR, CAPTIONS[0]), tokenize(tone(1.0), SR, CAPTIONS[1])
+    offset = delay_prefix_offset(stage.meta, stage.layout)
+    for seq, caption in ((a, CAPTIONS[0]), (b, CAPTIONS[1])):
+        assert isinstance(seq, DelaySequence)
+        assert torch.equal(seq.prefix[:Q], mulan.caption_condition([caption])[0] + offset)
+    # Same clip: the codes and the semantic part of the prefix are the same, the condition differs.
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+    assert torch.equal(a.prefix[Q:], b.prefix[Q:]) and not torch.equal(a.prefix[:Q], b.prefix[:Q])
+
+
 def test_train_prefer_self_tunes_a_delay_stage_of_a_music_bundle(delay1_bundle, tmp_path):
     from soundlm.cli import app
 
