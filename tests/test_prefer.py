@@ -147,6 +147,7 @@ def test_delay_logprobs_are_minus_the_training_cross_entropy():
 
 
 def test_delay_logprobs_of_a_row_alone_equal_it_in_a_padded_batch():
+    from soundlm.music.pairs import TokenSequence
     from soundlm.train.prefer import sample_logprobs
 
     stage = delay_stage()
@@ -159,15 +160,13 @@ def test_delay_logprobs_of_a_row_alone_equal_it_in_a_padded_batch():
         alone = torch.cat([sample_logprobs(model, [s], stage.pad_id, torch.device("cpu")) for s in samples])
     assert torch.allclose(batched, alone, rtol=1e-5, atol=1e-4)
     assert len({s.prefix.shape[0] for s in samples}) > 1 and len({s.inputs.shape[1] for s in samples}) > 1
+    flat = TokenSequence(torch.tensor([1, 5, 6]), torch.tensor([False, True, True]))
     with pytest.raises(ValueError, match="mix flat and delay-pattern"):
-        from soundlm.music.pairs import TokenSequence
-
-        flat = TokenSequence(torch.tensor([1, 5, 6]), torch.tensor([False, True, True]))
         sample_logprobs(model, [samples[0], flat], stage.pad_id, torch.device("cpu"))
 
 
 def test_dpo_steps_raise_the_margin_of_a_conditioned_delay_stage():
-    from soundlm.music.pairs import PreferencePair
+    from soundlm.music.pairs import PreferencePair, TokenSequence
     from soundlm.train.prefer import PreferenceTrainer, PreferTrainConfig, logprob_margins
 
     stage = delay_stage()
@@ -182,6 +181,9 @@ def test_dpo_steps_raise_the_margin_of_a_conditioned_delay_stage():
     assert after.mean() > before.mean() + 0.5 and out["accuracy"] == 1.0
     ref = logprob_margins(trainer.reference, pairs, stage.pad_id, torch.device("cpu"))
     assert np.allclose(ref, before, atol=1e-4)  # the reference stayed the base
+    flat = TokenSequence(torch.tensor([1, 5, 6]), torch.tensor([False, True, True]))
+    with pytest.raises(ValueError, match="1 samples are not DelaySequences.*delay-pattern"):
+        PreferenceTrainer(stage, pairs + [PreferencePair("c", pairs[0].chosen, flat)], cfg, torch.device("cpu"))
 
 
 # ---------------------------------------------------------------------------- rewards

@@ -278,6 +278,12 @@ class PreferenceTrainer(Trainer):
         self.policy = stage.model.to(device)
         # The reference is the base: copied before `restore` puts a resumed run's weights in the policy.
         self.reference = frozen_reference(self.policy)
+        kind = DelaySequence if stage.delayed else TokenSequence
+        wrong = sum(not isinstance(s, kind) for p in pairs for s in (p.chosen, p.rejected))
+        if wrong:
+            raise ValueError(f"{wrong} samples are not {kind.__name__}s, the samples of the {stage.name} stage "
+                             f"({'delay-pattern' if stage.delayed else 'flattened'}); make the pairs with a sampler "
+                             "or tokenizer for this stage (`music.pairs.window_sequence`), into a new --out")
         limit = self.policy.max_positions
         too_long = [s.positions for p in pairs for s in (p.chosen, p.rejected) if s.positions > limit]
         if too_long:
