@@ -8,8 +8,9 @@ stays beside it. For a pair (chosen y_w, rejected y_l) of the same request,
 where log pi(y) sums the token log-probabilities of the positions the loss mask keeps (the
 generated tokens, not the prompt); for a delay-pattern stage (`DelayLM`), those of every code
 that has a target (`delay_logprobs`: the delay pads and the prefix count nothing). `beta` is
-the strength of the implicit KL penalty that keeps the policy near the reference: DPO's objective is the KL-regularised reward maximisation
-`E[r] - beta * KL(pi || ref)` solved in closed form, so no separate KL term is needed.
+the strength of the implicit KL penalty that keeps the policy near the reference: DPO's
+objective is the KL-regularised reward maximisation `E[r] - beta * KL(pi || ref)` solved in
+closed form, so no separate KL term is needed.
 
 `sft_weight` adds the mean negative log-likelihood per token of the chosen sequences (the
 "RPO" / DPO+NLL regulariser of Pang et al. 2024): DPO alone can lower the likelihood of both
