@@ -55,6 +55,8 @@ def test_settings_that_would_fail_hours_in_are_refused_first(tmp_path):
         check_musiclm_settings(replace(musiclm_tiny(), prefer_reward=("mulan", "key", "tempo", "instrument")))
     with pytest.raises(ValueError, match="some of"):
         check_musiclm_settings(replace(musiclm_tiny(), prefer_reward=("loudness",)))
+    with pytest.raises(ValueError, match="--prefer-stage must be semantic or coarse"):
+        check_musiclm_settings(replace(musiclm_tiny(), prefer_stage="fine"))
     with pytest.raises(ValueError, match="--condition-from must be audio or text"):
         check_musiclm_settings(replace(musiclm_tiny(), condition_from="tags"))
     with pytest.raises(ValueError, match="fewer than --condition-levels 3"):
@@ -76,7 +78,7 @@ def test_changing_a_setting_on_a_started_work_folder_is_refused(tmp_path):
 
 def test_a_run_started_before_musiclm_tiny_resumes_unconditioned():
     old = json.loads(json.dumps(asdict(music_tiny())))
-    for key in ("conditioned", "mulan_from", "condition_levels", "condition_from", "prefer_reward",
+    for key in ("conditioned", "mulan_from", "condition_levels", "condition_from", "prefer_stage", "prefer_reward",
                 "music_eval_captions"):
         del old[key]
     assert settings_changes(upgrade_settings(old), json.loads(json.dumps(asdict(music_tiny())))) == []
@@ -102,6 +104,8 @@ def test_cli_passes_mulan_and_levels_and_refuses_them_for_an_unconditioned_recip
     assert res.exit_code == 1 and seen["cfg"].condition_from == "text"
     res, _ = recipe_cli("music-tiny", "--condition-from", "text")
     assert res.exit_code != 0 and "conditioned recipe" in res.output
+    res, seen = recipe_cli("musiclm-tiny", "--corpus", "data/music", "--prefer-stage", "coarse")
+    assert res.exit_code == 1 and seen["cfg"].prefer_stage == "coarse"
 
 
 def test_condition_from_text_makes_the_recipes_mulan_read_captions(tmp_path):

@@ -112,6 +112,8 @@ class RecipeConfig:
     prefer_captions: int = 48  # training captions sampled for the preference pairs
     prefer_samples: int = 4  # samples per caption; the best and the worst by reward make a pair
     prefer_steps: int = 150
+    # the stage DPO tunes: "semantic" (the notes: key, tempo) or "coarse" (a delay1 model's one acoustic stage: timbre)
+    prefer_stage: str = "semantic"
     prefer_batch_size: int = 8
     prefer_lr: float = 1e-4
     # the reward's parts (`eval music`'s win metrics); the win rate that counts is on the others
@@ -202,8 +204,8 @@ _ADDED_WITH_MUSIC = {"corpus": "speech", "corpus_from": None, "music_clips": 400
 _ADDED_WITH_WIDE = {"inventory": "classic", "acoustic_pattern": "flatten"}
 # Settings added with musiclm-tiny, at the values every unconditioned recipe before it ran with.
 _ADDED_WITH_MUSICLM = {k: v for k, v in asdict(RecipeConfig(name="")).items() if k in (
-    "conditioned", "mulan_from", "mulan_steps", "mulan_batch_size", "condition_levels", "condition_from", "prefer_captions",
-    "prefer_samples", "prefer_steps", "prefer_batch_size", "prefer_lr", "prefer_reward", "music_eval_captions",
+    "conditioned", "mulan_from", "mulan_steps", "mulan_batch_size", "condition_levels", "condition_from",
+    "prefer_captions", "prefer_samples", "prefer_steps", "prefer_stage", "prefer_batch_size", "prefer_lr", "prefer_reward", "music_eval_captions",
     "music_eval_seconds")}
 _ADDED_WITH_MUSICLM = json.loads(json.dumps(_ADDED_WITH_MUSICLM))  # tuples as lists, as recipe.json reads back
 
@@ -349,6 +351,8 @@ def _command(cfg: RecipeConfig, work: Path, model_dir: Path) -> str:
         parts.append(f"--condition-levels {cfg.condition_levels}")
     if cfg.condition_from != base.condition_from:
         parts.append(f"--condition-from {cfg.condition_from}")
+    if cfg.prefer_stage != base.prefer_stage:
+        parts.append(f"--prefer-stage {cfg.prefer_stage}")
     if cfg.semantic_features != base.semantic_features:
         parts.append(f"--semantic-features {cfg.semantic_features}")
     if cfg.acoustic_pattern != base.acoustic_pattern:

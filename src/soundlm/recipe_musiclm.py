@@ -49,6 +49,8 @@ def check_musiclm_settings(cfg: RecipeConfig) -> None:
         raise ValueError(f"a conditioned (MusicLM) recipe trains on the music corpus, got corpus {cfg.corpus!r}")
     if cfg.condition_levels < 1:
         raise ValueError(f"--condition-levels must be >= 1, got {cfg.condition_levels}")
+    if cfg.prefer_stage not in ("semantic", "coarse"):
+        raise ValueError(f"--prefer-stage must be semantic or coarse, got {cfg.prefer_stage!r}")
     if cfg.condition_from not in CONDITION_SOURCES:
         raise ValueError(f"--condition-from must be {' or '.join(CONDITION_SOURCES)}, got {cfg.condition_from!r}")
     unknown = [p for p in cfg.prefer_reward if p not in REWARD_PARTS]
@@ -97,13 +99,13 @@ def prepare_mulan(cfg: RecipeConfig, manifest: Path, work: Path, device: str | N
 
 def prefer_config(cfg: RecipeConfig, model_dir: Path, manifest: Path, instrument: Path, mulan: Path, out: Path,
                   device: str | None) -> PreferTrainConfig:
-    """The recipe's `soundlm train prefer --self` settings: the semantic stage (the flatten-pattern one DPO
-    tunes), the reward of `cfg.prefer_reward`'s parts, `prefer_captions` training captions."""
+    """The recipe's `soundlm train prefer --self` settings: the stage `cfg.prefer_stage` (semantic, or the delay1
+    model's acoustic stage), the reward of `cfg.prefer_reward`'s parts, `prefer_captions` training captions."""
     from soundlm.train.prefer import PreferTrainConfig
 
     parts = set(cfg.prefer_reward)
     return PreferTrainConfig(base=str(model_dir), out=str(out), self_samples=cfg.prefer_samples,
-                             captions=str(manifest.parent), max_captions=cfg.prefer_captions, stage="semantic",
+                             captions=str(manifest.parent), max_captions=cfg.prefer_captions, stage=cfg.prefer_stage,
                              steps=cfg.prefer_steps, batch_size=cfg.prefer_batch_size, lr=cfg.prefer_lr,
                              key_weight=float("key" in parts), tempo_weight=float("tempo" in parts),
                              instrument_model=str(instrument) if "instrument" in parts else None,

@@ -48,6 +48,9 @@ def recipe(
                                                    "(MusicLM: quantized MuLan audio embeddings at training, text "
                                                    "embeddings at inference) or text (the caption's own tokens at "
                                                    "both; docs/RESULTS.md section 16)."),
+    prefer_stage: str | None = typer.Option(None, "--prefer-stage",
+                                            help="musiclm-tiny: the stage MusicRL's DPO tunes: semantic (default) or "
+                                                 "coarse (the acoustic stage, which decides the timbre)."),
     semantic_features: str | None = typer.Option(None, "--semantic-features",
                                                  help="phonetic (speech-tiny's: CTC encoder + k-means), mfcc, "
                                                       "chroma (music-tiny's) or cqt."),
@@ -83,15 +86,19 @@ def recipe(
         cfg = replace(cfg, codec_from=str(codec))
     if corpus is not None:
         cfg = replace(cfg, corpus_from=str(corpus))
-    if (mulan is not None or condition_levels is not None or condition_from is not None) and not cfg.conditioned:
-        raise ValueError(f"--mulan, --condition-levels and --condition-from are settings of a conditioned recipe "
-                         f"(musiclm-tiny), not of {name}")
+    musiclm_only = {"--mulan": mulan, "--condition-levels": condition_levels, "--condition-from": condition_from,
+                    "--prefer-stage": prefer_stage}
+    given = [k for k, v in musiclm_only.items() if v is not None]
+    if given and not cfg.conditioned:
+        raise ValueError(f"{', '.join(given)}: settings of a conditioned recipe (musiclm-tiny), not of {name}")
     if mulan is not None:
         cfg = replace(cfg, mulan_from=str(mulan))
     if condition_levels is not None:
         cfg = replace(cfg, condition_levels=condition_levels)
     if condition_from is not None:
         cfg = replace(cfg, condition_from=condition_from)
+    if prefer_stage is not None:
+        cfg = replace(cfg, prefer_stage=prefer_stage)
     if semantic_features is not None:
         if semantic_features not in RECIPE_FEATURES:
             raise ValueError(f"--semantic-features must be {', '.join(RECIPE_FEATURES[:-1])} or "
