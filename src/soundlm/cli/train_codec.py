@@ -35,6 +35,17 @@ def train_codec_command(
                                       help="Weight of the multi-resolution STFT loss (spectral convergence + log "
                                            "magnitude; its spectral convergence is normalised over each process's "
                                            "batch)."),
+    lowband_weight: float = typer.Option(CodecTrainConfig.lowband_weight,
+                                         help="Weight of a long-window (4096) log-magnitude STFT loss below 2 kHz, "
+                                              "which sees lines a decoder adds between partials (a buzz at its "
+                                              "frame rate's multiples); 0: off."),
+    init_from: str | None = typer.Option(None, "--init-from",
+                                         help="Start from this trained codec folder (its architecture and weights, "
+                                              "not --preset's)."),
+    decoder_only: bool = typer.Option(False, "--decoder-only",
+                                      help="With --init-from: train the decoder alone; the encoder and quantizer "
+                                           "stay frozen, so the codes (and stores and LMs trained on them) stay "
+                                           "valid and the new codec replaces the old one in a bundle."),
     disc_filters: int = typer.Option(CodecTrainConfig.disc_filters,
                                      help="Channels of the discriminator's first convolutions."),
     ckpt_every: int = typer.Option(CodecTrainConfig.ckpt_every, help="Save a checkpoint every N steps."),

@@ -69,6 +69,25 @@ class MultiResolutionSTFTLoss(nn.Module):
         return total / len(self.fft_sizes)
 
 
+class LowBandSTFTLoss(nn.Module):
+    """L1 between log magnitudes of long-window STFTs (~4 Hz bins at 16 kHz) below `max_hz`.
+
+    Mel scales and 32-128 ms windows blur what lies between partials at low frequencies, so a
+    decoder can add lines there (e.g. a buzz at multiples of its frame rate, which reads as a
+    chord to a chroma or key analyser) at little cost to the other losses; this one sees them.
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int = 4096, max_hz: float = 2000.0):
+        super().__init__()
+        self.n_fft, self.bins = n_fft, int(max_hz * n_fft / sample_rate) + 1
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # [B, C, S] each
+        p = _stft_mag(pred, self.n_fft, self.n_fft // 4, self.window)[:, : self.bins]
+        t = _stft_mag(target, self.n_fft, self.n_fft // 4, self.window)[:, : self.bins]
+        return F.l1_loss(torch.log(p), torch.log(t))
+
+
 class MultiScaleMelLoss(nn.Module):
     """L1 between log mel spectrograms at several (n_fft, n_mels) resolutions."""
 

@@ -47,7 +47,8 @@ from soundlm.audio import AudioError, crop_or_pad, load_audio, save_audio
 from soundlm.checkpoint import TRAIN_CONFIG, latest_checkpoint, refuse_changed_settings, step_dir_name
 from soundlm.codec.discriminator import (MultiScaleSTFTDiscriminator, discriminator_loss, feature_matching_loss,
                                          generator_adversarial_loss)
-from soundlm.codec.losses import MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes, si_sdr
+from soundlm.codec.losses import (LowBandSTFTLoss, MultiResolutionSTFTLoss, MultiScaleMelLoss, default_fft_sizes,
+                                  si_sdr)
 from soundlm.codec.rvq import codebook_stats
 from soundlm.codec.soundstream import CodecConfig, CodecOutput, SoundStreamCodec, codec_preset
 from soundlm.distributed import Processes, start_processes
@@ -57,7 +58,7 @@ from soundlm.train.metrics_log import MetricsLog
 
 # Options that must not change when a run is resumed (they change what the run computes).
 RESUME_LOCKED = ("preset", "batch_size", "segment_seconds", "seed", "adversarial", "adv_start_step", "adv_kind",
-                 "heldout_fraction", "lr", "disc_lr", "disc_filters")
+                 "heldout_fraction", "lr", "disc_lr", "disc_filters", "init_from", "decoder_only")
 
 
 @dataclass
@@ -78,6 +79,11 @@ class CodecTrainConfig:
     disc_filters: int = 32
     mel_weight: float = 5.0
     stft_weight: float = 1.0
+    lowband_weight: float = 0.0  # the long-window low-band log-STFT loss (`LowBandSTFTLoss`); 0: off
+    # Start from this codec folder's weights (its config too, not the preset's); with decoder_only the encoder
+    # and quantizer stay frozen, so the codes are the start codec's and stores and LMs trained on them stay valid
+    init_from: str | None = None
+    decoder_only: bool = False
     l1_weight: float = 0.1
     commit_weight: float = 1.0
     adv_weight: float = 1.0
@@ -109,6 +115,10 @@ class CodecTrainConfig:
             raise ValueError(f"adv_kind must be 'hinge' or 'lsgan', got {self.adv_kind!r}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.decoder_only and self.init_from is None:
+            raise ValueError("decoder_only fine-tunes a trained codec's decoder; pass the codec with --init-from")
+        if self.lowband_weight < 0:
+            raise ValueError(f"lowband_weight must be >= 0, got {self.lowband_weight}")
 
 
 @dataclass
@@ -328,8 +338,16 @@ class _CodecTrainer(Trainer):
         self.n_qs = tuple(sorted({1, codec_config.n_q}))
         sr = codec_config.sample_rate
         self.model = SoundStreamCodec(codec_config).to(device)
+        if cfg.init_from is not None:
+            from soundlm.codec import load_codec
+
+            self.model.load_state_dict(load_codec(cfg.init_from, device=device).state_dict())
+        self.frozen = (self.model.encoder, self.model.quantizer) if cfg.decoder_only else ()
+        for module in self.frozen:
+            module.requires_grad_(False)
         self.model.source = str(run)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=cfg.betas)
         self.disc = self.disc_opt = None
         if cfg.adversarial:
             self.disc = MultiScaleSTFTDiscriminator(channels=codec_config.channels, filters=cfg.disc_filters,
@@ -337,6 +355,7 @@ class _CodecTrainer(Trainer):
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
         self.mel_loss = MultiScaleMelLoss(sr).to(device)
         self.stft_loss = MultiResolutionSTFTLoss(default_fft_sizes(sr)).to(device)
+        self.lowband_loss = LowBandSTFTLoss(sr).to(device) if cfg.lowband_weight else None
         self.device = device
         self.step_model = procs.wrap(self.model)
         self.step_disc = None if self.disc is None else procs.wrap(self.disc)
@@ -369,12 +388,17 @@ class _CodecTrainer(Trainer):
         cfg = self.cfg
         step += 1  # the dataset and the adversarial start count steps from 1
         x = next(self.batches).to(self.device)  # [B, 1, S]
+        for module in self.frozen:  # every step (evaluation sets train mode back): no EMA codebook updates,
+            module.eval()  # no dead-code restarts, no quantizer dropout
         out = self.step_model(x)
         y = out.audio
         losses = {"mel": self.mel_loss(y, x), "stft": self.stft_loss(y, x), "l1": F.l1_loss(y, x),
                   "commit": out.commit_loss}
         total = (cfg.mel_weight * losses["mel"] + cfg.stft_weight * losses["stft"]
                  + cfg.l1_weight * losses["l1"] + cfg.commit_weight * losses["commit"])
+        if self.lowband_loss is not None:
+            losses["lowband"] = self.lowband_loss(y, x)
+            total = total + cfg.lowband_weight * losses["lowband"]
         use_adv = self.disc is not None and step > cfg.adv_start_step
         if use_adv:
             fake, real = self.step_disc(y), self.step_disc(x)
@@ -386,7 +410,7 @@ class _CodecTrainer(Trainer):
                                      f"from {latest_checkpoint(self.run)}")
         self.opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
         if use_adv:
             # Discriminator step on the detached reconstruction (the generator step is done).
@@ -448,6 +472,10 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
     if ckpt is not None:
         refuse_changed_settings(run, settings, RESUME_LOCKED + ("processes",))
         codec_config = CodecConfig.from_dict(read_json(ckpt / "config.json"))
+    elif cfg.init_from is not None:
+        from soundlm.codec import load_codec
+
+        codec_config = load_codec(cfg.init_from).config
     elif codec_config is None:
         codec_config = codec_preset(cfg.preset)
     if codec_config.channels != 1:
