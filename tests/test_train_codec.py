@@ -163,3 +163,23 @@ def test_scan_takes_corpus_ids_and_holds_out_loose_files_by_relative_path(corpus
     assert [it.holdout_key for it in items] == rels
     held = sorted(rels, key=lambda r: zlib.crc32(r.encode()))[:math.ceil(0.4 * len(rels))]
     assert sorted(it.holdout_key for it in items if it.split == "heldout") == sorted(held)
+
+
+def test_decoder_only_fine_tuning_keeps_the_codes_and_changes_the_decoder(corpus, tmp_path):
+    """--init-from + --decoder-only: the encoder and quantizer (EMA codebooks included) are the start codec's, so
+    every code is; the decoder trains, with the low-band loss logged; without --init-from it is refused."""
+    start = train_codec(_cfg(corpus, tmp_path / "start", steps=4, ckpt_every=4)).final_dir
+    tuned = train_codec(_cfg(corpus, tmp_path / "ft", steps=4, ckpt_every=4, init_from=str(start), decoder_only=True,
+                             lowband_weight=1.0, preset="small")).final_dir
+    a, b = load_codec(str(start), device="cpu"), load_codec(str(tuned), device="cpu")
+    assert a.config == b.config  # the start codec's architecture, not --preset small's
+    sa, sb = a.state_dict(), b.state_dict()
+    kept = [k for k in sa if k.startswith(("encoder.", "quantizer."))]
+    assert kept and all(torch.equal(sa[k], sb[k]) for k in kept)
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if k.startswith("decoder."))
+    x = torch.from_numpy(harmonic(0.5, 200, 9))[None, None]
+    with torch.no_grad():
+        assert torch.equal(a.encode(x), b.encode(x))
+    assert all("lowband" in line for line in _train_lines(tmp_path / "ft"))
+    with pytest.raises(ValueError, match="--init-from"):
+        train_codec(_cfg(corpus, tmp_path / "bad", decoder_only=True))
