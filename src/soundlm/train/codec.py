@@ -331,17 +331,16 @@ class _CodecTrainer(Trainer):
     """
 
     def __init__(self, run: Path, cfg: CodecTrainConfig, codec_config: CodecConfig, dataset: CropBatches,
-                 eval_ids: list[str], eval_clips: torch.Tensor, procs: Processes):
+                 eval_ids: list[str], eval_clips: torch.Tensor, procs: Processes,
+                 start_weights: dict[str, torch.Tensor] | None = None):
         self.run, self.cfg, self.dataset, self.eval_ids, self.eval_clips = run, cfg, dataset, eval_ids, eval_clips
         self.procs = procs
         device = procs.device
         self.n_qs = tuple(sorted({1, codec_config.n_q}))
         sr = codec_config.sample_rate
         self.model = SoundStreamCodec(codec_config).to(device)
-        if cfg.init_from is not None:
-            from soundlm.codec import load_codec
-
-            self.model.load_state_dict(load_codec(cfg.init_from, device=device).state_dict())
+        if start_weights is not None:  # --init-from's codec (a resumed run restores its checkpoint instead)
+            self.model.load_state_dict(start_weights)
         self.frozen = (self.model.encoder, self.model.quantizer) if cfg.decoder_only else ()
         for module in self.frozen:
             module.requires_grad_(False)
@@ -469,13 +468,15 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
     settings = {**dataclasses.asdict(cfg), "processes": procs.world}
 
     ckpt = latest_checkpoint(run)
+    start_weights = None
     if ckpt is not None:
         refuse_changed_settings(run, settings, RESUME_LOCKED + ("processes",))
         codec_config = CodecConfig.from_dict(read_json(ckpt / "config.json"))
     elif cfg.init_from is not None:
         from soundlm.codec import load_codec
 
-        codec_config = load_codec(cfg.init_from).config
+        start = load_codec(cfg.init_from, device="cpu")
+        codec_config, start_weights = start.config, start.state_dict()
     elif codec_config is None:
         codec_config = codec_preset(cfg.preset)
     if codec_config.channels != 1:
@@ -496,7 +497,8 @@ def train_codec(cfg: CodecTrainConfig, codec_config: CodecConfig | None = None) 
     segment = int(round(cfg.segment_seconds * sr))
     dataset = CropBatches(train_items, cache, sr, segment, cfg.batch_size, cfg.seed, procs.world, procs.rank)
     eval_ids, eval_clips = _eval_clips(items, dataset, cfg, sr)
-    trainer = _CodecTrainer(run, cfg, codec_config, dataset, eval_ids, eval_clips.to(procs.device), procs)
+    trainer = _CodecTrainer(run, cfg, codec_config, dataset, eval_ids, eval_clips.to(procs.device), procs,
+                            start_weights)
     trained = run_training(trainer, run, cfg.steps, cfg.ckpt_every, keep=cfg.keep_checkpoints, desc="train codec",
                            tensorboard=cfg.tensorboard, processes=procs)
 
